@@ -1,0 +1,302 @@
+"""Domain types: what the controller reads (projects, jobs, objects) and what it decides.
+
+Documents are parsed here, once, into validated types; a document that does not
+parse is an `InvalidDocument`, never a crash further down.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+ProjectStatus = Literal["draft", "generating", "ready", "error"]
+JobStatus = Literal["queued", "processing", "completed", "failed"]
+ACTIVE_JOB_STATUSES: frozenset[str] = frozenset({"queued", "processing"})
+
+# Bounds on what a sane document holds; anything beyond is an "absurd size".
+MAX_PROMPTS = 500
+MAX_CLAIMS = 1000
+MAX_OBJECT_NAME = 1024
+
+
+class Action(StrEnum):
+    NO_CHANGE = "no_change"
+    CORRECTED = "corrected"
+    DRIFT = "drift"
+    SKIPPED = "skipped"
+    CONFLICT = "conflict"
+    ERROR = "error"
+
+
+class DriftKind(StrEnum):
+    """The fixed set of drift kinds; used as a metric label, so it must stay small."""
+
+    MISSING_CLIP = "missing_clip"
+    RESTORED_CLIP = "restored_clip"
+    STATUS_MISMATCH = "status_mismatch"
+    STUCK_GENERATING = "stuck_generating"
+    STITCHED_MISSING = "stitched_missing"
+    STALE_JOB = "stale_job"
+    INVALID_DOCUMENT = "invalid_document"
+
+
+class InvalidDocument(ValueError):
+    """A Firestore document the controller refuses to act on; the message says why."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where the controller's data lives: one Firestore database and one bucket."""
+
+    bucket: str
+    root_prefix: str = "reel-maker"
+
+    def project_prefix(self, user_id: str, project_id: str) -> str:
+        return f"{self.root_prefix}/{user_id}/{project_id}/"
+
+    def object_name(self, claim: str) -> str:
+        """The object name a claimed path refers to; raises InvalidDocument if unsafe."""
+        name = claim
+        if claim.startswith("gs://"):
+            bucket, _, name = claim[len("gs://") :].partition("/")
+            if bucket != self.bucket:
+                raise InvalidDocument(f"path {claim!r} is in foreign bucket {bucket!r}")
+        if not name or len(name.encode()) > MAX_OBJECT_NAME:
+            raise InvalidDocument(f"path {claim!r} is not a valid object name")
+        if name.startswith("/") or "\\" in name or "\x00" in name:
+            raise InvalidDocument(f"path {claim!r} is not a relative object name")
+        if any(part in ("..", ".") for part in name.split("/")):
+            raise InvalidDocument(f"path {claim!r} contains a traversal segment")
+        if posixpath.normpath(name) != name.rstrip("/"):
+            raise InvalidDocument(f"path {claim!r} is not in normal form")
+        return name
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+Timestamp = AwareDatetime | NaiveDatetime
+
+
+class _ProjectFields(BaseModel):
+    """The fields of a project document the controller reads; others are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    userId: str = Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00]+$")
+    status: ProjectStatus
+    promptList: list[str] = Field(default_factory=list, max_length=MAX_PROMPTS)
+    clipFilenames: list[str | None] = Field(default_factory=list, max_length=MAX_CLAIMS)
+    stitchedFilename: str | None = None
+    errorInfo: dict[str, Any] | None = None
+    durationSeconds: int | None = Field(default=None, ge=0, le=24 * 3600)
+
+    @field_validator("userId")
+    @classmethod
+    def _no_traversal(cls, value: str) -> str:
+        if value in (".", ".."):
+            raise ValueError("userId is a traversal segment")
+        return value
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "document"
+    return f"{where}: {err['msg']}"
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project document as the policy sees it."""
+
+    id: str
+    user_id: str
+    status: ProjectStatus
+    prompt_count: int
+    claims: tuple[str | None, ...]
+    """clipFilenames as stored: element i is the clip of prompt i ('' counts as empty)."""
+    claim_objects: tuple[str | None, ...]
+    """The object name each claim refers to, or None for an empty slot."""
+    stitched: str | None
+    stitched_object: str | None
+    error_info: Mapping[str, Any] | None
+    duration_seconds: int | None
+    update_time: datetime
+
+    @classmethod
+    def parse(
+        cls, project_id: str, data: Mapping[str, Any] | None, update_time: datetime,
+        location: Location,
+    ) -> Project:
+        if not isinstance(data, Mapping):
+            raise InvalidDocument("document has no fields")
+        try:
+            fields = _ProjectFields.model_validate(dict(data))
+        except ValidationError as exc:
+            raise InvalidDocument(_first_error(exc)) from exc
+        claim_objects = tuple(
+            location.object_name(claim) if claim else None for claim in fields.clipFilenames
+        )
+        stitched = fields.stitchedFilename or None
+        return cls(
+            id=project_id,
+            user_id=fields.userId,
+            status=fields.status,
+            prompt_count=len(fields.promptList),
+            claims=tuple(fields.clipFilenames),
+            claim_objects=claim_objects,
+            stitched=stitched,
+            stitched_object=location.object_name(stitched) if stitched else None,
+            error_info=fields.errorInfo,
+            duration_seconds=fields.durationSeconds,
+            update_time=_utc(update_time),
+        )
+
+
+class _JobFields(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    projectId: str = Field(min_length=1)
+    status: JobStatus
+    promptCount: int | None = Field(default=None, ge=0, le=MAX_PROMPTS)
+    createdAt: Timestamp | None = None
+    startedAt: Timestamp | None = None
+    updatedAt: Timestamp | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A generation job document as the policy sees it."""
+
+    id: str
+    project_id: str
+    status: JobStatus
+    prompt_count: int | None
+    created_at: datetime | None
+    started_at: datetime | None
+    updated_at: datetime | None
+    update_time: datetime
+
+    @classmethod
+    def parse(cls, job_id: str, data: Mapping[str, Any] | None, update_time: datetime) -> Job:
+        if not isinstance(data, Mapping):
+            raise InvalidDocument("document has no fields")
+        try:
+            fields = _JobFields.model_validate(dict(data))
+        except ValidationError as exc:
+            raise InvalidDocument(_first_error(exc)) from exc
+        return cls(
+            id=job_id,
+            project_id=fields.projectId,
+            status=fields.status,
+            prompt_count=fields.promptCount,
+            created_at=_utc(fields.createdAt) if fields.createdAt else None,
+            started_at=_utc(fields.startedAt) if fields.startedAt else None,
+            updated_at=_utc(fields.updatedAt) if fields.updatedAt else None,
+            update_time=_utc(update_time),
+        )
+
+    @property
+    def last_sign_of_life(self) -> datetime | None:
+        return self.updated_at or self.started_at or self.created_at
+
+    @property
+    def created(self) -> datetime:
+        """When the job began, for ordering; the document's write time is the last resort."""
+        return self.created_at or self.started_at or self.updated_at or self.update_time
+
+
+@dataclass(frozen=True)
+class InvalidJob:
+    """A job document that did not parse; it still matters if it may be running."""
+
+    id: str
+    raw_status: object
+    reason: str
+
+    @property
+    def may_be_active(self) -> bool:
+        return self.raw_status in ACTIVE_JOB_STATUSES
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """One GCS object, as a listing or a metadata read returns it."""
+
+    name: str
+    size: int
+    updated: datetime
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """The knobs the pure policy needs; filled from config."""
+
+    location: Location
+    stale_after: timedelta = timedelta(minutes=30)
+    settle: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """Everything the policy looks at for one project, read at one moment."""
+
+    project: Project
+    jobs: tuple[Job, ...]
+    objects: tuple[ObjectInfo, ...]
+    """Every object under the project's prefix (a complete listing)."""
+    outside: Mapping[str, ObjectInfo | None]
+    """Metadata reads of claimed paths outside the prefix: None means the object is absent."""
+    now: datetime
+    forced: bool = False
+    invalid_jobs: tuple[InvalidJob, ...] = ()
+
+
+class Report(BaseModel):
+    """What one reconcile found and did; keys are the seed's camelCase ones, plus more."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+
+    project_id: str
+    original_status: str | None = None
+    corrected_status: str | None = None
+    claimed_clips: int = 0
+    verified_clips: int = 0
+    missing_clips: list[str] = Field(default_factory=list)
+    restored_clips: list[str] = Field(default_factory=list)
+    action: Action = Action.NO_CHANGE
+    error: str | None = None
+    reason: str | None = None
+    drift_kinds: list[DriftKind] = Field(default_factory=list)
+    extra_claims: list[str] = Field(default_factory=list)
+    stitched_missing: str | None = None
+    stale_jobs: list[str] = Field(default_factory=list)
+    recovered_video_seconds: int = 0
+    attempts: int = 1
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The policy's decision: the Firestore fields to write (None: write nothing) and why."""
+
+    update: Mapping[str, Any] | None
+    report: Report

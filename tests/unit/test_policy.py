@@ -21,6 +21,7 @@ from controller.model import (
     Plan,
     PolicySettings,
     Project,
+    ProjectStatus,
 )
 from controller.policy import decide, is_active, is_stale, latest_job_for, target_status
 
@@ -107,10 +108,11 @@ STATUS_ROWS = [
 
 
 @pytest.mark.parametrize(("current", "n", "usable", "expected"), STATUS_ROWS)
-def test_status_rule(current: str, n: int, usable: int, expected: str) -> None:
-    assert target_status(current, n, usable) == expected  # type: ignore[arg-type]
+def test_status_rule(current: ProjectStatus, n: int, usable: int,
+                     expected: ProjectStatus) -> None:
+    assert target_status(current, n, usable) == expected
     # A fixed point: the rule applied to its own output gives the same status (D5).
-    assert target_status(expected, n, usable) == expected  # type: ignore[arg-type]
+    assert target_status(expected, n, usable) == expected
 
 
 # --- end-to-end cases through decide() ----------------------------------------------------
@@ -183,7 +185,7 @@ def test_d3_new_generation_with_no_clips_yet_is_not_killed() -> None:
 
 
 def test_d5_failed_generation_keeps_its_error() -> None:
-    plan, after = run_twice(doc("generating", 3, [None] * 3), jobs=(job("failed", 3),))
+    _plan, after = run_twice(doc("generating", 3, [None] * 3), jobs=(job("failed", 3),))
     assert after["status"] == "error"
     assert "0 of 3" in after["errorInfo"]["message"]
     # A third look at the error, with its original errorInfo, still writes nothing.
@@ -194,7 +196,7 @@ def test_d5_failed_generation_keeps_its_error() -> None:
 
 def test_leaving_error_clears_error_info_but_keeps_it_in_last_reconciliation() -> None:
     claims = [clip(0), None, None]
-    plan, after = run_twice(doc("error", 3, claims, errorInfo={"message": "quota"}),
+    _plan, after = run_twice(doc("error", 3, claims, errorInfo={"message": "quota"}),
                             objects=(obj(clip(0)),))
     assert after["status"] == "draft"
     assert after["errorInfo"] is None
@@ -213,7 +215,7 @@ def test_no_change_writes_nothing() -> None:
 
 @pytest.mark.parametrize("status", ["draft", "generating", "ready", "error"])
 def test_no_prompts_is_draft(status: str) -> None:
-    plan, after = run_twice(doc(status, 0, []))
+    _plan, after = run_twice(doc(status, 0, []))
     assert after["status"] == "draft"
 
 
@@ -234,7 +236,7 @@ def test_extra_claims_beyond_prompts_are_reported_not_kept() -> None:
 
 
 def test_short_claim_list_is_padded_to_n_slots() -> None:
-    plan, after = run_twice(doc("draft", 3, [clip(0)]), objects=(obj(clip(0)),))
+    _plan, after = run_twice(doc("draft", 3, [clip(0)]), objects=(obj(clip(0)),))
     assert after["clipFilenames"] == [clip(0), None, None]
 
 
@@ -290,13 +292,13 @@ def test_restore_picks_newest_mp4_of_latest_matching_job_only() -> None:
         obj(f"{PREFIX}raw/{JOB}/prompt-1/odd.mp4"),                  # not zero-padded
         obj(clip(1, job="reeljob-cccccccccccc")),                    # other prompt count
     )
-    plan, after = run_twice(doc("generating", 3, []), jobs=jobs, objects=objects)
+    _plan, after = run_twice(doc("generating", 3, []), jobs=jobs, objects=objects)
     assert after["clipFilenames"] == [clip(0, file="b.mp4"), None, None]
     assert after["status"] == "draft"
 
 
 def test_no_matching_job_means_nothing_restored() -> None:
-    plan, after = run_twice(doc("generating", 2, []), jobs=(job("completed", 5),),
+    _plan, after = run_twice(doc("generating", 2, []), jobs=(job("completed", 5),),
                             objects=(obj(clip(0)), obj(clip(1))))
     assert after["clipFilenames"] == [None, None]
     assert after["status"] == "error"

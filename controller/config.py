@@ -1,0 +1,129 @@
+"""Settings from flags and the environment, validated once (DESIGN.md §4-§5)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from controller.model import Location, PolicySettings
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ConfigError(ValueError):
+    """Configuration the controller cannot start with; the message says what to set."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Go/Flux-style durations ("30s", "5m", "1h30m"), or a number of seconds."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and value and _DURATION_PART.sub("", value) == "":
+        seconds = sum(float(num) * _UNITS[unit] for num, unit in _DURATION_PART.findall(value))
+    else:
+        raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
+    if seconds < 0:
+        raise ValueError(f"{value!r} is negative")
+    return timedelta(seconds=seconds)
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Everything one reconciler needs: where the data is, how hard to push, how long to wait."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True,
+                                      env_ignore_empty=True)
+
+    gcp_project: str | None = Field(
+        default=None, validation_alias=_env("gcp_project", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT")
+    )
+    database: str = Field(
+        default="(default)", validation_alias=_env("database", "REEL_FIRESTORE_DATABASE")
+    )
+    bucket: str | None = Field(
+        default=None,
+        validation_alias=_env(
+            "bucket", "REEL_BUCKET", "REEL_MAKER_GCS_BUCKET", "VIDEO_GENERATION_BUCKET",
+            "VIDEO_STORAGE_BUCKET",
+        ),
+    )
+    root_prefix: str = Field(
+        default="reel-maker", min_length=1, pattern=r"^[^/].*[^/]$|^[^/]$",
+        validation_alias=_env("root_prefix", "REEL_ROOT_PREFIX"),
+    )
+    projects_collection: str = Field(
+        default="reel_maker_projects", min_length=1,
+        validation_alias=_env("projects_collection", "REEL_PROJECTS_COLLECTION"),
+    )
+    jobs_collection: str = Field(
+        default="reel_maker_jobs", min_length=1,
+        validation_alias=_env("jobs_collection", "REEL_JOBS_COLLECTION"),
+    )
+    stale_timeout: timedelta = Field(
+        default=timedelta(minutes=30), validation_alias=_env("stale_timeout", "REEL_STALE_TIMEOUT")
+    )
+    settle: timedelta = Field(
+        default=timedelta(seconds=30), validation_alias=_env("settle", "REEL_SETTLE")
+    )
+    request_timeout: float = Field(
+        default=10.0, gt=0, le=300,
+        validation_alias=_env("request_timeout", "REEL_REQUEST_TIMEOUT"),
+    )
+    retry_deadline: float = Field(
+        default=15.0, gt=0, le=600, validation_alias=_env("retry_deadline", "REEL_RETRY_DEADLINE")
+    )
+    page_size: int = Field(
+        default=300, ge=1, le=10_000, validation_alias=_env("page_size", "REEL_PAGE_SIZE")
+    )
+    gcs_page_size: int = Field(
+        default=1000, ge=1, le=1000, validation_alias=_env("gcs_page_size", "REEL_GCS_PAGE_SIZE")
+    )
+    concurrency: int = Field(
+        default=8, ge=1, le=256, validation_alias=_env("concurrency", "REEL_CONCURRENCY")
+    )
+    max_attempts: int = Field(
+        default=3, ge=1, le=20, validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
+    )
+
+    @field_validator("stale_timeout", "settle", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @property
+    def location(self) -> Location:
+        if not self.bucket:
+            raise ConfigError(
+                "no bucket configured: pass --bucket or set REEL_BUCKET "
+                "(or the app's REEL_MAKER_GCS_BUCKET / VIDEO_GENERATION_BUCKET / "
+                "VIDEO_STORAGE_BUCKET)"
+            )
+        return Location(bucket=self.bucket, root_prefix=self.root_prefix)
+
+    @property
+    def policy(self) -> PolicySettings:
+        return PolicySettings(location=self.location, stale_after=self.stale_timeout,
+                              settle=self.settle)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Flags (non-None overrides) win over the environment; errors become ConfigError."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError(f"invalid setting {where}: {err['msg']}") from exc
+    settings.location  # noqa: B018 - validates that a bucket is configured
+    return settings

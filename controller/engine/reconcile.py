@@ -1,0 +1,175 @@
+"""Reconcile one project: observe -> decide -> apply, with bounded retries on conflicts (D4).
+
+Any read error ends the attempt with `action: error` and no write (D2).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from controller import metrics
+from controller.config import Settings
+from controller.model import (
+    Action,
+    DriftKind,
+    InvalidDocument,
+    InvalidJob,
+    Job,
+    Observation,
+    Project,
+    Report,
+)
+from controller.policy import decide, outside_names
+from controller.stores import Conflict, Outage, StoreError
+from controller.stores.firestore import Document, FirestoreStore
+from controller.stores.gcs import GcsStore
+
+log = logging.getLogger(__name__)
+
+
+class Trigger(StrEnum):
+    """Why a reconcile runs; automatic triggers respect the settle window, forced ones do not."""
+
+    LISTENER = "listener"
+    SWEEP = "sweep"
+    STALE_JOB = "stale_job"
+    ANNOTATION = "annotation"
+    CLI = "cli"
+    API = "api"
+
+    @property
+    def forced(self) -> bool:
+        return self in (Trigger.ANNOTATION, Trigger.CLI, Trigger.API)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _parse_jobs(documents: list[Document]) -> tuple[tuple[Job, ...], tuple[InvalidJob, ...]]:
+    jobs: list[Job] = []
+    invalid: list[InvalidJob] = []
+    for doc in documents:
+        try:
+            jobs.append(Job.parse(doc.id, doc.data, doc.update_time))
+        except InvalidDocument as exc:
+            raw = doc.data.get("status") if doc.data else None
+            invalid.append(InvalidJob(id=doc.id, raw_status=raw, reason=str(exc)))
+    return tuple(jobs), tuple(invalid)
+
+
+class Engine:
+    """One reconciler's engine: its settings, its two stores, and the metrics it records."""
+
+    def __init__(self, settings: Settings, firestore: FirestoreStore, gcs: GcsStore,
+                 reconciler: str = "cli", clock: Callable[[], datetime] = utcnow) -> None:
+        self.settings = settings
+        self.policy = settings.policy
+        self.firestore = firestore
+        self.gcs = gcs
+        self.reconciler = reconciler
+        self.clock = clock
+
+    def request_count(self) -> tuple[int, int]:
+        """(GCS, Firestore) requests made so far, for run summaries."""
+        return self.gcs.requests.total(), self.firestore.requests.total()
+
+    def reconcile(self, project_id: str, trigger: Trigger, dry_run: bool = False,
+                  snapshot: Document | None = None) -> Report:
+        """Reconcile one project and record the outcome in logs and metrics."""
+        started = time.monotonic()
+        report = self._reconcile(project_id, trigger, dry_run, snapshot)
+        self._record(report, trigger, time.monotonic() - started)
+        return report
+
+    def _reconcile(self, project_id: str, trigger: Trigger, dry_run: bool,
+                   snapshot: Document | None) -> Report:
+        attempts = self.settings.max_attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                doc = snapshot if attempt == 1 and snapshot else self.firestore.get_project(
+                    project_id)
+                if doc is None:
+                    return _error(project_id, "project document not found", attempt)
+                observation = self._observe(doc, trigger)
+                if isinstance(observation, Report):
+                    return observation
+                plan = decide(observation, self.policy)
+            except StoreError as exc:
+                return _error(project_id, str(exc), attempt, outage=isinstance(exc, Outage))
+            except ValueError as exc:
+                return _error(project_id, f"cannot decide: {exc}", attempt)
+            report = plan.report.model_copy(update={"attempts": attempt})
+            if plan.update is None:
+                return report
+            if dry_run:
+                return report.model_copy(update={"action": Action.DRIFT})
+            try:
+                self.firestore.update_project(project_id, plan.update,
+                                              observation.project.update_time)
+            except Conflict as exc:
+                log.info("write conflict, re-reading",
+                         extra={"projectId": project_id, "attempt": attempt, "error": str(exc)})
+                continue
+            except StoreError as exc:
+                return _error(project_id, str(exc), attempt, outage=isinstance(exc, Outage))
+            return report
+        return Report(project_id=project_id, action=Action.CONFLICT, attempts=attempts,
+                      error=f"document kept changing: gave up after {attempts} attempts")
+
+    def _observe(self, doc: Document, trigger: Trigger) -> Observation | Report:
+        """Read everything the policy needs about one project (raises StoreError)."""
+        location = self.policy.location
+        try:
+            project = Project.parse(doc.id, doc.data, doc.update_time, location)
+        except InvalidDocument as exc:
+            status = doc.data.get("status") if doc.data else None
+            return Report(project_id=doc.id, original_status=str(status) if status else None,
+                          action=Action.SKIPPED, reason=f"invalid document: {exc}",
+                          drift_kinds=[DriftKind.INVALID_DOCUMENT])
+        jobs, invalid_jobs = _parse_jobs(self.firestore.project_jobs(project.id))
+        for bad in invalid_jobs:
+            log.warning("invalid job document ignored",
+                        extra={"jobId": bad.id, "projectId": project.id, "reason": bad.reason})
+            metrics.DRIFT_DETECTED_TOTAL.labels(self.reconciler,
+                                                DriftKind.INVALID_DOCUMENT.value).inc()
+        prefix = location.project_prefix(project.user_id, project.id)
+        objects = tuple(self.gcs.list_prefix(prefix))
+        outside = {name: self.gcs.stat(name) for name in sorted(outside_names(project, prefix))}
+        return Observation(project=project, jobs=jobs, objects=objects, outside=outside,
+                           now=self.clock(), forced=trigger.forced, invalid_jobs=invalid_jobs)
+
+    def _record(self, report: Report, trigger: Trigger, seconds: float) -> None:
+        r = self.reconciler
+        metrics.RECONCILE_TOTAL.labels(r, trigger.value, report.action.value).inc()
+        metrics.RECONCILE_DURATION_SECONDS.labels(r, trigger.value).observe(seconds)
+        for kind in report.drift_kinds:
+            metrics.DRIFT_DETECTED_TOTAL.labels(r, kind.value).inc()
+            if report.action is Action.CORRECTED:
+                metrics.CORRECTIONS_TOTAL.labels(r, kind.value).inc()
+        if report.action is Action.CORRECTED:
+            metrics.RECOVERED_VIDEO_SECONDS_TOTAL.labels(r).inc(report.recovered_video_seconds)
+        fields = {"projectId": report.project_id, "trigger": trigger.value,
+                  "action": report.action.value, "durationSeconds": round(seconds, 4)}
+        if report.action in (Action.NO_CHANGE, Action.SKIPPED) and not report.drift_kinds:
+            log.debug("reconciled", extra=fields)
+        elif report.action is Action.ERROR:
+            log.error("reconcile failed", extra={**fields, "error": report.error})
+        elif report.action is Action.SKIPPED:
+            log.warning("skipped", extra={**fields, "reason": report.reason})
+        else:
+            log.info("reconciled", extra={
+                **fields, "originalStatus": report.original_status,
+                "correctedStatus": report.corrected_status,
+                "missingClips": len(report.missing_clips),
+                "restoredClips": len(report.restored_clips),
+                "drift": [kind.value for kind in report.drift_kinds]})
+
+
+def _error(project_id: str, message: str, attempts: int, outage: bool = False) -> Report:
+    return Report(project_id=project_id, action=Action.ERROR, error=message, attempts=attempts,
+                  unreachable=outage or None)

@@ -1,0 +1,97 @@
+"""Stale jobs: mark jobs silent past the timeout `failed` (with a precondition), then
+reconcile their projects by the usual rules."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller import metrics
+from controller.engine.reconcile import Engine, Trigger
+from controller.model import InvalidDocument, Job, Report
+from controller.policy import is_stale
+from controller.stores import Conflict, StoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StaleCleanup:
+    stale_jobs: list[str] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.error is not None or any(r.action == "error" for r in self.reports)
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"staleJobs": self.stale_jobs,
+                                "reports": [report.as_json() for report in self.reports]}
+        if self.error:
+            body["error"] = self.error
+        return body
+
+
+def _mark_failed(engine: Engine, job: Job) -> bool:
+    """Fail the job unless it moved since we read it; a job that moved is judged again."""
+    timeout = engine.settings.stale_timeout
+    message = f"timed out after {int(timeout.total_seconds() // 60)} minutes"
+    for _ in range(engine.settings.max_attempts):
+        try:
+            engine.firestore.fail_job(job.id, message, job.update_time)
+            return True
+        except Conflict:
+            doc = engine.firestore.get_job(job.id)
+            if doc is None:
+                return False
+            try:
+                job = Job.parse(doc.id, doc.data, doc.update_time)
+            except InvalidDocument:
+                return False
+            if not is_stale(job, engine.clock(), timeout):
+                return False
+    return False
+
+
+def cleanup_stale_jobs(engine: Engine, dry_run: bool = False,
+                       trigger: Trigger = Trigger.STALE_JOB) -> StaleCleanup:
+    """Find jobs queued/processing past the stale timeout, fail them, reconcile their projects.
+
+    A read error stops the cleanup and is returned in `error`; nothing half-written remains,
+    since every job is failed by one precondition-guarded write.
+    """
+    result = StaleCleanup()
+    try:
+        _cleanup(engine, dry_run, trigger, result)
+    except StoreError as exc:
+        result.error = str(exc)
+        log.error("stale-job cleanup failed", extra={"error": str(exc)})
+    return result
+
+
+def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleCleanup) -> None:
+    timeout = engine.settings.stale_timeout
+    now = engine.clock()
+    projects: list[str] = []
+    for doc in engine.firestore.active_jobs():
+        try:
+            job = Job.parse(doc.id, doc.data, doc.update_time)
+        except InvalidDocument as exc:
+            log.warning("invalid job document skipped", extra={"jobId": doc.id,
+                                                                "reason": str(exc)})
+            continue
+        if not is_stale(job, now, timeout):
+            continue
+        sign = job.last_sign_of_life
+        log.warning("stale job", extra={
+            "jobId": job.id, "projectId": job.project_id, "status": job.status,
+            "silentMinutes": round((now - sign).total_seconds() / 60, 1) if sign else None})
+        if dry_run or _mark_failed(engine, job):
+            result.stale_jobs.append(job.id)
+            if not dry_run:
+                metrics.STALE_JOBS_TOTAL.labels(engine.reconciler).inc()
+            if job.project_id not in projects:
+                projects.append(job.project_id)
+    result.reports = [engine.reconcile(pid, trigger, dry_run) for pid in projects]

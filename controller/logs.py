@@ -1,0 +1,47 @@
+"""Structured logs: one JSON object a line in a container, readable text in a terminal."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+from pythonjsonlogger.json import JsonFormatter
+from rich.console import Console, ConsoleRenderable
+from rich.logging import RichHandler
+
+LogFormat = Literal["auto", "json", "text"]
+
+
+def setup_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
+    """Ids travel in `extra=` fields, so both formats show them without string formatting."""
+    if fmt == "auto":
+        fmt = "text" if sys.stderr.isatty() else "json"
+    handler: logging.Handler
+    if fmt == "json":
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonFormatter(
+            "{asctime}{levelname}{name}{message}", style="{",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        ))
+    else:
+        handler = _TextHandler(console=Console(stderr=True), show_path=False,
+                               rich_tracebacks=True)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("google", "urllib3", "grpc"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+class _TextHandler(RichHandler):
+    """Rich text with the structured fields appended as key=value."""
+
+    def render_message(self, record: logging.LogRecord, message: str) -> ConsoleRenderable:
+        fields = {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
+        if fields:
+            message = message + " " + " ".join(f"{k}={v}" for k, v in fields.items())
+        return super().render_message(record, message)

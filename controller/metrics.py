@@ -1,0 +1,44 @@
+"""Every Prometheus metric of DESIGN.md §6, defined once. Labels never carry ids."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PREFIX = "reel_reconciler_"
+R = "reconciler"
+
+RECONCILE_TOTAL = Counter(f"{PREFIX}reconcile_total", "Project reconciles by trigger and action",
+                          [R, "trigger", "action"])
+DRIFT_DETECTED_TOTAL = Counter(f"{PREFIX}drift_detected_total", "Drift found, by kind",
+                               [R, "kind"])
+CORRECTIONS_TOTAL = Counter(f"{PREFIX}corrections_total", "Drift corrected in Firestore, by kind",
+                            [R, "kind"])
+STALE_JOBS_TOTAL = Counter(f"{PREFIX}stale_jobs_total", "Jobs marked failed after timing out",
+                           [R])
+LISTENER_RESTARTS_TOTAL = Counter(f"{PREFIX}listener_restarts_total",
+                                  "Firestore listener restarts", [R, "listener", "reason"])
+GCS_REQUESTS_TOTAL = Counter(f"{PREFIX}gcs_requests_total", "GCS requests by operation",
+                             [R, "op", "outcome"])
+FIRESTORE_REQUESTS_TOTAL = Counter(f"{PREFIX}firestore_requests_total",
+                                   "Firestore requests by operation", [R, "op", "outcome"])
+RECOVERED_VIDEO_SECONDS_TOTAL = Counter(
+    f"{PREFIX}recovered_video_seconds_total",
+    "Seconds of video restored from GCS instead of regenerated", [R])
+
+RECONCILE_DURATION_SECONDS = Histogram(f"{PREFIX}reconcile_duration_seconds",
+                                       "Time to reconcile one project", [R, "trigger"],
+                                       buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+                                                30))
+SWEEP_DURATION_SECONDS = Histogram(f"{PREFIX}sweep_duration_seconds", "Time of a full sweep",
+                                   [R], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
+
+PROJECTS = Gauge(f"{PREFIX}projects", "Projects by status after the last sweep", [R, "status"])
+PROJECTS_DRIFTED = Gauge(f"{PREFIX}projects_drifted", "Projects with drift in the last sweep",
+                         [R])
+LISTENER_UP = Gauge(f"{PREFIX}listener_up", "1 while a Firestore listener is healthy",
+                    [R, "listener"])
+LISTENER_LAST_EVENT = Gauge(f"{PREFIX}listener_last_event_timestamp_seconds",
+                            "When a listener last heard from Firestore", [R, "listener"])
+LAST_SWEEP_TIMESTAMP = Gauge(f"{PREFIX}last_sweep_timestamp_seconds",
+                             "When the last full sweep completed", [R])
+QUEUE_DEPTH = Gauge(f"{PREFIX}queue_depth", "Project ids waiting in the work queue", [R])

@@ -1,0 +1,78 @@
+"""Thin adapters over Firestore and GCS: explicit timeouts and retry deadlines, counted requests,
+and Google's exceptions mapped to three meanings the engine acts on."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import requests
+from google.api_core import exceptions as gexc
+from prometheus_client import Counter as PromCounter
+
+
+class StoreError(RuntimeError):
+    """A read or write failed; the engine reports `action: error` and writes nothing."""
+
+
+class Outage(StoreError):
+    """The service could not be reached within the retry deadline: stop asking for now."""
+
+
+class Conflict(StoreError):
+    """A precondition failed: someone else wrote first. Re-read and decide again."""
+
+
+_CONFLICTS = (gexc.FailedPrecondition, gexc.Aborted, gexc.Conflict)
+_OUTAGES = (
+    gexc.RetryError, gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.GatewayTimeout,
+    requests.ConnectionError, requests.Timeout, ConnectionError, TimeoutError,
+)
+
+
+class RequestLog:
+    """Counts requests per (op, outcome) for one store, in Prometheus and for run summaries."""
+
+    def __init__(self, service: str, metric: PromCounter, reconciler: str) -> None:
+        self.service = service
+        self._metric = metric
+        self._reconciler = reconciler
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, op: str, outcome: str = "ok", n: int = 1) -> None:
+        with self._lock:
+            self._counts[(op, outcome)] += n
+        self._metric.labels(self._reconciler, op, outcome).inc(n)
+
+    def total(self) -> int:
+        with self._lock:
+            return sum(self._counts.values())
+
+    @contextmanager
+    def call(self, op: str, what: str) -> Iterator[Callable[[int], None]]:
+        """Wrap one logical request: count it, and translate its failure into our errors.
+
+        Yields a function that counts extra requests (pages) made inside the block.
+        """
+        extra = 0
+
+        def more(n: int = 1) -> None:
+            nonlocal extra
+            extra += n
+
+        try:
+            yield more
+        except _CONFLICTS as exc:
+            self.count(op, "conflict", 1 + extra)
+            raise Conflict(f"{self.service} {op} {what}: precondition failed ({exc})") from exc
+        except _OUTAGES as exc:
+            self.count(op, "unavailable", 1 + extra)
+            cause = exc.__cause__ or exc
+            raise Outage(f"{self.service} unreachable during {op} {what}: {cause}") from exc
+        except gexc.GoogleAPIError as exc:
+            self.count(op, "error", 1 + extra)
+            raise StoreError(f"{self.service} {op} {what} failed: {exc}") from exc
+        self.count(op, "ok", 1 + extra)

@@ -1,0 +1,114 @@
+"""Firestore adapter: the two collections of the app, read and written with preconditions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core.retry import Retry, if_transient_error
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from controller.config import Settings
+from controller.metrics import FIRESTORE_REQUESTS_TOTAL
+from controller.model import ACTIVE_JOB_STATUSES
+from controller.stores import RequestLog
+
+
+@dataclass(frozen=True)
+class Document:
+    """A document as read: id, fields (None if absent) and the server's update time."""
+
+    id: str
+    data: Mapping[str, Any] | None
+    update_time: datetime
+
+
+def _document(snapshot: Any) -> Document:
+    return Document(id=snapshot.id, data=snapshot.to_dict(), update_time=snapshot.update_time)
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, Exception) and (
+        if_transient_error(exc) or isinstance(exc, gexc.DeadlineExceeded)
+    )
+
+
+class FirestoreStore:
+    """Reads and precondition-guarded writes; every call has a timeout and a retry deadline."""
+
+    def __init__(self, settings: Settings, reconciler: str = "cli",
+                 client: firestore.Client | None = None) -> None:
+        self.client = client or firestore.Client(project=settings.gcp_project,
+                                                 database=settings.database)
+        self.projects = self.client.collection(settings.projects_collection)
+        self.jobs = self.client.collection(settings.jobs_collection)
+        self.timeout = settings.request_timeout
+        self.retry = Retry(predicate=_retryable, initial=0.2, maximum=2.0, multiplier=2.0,
+                           timeout=settings.retry_deadline)
+        self.requests = RequestLog("firestore", FIRESTORE_REQUESTS_TOTAL, reconciler)
+
+    def probe(self) -> None:
+        """One cheap read, to fail fast at start when Firestore is unreachable."""
+        with self.requests.call("probe", self.projects.id):
+            list(self.projects.limit(1).stream(retry=self.retry, timeout=self.timeout))
+
+    def get_project(self, project_id: str) -> Document | None:
+        with self.requests.call("get_project", project_id):
+            snapshot = self.projects.document(project_id).get(retry=self.retry,
+                                                              timeout=self.timeout)
+        return _document(snapshot) if snapshot.exists else None
+
+    def get_job(self, job_id: str) -> Document | None:
+        with self.requests.call("get_job", job_id):
+            snapshot = self.jobs.document(job_id).get(retry=self.retry, timeout=self.timeout)
+        return _document(snapshot) if snapshot.exists else None
+
+    def project_jobs(self, project_id: str) -> list[Document]:
+        query = self.jobs.where(filter=FieldFilter("projectId", "==", project_id))
+        with self.requests.call("query_jobs", project_id):
+            return [_document(s) for s in query.stream(retry=self.retry, timeout=self.timeout)]
+
+    def active_jobs(self) -> list[Document]:
+        """Jobs the worker may still own (queued/processing): the candidates for staleness."""
+        query = self.jobs.where(filter=FieldFilter("status", "in", sorted(ACTIVE_JOB_STATUSES)))
+        with self.requests.call("query_active_jobs", self.jobs.id):
+            return [_document(s) for s in query.stream(retry=self.retry, timeout=self.timeout)]
+
+    def project_pages(self, page_size: int) -> Iterator[list[Document]]:
+        """Every project, in id order, one page per request; memory stays at one page."""
+        after: Any = None
+        while True:
+            query = self.projects.order_by("__name__").limit(page_size)
+            if after is not None:
+                query = query.start_after(after)
+            with self.requests.call("list_projects", f"page after {getattr(after, 'id', '')}"):
+                snapshots = list(query.stream(retry=self.retry, timeout=self.timeout))
+            if not snapshots:
+                return
+            yield [_document(s) for s in snapshots]
+            if len(snapshots) < page_size:
+                return
+            after = snapshots[-1]
+
+    def update_project(self, project_id: str, fields: Mapping[str, Any],
+                       read_update_time: datetime) -> datetime:
+        """Write `fields` only if the document is still the one we read (D4)."""
+        payload = {**fields, "updatedAt": firestore.SERVER_TIMESTAMP}
+        option = self.client.write_option(last_update_time=read_update_time)
+        with self.requests.call("update_project", project_id):
+            result = self.projects.document(project_id).update(payload, option=option,
+                                                               timeout=self.timeout)
+        return result.update_time  # type: ignore[no-any-return]
+
+    def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> None:
+        """Mark a stale job failed, only if nobody touched it since we read it."""
+        payload = {"status": "failed", "error": message,
+                   "updatedAt": firestore.SERVER_TIMESTAMP,
+                   "completedAt": firestore.SERVER_TIMESTAMP}
+        option = self.client.write_option(last_update_time=read_update_time)
+        with self.requests.call("fail_job", job_id):
+            self.jobs.document(job_id).update(payload, option=option, timeout=self.timeout)

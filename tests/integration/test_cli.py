@@ -1,0 +1,199 @@
+"""The CLI contract (issue #2 §5), run as a user would: a subprocess against the emulators."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import timedelta
+from subprocess import CompletedProcess
+from typing import Any
+
+from tests.support.seed import World
+
+Cli = Callable[..., CompletedProcess[str]]
+
+
+def _json(proc: CompletedProcess[str]) -> Any:
+    assert proc.stdout, f"no output; stderr: {proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+def test_reconcile_json_reports_in_order_and_exit_status(world: World, cli: Cli) -> None:
+    _, paths = world.generated_project("b-stuck", status="generating", prompts=2, in_gcs=2,
+                                       in_db=0, job_status="failed")
+    world.generated_project("a-fine", status="ready", prompts=1, in_gcs=1, in_db=1)
+    proc = cli("reconcile", "b-stuck", "a-fine", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    reports = _json(proc)
+    assert isinstance(reports, list)
+    assert [r["projectId"] for r in reports] == ["b-stuck", "a-fine"]
+    assert [r["action"] for r in reports] == ["corrected", "no_change"]
+    assert reports[0]["restoredClips"] == paths
+    for key in ("originalStatus", "correctedStatus", "claimedClips", "verifiedClips",
+                "missingClips", "restoredClips"):
+        assert key in reports[0]
+    missing = cli("reconcile", "a-fine", "no-such-project", "--output", "json")
+    assert missing.returncode == 1
+    assert [r["action"] for r in _json(missing)] == ["no_change", "error"]
+
+
+def test_reconcile_text_is_a_table(world: World, cli: Cli) -> None:
+    world.generated_project("p1", status="generating", prompts=2, in_gcs=2, in_db=0,
+                            job_status="failed")
+    proc = cli("reconcile", "p1", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "generating → ready" in proc.stdout
+    assert "drift" in proc.stdout
+    assert world.project("p1")["status"] == "generating"
+
+
+def test_sweep_json_then_second_sweep_writes_nothing(world: World, cli: Cli) -> None:
+    world.generated_project("p-stuck", status="generating", prompts=3, in_gcs=3, in_db=0,
+                            job_status="processing", job_updated_ago=timedelta(hours=3))
+    world.generated_project("p-false", status="ready", prompts=2, in_gcs=[0], in_db=2)
+    world.generated_project("p-failed", status="generating", prompts=2, in_gcs=0, in_db=0,
+                            job_status="failed")
+    world.generated_project("p-ok", status="ready", prompts=2, in_gcs=2, in_db=2)
+    first = _json(cli("sweep", "--output", "json"))
+    assert isinstance(first, dict)
+    assert set(first) >= {"scanned", "actions", "reports", "gcsRequests", "firestoreRequests",
+                          "durationSeconds"}
+    assert first["scanned"] == 4
+    assert first["actions"] == {"corrected": 3, "no_change": 1}
+    assert sorted(r["projectId"] for r in first["reports"]) == ["p-failed", "p-false", "p-stuck"]
+    times = {pid: world.update_time(pid) for pid in ("p-stuck", "p-false", "p-failed", "p-ok")}
+
+    second = cli("sweep", "--output", "json")
+    assert second.returncode == 0, second.stderr
+    body = _json(second)
+    assert body["actions"] == {"no_change": 4}
+    assert body["reports"] == []
+    assert {pid: world.update_time(pid) for pid in times} == times
+
+
+def test_dry_run_sweep_reports_drift_and_writes_nothing(world: World, cli: Cli) -> None:
+    world.generated_project("p1", status="generating", prompts=2, in_gcs=2, in_db=0,
+                            job_status="failed")
+    before = world.update_time("p1")
+    body = _json(cli("sweep", "--dry-run", "--output", "json"))
+    assert body["actions"] == {"drift": 1}
+    assert body["dryRun"] is True
+    assert world.update_time("p1") == before
+
+
+def test_sweep_over_malformed_documents_reports_and_leaves_them(world: World, cli: Cli) -> None:
+    world.generated_project("good-stuck", status="generating", prompts=1, in_gcs=1, in_db=0,
+                            job_status="failed")
+    bad = {
+        "bad-status": {"userId": "u", "status": "exploded", "promptList": ["a"]},
+        "bad-types": {"userId": "u", "status": "ready", "promptList": "a,b",
+                      "clipFilenames": 3},
+        "bad-traversal": {"userId": "u", "status": "ready", "promptList": ["a"],
+                          "clipFilenames": ["reel-maker/u/x/../../../etc/passwd"]},
+        "bad-bucket": {"userId": "u", "status": "ready", "promptList": ["a"],
+                       "clipFilenames": ["gs://someone-elses-bucket/a.mp4"]},
+        "bad-size": {"userId": "u", "status": "draft", "promptList": ["p"] * 5000},
+        "bad-empty": {},
+    }
+    for pid, data in bad.items():
+        world.projects().document(pid).set(data)
+    times = {pid: world.update_time(pid) for pid in bad}
+    proc = cli("sweep", "--output", "json")
+    assert proc.returncode == 0, proc.stderr
+    body = _json(proc)
+    assert body["scanned"] == 7
+    reports = {r["projectId"]: r for r in body["reports"]}
+    for pid in bad:
+        assert reports[pid]["action"] == "skipped"
+        assert reports[pid]["reason"].startswith("invalid document")
+        assert reports[pid]["driftKinds"] == ["invalid_document"]
+    assert reports["good-stuck"]["action"] == "corrected"
+    assert {pid: world.update_time(pid) for pid in bad} == times
+    assert "invalid document" in reports["bad-bucket"]["reason"]
+    assert "foreign bucket" in reports["bad-bucket"]["reason"]
+
+
+def test_pagination_of_firestore_and_gcs(world: World, cli: Cli) -> None:
+    """Pages smaller than the data: 7 projects in pages of 2, objects in pages of 2."""
+    objects_per_project = [0, 1, 2, 3, 5, 4, 1]
+    for index, count in enumerate(objects_per_project):
+        world.generated_project(f"p{index}", status="ready", prompts=count, in_gcs=count,
+                                in_db=count)
+    body = _json(cli("sweep", "--output", "json", "--page-size", "2", "--gcs-page-size", "2"))
+    assert body["scanned"] == 7
+    # One list request per project, plus one per extra page; nothing per clip.
+    expected_gcs = sum(max(1, math.ceil(n / 2)) for n in objects_per_project)
+    assert body["gcsRequests"] == expected_gcs
+    assert body["gcsRequests"] <= len(objects_per_project) + sum(
+        max(0, math.ceil(n / 2) - 1) for n in objects_per_project)
+    # Firestore: 4 project pages (2+2+2+1), one job query per project, and one write:
+    # p0 has no prompts, so "ready" becomes "draft".
+    assert body["firestoreRequests"] == 4 + 7 + 1
+    assert body["actions"] == {"no_change": 6, "corrected": 1}
+
+
+def test_cleanup_stale_jobs_json_and_seed_style_text(world: World, cli: Cli) -> None:
+    job1, _ = world.generated_project("p-a", status="generating", prompts=2, in_gcs=2,
+                                      in_db=0, job_status="processing",
+                                      job_started_ago=timedelta(hours=2))
+    job2, _ = world.generated_project("p-b", status="generating", prompts=2, in_gcs=1,
+                                      in_db=1, job_status="queued",
+                                      job_created_ago=timedelta(hours=1))
+    world.generated_project("p-live", status="generating", prompts=2, in_gcs=1, in_db=1,
+                            job_status="processing", job_updated_ago=timedelta(minutes=3))
+    dry = cli("cleanup-stale-jobs", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert "Would clean up 2 stale project(s):" in dry.stdout
+    assert world.job(job1)["status"] == "processing"
+
+    body = _json(cli("cleanup-stale-jobs", "--output", "json"))
+    assert sorted(body["staleJobs"]) == sorted([job1, job2])
+    corrected = {r["projectId"]: r["correctedStatus"] for r in body["reports"]}
+    assert corrected == {"p-a": "ready", "p-b": "draft"}
+    assert world.job(job1)["error"] == "timed out after 30 minutes"
+    assert world.project("p-live")["status"] == "generating"
+
+    again = cli("cleanup-stale-jobs")
+    assert "No stale jobs found" in again.stdout
+
+
+def test_cleanup_timeout_flag_in_minutes(world: World, cli: Cli) -> None:
+    job, _ = world.generated_project("p", status="generating", prompts=1, in_gcs=1, in_db=0,
+                                     job_status="processing",
+                                     job_updated_ago=timedelta(minutes=10))
+    assert json.loads(cli("cleanup-stale-jobs", "--output", "json")
+                      .stdout)["staleJobs"] == []
+    text = cli("cleanup-stale-jobs", "--timeout", "5")
+    assert "Cleaned up 1 stale project(s):" in text.stdout
+    assert "  - p" in text.stdout
+    assert world.job(job)["error"] == "timed out after 5 minutes"
+
+
+def test_configuration_errors_exit_2_with_one_line(world: World, cli: Cli) -> None:
+    no_bucket = cli("sweep", env={"REEL_BUCKET": ""})
+    assert no_bucket.returncode == 2
+    assert "REEL_BUCKET" in no_bucket.stderr and len(no_bucket.stderr.strip().splitlines()) == 1
+
+    bad_value = cli("sweep", "--concurrency", "0")
+    assert bad_value.returncode == 2 and "concurrency" in bad_value.stderr
+
+    no_such_bucket = cli("sweep", "--bucket", "does-not-exist-anywhere")
+    assert no_such_bucket.returncode == 2 and "does not exist" in no_such_bucket.stderr
+
+    unreachable = cli("sweep", "--retry-deadline", "2",
+                      env={"FIRESTORE_EMULATOR_HOST": "127.0.0.1:9"})
+    assert unreachable.returncode == 2
+    assert "FIRESTORE_EMULATOR_HOST" in unreachable.stderr
+
+    usage = cli("sweep", "--output", "yaml")
+    assert usage.returncode == 2
+
+
+def test_app_bucket_variables_are_honoured(world: World, cli: Cli) -> None:
+    world.generated_project("p", status="generating", prompts=1, in_gcs=1, in_db=0,
+                            job_status="failed")
+    proc = cli("reconcile", "p", "--output", "json",
+               env={"REEL_BUCKET": "", "VIDEO_STORAGE_BUCKET": world.bucket})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["action"] == "corrected"

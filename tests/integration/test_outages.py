@@ -1,0 +1,104 @@
+"""Outages mid-run, provoked for real: the emulator process is stopped while the CLI sweeps.
+
+Each test runs its own emulator instance so that stopping it cannot disturb other tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import REPO
+from tests.support.emulators import Emulator, Emulators, fake_gcs_server, firestore_emulator
+from tests.support.seed import World
+
+READY = 40
+STUCK = 5
+
+
+def _seed(world: World) -> None:
+    """Ready projects first (a D2 bug would downgrade them), stuck ones last in id order."""
+    for i in range(READY):
+        world.generated_project(f"a-ready-{i:03d}", status="ready", prompts=2, in_gcs=2,
+                                in_db=2)
+    for i in range(STUCK):
+        world.generated_project(f"z-stuck-{i:03d}", status="generating", prompts=2, in_gcs=2,
+                                in_db=0, job_status="failed")
+
+
+def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[str, Any],
+                                                                   float]:
+    """Start a sweep, stop `victim` once it has reconciled a few projects, time the exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "controller.cli", "sweep", "--output", "json", "--concurrency",
+         "1", "--page-size", "5", "--log-level", "DEBUG", "--log-format", "json",
+         "--retry-deadline", "10", "--request-timeout", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    assert proc.stderr is not None
+    seen = 0
+    for line in proc.stderr:
+        if '"message": "reconciled"' in line:
+            seen += 1
+            if seen == 3:
+                break
+    assert seen == 3, "the sweep never got going"
+    victim.stop()
+    stopped = time.monotonic()
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, json.loads(out), time.monotonic() - stopped
+
+
+@pytest.fixture
+def own_gcs(emulators: Emulators, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulators]:
+    gcs = fake_gcs_server(tmp_path)
+    gcs.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{gcs.host}")
+    emulators.reset_firestore()
+    yield Emulators(emulators.firestore, gcs, emulators.gcp_project)
+    gcs.stop()
+
+
+@pytest.fixture
+def own_firestore(emulators: Emulators, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulators]:
+    fs = firestore_emulator(tmp_path)
+    fs.start()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", fs.host)
+    yield Emulators(fs, emulators.gcs, emulators.gcp_project)
+    fs.stop()
+
+
+def test_gcs_outage_mid_sweep_writes_nothing_and_exits_1_within_30s(
+        own_gcs: Emulators) -> None:
+    world = World.create(own_gcs.gcp_project)
+    _seed(world)
+    before = {d.id: d.update_time for d in world.projects().stream()}
+    env = {**os.environ, **own_gcs.env(), "REEL_BUCKET": world.bucket}
+    code, body, seconds = _sweep_and_stop(env, own_gcs.gcs)
+    assert code == 1
+    assert seconds < 30, f"outage took {seconds:.1f}s to report"
+    assert "gcs unreachable" in str(body["aborted"])
+    errors = [r for r in body["reports"] if r["action"] == "error"]
+    assert errors and all(r.get("unreachable") for r in errors)
+    after = {d.id: d.update_time for d in world.projects().stream()}
+    assert after == before, "a document was written during a storage outage"
+    assert body["scanned"] < READY + STUCK
+
+
+def test_firestore_outage_mid_sweep_exits_1_within_30s(own_firestore: Emulators) -> None:
+    world = World.create(own_firestore.gcp_project)
+    _seed(world)
+    env = {**os.environ, **own_firestore.env(), "REEL_BUCKET": world.bucket}
+    code, body, seconds = _sweep_and_stop(env, own_firestore.firestore)
+    assert code == 1
+    assert seconds < 30, f"outage took {seconds:.1f}s to report"
+    assert "firestore unreachable" in str(body["aborted"])

@@ -1,0 +1,223 @@
+"""Firestore snapshot listeners that only enqueue project ids, and the watchdog that keeps
+them honest.
+
+Errors alone prove nothing: measured on Google's emulator, a killed and restarted server
+leaves the Python client reconnecting by itself with `is_active` still True, and in
+production the client is known to stop silently. So the watchdog also writes a heartbeat
+document and listens to it: silence past a threshold restarts the listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from controller import metrics
+from controller.stores import StoreError
+from controller.stores.firestore import FirestoreStore
+
+log = logging.getLogger(__name__)
+
+PROJECTS, JOBS, HEARTBEAT = "projects", "jobs", "heartbeat"
+WATCHED_PROJECT_STATUSES = ["error", "generating"]
+ACTIVE_JOB_STATUSES = ["processing", "queued"]
+
+Enqueue = Callable[[list[str]], None]
+
+
+def _project_ids(changes: list[Any]) -> list[str]:
+    """A project entering or changing inside the watched set (generating, error)."""
+    return [c.document.id for c in changes if c.type.name in ("ADDED", "MODIFIED")]
+
+
+def _job_project_ids(changes: list[Any]) -> list[str]:
+    """A job leaving the active set (finished, failed, deleted) enqueues its project."""
+    ids = []
+    for change in changes:
+        if change.type.name != "REMOVED":
+            continue
+        data = change.document.to_dict() or {}
+        project_id = data.get("projectId")
+        if isinstance(project_id, str) and project_id:
+            ids.append(project_id)
+    return ids
+
+
+class Listener:
+    """One snapshot listener. Its callback records liveness and hands ids to `enqueue`."""
+
+    def __init__(self, name: str, target: Any, extract: Callable[[list[Any]], list[str]],
+                 enqueue: Enqueue, reconciler: str) -> None:
+        self.name = name
+        self._target = target
+        self._extract = extract
+        self._enqueue = enqueue
+        self._reconciler = reconciler
+        self._watch: Any = None
+        self.last_event = 0.0
+        self.error: BaseException | None = None
+        self.started_at = 0.0
+
+    def start(self) -> None:
+        self.error = None
+        self.started_at = time.time()
+        self._watch = self._target.on_snapshot(self._callback)
+
+    def stop(self) -> None:
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            try:
+                watch.unsubscribe()
+            except Exception as exc:  # a dead stream may fail to close; it is dropped anyway
+                log.debug("unsubscribe failed", extra={"listener": self.name, "error": str(exc)})
+
+    @property
+    def closed(self) -> bool:
+        watch = self._watch
+        return watch is None or not watch.is_active
+
+    def _callback(self, _docs: list[Any], changes: list[Any], _read_time: datetime) -> None:
+        try:
+            self.last_event = time.time()
+            metrics.LISTENER_LAST_EVENT.labels(self._reconciler, self.name).set(self.last_event)
+            ids = self._extract(changes)
+            if ids:
+                self._enqueue(ids)
+        except Exception as exc:
+            self.error = exc
+            log.exception("listener callback failed", extra={"listener": self.name})
+
+
+@dataclass
+class WatchdogSettings:
+    heartbeat_interval: float = 5.0
+    silence_threshold: float = 20.0
+    resubscribe_every: float = 1800.0
+    backoff_base: float = 2.0
+    backoff_max: float = 60.0
+
+
+class ListenerSet:
+    """The projects and jobs listeners of one reconciler, plus its heartbeat and watchdog."""
+
+    def __init__(self, store: FirestoreStore, enqueue: Enqueue, reconciler: str,
+                 heartbeat_collection: str = "reel_reconciler_heartbeats",
+                 settings: WatchdogSettings | None = None) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.settings = settings or WatchdogSettings()
+        projects = store.projects.where(
+            filter=FieldFilter("status", "in", WATCHED_PROJECT_STATUSES))
+        jobs = store.jobs.where(filter=FieldFilter("status", "in", ACTIVE_JOB_STATUSES))
+        self._heartbeat_ref = store.client.collection(heartbeat_collection).document(reconciler)
+        self.listeners = [
+            Listener(PROJECTS, projects, _project_ids, enqueue, reconciler),
+            Listener(JOBS, jobs, _job_project_ids, enqueue, reconciler),
+            Listener(HEARTBEAT, self._heartbeat_ref, lambda _: [], enqueue, reconciler),
+        ]
+        self._lock = threading.Lock()
+        self._heartbeat_time: datetime | None = None
+        self._beats = 0
+        self._restarts = 0
+        self._next_restart_at = 0.0
+        self.healthy = False
+
+    def start(self) -> None:
+        with self._lock:
+            for listener in self.listeners:
+                listener.start()
+        self._set_up(False)  # healthy once the heartbeat listener has heard something
+
+    def stop(self) -> None:
+        with self._lock:
+            for listener in self.listeners:
+                listener.stop()
+        self._set_up(False)
+
+    def beat(self) -> None:
+        """Write the heartbeat document, guarded by the update time of our own last write."""
+        self._beats += 1
+        payload = {"reconciler": self.reconciler, "beat": self._beats,
+                   "at": firestore.SERVER_TIMESTAMP}
+        call = {"timeout": self.store.timeout, "retry": self.store.retry}
+        with self.store.requests.call("heartbeat", self.reconciler):
+            try:
+                if self._heartbeat_time is None:
+                    result = self._heartbeat_ref.create(payload, **call)
+                else:
+                    option = self.store.client.write_option(last_update_time=self._heartbeat_time)
+                    result = self._heartbeat_ref.update(payload, option=option, **call)
+            except (gexc.AlreadyExists, gexc.NotFound, gexc.FailedPrecondition):
+                # Another writer or a wiped database: re-read and guard the next beat on that.
+                snapshot = self._heartbeat_ref.get(**call)
+                self._heartbeat_time = snapshot.update_time if snapshot.exists else None
+                return
+        self._heartbeat_time = result.update_time
+
+    def check(self, now: float | None = None) -> str | None:
+        """Restart the listeners when one is closed, failed, silent or due; returns the reason."""
+        now = time.time() if now is None else now
+        reason = self._restart_reason(now)
+        if reason is None:
+            if not self.healthy and self._heard_heartbeat_since_start():
+                self._set_up(True)
+                self._restarts = 0
+            return None
+        self._set_up(False)
+        if now < self._next_restart_at:
+            return None
+        self._restarts += 1
+        delay = min(self.settings.backoff_base * 2 ** (self._restarts - 1),
+                    self.settings.backoff_max)
+        self._next_restart_at = now + delay
+        log.warning("restarting listeners", extra={"reconciler": self.reconciler,
+                                                   "reason": reason, "backoffSeconds": delay})
+        for listener in self.listeners:
+            metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, listener.name, reason).inc()
+        with self._lock:
+            for listener in self.listeners:
+                listener.stop()
+            for listener in self.listeners:
+                listener.start()
+        return reason
+
+    def _restart_reason(self, now: float) -> str | None:
+        for listener in self.listeners:
+            if listener.error is not None:
+                return "callback_error"
+            if listener.closed:
+                return "closed"
+        heartbeat = self.listeners[2]
+        since = max(heartbeat.last_event, heartbeat.started_at)
+        if now - since > self.settings.silence_threshold:
+            return "silence"
+        if now - heartbeat.started_at > self.settings.resubscribe_every:
+            return "scheduled"
+        return None
+
+    def _heard_heartbeat_since_start(self) -> bool:
+        heartbeat = self.listeners[2]
+        return heartbeat.last_event >= heartbeat.started_at
+
+    def _set_up(self, up: bool) -> None:
+        self.healthy = up
+        for listener in self.listeners:
+            metrics.LISTENER_UP.labels(self.reconciler, listener.name).set(1 if up else 0)
+
+
+def safe_beat(listeners: ListenerSet) -> str | None:
+    """One heartbeat; a failure is reported (the watchdog acts on the silence), not raised."""
+    try:
+        listeners.beat()
+    except StoreError as exc:
+        return str(exc)
+    return None

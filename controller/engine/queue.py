@@ -1,0 +1,135 @@
+"""The work queue between triggers and the engine: deduplicating, rate-limited, bounded
+concurrency, and exponential backoff per item that keeps failing (like client-go's workqueue)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiolimiter import AsyncLimiter
+
+from controller import metrics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str], Awaitable[bool]]
+"""Processes one item; returns True when it should be retried later (error, conflict)."""
+
+
+class WorkQueue:
+    """Items waiting are kept once; an item added while it is being processed runs again after.
+
+    Listener callbacks run on Google's threads: they call `add_threadsafe`, never the engine.
+    """
+
+    def __init__(self, handler: Handler, *, concurrency: int = 8, rate_per_second: float = 50.0,
+                 backoff_base: float = 1.0, backoff_max: float = 300.0,
+                 reconciler: str = "default") -> None:
+        self._handler = handler
+        self._concurrency = concurrency
+        self._limiter = AsyncLimiter(max_rate=rate_per_second, time_period=1.0)
+        self._backoff_base = backoff_base
+        self._backoff_max = backoff_max
+        self._reconciler = reconciler
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._waiting: set[str] = set()
+        self._active: set[str] = set()
+        self._dirty: set[str] = set()
+        self._failures: dict[str, int] = {}
+        self._retry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def depth(self) -> int:
+        return len(self._waiting)
+
+    def add(self, item: str) -> None:
+        """Enqueue unless already waiting; if being processed, process again afterwards."""
+        timer = self._retry_timers.pop(item, None)
+        if timer is not None:
+            timer.cancel()
+        if item in self._active:
+            self._dirty.add(item)
+            return
+        if item in self._waiting:
+            return
+        self._waiting.add(item)
+        self._idle.clear()
+        self._queue.put_nowait(item)
+        self._publish_depth()
+
+    def add_threadsafe(self, items: list[str]) -> None:
+        """For callbacks on foreign threads (Firestore listeners)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        for item in items:
+            loop.call_soon_threadsafe(self.add, item)
+
+    def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._workers = [asyncio.create_task(self._work(), name=f"reconcile-worker-{i}")
+                         for i in range(self._concurrency)]
+
+    async def stop(self) -> None:
+        """Stop taking new items; items in flight finish (a write is never cut in half)."""
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers = []
+
+    async def wait_idle(self, timeout: float | None = None) -> None:
+        """For tests and shutdown: wait until nothing is waiting or in flight."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def _work(self) -> None:
+        while True:
+            item = await self._queue.get()
+            self._waiting.discard(item)
+            self._active.add(item)
+            self._publish_depth()
+            try:
+                async with self._limiter:
+                    retry = await asyncio.shield(self._run(item))
+            finally:
+                self._active.discard(item)
+                self._queue.task_done()
+            if retry:
+                self._schedule_retry(item)
+            else:
+                self._failures.pop(item, None)
+            if item in self._dirty:
+                self._dirty.discard(item)
+                self.add(item)
+            if not self._waiting and not self._active and not self._retry_timers:
+                self._idle.set()
+
+    async def _run(self, item: str) -> bool:
+        try:
+            return await self._handler(item)
+        except Exception:
+            log.exception("work item failed", extra={"projectId": item})
+            return True
+
+    def _schedule_retry(self, item: str) -> None:
+        failures = self._failures.get(item, 0) + 1
+        self._failures[item] = failures
+        delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
+        assert self._loop is not None
+        self._retry_timers[item] = self._loop.call_later(delay, self._retry, item)
+        log.info("retry scheduled", extra={"projectId": item, "failures": failures,
+                                           "delaySeconds": delay})
+
+    def _retry(self, item: str) -> None:
+        self._retry_timers.pop(item, None)
+        self.add(item)
+
+    def _publish_depth(self) -> None:
+        metrics.QUEUE_DEPTH.labels(self._reconciler).set(len(self._waiting))

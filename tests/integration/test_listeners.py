@@ -1,0 +1,128 @@
+"""Snapshot listeners and their watchdog against Google's Firestore emulator, for real."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
+from controller.stores.firestore import FirestoreStore
+from tests.conftest import settings_for
+from tests.support.emulators import Emulators, firestore_emulator
+from tests.support.seed import World
+
+
+class Inbox:
+    """Collects the ids the listeners enqueue, from Google's callback threads."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, ids: list[str]) -> None:
+        with self._lock:
+            self.ids.extend(ids)
+
+    def wait_for(self, item: str, timeout: float = 10) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            with self._lock:
+                if item in self.ids:
+                    return time.monotonic() - started
+            time.sleep(0.02)
+        raise AssertionError(f"{item} never enqueued; got {self.ids}")
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, step: Callable[[], None]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        step()
+        if condition():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture
+def listeners(world: World) -> Iterator[tuple[ListenerSet, Inbox]]:
+    inbox = Inbox()
+    store = FirestoreStore(settings_for(world))
+    found = ListenerSet(store, inbox, reconciler="test")
+    found.start()
+    yield found, inbox
+    found.stop()
+
+
+def test_projects_listener_enqueues_watched_statuses_only(
+        world: World, listeners: tuple[ListenerSet, Inbox]) -> None:
+    _, inbox = listeners
+    world.add_project("stuck", status="generating")
+    world.add_project("calm", status="ready")
+    assert inbox.wait_for("stuck") < 3
+    world.projects().document("calm").update({"status": "error"})
+    inbox.wait_for("calm")
+
+
+def test_job_leaving_active_set_enqueues_its_project(
+        world: World, listeners: tuple[ListenerSet, Inbox]) -> None:
+    _, inbox = listeners
+    job = world.add_job("p-job", status="processing")
+    time.sleep(0.5)
+    assert "p-job" not in inbox.ids
+    world.jobs().document(job).update({"status": "completed"})
+    inbox.wait_for("p-job")
+
+
+def test_heartbeat_makes_listeners_healthy(world: World,
+                                           listeners: tuple[ListenerSet, Inbox]) -> None:
+    found, _ = listeners
+    assert safe_beat(found) is None
+    assert safe_beat(found) is None  # the second beat is guarded by the first one's time
+    wait_until(lambda: found.healthy, 5, lambda: found.check())
+    doc = world.db.collection("reel_reconciler_heartbeats").document("test").get().to_dict()
+    assert doc is not None and doc["beat"] == 2
+
+
+def test_watchdog_restarts_silent_listeners_across_an_emulator_restart(
+        emulators: Emulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kill the Firestore emulator for longer than the silence threshold, then restart it:
+    the watchdog sees the silence, restarts the listeners, and events flow again."""
+    fs = firestore_emulator(tmp_path)
+    fs.start()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", fs.host)
+    world = World.create(emulators.gcp_project)
+    inbox = Inbox()
+    store = FirestoreStore(settings_for(world, retry_deadline=1.0, request_timeout=1.0))
+    found = ListenerSet(store, inbox, reconciler="watchdog",
+                        settings=WatchdogSettings(silence_threshold=2.0, backoff_base=0.5,
+                                                  backoff_max=2.0))
+    found.start()
+    try:
+        def tick() -> None:
+            safe_beat(found)
+            found.check()
+
+        wait_until(lambda: found.healthy, 10, tick)
+        fs.stop()
+        reasons: list[str] = []
+
+        def tick_down() -> None:
+            safe_beat(found)
+            reason = found.check()
+            if reason:
+                reasons.append(reason)
+
+        wait_until(lambda: not found.healthy and "silence" in reasons, 15, tick_down)
+        time.sleep(1)
+        fs.start()
+        wait_until(lambda: found.healthy, 30, tick)
+        world = World.create(emulators.gcp_project)
+        world.add_project("after-restart", status="generating")
+        inbox.wait_for("after-restart", timeout=15)
+    finally:
+        found.stop()
+        fs.stop()

@@ -148,17 +148,18 @@ class ListenerSet:
         self._beats += 1
         payload = {"reconciler": self.reconciler, "beat": self._beats,
                    "at": firestore.SERVER_TIMESTAMP}
-        call = {"timeout": self.store.timeout, "retry": self.store.retry}
+        timeout, retry = self.store.timeout, self.store.retry
         with self.store.requests.call("heartbeat", self.reconciler):
             try:
                 if self._heartbeat_time is None:
-                    result = self._heartbeat_ref.create(payload, **call)
+                    result = self._heartbeat_ref.create(payload, retry=retry, timeout=timeout)
                 else:
                     option = self.store.client.write_option(last_update_time=self._heartbeat_time)
-                    result = self._heartbeat_ref.update(payload, option=option, **call)
+                    result = self._heartbeat_ref.update(payload, option=option, retry=retry,
+                                                        timeout=timeout)
             except (gexc.AlreadyExists, gexc.NotFound, gexc.FailedPrecondition):
                 # Another writer or a wiped database: re-read and guard the next beat on that.
-                snapshot = self._heartbeat_ref.get(**call)
+                snapshot = self._heartbeat_ref.get(retry=retry, timeout=timeout)
                 self._heartbeat_time = snapshot.update_time if snapshot.exists else None
                 return
         self._heartbeat_time = result.update_time

@@ -37,7 +37,7 @@ class Inbox:
         raise AssertionError(f"{item} never enqueued; got {self.ids}")
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, step: Callable[[], None]) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float, step: Callable[[], object]) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         step()

@@ -11,7 +11,6 @@ from contextlib import nullcontext
 from datetime import timedelta
 from typing import Any
 
-from google.auth.exceptions import GoogleAuthError
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -19,11 +18,9 @@ from rich.table import Table
 from controller import __version__
 from controller.config import ConfigError, Settings, load_settings, parse_duration
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
+from controller.engine.connect import connect
 from controller.logs import setup_logging
 from controller.model import Action, Report
-from controller.stores import StoreError
-from controller.stores.firestore import FirestoreStore
-from controller.stores.gcs import GcsStore
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
 
@@ -71,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
                                 help="fail jobs stuck past the timeout, reconcile their projects")
     stale.add_argument("--timeout", type=float, default=None, metavar="MINUTES",
                        help="minutes of silence after which a job is stale (default: 30)")
+    commands.add_parser("operator", add_help=False,
+                        help="run the Kubernetes operator (see `operator --help`)")
     return parser
 
 
@@ -79,27 +78,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "timeout", None) is not None:
         values["stale_timeout"] = timedelta(minutes=args.timeout)
     return load_settings(**values)
-
-
-def _engine(settings: Settings) -> Engine:
-    """Build the stores and check both services answer, so config errors exit 2 at once."""
-    try:
-        firestore = FirestoreStore(settings)
-        gcs = GcsStore(settings)
-    except GoogleAuthError as exc:
-        raise ConfigError(
-            f"no Google credentials ({exc}): set GOOGLE_APPLICATION_CREDENTIALS, or "
-            "FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST for the emulators") from exc
-    try:
-        firestore.probe()
-    except StoreError as exc:
-        raise ConfigError(f"{exc} (set FIRESTORE_EMULATOR_HOST or check credentials and "
-                          "--gcp-project)") from exc
-    try:
-        gcs.probe()
-    except StoreError as exc:
-        raise ConfigError(f"{exc} (set STORAGE_EMULATOR_HOST or check credentials)") from exc
-    return Engine(settings, firestore, gcs)
 
 
 def _report_table(reports: Sequence[Report], title: str) -> Table:
@@ -181,10 +159,15 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace, Console], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["operator"]:
+        from controller.operator.main import main as operator_main
+
+        return operator_main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
-        engine = _engine(_settings(args))
+        engine = connect(_settings(args))
     except ConfigError as exc:
         print(f"reel-reconciler: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE

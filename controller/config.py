@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.model import Location, PolicySettings
@@ -127,3 +127,98 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid setting {where}: {err['msg']}") from exc
     settings.location  # noqa: B018 - validates that a bucket is configured
     return settings
+
+
+class _SpecPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FirestoreSpec(_SpecPart):
+    project: str | None = None
+    database: str = "(default)"
+    projects_collection: str = Field(default="reel_maker_projects", alias="projectsCollection",
+                                     min_length=1)
+    jobs_collection: str = Field(default="reel_maker_jobs", alias="jobsCollection", min_length=1)
+
+
+class StorageSpec(_SpecPart):
+    bucket: str = Field(min_length=3, max_length=222)
+    root_prefix: str = Field(default="reel-maker", alias="rootPrefix", min_length=1)
+
+
+class SweepSpec(_SpecPart):
+    interval: timedelta = timedelta(minutes=30)
+
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class StaleJobsSpec(_SpecPart):
+    interval: timedelta = timedelta(minutes=5)
+    timeout: timedelta = timedelta(minutes=30)
+
+    @field_validator("interval", "timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class ListenersSpec(_SpecPart):
+    """Watchdog timing; the defaults suit production, tests shorten them."""
+
+    heartbeat_interval: timedelta = Field(default=timedelta(seconds=5), alias="heartbeatInterval")
+    silence_threshold: timedelta = Field(default=timedelta(seconds=30), alias="silenceThreshold")
+    resubscribe_interval: timedelta = Field(default=timedelta(minutes=30),
+                                            alias="resubscribeInterval")
+    heartbeat_collection: str = Field(default="reel_reconciler_heartbeats",
+                                      alias="heartbeatCollection", min_length=1)
+
+    @field_validator("heartbeat_interval", "silence_threshold", "resubscribe_interval",
+                     mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+
+class ReconcilerSpec(_SpecPart):
+    """The spec of a ReelReconciler (DESIGN.md §5), validated once per change."""
+
+    firestore: FirestoreSpec = Field(default_factory=FirestoreSpec)
+    storage: StorageSpec
+    mode: Literal["Enforce", "Observe"] = "Enforce"
+    suspend: bool = False
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
+    stale_jobs: StaleJobsSpec = Field(default_factory=StaleJobsSpec, alias="staleJobs")
+    settle: timedelta = timedelta(seconds=30)
+    concurrency: int = Field(default=8, ge=1, le=256)
+    listeners: ListenersSpec = Field(default_factory=ListenersSpec)
+
+    @field_validator("settle", mode="before")
+    @classmethod
+    def _settle(cls, value: Any) -> timedelta:
+        return parse_duration(value)
+
+    @classmethod
+    def parse(cls, spec: Any) -> ReconcilerSpec:
+        try:
+            return cls.model_validate(dict(spec or {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "spec"
+            raise ConfigError(f"invalid spec.{where}: {err['msg']}") from exc
+
+    @property
+    def observe(self) -> bool:
+        return self.mode == "Observe"
+
+    def settings(self) -> Settings:
+        """Engine settings; the environment still supplies timeouts and page sizes."""
+        return load_settings(
+            gcp_project=self.firestore.project, database=self.firestore.database,
+            bucket=self.storage.bucket, root_prefix=self.storage.root_prefix,
+            projects_collection=self.firestore.projects_collection,
+            jobs_collection=self.firestore.jobs_collection,
+            stale_timeout=self.stale_jobs.timeout, settle=self.settle,
+            concurrency=self.concurrency)

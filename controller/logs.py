@@ -6,11 +6,15 @@ import logging
 import sys
 from typing import Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console, ConsoleRenderable
 from rich.logging import RichHandler
 
 LogFormat = Literal["auto", "json", "text"]
+
+# Kopf attaches its settings object and a posting flag to records; neither is log content.
+_KOPF_INTERNALS = {"settings", "k8s_skip"}
 
 
 def setup_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
@@ -23,6 +27,7 @@ def setup_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
         handler.setFormatter(JsonFormatter(
             "{asctime}{levelname}{name}{message}", style="{",
             rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            reserved_attrs=[*RESERVED_ATTRS, *_KOPF_INTERNALS],
         ))
     else:
         handler = _TextHandler(console=Console(stderr=True), show_path=False,
@@ -34,7 +39,8 @@ def setup_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 
-_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message", "asctime", *_KOPF_INTERNALS}
 
 
 class _TextHandler(RichHandler):

@@ -1,0 +1,32 @@
+"""Build an engine for one reconciler and prove both services answer before it starts."""
+
+from __future__ import annotations
+
+from google.auth.exceptions import GoogleAuthError
+
+from controller.config import ConfigError, Settings
+from controller.engine.reconcile import Engine
+from controller.stores import StoreError
+from controller.stores.firestore import FirestoreStore
+from controller.stores.gcs import GcsStore
+
+
+def connect(settings: Settings, reconciler: str = "cli") -> Engine:
+    """Stores plus a probe of each: configuration problems surface here, once, as ConfigError."""
+    try:
+        firestore = FirestoreStore(settings, reconciler)
+        gcs = GcsStore(settings, reconciler)
+    except GoogleAuthError as exc:
+        raise ConfigError(
+            f"no Google credentials ({exc}): set GOOGLE_APPLICATION_CREDENTIALS, or "
+            "FIRESTORE_EMULATOR_HOST and STORAGE_EMULATOR_HOST for the emulators") from exc
+    try:
+        firestore.probe()
+    except StoreError as exc:
+        raise ConfigError(f"{exc} (set FIRESTORE_EMULATOR_HOST or check credentials and "
+                          "the GCP project)") from exc
+    try:
+        gcs.probe()
+    except StoreError as exc:
+        raise ConfigError(f"{exc} (set STORAGE_EMULATOR_HOST or check credentials)") from exc
+    return Engine(settings, firestore, gcs, reconciler=reconciler)

@@ -1,0 +1,5 @@
+"""The Kopf operator: handlers wire Kubernetes triggers to the engine; nothing here decides."""
+
+GROUP, VERSION, PLURAL = "reelmaker.io", "v1", "reelreconcilers"
+REQUESTED_AT = "reelmaker.io/reconcile-requested-at"
+RECONCILE_PROJECTS = "reelmaker.io/reconcile-projects"

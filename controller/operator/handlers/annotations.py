@@ -1,0 +1,51 @@
+"""Forced reconciles through annotations (Flux style): a full sweep, or named projects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from controller.engine import Trigger
+from controller.operator import GROUP, PLURAL, RECONCILE_PROJECTS, REQUESTED_AT, VERSION
+from controller.operator.lifecycle import publish_sweep, runtime_of
+from controller.operator.runtime import ReconcilerRuntime
+from controller.operator.status import report_summary
+
+MAX_PROJECTS = 100
+
+
+def _started(memo: kopf.Memo) -> ReconcilerRuntime:
+    runtime = runtime_of(memo)
+    if runtime is None:
+        raise kopf.TemporaryError("the reconciler is not running yet (see Ready)", delay=5)
+    return runtime
+
+
+@kopf.on.field(GROUP, VERSION, PLURAL, id="reconcile-requested-at",
+               field=("metadata", "annotations", REQUESTED_AT))
+async def reconcile_requested(new: Any, memo: kopf.Memo, **_: Any) -> None:
+    if not new:
+        return
+    runtime = _started(memo)
+    result = await runtime.sweep(Trigger.ANNOTATION)
+    await publish_sweep(memo, runtime, result, {"lastHandledReconcileAt": str(new)})
+
+
+@kopf.on.field(GROUP, VERSION, PLURAL, id="reconcile-projects",
+               field=("metadata", "annotations", RECONCILE_PROJECTS))
+async def reconcile_projects(new: Any, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    ids = [part.strip() for part in str(new or "").split(",") if part.strip()]
+    if not ids:
+        return
+    if len(ids) > MAX_PROJECTS:
+        kopf.warn(body, reason="TooManyProjects",
+                  message=f"{len(ids)} ids given; at most {MAX_PROJECTS} are reconciled at once")
+        ids = ids[:MAX_PROJECTS]
+    runtime = _started(memo)
+    reports = await runtime.reconcile(ids, Trigger.ANNOTATION)
+    for report in reports:
+        post = kopf.warn if report.action.value in ("error", "conflict") else kopf.info
+        post(body, reason="ProjectReconciled", message=report_summary(report))
+    status = memo["status"]
+    await status.write({"lastProjectReports": [report.as_json() for report in reports]})

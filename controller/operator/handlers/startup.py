@@ -1,0 +1,25 @@
+"""Operator-wide settings: where Kopf keeps its state, and which cluster the status writer uses."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from controller.operator.status import load_kube_config
+
+KOPF_PREFIX = "kopf.reelmaker.io"
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Kopf ignores annotations under its own prefix when diffing, so it must not be
+    # "reelmaker.io": the reconcile-* annotations users set live there.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=KOPF_PREFIX, key="last-handled-configuration")
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 120
+    settings.networking.request_timeout = 30
+    load_kube_config()

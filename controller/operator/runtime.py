@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 
+from controller import metrics
 from controller.config import ReconcilerSpec
 from controller.engine import Engine, StaleCleanup, SweepResult, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
@@ -33,6 +34,7 @@ class ReconcilerRuntime:
     async def start(self) -> None:
         """Connect (raises ConfigError), then start the queue and the listeners."""
         engine = await asyncio.to_thread(connect, self.spec.settings(), self.label)
+        metrics.prime(self.label)
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency, reconciler=self.label)
         queue.start()
         timing = self.spec.listeners
@@ -54,6 +56,7 @@ class ReconcilerRuntime:
             await asyncio.to_thread(self.listeners.stop)
         if self.queue is not None:
             await self.queue.stop()
+        metrics.forget(self.label)
 
     @property
     def healthy(self) -> bool:

@@ -111,13 +111,13 @@ class World:
     def project(self, project_id: str) -> dict[str, Any]:
         snapshot = self.projects().document(project_id).get()
         assert snapshot.exists, f"project {project_id} is gone"
-        return snapshot.to_dict()  # type: ignore[no-any-return]
+        return snapshot.to_dict()
 
     def update_time(self, project_id: str) -> datetime:
-        return self.projects().document(project_id).get().update_time  # type: ignore[no-any-return]
+        return self.projects().document(project_id).get().update_time
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self.jobs().document(job_id).get().to_dict()  # type: ignore[no-any-return]
+        return self.jobs().document(job_id).get().to_dict()
 
     def generated_project(self, project_id: str, *, user: str = "user-1", status: str,
                           prompts: int, in_gcs: int | list[int], in_db: int | list[int],

@@ -418,7 +418,7 @@ def test_latest_job_for_prompt_count() -> None:
 MALFORMED = [
     ("no fields", None, "no fields"),
     ("unknown status", doc("stuck"), "status"),
-    ("status of wrong type", doc(status=3), "status"),  # type: ignore[arg-type]
+    ("status of wrong type", doc(status=3), "status"),
     ("promptList not a list", doc(promptList="abc"), "promptList"),
     ("prompt of wrong type", doc(promptList=["a", 5]), "promptList"),
     ("clip of wrong type", doc(claims=[clip(0), 7]), "clipFilenames"),

@@ -20,6 +20,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration")
     settings.posting.level = logging.INFO
+    # A replica that dies without a goodbye is given up on after this many seconds.
+    settings.peering.lifetime = 30
     settings.watching.server_timeout = 120
     settings.networking.request_timeout = 30
     load_kube_config()

@@ -15,7 +15,7 @@ from rich.table import Table
 from tests.support.emulators import running_emulators
 from tests.support.seed import World
 
-console = Console(highlight=False)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("pwYISGEqG6Oxb8sdtGoy", "horizontal test 1: stuck generating, 0 of 15 clips listed, "

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import kopf
@@ -125,6 +127,22 @@ class Supervisor:
 def runtime_of(memo: kopf.Memo) -> ReconcilerRuntime | None:
     runtime = memo.get("runtime")
     return runtime if isinstance(runtime, ReconcilerRuntime) else None
+
+
+async def every(memo: kopf.Memo, stopped: kopf.DaemonStopped,
+                interval: Callable[[ReconcilerRuntime], timedelta],
+                work: Callable[[ReconcilerRuntime], Awaitable[None]]) -> None:
+    """A timer for as long as the object exists: after each jittered interval of the
+    running reconciler, do the work; while none runs (suspended, not ready), just wait."""
+    while not stopped:
+        runtime = runtime_of(memo)
+        if runtime is None:
+            await stopped.wait(IDLE_POLL)
+            continue
+        await stopped.wait(jittered(interval(runtime).total_seconds()))
+        runtime = runtime_of(memo)
+        if runtime is not None and not stopped:
+            await work(runtime)
 
 
 async def publish_sweep(memo: kopf.Memo, runtime: ReconcilerRuntime, result: SweepResult,

@@ -289,3 +289,19 @@ def test_crd_defaults_validation_and_example(cluster: Cluster, kubectl: Path,
     assert printed.returncode == 0, printed.stderr
     header = printed.stdout.splitlines()[0].split()
     assert header[:4] == ["NAME", "MODE", "READY", "DRIFTED"]
+
+
+def test_stale_job_timer_fails_silent_jobs_and_heals_their_projects(operator: Operator,
+                                                                    world: World) -> None:
+    job, paths = world.generated_project("crashed", status="generating", prompts=2, in_gcs=2,
+                                         in_db=0, job_status="processing",
+                                         job_updated_ago=timedelta(hours=2))
+    operator.create("janitor", spec_for(world, staleJobs={"interval": "2s", "timeout": "30m"}))
+    started(operator, "janitor")
+    wait_for(lambda: world.job(job)["status"] == "failed", 20,
+             f"the stale-job timer\n{operator.logs()}")
+    assert world.job(job)["error"] == "timed out after 30 minutes"
+    wait_for(lambda: world.project("crashed")["clipFilenames"] == paths, 10, "the project")
+    summary = wait_for(lambda: operator.get("janitor")["status"].get("lastStaleJobCleanup"),
+                       10, "the cleanup summary")
+    assert summary["staleJobs"] >= 1

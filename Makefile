@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint venv clean tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: demo test unit integration lint venv clean bench tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,12 @@ manifests: $(STAMP)
 ## Start both emulators, seed the seed's cases, run the CLI, print before/after.
 demo: $(STAMP)
 	$(BIN)/python -m tests.support.demo
+
+## Seed app-shaped data, time the seed's per-clip approach against the streaming sweep.
+## BENCH_ARGS="--projects 10000" (or 100000 --seed-sample 2000) for bigger runs.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller tests bench

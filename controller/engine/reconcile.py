@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -19,6 +20,7 @@ from controller.model import (
     InvalidDocument,
     InvalidJob,
     Job,
+    ObjectInfo,
     Observation,
     Project,
     Report,
@@ -50,6 +52,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Prefetched:
+    """What a sweep already read about one project, so that its first attempt need not read
+    it again; None: not read, ask the store. Retries after a conflict always re-read."""
+
+    jobs: Sequence[Document] | None = None
+    """Every job of the project, in id order (as the store's per-project query returns them)."""
+    objects: Sequence[ObjectInfo] | None = None
+    """Every object under the project's prefix (a complete listing)."""
+
+
 def _parse_jobs(documents: list[Document]) -> tuple[tuple[Job, ...], tuple[InvalidJob, ...]]:
     jobs: list[Job] = []
     invalid: list[InvalidJob] = []
@@ -79,23 +92,29 @@ class Engine:
         return self.gcs.requests.total(), self.firestore.requests.total()
 
     def reconcile(self, project_id: str, trigger: Trigger, dry_run: bool = False,
-                  snapshot: Document | None = None) -> Report:
-        """Reconcile one project and record the outcome in logs and metrics."""
+                  snapshot: Document | None = None,
+                  prefetched: Prefetched | None = None) -> Report:
+        """Reconcile one project and record the outcome in logs and metrics.
+
+        `snapshot` and `prefetched` are the sweep's reads of this project, used by the first
+        attempt only; targeted reconciles pass neither and read the project themselves.
+        """
         started = time.monotonic()
-        report = self._reconcile(project_id, trigger, dry_run, snapshot)
+        report = self._reconcile(project_id, trigger, dry_run, snapshot, prefetched)
         self._record(report, trigger, time.monotonic() - started)
         return report
 
     def _reconcile(self, project_id: str, trigger: Trigger, dry_run: bool,
-                   snapshot: Document | None) -> Report:
+                   snapshot: Document | None, prefetched: Prefetched | None) -> Report:
         attempts = self.settings.max_attempts
         for attempt in range(1, attempts + 1):
+            first = attempt == 1 and snapshot is not None
             try:
-                doc = snapshot if attempt == 1 and snapshot else self.firestore.get_project(
-                    project_id)
+                doc = snapshot if first else self.firestore.get_project(project_id)
                 if doc is None:
                     return _error(project_id, "project document not found", attempt)
-                observation = self._observe(doc, trigger)
+                observation = self._observe(doc, trigger,
+                                            prefetched if first else None)
                 if isinstance(observation, Report):
                     return observation
                 plan = decide(observation, self.policy)
@@ -121,8 +140,10 @@ class Engine:
         return Report(project_id=project_id, action=Action.CONFLICT, attempts=attempts,
                       error=f"document kept changing: gave up after {attempts} attempts")
 
-    def _observe(self, doc: Document, trigger: Trigger) -> Observation | Report:
+    def _observe(self, doc: Document, trigger: Trigger,
+                 prefetched: Prefetched | None = None) -> Observation | Report:
         """Read everything the policy needs about one project (raises StoreError)."""
+        known = prefetched or Prefetched()
         location = self.policy.location
         try:
             project = Project.parse(doc.id, doc.data, doc.update_time, location)
@@ -131,14 +152,16 @@ class Engine:
             return Report(project_id=doc.id, original_status=str(status) if status else None,
                           action=Action.SKIPPED, reason=f"invalid document: {exc}",
                           drift_kinds=[DriftKind.INVALID_DOCUMENT])
-        jobs, invalid_jobs = _parse_jobs(self.firestore.project_jobs(project.id))
+        jobs, invalid_jobs = _parse_jobs(list(known.jobs) if known.jobs is not None
+                                         else self.firestore.project_jobs(project.id))
         for bad in invalid_jobs:
             log.warning("invalid job document ignored",
                         extra={"jobId": bad.id, "projectId": project.id, "reason": bad.reason})
             metrics.DRIFT_DETECTED_TOTAL.labels(self.reconciler,
                                                 DriftKind.INVALID_DOCUMENT.value).inc()
         prefix = location.project_prefix(project.user_id, project.id)
-        objects = tuple(self.gcs.list_prefix(prefix))
+        objects = tuple(known.objects if known.objects is not None
+                        else self.gcs.list_prefix(prefix))
         outside = {name: self.gcs.stat(name) for name in sorted(outside_names(project, prefix))}
         return Observation(project=project, jobs=jobs, objects=objects, outside=outside,
                            now=self.clock(), forced=trigger.forced, invalid_jobs=invalid_jobs)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -27,8 +27,24 @@ class Document:
     update_time: datetime
 
 
+STREAM_TIMEOUT = 300.0
+"""Deadline of one streamed page: the client resumes a longer one after its last document."""
+STREAM_BATCH = 500
+"""Documents pulled from a streamed page at a time."""
+
+
 def _document(snapshot: Any) -> Document:
     return Document(id=snapshot.id, data=snapshot.to_dict(), update_time=snapshot.update_time)
+
+
+def _streamed_document(snapshot: Any) -> Document:
+    """As `_document`, without `to_dict`'s deep copy: a sweep reads every document once,
+    nothing mutates `Document.data`, and the copy cost as much as decoding the document."""
+    if not snapshot.exists:
+        return Document(id=snapshot.id, data=None, update_time=snapshot.update_time)
+    data = getattr(snapshot, "_data", None)
+    return Document(id=snapshot.id, data=snapshot.to_dict() if data is None else data,
+                    update_time=snapshot.update_time)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -50,6 +66,7 @@ class FirestoreStore:
         self.retry = Retry(predicate=_retryable, initial=0.2, maximum=2.0, multiplier=2.0,
                            timeout=settings.retry_deadline)
         self.requests = RequestLog("firestore", FIRESTORE_REQUESTS_TOTAL, reconciler)
+        self.stream_timeout = STREAM_TIMEOUT
 
     def probe(self) -> None:
         """One cheap read, to fail fast at start when Firestore is unreachable."""
@@ -94,14 +111,86 @@ class FirestoreStore:
                 return
             after = snapshots[-1]
 
+    def projects_by_user(self, page_size: int,
+                         fields: Sequence[str] | None = None) -> Iterator[list[Document]]:
+        """Every project with a `userId` field, ordered by (userId, id), only `fields` read.
+
+        One request per `page_size` documents, each pulled lazily in batches, so memory holds
+        a batch, not a page. Firestore leaves out documents without the field:
+        `count_projects` lets the sweep notice them.
+        """
+        return self._by_user(self.projects, "stream_projects", page_size, fields)
+
+    def jobs_by_user(self, page_size: int, fields: Sequence[str]) -> Iterator[list[Document]]:
+        """Every job with a `userId` field, ordered by (userId, id), only `fields` read."""
+        return self._by_user(self.jobs, "stream_jobs", page_size, fields)
+
+    def count_projects(self) -> int:
+        """How many project documents exist: one aggregation request, no document read."""
+        with self.requests.call("count_projects", self.projects.id):
+            query = self.projects.count()  # type: ignore[no-untyped-call]
+            result = query.get(retry=self.retry, timeout=self.timeout)
+        return int(result[0][0].value)
+
+    def projects_without_user(self, page_size: int) -> Iterator[str]:
+        """Ids of projects lacking a `userId` field (only that field is read): the documents a
+        userId-ordered stream cannot return, found by scanning the collection in id order."""
+        query = self.projects.order_by("__name__").select(["userId"])
+        for documents in self._streamed(query, "scan_projects", self.projects.id, page_size):
+            for doc in documents:
+                if doc.data is None or "userId" not in doc.data:
+                    yield doc.id
+
+    def _by_user(self, collection: Any, op: str, page_size: int,
+                 fields: Sequence[str] | None) -> Iterator[list[Document]]:
+        query = collection.order_by("userId").order_by("__name__")
+        if fields is not None:
+            query = query.select(list(fields))
+        return self._streamed(query, op, collection.id, page_size)
+
+    def _streamed(self, query: Any, op: str, what: str,
+                  page_size: int) -> Iterator[list[Document]]:
+        """The query's results, one counted request per page, each pulled in batches.
+
+        The consumer paces a page, so its deadline is long (`stream_timeout`); the client
+        resumes a page after its last document when it is cut (deadline, transient error: a
+        retry, not counted, as for any request), and a resume that cannot reach Firestore
+        within the retry deadline raises `Outage`. A server that stops answering without
+        closing the connection is the consumer's watchdog's business.
+        """
+        batch = min(page_size, STREAM_BATCH)
+        after: Any = None
+        while True:
+            page = query.limit(page_size)
+            if after is not None:
+                page = page.start_after(after)
+            stream: Iterator[Any] | None = None
+            received = 0
+            while True:
+                with self.requests.call(op, what) as more:
+                    if stream is None:
+                        stream = iter(page.stream(retry=self.retry,
+                                                  timeout=self.stream_timeout))
+                    else:
+                        more(-1)  # the rest of a request already counted
+                    snapshots = [s for _, s in zip(range(batch), stream, strict=False)]
+                if snapshots:
+                    received += len(snapshots)
+                    after = snapshots[-1]
+                    yield [_streamed_document(s) for s in snapshots]
+                if len(snapshots) < batch:
+                    break
+            if received < page_size:
+                return
+
     def update_project(self, project_id: str, fields: Mapping[str, Any],
                        read_update_time: datetime) -> datetime:
         """Write `fields` only if the document is still the one we read (D4)."""
         payload = {**fields, "updatedAt": firestore.SERVER_TIMESTAMP}
         option = self.client.write_option(last_update_time=read_update_time)
         with self.requests.call("update_project", project_id):
-            result = self.projects.document(project_id).update(payload, option=option,
-                                                               timeout=self.timeout)
+            result = self.projects.document(project_id).update(
+                payload, option=option, retry=self.retry, timeout=self.timeout)
         return result.update_time  # type: ignore[no-any-return]
 
     def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> None:

@@ -5,8 +5,13 @@ Read-only by construction: nothing here creates, rewrites or deletes an object.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
 import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
+from google.cloud._helpers import _rfc3339_nanos_to_datetime
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from controller.config import ConfigError, Settings
@@ -52,6 +57,25 @@ class GcsStore:
                 objects.extend(ObjectInfo(b.name, int(b.size or 0), b.updated) for b in page)
         return objects
 
+    def listing(self, prefix: str) -> Iterator[list[ObjectInfo]]:
+        """Every object under `prefix` in name order, one page (one request) at a time.
+
+        Items become `ObjectInfo` straight from the JSON resource: a sweep lists the whole
+        bucket, and building a `Blob` per object would cost more than the request itself.
+        """
+        blobs = self.client.list_blobs(self.bucket_name, prefix=prefix,
+                                       page_size=self.page_size, fields=_LIST_FIELDS,
+                                       timeout=self.timeout, retry=self.retry)
+        blobs.item_to_value = _object_info
+        pages = blobs.pages
+        while blobs.page_number == 0 or blobs.next_page_token is not None:
+            with self.requests.call("list", prefix):
+                page = next(pages, None)
+                objects = list(page) if page is not None else []
+            if page is None:
+                return
+            yield objects
+
     def stat(self, name: str) -> ObjectInfo | None:
         """Metadata of one object, or None if it does not exist (a 404, nothing else)."""
         with self.requests.call("get_metadata", name):
@@ -60,3 +84,20 @@ class GcsStore:
         if blob is None:
             return None
         return ObjectInfo(blob.name, int(blob.size or 0), blob.updated)
+
+
+def _timestamp(value: str) -> datetime:
+    """RFC 3339 as `Blob.updated` parses it; `fromisoformat` is many times faster for the
+    usual forms (up to microseconds, `Z`), the client's parser handles the rest (nanos)."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None or len(value.rpartition(".")[2]) > 7:
+        return _rfc3339_nanos_to_datetime(value)  # type: ignore[no-any-return,no-untyped-call]
+    return parsed.astimezone(UTC)
+
+
+def _object_info(_iterator: Any, item: dict[str, Any]) -> ObjectInfo:
+    """A listed item as the policy sees it, `updated` parsed as `Blob.updated` parses it."""
+    return ObjectInfo(item["name"], int(item.get("size") or 0), _timestamp(item["updated"]))

@@ -122,14 +122,17 @@ def test_pagination_of_firestore_and_gcs(world: World, cli: Cli) -> None:
                                 in_db=count)
     body = _json(cli("sweep", "--output", "json", "--page-size", "2", "--gcs-page-size", "2"))
     assert body["scanned"] == 7
-    # One list request per project, plus one per extra page; nothing per clip.
-    expected_gcs = sum(max(1, math.ceil(n / 2)) for n in objects_per_project)
-    assert body["gcsRequests"] == expected_gcs
-    assert body["gcsRequests"] <= len(objects_per_project) + sum(
-        max(0, math.ceil(n / 2) - 1) for n in objects_per_project)
-    # Firestore: 4 project pages (2+2+2+1), one job query per project, and one write:
-    # p0 has no prompts, so "ready" becomes "draft".
-    assert body["firestoreRequests"] == 4 + 7 + 1
+    # The sweep lists the bucket once, in pages: one request per page of objects, nothing per
+    # project or per clip (the last page carries no next-page token, so no empty page).
+    objects = sum(objects_per_project)
+    assert body["gcsRequests"] == math.ceil(objects / 2)
+    # Firestore: one query for the queued/processing jobs, the projects and the jobs streamed
+    # in pages (a page shorter than 2 ends a stream: 7 documents take 4 pages each), one
+    # count of the projects (7 streamed, so no scan for documents without userId), and one
+    # write: p0 has no prompts, so "ready" becomes "draft".
+    projects = jobs = len(objects_per_project)
+    pages = (projects // 2 + 1) + (jobs // 2 + 1)
+    assert body["firestoreRequests"] == 1 + pages + 1 + 1
     assert body["actions"] == {"no_change": 6, "corrected": 1}
 
 

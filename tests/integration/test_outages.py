@@ -25,13 +25,18 @@ STUCK = 5
 
 
 def _seed(world: World) -> None:
-    """Ready projects first (a D2 bug would downgrade them), stuck ones last in id order."""
+    """Ready projects first (a D2 bug would downgrade them), stuck ones last in id order.
+
+    One user per project: the sweep streams users in order, so its reads of both stores go on
+    while it reconciles, and the outage lands in the middle of them.
+    """
     for i in range(READY):
-        world.generated_project(f"a-ready-{i:03d}", status="ready", prompts=2, in_gcs=2,
-                                in_db=2)
+        world.generated_project(f"a-ready-{i:03d}", user=f"a-user-{i:03d}", status="ready",
+                                prompts=2, in_gcs=2, in_db=2)
     for i in range(STUCK):
-        world.generated_project(f"z-stuck-{i:03d}", status="generating", prompts=2, in_gcs=2,
-                                in_db=0, job_status="failed")
+        world.generated_project(f"z-stuck-{i:03d}", user=f"z-user-{i:03d}",
+                                status="generating", prompts=2, in_gcs=2, in_db=0,
+                                job_status="failed")
 
 
 def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[str, Any],
@@ -39,7 +44,8 @@ def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[st
     """Start a sweep, stop `victim` once it has reconciled a few projects, time the exit."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "controller.cli", "sweep", "--output", "json", "--concurrency",
-         "1", "--page-size", "5", "--log-level", "DEBUG", "--log-format", "json",
+         "1", "--page-size", "5", "--gcs-page-size", "2", "--log-level", "DEBUG",
+         "--log-format", "json",
          "--retry-deadline", "10", "--request-timeout", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     assert proc.stderr is not None

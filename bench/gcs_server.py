@@ -1,0 +1,113 @@
+"""A read-only stand-in for the GCS JSON API, for benchmark sizes fake-gcs-server cannot hold.
+
+fake-gcs-server 1.54 (the bundled binary) inserts each object in time proportional to the
+bucket (its `-data` preload of 10k objects takes ~20-35 s, 20k ~75 s: quadratic) and scans
+the whole bucket for every list page, so 100k+ objects are out of reach and its listing, not
+the client, would be measured. This server answers the three calls the reconciler and the
+seed's approach make, as GCS does: list a prefix in name order with `maxResults` and
+`pageToken` (a binary search, so a page costs the same in any bucket size), get one object's
+metadata (404 if absent), and get a bucket. Objects come from a manifest written by
+`bench.run`: one `name<TAB>size<TAB>updated` line each.
+
+    python -m bench.gcs_server --port 4443 --bucket reel-bench --manifest objects.tsv
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+class Bucket:
+    """Objects sorted by name (Python orders str by code point, as GCS orders UTF-8 bytes)."""
+
+    def __init__(self, name: str, manifest: Path) -> None:
+        self.name = name
+        rows = sorted(line.rstrip("\n").split("\t") for line in manifest.open(encoding="utf-8")
+                      if line.strip())
+        self.names = [row[0] for row in rows]
+        self.meta = {row[0]: (row[1], row[2]) for row in rows}
+
+    def resource(self, name: str) -> dict[str, Any]:
+        size, updated = self.meta[name]
+        return {"kind": "storage#object", "bucket": self.name, "name": name, "size": size,
+                "updated": updated, "timeCreated": updated, "generation": "1",
+                "contentType": "video/mp4"}
+
+    def page(self, prefix: str, token: str | None, limit: int) -> dict[str, Any]:
+        start = bisect.bisect_right(self.names, token) if token else bisect.bisect_left(
+            self.names, prefix)
+        items: list[dict[str, Any]] = []
+        at = start
+        while at < len(self.names) and len(items) < limit and self.names[at].startswith(prefix):
+            items.append(self.resource(self.names[at]))
+            at += 1
+        body: dict[str, Any] = {"kind": "storage#objects", "items": items}
+        if at < len(self.names) and self.names[at].startswith(prefix) and items:
+            body["nextPageToken"] = items[-1]["name"]
+        return body
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else each response waits ~40 ms for a delayed ACK
+    bucket: Bucket
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: a benchmark makes hundreds of thousands of requests."""
+
+    def _send(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body, separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        parts = url.path.split("/")
+        # /storage/v1/b/{bucket}[/o[/{object}]]
+        if parts[1:4] != ["storage", "v1", "b"] or len(parts) < 5:
+            self._send(404, {"error": {"code": 404, "message": "not found"}})
+            return
+        if unquote(parts[4]) != self.bucket.name:
+            self._send(404, {"error": {"code": 404, "message": "no such bucket"}})
+        elif len(parts) == 5:
+            self._send(200, {"kind": "storage#bucket", "name": self.bucket.name})
+        elif len(parts) == 6 and parts[5] == "o":
+            limit = min(int(query.get("maxResults", "1000")), 1000)
+            self._send(200, self.bucket.page(query.get("prefix", ""), query.get("pageToken"),
+                                             limit))
+        else:
+            name = unquote("/".join(parts[6:]))
+            if name in self.bucket.meta:
+                self._send(200, self.bucket.resource(name))
+            else:
+                self._send(404, {"error": {"code": 404, "message": f"no such object {name}"}})
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--manifest", type=Path, required=True)
+    args = parser.parse_args(argv)
+    Handler.bucket = Bucket(args.bucket, args.manifest)
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
+    server.daemon_threads = True
+    print(f"serving {len(Handler.bucket.names)} objects", file=sys.stderr, flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

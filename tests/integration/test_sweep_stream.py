@@ -1,0 +1,217 @@
+"""The streaming sweep (issue #6) against the emulators: the same reports as one targeted
+reconcile per project, with one listing of the bucket instead of one per project.
+
+User and project ids are chosen to hit GCS's byte order: `ab-c/` and `ab.c/` sort before
+`ab/`, while Firestore orders `ab` first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from controller.engine import Engine, Trigger, sweep
+from controller.engine.sweep import (
+    JOB_FIELDS,
+    PROJECT_FIELDS,
+    FolderListing,
+    UserGroup,
+    in_folder_order,
+    user_groups,
+)
+from controller.model import ObjectInfo, Report, _JobFields, _ProjectFields
+from controller.stores.firestore import Document
+from tests.support.seed import World
+
+Make = Callable[..., Engine]
+
+# Each is a prefix of the next, or continues it with a byte just below or above "/".
+TRAP_USERS = ["a", "ab", "ab-c", "ab-c-d", "ab.c", "ab0", "ab_c", "b", "é", "z-last"]
+TRAP_SUFFIXES = ["", "-1", ".1", "0"]
+"""Project ids of user u are q{u}{suffix}: `q03-1/` sorts before `q03/` in the listing too."""
+
+
+def _seed_mixed(world: World) -> dict[str, int]:
+    """A little of everything a sweep meets; returns counts the assertions need."""
+    outside = 0
+    for u, user in enumerate(TRAP_USERS):
+        for p, suffix in enumerate(TRAP_SUFFIXES):
+            pid = f"q{u:02d}{suffix}"
+            kind = (u + p) % 8
+            if kind == 0:
+                world.generated_project(pid, user=user, status="ready", prompts=3, in_gcs=3,
+                                        in_db=3)
+            elif kind == 1:  # Scenario 4: clips deleted behind a ready project
+                world.generated_project(pid, user=user, status="ready", prompts=4,
+                                        in_gcs=[0, 2], in_db=4)
+            elif kind == 2:  # D1: stuck generating, clips in GCS only, worker dead
+                world.generated_project(pid, user=user, status="generating", prompts=3,
+                                        in_gcs=3, in_db=0, job_status="processing",
+                                        job_updated_ago=timedelta(hours=2))
+            elif kind == 3:  # D3: a live worker owns it
+                world.generated_project(pid, user=user, status="generating", prompts=3,
+                                        in_gcs=1, in_db=1, job_status="processing",
+                                        job_updated_ago=timedelta(minutes=1))
+            elif kind == 4:  # D5: failed with no clip stays error
+                world.generated_project(pid, user=user, status="error", prompts=2, in_gcs=0,
+                                        in_db=0, job_status="failed",
+                                        errorInfo={"message": "boom"})
+            elif kind == 5:  # partial draft, a stitched file that is gone
+                world.generated_project(pid, user=user, status="draft", prompts=5, in_gcs=2,
+                                        in_db=2,
+                                        stitchedFilename=world.stitched_path(user, pid))
+            elif kind == 6:  # stitched file present, older job with a different prompt count
+                world.add_job(pid, user=user, prompt_count=7, created_ago=timedelta(days=2))
+                world.put_object(world.stitched_path(user, pid))
+                world.generated_project(pid, user=user, status="ready", prompts=2, in_gcs=2,
+                                        in_db=2,
+                                        stitchedFilename=world.stitched_path(user, pid))
+            else:  # a draft never generated: no job, no object
+                world.add_project(pid, user=user, status="draft", prompts=2)
+    # Claims outside the project's prefix: each needs its own metadata read.
+    borrowed = world.put_object(world.clip_path("ab", "elsewhere", "reeljob-000000000000", 0))
+    world.add_project("borrower", user="ab-c", status="ready", prompts=2,
+                      clips=[borrowed, f"gs://{world.bucket}/reel-maker/gone/x/clip.mp4"])
+    outside += 2
+    # An active job filed under another user still holds its project.
+    world.generated_project("misfiled", user="ab.c", status="generating", prompts=2, in_gcs=1,
+                            in_db=1, job_status="failed")
+    world.add_job("misfiled", user="someone-else", status="queued", prompt_count=2,
+                  created_ago=timedelta(minutes=2))
+    # Objects of users with no project, before, between and after the real ones.
+    for user in ("0-orphan", "ab-b", "zz-orphan"):
+        world.put_object(world.clip_path(user, "gone", "reeljob-000000000000", 0))
+    # Malformed documents: skipped and reported, whatever their userId.
+    world.projects().document("bad-no-user").set({"status": "ready", "promptList": ["a"]})
+    world.projects().document("bad-slash-user").set(
+        {"userId": "ab/c", "status": "ready", "promptList": ["a"]})
+    world.projects().document("bad-int-user").set(
+        {"userId": 7, "status": "ready", "promptList": ["a"]})
+    world.projects().document("bad-status").set(
+        {"userId": "ab", "status": "exploded", "promptList": ["a"]})
+    world.projects().document("bad-traversal").set(
+        {"userId": "ab", "status": "ready", "promptList": ["a"],
+         "clipFilenames": ["reel-maker/ab/x/../../../etc/passwd"]})
+    return {"outside": outside}
+
+
+def _targeted(engine: Engine, project_ids: list[str]) -> dict[str, dict[str, Any]]:
+    return {pid: engine.reconcile(pid, Trigger.SWEEP, dry_run=True).as_json()
+            for pid in project_ids}
+
+
+def _streamed(engine: Engine, dry_run: bool = True) -> tuple[dict[str, dict[str, Any]], Any]:
+    seen: list[Report] = []
+    result = sweep(engine, dry_run=dry_run, on_report=seen.append)
+    reports = {report.project_id: report.as_json() for report in seen}
+    assert len(reports) == len(seen), "a project was reconciled twice"
+    return reports, result
+
+
+def test_streaming_sweep_matches_targeted_reconciles(world: World, make_engine: Make) -> None:
+    counts = _seed_mixed(world)
+    project_ids = sorted(doc.id for doc in world.projects().stream())
+    objects = len(world.object_names())
+
+    streamed, result = _streamed(make_engine(gcs_page_size=3, page_size=4))
+    assert result.aborted is None
+    assert sorted(streamed) == project_ids
+    targeted = _targeted(make_engine(), project_ids)
+    for pid in project_ids:
+        assert streamed[pid] == targeted[pid], pid
+
+    actions = {report["action"] for report in streamed.values()}
+    assert {"drift", "no_change", "skipped"} <= actions
+    assert streamed["misfiled"]["action"] == "skipped"
+    assert "active job" in streamed["misfiled"]["reason"]
+    for bad in ("bad-no-user", "bad-slash-user", "bad-int-user", "bad-status",
+                "bad-traversal"):
+        assert streamed[bad]["driftKinds"] == ["invalid_document"], bad
+
+    # One listing of the bucket in pages of 3, plus one metadata read per outside claim;
+    # nothing per project.
+    assert result.gcs_requests <= math.ceil(objects / 3) + counts["outside"] + 1
+    assert result.gcs_requests < len(project_ids)
+
+
+def test_enforcing_streaming_sweep_corrects_then_writes_nothing(world: World,
+                                                               make_engine: Make) -> None:
+    _seed_mixed(world)
+    engine = make_engine(gcs_page_size=3, page_size=4)
+    first, result = _streamed(engine, dry_run=False)
+    corrected = sorted(pid for pid, report in first.items() if report["action"] == "corrected")
+    assert corrected and result.actions["corrected"] == len(corrected)
+    restored = [pid for pid, report in first.items() if report["restoredClips"]]
+    assert restored
+    for pid in restored:  # D1: restored from GCS
+        assert world.project(pid)["clipFilenames"] == first[pid]["restoredClips"]
+    times = {doc.id: doc.update_time for doc in world.projects().stream()}
+
+    second, again = _streamed(engine, dry_run=False)
+    assert "corrected" not in {report["action"] for report in second.values()}
+    assert {doc.id: doc.update_time for doc in world.projects().stream()} == times
+    assert again.scanned == result.scanned
+
+
+def test_sweep_requests_do_not_grow_with_projects(world: World, make_engine: Make) -> None:
+    """60 ready projects of 2 clips under 12 users: pages of objects, not lists per project."""
+    for i in range(60):
+        world.generated_project(f"proj-{i:03d}", user=f"user-{i % 12:02d}", status="ready",
+                                prompts=2, in_gcs=2, in_db=2)
+    result = sweep(make_engine(gcs_page_size=50, page_size=25), dry_run=True)
+    assert result.actions == {"no_change": 60}
+    assert result.gcs_requests == math.ceil(120 / 50)
+    # Active jobs, 3 pages of projects, 3 of jobs, one count.
+    assert result.firestore_requests == 1 + 3 + 3 + 1
+
+
+def _doc(doc_id: str, user: object) -> Document:
+    return Document(doc_id, {"userId": user}, datetime(2025, 1, 1, tzinfo=UTC))
+
+
+@pytest.mark.parametrize("users", [
+    ["a", "ab", "ab-c", "ab-c-d", "ab.c", "ab0", "b"],
+    ["x", "x\x01", "x ", "x-", "x.", "x0", "x\u00e9", "x-\u00e9"],
+    ["", "a", "a!", "a!b", "a!b!"],
+])
+def test_groups_come_out_in_folder_order(users: list[str]) -> None:
+    stream = [_doc(f"{i}", user) for i, user in enumerate(sorted(users))]
+    groups = list(in_folder_order(user_groups([stream[:2], stream[2:]])))
+    named = [g.user for g in groups if g.user is not None]
+    assert named == sorted(named, key=lambda user: (user + "/").encode())
+    assert sorted(doc.id for g in groups for doc in g.documents) == sorted(
+        doc.id for doc in stream)
+
+
+def test_groups_without_a_folder_pass_through() -> None:
+    stream = [_doc("n", None), _doc("i", 3), _doc("s", "a/b"), _doc("ok", "a")]
+    groups = list(in_folder_order(user_groups([stream])))
+    assert [(g.user, [d.id for d in g.documents]) for g in groups] == [
+        (None, ["n"]), (None, ["i"]), (None, ["s"]), ("a", ["ok"])]
+
+
+def test_listing_never_answers_for_a_folder_it_has_passed() -> None:
+    now = datetime(2025, 1, 1, tzinfo=UTC)
+    names = ["r/ab-c/p/x", "r/ab.c/p/x", "r/ab/p/x", "r/ab/q/y", "r/ab0/p/x"]
+    pages = [[ObjectInfo(name, 1, now) for name in names[i:i + 2]] for i in range(0, 5, 2)]
+    listing = FolderListing(pages)
+    assert [o.name for o in listing.take("r/ab-c/") or []] == ["r/ab-c/p/x"]
+    assert [o.name for o in listing.take("r/ab/") or []] == ["r/ab/p/x", "r/ab/q/y"]
+    assert listing.take("r/ab.c/") is None  # passed: the caller must list it itself
+    assert [o.name for o in listing.take("r/ab0/") or []] == ["r/ab0/p/x"]
+    assert listing.take("r/zz/") == []
+
+
+def test_streams_read_every_field_the_policy_reads() -> None:
+    assert set(PROJECT_FIELDS) == set(_ProjectFields.model_fields)
+    assert set(JOB_FIELDS) == set(_JobFields.model_fields) | {"userId"}
+
+
+def test_user_group_keeps_equal_users_together() -> None:
+    stream = [_doc("1", "u"), _doc("2", "u"), _doc("3", "v")]
+    assert [len(g.documents) for g in user_groups([stream[:1], stream[1:]])] == [2, 1]
+    assert UserGroup("u", []).user == "u"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from controller.model import Action, DriftKind, Trigger
+
 PREFIX = "reel_reconciler_"
 R = "reconciler"
 
@@ -43,10 +45,6 @@ LAST_SWEEP_TIMESTAMP = Gauge(f"{PREFIX}last_sweep_timestamp_seconds",
                              "When the last full sweep completed", [R])
 QUEUE_DEPTH = Gauge(f"{PREFIX}queue_depth", "Project ids waiting in the work queue", [R])
 
-TRIGGERS = ("listener", "sweep", "stale_job", "annotation", "cli", "api")
-ACTIONS = ("no_change", "corrected", "drift", "skipped", "conflict", "error")
-DRIFT_KINDS = ("missing_clip", "restored_clip", "status_mismatch", "stuck_generating",
-               "stitched_missing", "stale_job", "invalid_document")
 LISTENERS = ("projects", "jobs", "heartbeat")
 RESTART_REASONS = ("callback_error", "closed", "silence", "scheduled")
 _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
@@ -72,12 +70,12 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
 def prime(reconciler: str) -> None:
     """Create a reconciler's counters at zero, so that their first increase is visible to
     rate() and increase() instead of appearing as a series that starts above zero."""
-    for trigger in TRIGGERS:
-        for action in ACTIONS:
-            RECONCILE_TOTAL.labels(reconciler, trigger, action)
-    for kind in DRIFT_KINDS:
-        DRIFT_DETECTED_TOTAL.labels(reconciler, kind)
-        CORRECTIONS_TOTAL.labels(reconciler, kind)
+    for trigger in Trigger:
+        for action in Action:
+            RECONCILE_TOTAL.labels(reconciler, trigger.value, action.value)
+    for kind in DriftKind:
+        DRIFT_DETECTED_TOTAL.labels(reconciler, kind.value)
+        CORRECTIONS_TOTAL.labels(reconciler, kind.value)
     for listener in LISTENERS:
         for reason in RESTART_REASONS:
             LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)

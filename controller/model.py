@@ -43,6 +43,21 @@ class Action(StrEnum):
     ERROR = "error"
 
 
+class Trigger(StrEnum):
+    """Why a reconcile runs; automatic triggers respect the settle window, forced ones do not."""
+
+    LISTENER = "listener"
+    SWEEP = "sweep"
+    STALE_JOB = "stale_job"
+    ANNOTATION = "annotation"
+    CLI = "cli"
+    API = "api"
+
+    @property
+    def forced(self) -> bool:
+        return self in (Trigger.ANNOTATION, Trigger.CLI, Trigger.API)
+
+
 class DriftKind(StrEnum):
     """The fixed set of drift kinds; used as a metric label, so it must stay small."""
 

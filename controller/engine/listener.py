@@ -22,6 +22,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from controller import metrics
+from controller.model import ACTIVE_JOB_STATUSES
 from controller.stores import StoreError
 from controller.stores.firestore import FirestoreStore
 
@@ -29,7 +30,6 @@ log = logging.getLogger(__name__)
 
 PROJECTS, JOBS, HEARTBEAT = "projects", "jobs", "heartbeat"
 WATCHED_PROJECT_STATUSES = ["error", "generating"]
-ACTIVE_JOB_STATUSES = ["processing", "queued"]
 
 Enqueue = Callable[[list[str]], None]
 
@@ -117,7 +117,7 @@ class ListenerSet:
         self.settings = settings or WatchdogSettings()
         projects = store.projects.where(
             filter=FieldFilter("status", "in", WATCHED_PROJECT_STATUSES))
-        jobs = store.jobs.where(filter=FieldFilter("status", "in", ACTIVE_JOB_STATUSES))
+        jobs = store.jobs.where(filter=FieldFilter("status", "in", sorted(ACTIVE_JOB_STATUSES)))
         self._heartbeat_ref = store.client.collection(heartbeat_collection).document(reconciler)
         self.listeners = [
             Listener(PROJECTS, projects, _project_ids, enqueue, reconciler),

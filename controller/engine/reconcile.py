@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from controller import metrics
 from controller.config import Settings
@@ -24,6 +23,7 @@ from controller.model import (
     Observation,
     Project,
     Report,
+    Trigger,
 )
 from controller.policy import decide, outside_names
 from controller.stores import Conflict, Outage, StoreError
@@ -31,21 +31,6 @@ from controller.stores.firestore import Document, FirestoreStore
 from controller.stores.gcs import GcsStore
 
 log = logging.getLogger(__name__)
-
-
-class Trigger(StrEnum):
-    """Why a reconcile runs; automatic triggers respect the settle window, forced ones do not."""
-
-    LISTENER = "listener"
-    SWEEP = "sweep"
-    STALE_JOB = "stale_job"
-    ANNOTATION = "annotation"
-    CLI = "cli"
-    API = "api"
-
-    @property
-    def forced(self) -> bool:
-        return self in (Trigger.ANNOTATION, Trigger.CLI, Trigger.API)
 
 
 def utcnow() -> datetime:

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller import metrics
-from controller.engine.reconcile import Engine, Trigger
-from controller.model import InvalidDocument, Job, Report
+from controller.engine.reconcile import Engine
+from controller.model import InvalidDocument, Job, Report, Trigger
 from controller.policy import is_stale
 from controller.stores import Conflict, StoreError
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from controller import metrics
-from controller.engine.reconcile import Engine, Prefetched, Trigger
-from controller.model import Action, ObjectInfo, Report
+from controller.engine.reconcile import Engine, Prefetched
+from controller.model import Action, ObjectInfo, Report, Trigger
 from controller.stores import Outage, StoreError
 from controller.stores.firestore import Document
 

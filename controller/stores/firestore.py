@@ -95,22 +95,6 @@ class FirestoreStore:
         with self.requests.call("query_active_jobs", self.jobs.id):
             return [_document(s) for s in query.stream(retry=self.retry, timeout=self.timeout)]
 
-    def project_pages(self, page_size: int) -> Iterator[list[Document]]:
-        """Every project, in id order, one page per request; memory stays at one page."""
-        after: Any = None
-        while True:
-            query = self.projects.order_by("__name__").limit(page_size)
-            if after is not None:
-                query = query.start_after(after)
-            with self.requests.call("list_projects", f"page after {getattr(after, 'id', '')}"):
-                snapshots = list(query.stream(retry=self.retry, timeout=self.timeout))
-            if not snapshots:
-                return
-            yield [_document(s) for s in snapshots]
-            if len(snapshots) < page_size:
-                return
-            after = snapshots[-1]
-
     def projects_by_user(self, page_size: int,
                          fields: Sequence[str] | None = None) -> Iterator[list[Document]]:
         """Every project with a `userId` field, ordered by (userId, id), only `fields` read.

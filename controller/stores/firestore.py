@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from google.api_core import exceptions as gexc
+from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
@@ -37,14 +39,23 @@ def _document(snapshot: Any) -> Document:
     return Document(id=snapshot.id, data=snapshot.to_dict(), update_time=snapshot.update_time)
 
 
-def _streamed_document(snapshot: Any) -> Document:
-    """As `_document`, without `to_dict`'s deep copy: a sweep reads every document once,
-    nothing mutates `Document.data`, and the copy cost as much as decoding the document."""
-    if not snapshot.exists:
-        return Document(id=snapshot.id, data=None, update_time=snapshot.update_time)
-    data = getattr(snapshot, "_data", None)
-    return Document(id=snapshot.id, data=snapshot.to_dict() if data is None else data,
-                    update_time=snapshot.update_time)
+def _cursor(order: Sequence[str], last: Document) -> dict[str, Any]:
+    """Where to resume a query in `order` after `last`: the values of its order fields."""
+    return {path: last.id if path == "__name__" else (last.data or {}).get(path)
+            for path in order}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _timestamp(raw: Any) -> datetime:
+    """A `Timestamp` protobuf, exact (an update time is a write precondition): a plain UTC
+    datetime when it fits in microseconds, as Firestore's do, three times cheaper than the
+    client's `DatetimeWithNanoseconds`, which carries any finer one."""
+    if raw.nanos % 1000:
+        stamp: datetime = DatetimeWithNanoseconds.from_timestamp_pb(raw)  # type: ignore[no-untyped-call]
+        return stamp
+    return _EPOCH + timedelta(seconds=raw.seconds, microseconds=raw.nanos // 1000)
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -119,53 +130,101 @@ class FirestoreStore:
     def projects_without_user(self, page_size: int) -> Iterator[str]:
         """Ids of projects lacking a `userId` field (only that field is read): the documents a
         userId-ordered stream cannot return, found by scanning the collection in id order."""
-        query = self.projects.order_by("__name__").select(["userId"])
-        for documents in self._streamed(query, "scan_projects", self.projects.id, page_size):
+        for documents in self._streamed(self.projects, ("__name__",), ["userId"],
+                                        "scan_projects", page_size):
             for doc in documents:
                 if doc.data is None or "userId" not in doc.data:
                     yield doc.id
 
     def _by_user(self, collection: Any, op: str, page_size: int,
                  fields: Sequence[str] | None) -> Iterator[list[Document]]:
-        query = collection.order_by("userId").order_by("__name__")
+        return self._streamed(collection, ("userId", "__name__"), fields, op, page_size)
+
+    def _streamed(self, collection: Any, order: Sequence[str], fields: Sequence[str] | None,
+                  op: str, page_size: int) -> Iterator[list[Document]]:
+        """The collection in `order`, only `fields` read (all if None), one counted request
+        per page, each pulled in batches.
+
+        The consumer paces a page, so its deadline is long (`stream_timeout`); a page cut
+        short (deadline, transient error) resumes after its last document: a retry, not
+        counted, as for any request. A resume that cannot reach Firestore within the retry
+        deadline raises `Outage`. A server that stops answering without closing the
+        connection is the consumer's watchdog's business.
+        """
+        query = collection
+        for path in order:
+            query = query.order_by(path)
         if fields is not None:
             query = query.select(list(fields))
-        return self._streamed(query, op, collection.id, page_size)
-
-    def _streamed(self, query: Any, op: str, what: str,
-                  page_size: int) -> Iterator[list[Document]]:
-        """The query's results, one counted request per page, each pulled in batches.
-
-        The consumer paces a page, so its deadline is long (`stream_timeout`); the client
-        resumes a page after its last document when it is cut (deadline, transient error: a
-        retry, not counted, as for any request), and a resume that cannot reach Firestore
-        within the retry deadline raises `Outage`. A server that stops answering without
-        closing the connection is the consumer's watchdog's business.
-        """
         batch = min(page_size, STREAM_BATCH)
-        after: Any = None
+        after: Document | None = None
         while True:
-            page = query.limit(page_size)
-            if after is not None:
-                page = page.start_after(after)
-            stream: Iterator[Any] | None = None
+            documents = self._page(query, order, page_size, after)
             received = 0
+            first = True
             while True:
-                with self.requests.call(op, what) as more:
-                    if stream is None:
-                        stream = iter(page.stream(retry=self.retry,
-                                                  timeout=self.stream_timeout))
-                    else:
+                with self.requests.call(op, collection.id) as more:
+                    if not first:
                         more(-1)  # the rest of a request already counted
-                    snapshots = [s for _, s in zip(range(batch), stream, strict=False)]
-                if snapshots:
-                    received += len(snapshots)
-                    after = snapshots[-1]
-                    yield [_streamed_document(s) for s in snapshots]
-                if len(snapshots) < batch:
+                    first = False
+                    pulled = list(islice(documents, batch))
+                if pulled:
+                    received += len(pulled)
+                    after = pulled[-1]
+                    yield pulled
+                if len(pulled) < batch:
                     break
             if received < page_size:
                 return
+
+    def _page(self, query: Any, order: Sequence[str], limit: int,
+              after: Document | None) -> Iterator[Document]:
+        """Up to `limit` documents after `after`, decoded straight from the RunQuery protobuf.
+
+        The client's own snapshots wrap every value in proto-plus on the way, which cost a
+        sweep three times the read itself (bench/RESULTS.md); the query, its request, retry
+        and channel remain the client's.
+        """
+        received = 0
+        while received < limit:
+            page = query.limit(limit - received)
+            if after is not None:
+                page = page.start_after(_cursor(order, after))
+            responses, _ = page._get_stream_iterator(None, self.retry, self.stream_timeout)
+            try:
+                for response in responses:
+                    raw = type(response).pb(response)
+                    if raw.HasField("document"):
+                        after = self._decoded(raw.document)
+                        received += 1
+                        yield after
+                return
+            except gexc.GoogleAPICallError as exc:
+                if not _retryable(exc):
+                    raise
+
+    def _decoded(self, raw: Any) -> Document:
+        return Document(id=raw.name.rpartition("/")[2],
+                        data={name: self._value(value) for name, value in raw.fields.items()},
+                        update_time=_timestamp(raw.update_time))
+
+    def _value(self, value: Any) -> Any:
+        """A Firestore `Value` protobuf as the client's `to_dict()` gives it."""
+        kind = value.WhichOneof("value_type")
+        if kind == "map_value":
+            return {name: self._value(item) for name, item in value.map_value.fields.items()}
+        if kind == "array_value":
+            return [self._value(item) for item in value.array_value.values]
+        if kind == "timestamp_value":
+            return _timestamp(value.timestamp_value)
+        if kind == "null_value" or kind is None:
+            return None
+        if kind == "geo_point_value":
+            return firestore.GeoPoint(value.geo_point_value.latitude,
+                                      value.geo_point_value.longitude)
+        if kind == "reference_value":
+            return self.client.document(value.reference_value.split("/documents/", 1)[1])
+        return getattr(value, kind)
 
     def update_project(self, project_id: str, fields: Mapping[str, Any],
                        read_update_time: datetime) -> datetime:

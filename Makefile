@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint venv clean bench tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: demo test unit integration lint venv clean bench bench-listener tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ demo: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Write-to-correction latency through the listener path (1,000 stuck projects in a burst).
+bench-listener: $(STAMP)
+	$(BIN)/python -m bench.listener_path $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller tests bench

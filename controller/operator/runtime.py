@@ -35,7 +35,8 @@ class ReconcilerRuntime:
         """Connect (raises ConfigError), then start the queue and the listeners."""
         engine = await asyncio.to_thread(connect, self.spec.settings(), self.label)
         metrics.prime(self.label)
-        queue = WorkQueue(self._handle, concurrency=self.spec.concurrency, reconciler=self.label)
+        queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
+                          rate_per_second=self.spec.rate_limit, reconciler=self.label)
         queue.start()
         timing = self.spec.listeners
         listeners = ListenerSet(

@@ -269,12 +269,14 @@ def test_crd_defaults_validation_and_example(cluster: Cluster, kubectl: Path,
                                                   body)
     spec = created["spec"]
     assert spec["mode"] == "Enforce" and spec["settle"] == "30s" and spec["concurrency"] == 8
+    assert spec["rateLimit"] == 50
     assert spec["sweep"] == {"interval": "30m"}
     assert spec["staleJobs"] == {"interval": "5m", "timeout": "30m"}
     assert spec["firestore"]["projectsCollection"] == "reel_maker_projects"
     bad: dict[str, Any]
     for bad in ({"storage": {}}, {"storage": {"bucket": "b" * 3}, "sweep": {"interval": "soon"}},
-                {"storage": {"bucket": "reels-bucket"}, "concurrency": 0}):
+                {"storage": {"bucket": "reels-bucket"}, "concurrency": 0},
+                {"storage": {"bucket": "reels-bucket"}, "rateLimit": 0}):
         with pytest.raises(client.ApiException) as rejected:
             api.create_namespaced_custom_object(GROUP, VERSION, cluster.namespace, PLURAL, {
                 **body, "metadata": {"name": "bad"}, "spec": bad})

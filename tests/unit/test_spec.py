@@ -1,0 +1,35 @@
+"""ReconcilerSpec: the operator's own validation of a CR spec (the CRD schema is the first line;
+this one also guards specs applied before a CRD upgrade)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from controller.config import ConfigError, ReconcilerSpec
+
+MINIMAL: dict[str, Any] = {"storage": {"bucket": "reels-bucket"}}
+
+
+def test_defaults_match_the_crd() -> None:
+    spec = ReconcilerSpec.parse(MINIMAL)
+    assert (spec.concurrency, spec.rate_limit, spec.settle) == (8, 50.0, timedelta(seconds=30))
+    assert spec.settings().concurrency == 8
+
+
+@pytest.mark.parametrize(("spec", "where"), [
+    ({"rateLimit": 0}, "spec.rateLimit"),
+    ({"rateLimit": 20_000}, "spec.rateLimit"),
+    ({"concurrency": 0}, "spec.concurrency"),
+    ({"settle": "soon"}, "spec.settle"),
+    ({"surprise": True}, "spec.surprise"),
+])
+def test_bad_specs_name_the_field(spec: dict[str, Any], where: str) -> None:
+    with pytest.raises(ConfigError, match=rf"invalid {where}\b"):
+        ReconcilerSpec.parse({**MINIMAL, **spec})
+
+
+def test_rate_limit_accepts_fractions() -> None:
+    assert ReconcilerSpec.parse({**MINIMAL, "rateLimit": 0.5}).rate_limit == 0.5

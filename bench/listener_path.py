@@ -91,12 +91,15 @@ def burst(projects: list[Project], writers: int) -> tuple[dict[str, datetime], f
     return written, time.monotonic() - started
 
 
-def wait_corrected(db: firestore.Client, count: int, timeout: float) -> float:
+def wait_corrected(db: firestore.Client, count: int, timeout: float,
+                   runtime: subprocess.Popen[str]) -> float:
     """Seconds until no project is left in `generating` (one count query every 100 ms)."""
     query: Any = db.collection(PROJECTS).where(
         filter=firestore.FieldFilter("status", "==", "generating")).count()
     started = time.monotonic()
     while time.monotonic() - started < timeout:
+        if runtime.poll() is not None:
+            raise RuntimeError(f"the reconciler exited with {runtime.returncode} mid-run")
         if int(query.get()[0][0].value) == 0:
             return time.monotonic() - started
         time.sleep(0.1)
@@ -191,7 +194,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
             spec["rateLimit"] = args.rate
         runtime = start_runtime(spec, env, workdir / "reconciler.log")
         written, burst_seconds = burst(projects, args.writers)
-        drained = wait_corrected(db, len(projects), args.timeout)
+        drained = wait_corrected(db, len(projects), args.timeout, runtime)
         figures = report(db, written, burst_seconds, drained, spec, args)
         if args.json:
             args.json.write_text(json.dumps(figures, indent=2))

@@ -23,7 +23,7 @@ class WorkQueue:
     Listener callbacks run on Google's threads: they call `add_threadsafe`, never the engine.
     """
 
-    def __init__(self, handler: Handler, *, concurrency: int = 8, rate_per_second: float = 50.0,
+    def __init__(self, handler: Handler, *, concurrency: int, rate_per_second: float,
                  backoff_base: float = 1.0, backoff_max: float = 300.0,
                  reconciler: str = "default") -> None:
         self._handler = handler

@@ -161,12 +161,10 @@ class FirestoreStore:
         while True:
             documents = self._page(query, order, page_size, after)
             received = 0
-            first = True
             while True:
                 with self.requests.call(op, collection.id) as more:
-                    if not first:
+                    if received:
                         more(-1)  # the rest of a request already counted
-                    first = False
                     pulled = list(islice(documents, batch))
                 if pulled:
                     received += len(pulled)

@@ -16,6 +16,15 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+async def drain(queue: WorkQueue, items: list[str]) -> None:
+    """Start the queue, add `items`, wait until nothing is left, stop."""
+    queue.start()
+    for item in items:
+        queue.add(item)
+    await queue.wait_idle(5)
+    await queue.stop()
+
+
 def test_waiting_items_are_deduplicated() -> None:
     seen: list[str] = []
 
@@ -28,9 +37,7 @@ def test_waiting_items_are_deduplicated() -> None:
         for item in ["a", "b", "a", "a", "b", "c"]:
             queue.add(item)
         assert queue.depth == 3
-        queue.start()
-        await queue.wait_idle(5)
-        await queue.stop()
+        await drain(queue, [])
 
     run(scenario())
     assert seen == ["a", "b", "c"]
@@ -77,11 +84,7 @@ def test_concurrency_is_bounded() -> None:
             return False
 
         queue = WorkQueue(handle, concurrency=3, rate_per_second=1000)
-        queue.start()
-        for i in range(20):
-            queue.add(f"p{i}")
-        await queue.wait_idle(5)
-        await queue.stop()
+        await drain(queue, [f"p{i}" for i in range(20)])
 
     run(scenario())
     assert peak == 3
@@ -98,10 +101,7 @@ def test_failing_item_backs_off_exponentially_then_succeeds() -> None:
             return len(times) < 4  # fail three times, then succeed
 
         queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, backoff_base=0.05)
-        queue.start()
-        queue.add("p")
-        await queue.wait_idle(5)
-        await queue.stop()
+        await drain(queue, ["p"])
 
     run(scenario())
     gaps = [b - a for a, b in itertools.pairwise(times)]
@@ -140,10 +140,7 @@ def test_a_raising_handler_is_retried_not_fatal() -> None:
             return False
 
         queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, backoff_base=0.01)
-        queue.start()
-        queue.add("p")
-        await queue.wait_idle(5)
-        await queue.stop()
+        await drain(queue, ["p"])
 
     run(scenario())
     assert calls == 2

@@ -193,9 +193,10 @@ class ReconcilerSpec(_SpecPart):
     stale_jobs: StaleJobsSpec = Field(default_factory=StaleJobsSpec, alias="staleJobs")
     settle: timedelta = timedelta(seconds=30)
     concurrency: int = Field(default=8, ge=1, le=256)
-    rate_limit: float = Field(default=50.0, gt=0, le=10_000, alias="rateLimit")
+    rate_limit: float = Field(default=500.0, gt=0, le=10_000, alias="rateLimit")
     """Listener-triggered reconciles started per second, at most: a burst of events must not
-    turn into a burst of Firestore reads and writes."""
+    turn into a burst of Firestore reads and writes. The default is the rate Firestore's
+    ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
     listeners: ListenersSpec = Field(default_factory=ListenersSpec)
 
     @field_validator("settle", mode="before")

@@ -1,5 +1,5 @@
-"""Firestore snapshot listeners that only enqueue project ids, and the watchdog that keeps
-them honest.
+"""Firestore listeners (change feeds) that only enqueue project ids, and the watchdog that
+keeps them honest.
 
 Errors alone prove nothing: measured on Google's emulator, a killed and restarted server
 leaves the Python client reconnecting by itself with `is_active` still True, and in
@@ -24,6 +24,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from controller import metrics
 from controller.model import ACTIVE_JOB_STATUSES
 from controller.stores import StoreError
+from controller.stores.changefeed import Change, ChangeFeed
 from controller.stores.firestore import FirestoreStore
 
 log = logging.getLogger(__name__)
@@ -34,58 +35,66 @@ WATCHED_PROJECT_STATUSES = ["error", "generating"]
 Enqueue = Callable[[list[str]], None]
 
 
-def _project_ids(changes: list[Any]) -> list[str]:
+def _project_ids(changes: list[Change]) -> list[str]:
     """A project entering or changing inside the watched set (generating, error)."""
-    return [c.document.id for c in changes if c.type.name in ("ADDED", "MODIFIED")]
+    return [change.id for change in changes if change.present]
 
 
-def _job_project_ids(changes: list[Any]) -> list[str]:
+def _job_project_ids(changes: list[Change]) -> list[str]:
     """A job leaving the active set (finished, failed, deleted) enqueues its project."""
     ids = []
     for change in changes:
-        if change.type.name != "REMOVED":
-            continue
-        data = change.document.to_dict() or {}
-        project_id = data.get("projectId")
-        if isinstance(project_id, str) and project_id:
+        project_id = change.data.get("projectId")
+        if not change.present and isinstance(project_id, str) and project_id:
             ids.append(project_id)
     return ids
 
 
 class Listener:
-    """One snapshot listener. Its callback records liveness and hands ids to `enqueue`."""
+    """One change feed. Its callback records liveness and hands ids to `enqueue`."""
 
-    def __init__(self, name: str, target: Any, extract: Callable[[list[Any]], list[str]],
-                 enqueue: Enqueue, reconciler: str) -> None:
+    def __init__(self, name: str, store: FirestoreStore, target: Any, fields: list[str],
+                 extract: Callable[[list[Change]], list[str]], enqueue: Enqueue,
+                 reconciler: str) -> None:
         self.name = name
+        self._store = store
         self._target = target
+        self._fields = fields
         self._extract = extract
         self._enqueue = enqueue
         self._reconciler = reconciler
-        self._watch: Any = None
+        self._feed: ChangeFeed | None = None
+        self._failure: BaseException | None = None
         self.last_event = 0.0
-        self.error: BaseException | None = None
         self.started_at = 0.0
 
     def start(self) -> None:
-        self.error = None
+        self._failure = None
         self.started_at = time.time()
-        self._watch = self._target.on_snapshot(self._callback)
+        feed = self._store.watch(self._target, self._fields, self._callback)
+        feed.start()
+        self._feed = feed
 
     def stop(self) -> None:
-        watch, self._watch = self._watch, None
-        if watch is not None:
+        feed, self._feed = self._feed, None
+        if feed is not None:
             try:
-                watch.unsubscribe()
+                feed.stop()
             except Exception as exc:  # a dead stream may fail to close; it is dropped anyway
-                log.debug("unsubscribe failed", extra={"listener": self.name, "error": str(exc)})
+                log.debug("stop failed", extra={"listener": self.name, "error": str(exc)})
 
     @property
     def closed(self) -> bool:
-        watch = self._watch
-        return watch is None or not watch.is_active
+        feed = self._feed
+        return feed is None or not feed.is_active
 
-    def _callback(self, _docs: list[Any], changes: list[Any], _read_time: datetime) -> None:
+    @property
+    def error(self) -> BaseException | None:
+        """Our callback's failure, or the feed's (a broken protocol, a stream ended for good)."""
+        feed = self._feed
+        return self._failure or (feed.error if feed is not None else None)
+
+    def _callback(self, changes: list[Change]) -> None:
         try:
             self.last_event = time.time()
             metrics.LISTENER_LAST_EVENT.labels(self._reconciler, self.name).set(self.last_event)
@@ -93,7 +102,7 @@ class Listener:
             if ids:
                 self._enqueue(ids)
         except Exception as exc:
-            self.error = exc
+            self._failure = exc
             log.exception("listener callback failed", extra={"listener": self.name})
 
 
@@ -120,9 +129,10 @@ class ListenerSet:
         jobs = store.jobs.where(filter=FieldFilter("status", "in", sorted(ACTIVE_JOB_STATUSES)))
         self._heartbeat_ref = store.client.collection(heartbeat_collection).document(reconciler)
         self.listeners = [
-            Listener(PROJECTS, projects, _project_ids, enqueue, reconciler),
-            Listener(JOBS, jobs, _job_project_ids, enqueue, reconciler),
-            Listener(HEARTBEAT, self._heartbeat_ref, lambda _: [], enqueue, reconciler),
+            Listener(PROJECTS, store, projects, [], _project_ids, enqueue, reconciler),
+            Listener(JOBS, store, jobs, ["projectId"], _job_project_ids, enqueue, reconciler),
+            Listener(HEARTBEAT, store, self._heartbeat_ref, [], lambda _: [], enqueue,
+                     reconciler),
         ]
         self._lock = threading.Lock()
         self._heartbeat_time: datetime | None = None

@@ -1,11 +1,14 @@
 """The work queue between triggers and the engine: deduplicating, rate-limited, bounded
-concurrency, and exponential backoff per item that keeps failing (like client-go's workqueue)."""
+concurrency, and exponential backoff per item that keeps failing (like client-go's workqueue).
+
+A worker takes every item waiting, up to `max_batch`, at once: a burst of listener events
+becomes a few batched reads instead of one read per project (Engine.reconcile_many)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 
 from aiolimiter import AsyncLimiter
 
@@ -13,8 +16,8 @@ from controller import metrics
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[str], Awaitable[bool]]
-"""Processes one item; returns True when it should be retried later (error, conflict)."""
+Handler = Callable[[list[str]], Awaitable[Collection[str]]]
+"""Processes a batch of items; returns those to retry later (error, conflict)."""
 
 
 class WorkQueue:
@@ -24,11 +27,14 @@ class WorkQueue:
     """
 
     def __init__(self, handler: Handler, *, concurrency: int, rate_per_second: float,
-                 backoff_base: float = 1.0, backoff_max: float = 300.0,
+                 max_batch: int, backoff_base: float = 1.0, backoff_max: float = 300.0,
                  reconciler: str = "default") -> None:
         self._handler = handler
         self._concurrency = concurrency
-        self._limiter = AsyncLimiter(max_rate=rate_per_second, time_period=1.0)
+        # The bucket holds a second's worth, at least one item (a rate below 1/s spreads it).
+        capacity = max(rate_per_second, 1.0)
+        self._limiter = AsyncLimiter(max_rate=capacity, time_period=capacity / rate_per_second)
+        self._max_batch = max(1, min(max_batch, int(capacity)))
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
         self._reconciler = reconciler
@@ -91,32 +97,36 @@ class WorkQueue:
 
     async def _work(self) -> None:
         while True:
-            item = await self._queue.get()
-            self._waiting.discard(item)
-            self._active.add(item)
+            batch = [await self._queue.get()]
+            while len(batch) < self._max_batch and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self._waiting.difference_update(batch)
+            self._active.update(batch)
             self._publish_depth()
             try:
-                async with self._limiter:
-                    retry = await asyncio.shield(self._run(item))
+                await self._limiter.acquire(len(batch))
+                retry = await asyncio.shield(self._run(batch))
             finally:
-                self._active.discard(item)
-                self._queue.task_done()
-            if retry:
-                self._schedule_retry(item)
-            else:
-                self._failures.pop(item, None)
-            if item in self._dirty:
-                self._dirty.discard(item)
-                self.add(item)
+                self._active.difference_update(batch)
+                for _ in batch:
+                    self._queue.task_done()
+            for item in batch:
+                if item in retry:
+                    self._schedule_retry(item)
+                else:
+                    self._failures.pop(item, None)
+                if item in self._dirty:
+                    self._dirty.discard(item)
+                    self.add(item)
             if not self._waiting and not self._active and not self._retry_timers:
                 self._idle.set()
 
-    async def _run(self, item: str) -> bool:
+    async def _run(self, batch: list[str]) -> Collection[str]:
         try:
-            return await self._handler(item)
+            return await self._handler(batch)
         except Exception:
-            log.exception("work item failed", extra={"projectId": item})
-            return True
+            log.exception("work items failed", extra={"projectIds": batch})
+            return set(batch)
 
     def _schedule_retry(self, item: str) -> None:
         failures = self._failures.get(item, 0) + 1

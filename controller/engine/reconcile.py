@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from controller import metrics
 from controller.config import Settings
@@ -46,6 +47,15 @@ class Prefetched:
     """Every job of the project, in id order (as the store's per-project query returns them)."""
     objects: Sequence[ObjectInfo] | None = None
     """Every object under the project's prefix (a complete listing)."""
+
+
+@dataclass(frozen=True)
+class Correction:
+    """A decided write, not made yet: the report it stands for and its precondition."""
+
+    report: Report
+    update: Mapping[str, Any]
+    read_update_time: datetime
 
 
 def _parse_jobs(documents: list[Document]) -> tuple[tuple[Job, ...], tuple[InvalidJob, ...]]:
@@ -89,6 +99,78 @@ class Engine:
         self._record(report, trigger, time.monotonic() - started)
         return report
 
+    def reconcile_many(self, project_ids: Sequence[str], trigger: Trigger,
+                       dry_run: bool = False) -> list[Report]:
+        """Reconcile a burst of projects with a few requests instead of several each: their
+        documents in one read, their jobs in one query per few dozen, their corrections in one
+        atomic commit, each write still guarded by its own precondition. Listings stay per
+        project. A failed read fails the whole burst (the queue retries it); a commit that
+        meets a stale precondition falls back to writing one by one."""
+        ids = list(dict.fromkeys(project_ids))
+        started = time.monotonic()
+        reports: dict[str, Report] = {}
+        corrections: dict[str, Correction] = {}
+        try:
+            documents = self.firestore.get_projects(ids)
+            jobs = self.firestore.jobs_of_projects(list(documents))
+        except StoreError as exc:
+            documents, jobs = {}, {}
+            reports = {project_id: _error(project_id, str(exc), 1, outage=isinstance(exc, Outage))
+                       for project_id in ids}
+        for project_id, doc in documents.items():
+            decided = self._decide(doc, trigger, Prefetched(jobs=jobs.get(project_id)), 1)
+            if isinstance(decided, Correction):
+                if dry_run:
+                    reports[project_id] = decided.report.model_copy(
+                        update={"action": Action.DRIFT})
+                else:
+                    corrections[project_id] = decided
+            else:
+                reports[project_id] = decided
+        for project_id in ids:
+            if project_id not in documents and project_id not in reports:
+                reports[project_id] = _error(project_id, "project document not found", 1)
+        conflicted = self._commit(corrections, reports)
+        for report in reports.values():
+            self._record(report, trigger, time.monotonic() - started)
+        for project_id in conflicted:
+            reports[project_id] = self.reconcile(project_id, trigger, dry_run)
+        return [reports[project_id] for project_id in ids]
+
+    def _commit(self, corrections: dict[str, Correction], reports: dict[str, Report]
+                ) -> list[str]:
+        """Write the corrections together, or one by one if one of them is stale; their
+        reports go into `reports`; returns the projects someone wrote since we read them."""
+        if not corrections:
+            return []
+        try:
+            self.firestore.update_projects({project_id: (c.update, c.read_update_time)
+                                            for project_id, c in corrections.items()})
+        except Conflict as exc:
+            log.info("batched write conflict, writing one by one",
+                     extra={"projects": len(corrections), "error": str(exc)})
+        except StoreError as exc:
+            for project_id in corrections:
+                reports[project_id] = _error(project_id, str(exc), 1,
+                                             outage=isinstance(exc, Outage))
+            return []
+        else:
+            reports.update((project_id, c.report) for project_id, c in corrections.items())
+            return []
+        conflicted: list[str] = []
+        for project_id, correction in corrections.items():
+            try:
+                self.firestore.update_project(project_id, correction.update,
+                                              correction.read_update_time)
+            except Conflict:
+                conflicted.append(project_id)
+            except StoreError as exc:
+                reports[project_id] = _error(project_id, str(exc), 1,
+                                             outage=isinstance(exc, Outage))
+            else:
+                reports[project_id] = correction.report
+        return conflicted
+
     def _reconcile(self, project_id: str, trigger: Trigger, dry_run: bool,
                    snapshot: Document | None, prefetched: Prefetched | None) -> Report:
         attempts = self.settings.max_attempts
@@ -96,34 +178,44 @@ class Engine:
             first = attempt == 1 and snapshot is not None
             try:
                 doc = snapshot if first else self.firestore.get_project(project_id)
-                if doc is None:
-                    return _error(project_id, "project document not found", attempt)
-                observation = self._observe(doc, trigger,
-                                            prefetched if first else None)
-                if isinstance(observation, Report):
-                    return observation
-                plan = decide(observation, self.policy)
             except StoreError as exc:
                 return _error(project_id, str(exc), attempt, outage=isinstance(exc, Outage))
-            except ValueError as exc:
-                return _error(project_id, f"cannot decide: {exc}", attempt)
-            report = plan.report.model_copy(update={"attempts": attempt})
-            if plan.update is None:
-                return report
+            if doc is None:
+                return _error(project_id, "project document not found", attempt)
+            decided = self._decide(doc, trigger, prefetched if first else None, attempt)
+            if isinstance(decided, Report):
+                return decided
             if dry_run:
-                return report.model_copy(update={"action": Action.DRIFT})
+                return decided.report.model_copy(update={"action": Action.DRIFT})
             try:
-                self.firestore.update_project(project_id, plan.update,
-                                              observation.project.update_time)
+                self.firestore.update_project(project_id, decided.update,
+                                              decided.read_update_time)
             except Conflict as exc:
                 log.info("write conflict, re-reading",
                          extra={"projectId": project_id, "attempt": attempt, "error": str(exc)})
                 continue
             except StoreError as exc:
                 return _error(project_id, str(exc), attempt, outage=isinstance(exc, Outage))
-            return report
+            return decided.report
         return Report(project_id=project_id, action=Action.CONFLICT, attempts=attempts,
                       error=f"document kept changing: gave up after {attempts} attempts")
+
+    def _decide(self, doc: Document, trigger: Trigger, prefetched: Prefetched | None,
+                attempt: int) -> Report | Correction:
+        """Observe one project and run the policy: a final report, or a correction to write."""
+        try:
+            observation = self._observe(doc, trigger, prefetched)
+            if isinstance(observation, Report):
+                return observation
+            plan = decide(observation, self.policy)
+        except StoreError as exc:
+            return _error(doc.id, str(exc), attempt, outage=isinstance(exc, Outage))
+        except ValueError as exc:
+            return _error(doc.id, f"cannot decide: {exc}", attempt)
+        report = plan.report.model_copy(update={"attempts": attempt})
+        if plan.update is None:
+            return report
+        return Correction(report, plan.update, observation.project.update_time)
 
     def _observe(self, doc: Document, trigger: Trigger,
                  prefetched: Prefetched | None = None) -> Observation | Report:

@@ -15,6 +15,9 @@ from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from controller.engine.queue import WorkQueue
 from controller.model import Action, Report
 
+MAX_BATCH = 100
+"""Projects one worker reconciles together (one batched read of their documents)."""
+
 RUNTIMES: dict[str, ReconcilerRuntime] = {}
 """Every started runtime of this process, for the readiness endpoint."""
 
@@ -36,7 +39,8 @@ class ReconcilerRuntime:
         engine = await asyncio.to_thread(connect, self.spec.settings(), self.label)
         metrics.prime(self.label)
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
-                          rate_per_second=self.spec.rate_limit, reconciler=self.label)
+                          rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,
+                          reconciler=self.label)
         queue.start()
         timing = self.spec.listeners
         listeners = ListenerSet(
@@ -77,11 +81,12 @@ class ReconcilerRuntime:
         await asyncio.to_thread(safe_beat, listeners)
         return await asyncio.to_thread(listeners.check)
 
-    async def _handle(self, project_id: str) -> bool:
+    async def _handle(self, project_ids: list[str]) -> set[str]:
+        """One batch of listener events; returns the projects to retry."""
         assert self.engine is not None
-        report = await asyncio.to_thread(self.engine.reconcile, project_id, Trigger.LISTENER,
-                                         self.spec.observe)
-        return report.action in (Action.ERROR, Action.CONFLICT)
+        reports = await asyncio.to_thread(self.engine.reconcile_many, project_ids,
+                                          Trigger.LISTENER, self.spec.observe)
+        return {r.project_id for r in reports if r.action in (Action.ERROR, Action.CONFLICT)}
 
     async def sweep(self, trigger: Trigger) -> SweepResult:
         assert self.engine is not None

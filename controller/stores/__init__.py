@@ -51,6 +51,14 @@ class RequestLog:
         with self._lock:
             return sum(self._counts.values())
 
+    def by_op(self) -> Counter[str]:
+        """Requests so far per operation, whatever their outcome."""
+        found: Counter[str] = Counter()
+        with self._lock:
+            for (op, _outcome), n in self._counts.items():
+                found[op] += n
+        return found
+
     @contextmanager
     def call(self, op: str, what: str) -> Iterator[Callable[[int], None]]:
         """Wrap one logical request: count it, and translate its failure into our errors.

@@ -13,11 +13,13 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.document import DocumentReference
 
 from controller.config import Settings
 from controller.metrics import FIRESTORE_REQUESTS_TOTAL
 from controller.model import ACTIVE_JOB_STATUSES
 from controller.stores import RequestLog
+from controller.stores.changefeed import ChangeFeed, OnChanges
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,8 @@ STREAM_TIMEOUT = 300.0
 """Deadline of one streamed page: the client resumes a longer one after its last document."""
 STREAM_BATCH = 500
 """Documents pulled from a streamed page at a time."""
+IN_LIMIT = 30
+"""Values Firestore allows in one `in` filter."""
 
 
 def _document(snapshot: Any) -> Document:
@@ -56,6 +60,11 @@ def _timestamp(raw: Any) -> datetime:
         stamp: datetime = DatetimeWithNanoseconds.from_timestamp_pb(raw)  # type: ignore[no-untyped-call]
         return stamp
     return _EPOCH + timedelta(seconds=raw.seconds, microseconds=raw.nanos // 1000)
+
+
+def _stamped(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """An update as the app writes one: `updatedAt` is the server's time of the write."""
+    return {**fields, "updatedAt": firestore.SERVER_TIMESTAMP}
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -94,6 +103,26 @@ class FirestoreStore:
         with self.requests.call("get_job", job_id):
             snapshot = self.jobs.document(job_id).get(retry=self.retry, timeout=self.timeout)
         return _document(snapshot) if snapshot.exists else None
+
+    def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
+        """The existing ones among `project_ids`, in one BatchGetDocuments request."""
+        refs = [self.projects.document(project_id) for project_id in project_ids]
+        with self.requests.call("get_projects", f"{len(refs)} projects"):
+            snapshots = list(self.client.get_all(refs, retry=self.retry, timeout=self.timeout))
+        return {s.id: _document(s) for s in snapshots if s.exists}
+
+    def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
+        """Every job of each project, in id order: one query per IN_LIMIT projects."""
+        found: dict[str, list[Document]] = {project_id: [] for project_id in project_ids}
+        ids = list(found)
+        for start in range(0, len(ids), IN_LIMIT):
+            chunk = ids[start:start + IN_LIMIT]
+            query = self.jobs.where(filter=FieldFilter("projectId", "in", chunk))
+            with self.requests.call("query_jobs", f"{len(chunk)} projects"):
+                snapshots = list(query.stream(retry=self.retry, timeout=self.timeout))
+            for snapshot in snapshots:
+                found[snapshot.get("projectId")].append(_document(snapshot))
+        return found
 
     def project_jobs(self, project_id: str) -> list[Document]:
         query = self.jobs.where(filter=FieldFilter("projectId", "==", project_id))
@@ -224,15 +253,32 @@ class FirestoreStore:
             return self.client.document(value.reference_value.split("/documents/", 1)[1])
         return getattr(value, kind)
 
+    def watch(self, target: Any, fields: Sequence[str], on_changes: OnChanges) -> ChangeFeed:
+        """A change feed (not started) on a query or a document reference, `fields` decoded."""
+        if isinstance(target, DocumentReference):
+            return ChangeFeed.for_document(target, fields, self._value, on_changes)
+        return ChangeFeed.for_query(target, fields, self._value, on_changes)
+
     def update_project(self, project_id: str, fields: Mapping[str, Any],
                        read_update_time: datetime) -> datetime:
         """Write `fields` only if the document is still the one we read (D4)."""
-        payload = {**fields, "updatedAt": firestore.SERVER_TIMESTAMP}
         option = self.client.write_option(last_update_time=read_update_time)
         with self.requests.call("update_project", project_id):
             result = self.projects.document(project_id).update(
-                payload, option=option, retry=self.retry, timeout=self.timeout)
+                _stamped(fields), option=option, retry=self.retry, timeout=self.timeout)
         return result.update_time  # type: ignore[no-any-return]
+
+    def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
+                        ) -> None:
+        """Every update in one atomic commit, each only if its document is still the one we
+        read: one stale document fails them all (Conflict) and nothing is written. The
+        emulator pushes its listeners once per commit rather than once per document."""
+        batch = self.client.batch()
+        for project_id, (fields, read_update_time) in updates.items():
+            batch.update(self.projects.document(project_id), _stamped(fields),
+                         option=self.client.write_option(last_update_time=read_update_time))
+        with self.requests.call("update_projects", f"{len(updates)} projects"):
+            batch.commit(retry=self.retry, timeout=self.timeout)
 
     def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> None:
         """Mark a stale job failed, only if nobody touched it since we read it."""

@@ -77,6 +77,22 @@ def test_job_leaving_active_set_enqueues_its_project(
     inbox.wait_for("p-job")
 
 
+def test_deleted_job_enqueues_its_project_and_reentry_enqueues_again(
+        world: World, listeners: tuple[ListenerSet, Inbox]) -> None:
+    """Deletes arrive as bare names: the feed remembers each active job's projectId."""
+    _, inbox = listeners
+    job = world.add_job("p-deleted", status="queued")
+    world.add_project("bouncing", status="generating")
+    inbox.wait_for("bouncing")
+    world.jobs().document(job).delete()
+    inbox.wait_for("p-deleted")
+    world.projects().document("bouncing").update({"status": "ready"})
+    time.sleep(0.5)
+    before = inbox.ids.count("bouncing")
+    world.projects().document("bouncing").update({"status": "generating"})
+    wait_until(lambda: inbox.ids.count("bouncing") > before, 5, lambda: None)
+
+
 def test_heartbeat_makes_listeners_healthy(world: World,
                                            listeners: tuple[ListenerSet, Inbox]) -> None:
     found, _ = listeners

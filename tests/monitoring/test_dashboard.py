@@ -19,21 +19,19 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from prometheus_client import start_http_server
 
+from controller.config import ReconcilerSpec
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
-from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
-from controller.engine.queue import WorkQueue
+from controller.engine.listener import ListenerSet, safe_beat
 from controller.model import Action
-from controller.stores.firestore import FirestoreStore
-from controller.stores.gcs import GcsStore
-from tests.conftest import settings_for
+from controller.operator.runtime import ReconcilerRuntime
 from tests.monitoring.promserver import (
     MissingPrometheus,
     PrometheusServer,
@@ -50,8 +48,10 @@ from tests.monitoring.render_dashboard import (
     render,
     substitute,
 )
-from tests.support.emulators import free_port
+from tests.support.emulators import Emulators, free_port
 from tests.support.seed import World, now
+
+T = TypeVar("T")
 
 RULES = REPO / "charts/reel-reconciler/files/alerts.yaml"
 RATE_INTERVAL = "15s"
@@ -134,47 +134,47 @@ def test_substitute_replaces_every_variable() -> None:
 # --- a real reconciler, scraped by a real Prometheus ------------------------------------
 
 class LiveReconciler:
-    """Engine, work queue, listeners and watchdog wired as ReconcilerRuntime wires them."""
+    """A ReconcilerRuntime as the operator runs one, on an event loop of its own, with a
+    watchdog that ticks every 0.3 s and can be made to see an hour of heartbeat silence."""
 
-    def __init__(self, engine: Engine, concurrency: int = 2, rate_per_second: float = 2.0
-                 ) -> None:
-        self.engine = engine
+    def __init__(self, runtime: ReconcilerRuntime) -> None:
+        self.runtime = runtime
         self.loop = asyncio.new_event_loop()
         self._loop_thread = threading.Thread(target=self.loop.run_forever, daemon=True,
                                              name="monitoring-loop")
-        self.queue = WorkQueue(self._handle, concurrency=concurrency,
-                               rate_per_second=rate_per_second, reconciler=engine.reconciler)
-        self.listeners = ListenerSet(engine.firestore, self.queue.add_threadsafe,
-                                     engine.reconciler,
-                                     settings=WatchdogSettings(silence_threshold=20.0))
         self._stop = threading.Event()
         self._force = threading.Event()
         self._forced: list[str | None] = []
         self._watchdog = threading.Thread(target=self._watch, daemon=True,
                                           name="monitoring-watchdog")
 
-    async def _handle(self, project_id: str) -> bool:
-        report = await asyncio.to_thread(self.engine.reconcile, project_id, Trigger.LISTENER)
-        return report.action in (Action.ERROR, Action.CONFLICT)
+    @property
+    def engine(self) -> Engine:
+        assert self.runtime.engine is not None
+        return self.runtime.engine
 
-    async def _start_queue(self) -> None:
-        self.queue.start()
+    @property
+    def listeners(self) -> ListenerSet:
+        assert self.runtime.listeners is not None
+        return self.runtime.listeners
+
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 10) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def start(self) -> None:
         self._loop_thread.start()
-        asyncio.run_coroutine_threadsafe(self._start_queue(), self.loop).result(10)
-        self.listeners.start()
+        self._call(self.runtime.start(), 30)
         self._watchdog.start()
 
     def _watch(self) -> None:
         while not self._stop.wait(0.3):
-            safe_beat(self.listeners)
             if self._force.is_set():
                 # the watchdog seeing an hour of heartbeat silence: restart with reason silence
+                safe_beat(self.listeners)
                 self._forced.append(self.listeners.check(now=time.time() + 3600))
                 self._force.clear()
             else:
-                self.listeners.check()
+                self._call(self.runtime.tick())
 
     def force_restart(self, timeout: float = 10) -> str | None:
         """Make the watchdog restart the listeners as if the heartbeat had gone silent."""
@@ -187,15 +187,14 @@ class LiveReconciler:
         wait_for(lambda: self.listeners.healthy, timeout, "healthy listeners")
 
     def wait_idle(self, timeout: float = 20) -> None:
-        asyncio.run_coroutine_threadsafe(self.queue.wait_idle(timeout),
-                                         self.loop).result(timeout + 1)
+        assert self.runtime.queue is not None
+        self._call(self.runtime.queue.wait_idle(timeout), timeout + 1)
 
     def stop(self) -> None:
         self._stop.set()
         self._watchdog.join(10)
-        self.listeners.stop()
         if self._loop_thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self.queue.stop(), self.loop).result(10)
+            self._call(self.runtime.stop())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._loop_thread.join(10)
         self.loop.close()
@@ -284,12 +283,16 @@ def metrics_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def live_reconciler(world: World) -> Iterator[LiveReconciler]:
-    label = f"monitoring.dashboard-{uuid.uuid4().hex[:8]}"
-    settings = settings_for(world)
-    engine = Engine(settings, FirestoreStore(settings, reconciler=label),
-                    GcsStore(settings, reconciler=label), reconciler=label)
-    live = LiveReconciler(engine)
+def live_reconciler(world: World, emulators: Emulators) -> Iterator[LiveReconciler]:
+    spec = ReconcilerSpec.parse({
+        "firestore": {"project": emulators.gcp_project,
+                      "projectsCollection": world.projects_collection,
+                      "jobsCollection": world.jobs_collection},
+        "storage": {"bucket": world.bucket, "rootPrefix": world.root_prefix},
+        "settle": "0s", "concurrency": 2, "rateLimit": 2,
+        "listeners": {"silenceThreshold": "20s"}})
+    live = LiveReconciler(ReconcilerRuntime("monitoring", f"dashboard-{uuid.uuid4().hex[:8]}",
+                                            spec))
     try:
         live.start()
         yield live

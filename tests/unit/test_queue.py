@@ -29,11 +29,11 @@ def test_waiting_items_are_deduplicated() -> None:
     seen: list[str] = []
 
     async def scenario() -> None:
-        async def handle(item: str) -> bool:
-            seen.append(item)
-            return False
+        async def handle(batch: list[str]) -> set[str]:
+            seen.extend(batch)
+            return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000)
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=1)
         for item in ["a", "b", "a", "a", "b", "c"]:
             queue.add(item)
         assert queue.depth == 3
@@ -49,13 +49,13 @@ def test_item_added_while_in_flight_runs_again_once() -> None:
     async def scenario() -> None:
         release = asyncio.Event()
 
-        async def handle(item: str) -> bool:
-            seen.append(item)
+        async def handle(batch: list[str]) -> set[str]:
+            seen.extend(batch)
             if len(seen) == 1:
                 await release.wait()
-            return False
+            return set()
 
-        queue = WorkQueue(handle, concurrency=2, rate_per_second=1000)
+        queue = WorkQueue(handle, concurrency=2, rate_per_second=1000, max_batch=10)
         queue.start()
         queue.add("p")
         await asyncio.sleep(0.05)
@@ -75,15 +75,15 @@ def test_concurrency_is_bounded() -> None:
     async def scenario() -> None:
         running = 0
 
-        async def handle(item: str) -> bool:
+        async def handle(batch: list[str]) -> set[str]:
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
             await asyncio.sleep(0.02)
             running -= 1
-            return False
+            return set()
 
-        queue = WorkQueue(handle, concurrency=3, rate_per_second=1000)
+        queue = WorkQueue(handle, concurrency=3, rate_per_second=1000, max_batch=1)
         await drain(queue, [f"p{i}" for i in range(20)])
 
     run(scenario())
@@ -96,11 +96,12 @@ def test_failing_item_backs_off_exponentially_then_succeeds() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
 
-        async def handle(item: str) -> bool:
+        async def handle(batch: list[str]) -> set[str]:
             times.append(loop.time())
-            return len(times) < 4  # fail three times, then succeed
+            return set(batch) if len(times) < 4 else set()  # fail three times, then succeed
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, backoff_base=0.05)
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10,
+                          backoff_base=0.05)
         await drain(queue, ["p"])
 
     run(scenario())
@@ -111,11 +112,11 @@ def test_failing_item_backs_off_exponentially_then_succeeds() -> None:
 
 def test_rate_limit() -> None:
     async def scenario() -> float:
-        async def handle(item: str) -> bool:
-            return False
+        async def handle(batch: list[str]) -> set[str]:
+            return set()
 
         loop = asyncio.get_running_loop()
-        queue = WorkQueue(handle, concurrency=4, rate_per_second=20)
+        queue = WorkQueue(handle, concurrency=4, rate_per_second=20, max_batch=100)
         queue.start()
         started = loop.time()
         for i in range(40):
@@ -124,7 +125,8 @@ def test_rate_limit() -> None:
         await queue.stop()
         return loop.time() - started
 
-    # A leaky bucket of 20/s lets the first burst through, the rest at the rate.
+    # A leaky bucket of 20/s lets the first 20 through (batches never exceed the bucket),
+    # the rest at the rate.
     assert run(scenario()) >= 0.9
 
 
@@ -132,15 +134,65 @@ def test_a_raising_handler_is_retried_not_fatal() -> None:
     calls = 0
 
     async def scenario() -> None:
-        async def handle(item: str) -> bool:
+        async def handle(batch: list[str]) -> set[str]:
             nonlocal calls
             calls += 1
             if calls == 1:
                 raise RuntimeError("boom")
-            return False
+            return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, backoff_base=0.01)
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10,
+                          backoff_base=0.01)
         await drain(queue, ["p"])
 
     run(scenario())
     assert calls == 2
+
+
+def test_waiting_items_go_out_together_up_to_the_batch_size() -> None:
+    batches: list[list[str]] = []
+
+    async def scenario() -> None:
+        async def handle(batch: list[str]) -> set[str]:
+            batches.append(batch)
+            return set()
+
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10)
+        for i in range(25):
+            queue.add(f"p{i}")
+        await drain(queue, [])
+
+    run(scenario())
+    assert [len(batch) for batch in batches] == [10, 10, 5]
+    assert [item for batch in batches for item in batch] == [f"p{i}" for i in range(25)]
+
+
+def test_only_the_items_a_batch_returns_are_retried() -> None:
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async def handle(batch: list[str]) -> set[str]:
+            seen.extend(batch)
+            return {"b"} if seen.count("b") == 1 else set()
+
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10,
+                          backoff_base=0.01)
+        await drain(queue, ["a", "b", "c"])
+
+    run(scenario())
+    assert seen == ["a", "b", "c", "b"]
+
+
+def test_a_rate_below_one_per_second_still_lets_an_item_through() -> None:
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        async def handle(batch: list[str]) -> set[str]:
+            seen.extend(batch)
+            return set()
+
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=0.5, max_batch=10)
+        await drain(queue, ["slow"])
+
+    run(scenario())
+    assert seen == ["slow"]

@@ -15,7 +15,7 @@ MINIMAL: dict[str, Any] = {"storage": {"bucket": "reels-bucket"}}
 
 def test_defaults_match_the_crd() -> None:
     spec = ReconcilerSpec.parse(MINIMAL)
-    assert (spec.concurrency, spec.rate_limit, spec.settle) == (8, 50.0, timedelta(seconds=30))
+    assert (spec.concurrency, spec.rate_limit, spec.settle) == (8, 500.0, timedelta(seconds=30))
     assert spec.settings().concurrency == 8
 
 

@@ -1,0 +1,95 @@
+"""A burst of listener events reconciled together (Engine.reconcile_many), on the emulators."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+from controller.engine import Engine, Trigger
+from controller.model import Action
+from controller.stores.firestore import FirestoreStore
+from tests.support.seed import World
+
+Make = Callable[..., Engine]
+
+
+def stuck(world: World, count: int, prefix: str = "stuck") -> list[str]:
+    """Crashed generations with every clip in GCS and none in the document."""
+    ids = [f"{prefix}-{i:02d}" for i in range(count)]
+    for project_id in ids:
+        world.generated_project(project_id, status="generating", prompts=2, in_gcs=2, in_db=0,
+                                job_status="processing", job_updated_ago=timedelta(hours=2))
+    return ids
+
+
+def test_a_burst_takes_one_read_a_query_per_30_and_one_commit(world: World,
+                                                              make_engine: Make) -> None:
+    ids = stuck(world, 40)
+    world.generated_project("healthy", status="ready", prompts=2, in_gcs=2, in_db=2)
+    world.add_project("invalid", status="generating", promptList="not a list")
+    engine = make_engine()
+    before = engine.firestore.requests.by_op()
+    reports = engine.reconcile_many([*ids, "healthy", "invalid", "gone", ids[0]],
+                                    Trigger.LISTENER)
+    made = engine.firestore.requests.by_op() - before
+    assert made == {"get_projects": 1, "query_jobs": 2, "update_projects": 1}
+    assert [r.project_id for r in reports] == [*ids, "healthy", "invalid", "gone"]
+    by_id = {r.project_id: r for r in reports}
+    assert all(by_id[p].action is Action.CORRECTED for p in ids)
+    assert by_id["healthy"].action is Action.NO_CHANGE
+    assert by_id["invalid"].action is Action.SKIPPED
+    assert by_id["gone"].action is Action.ERROR and "not found" in (by_id["gone"].error or "")
+    for project_id in ids:
+        doc = world.project(project_id)
+        assert doc["status"] == "ready" and all(doc["clipFilenames"])
+
+
+def test_observe_mode_reports_the_burst_and_writes_nothing(world: World,
+                                                         make_engine: Make) -> None:
+    ids = stuck(world, 3)
+    before = {project_id: world.update_time(project_id) for project_id in ids}
+    reports = make_engine().reconcile_many(ids, Trigger.LISTENER, dry_run=True)
+    assert {r.action for r in reports} == {Action.DRIFT}
+    assert {project_id: world.update_time(project_id) for project_id in ids} == before
+
+
+class _AppWritesBeforeCommit(FirestoreStore):
+    """The app writes one project of the burst after the engine read it, before the commit.
+
+    A real concurrent writer on a real Firestore; this subclass only chooses the moment.
+    """
+
+    def __init__(self, *args: Any, world: World, project_id: str, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.world, self.project_id = world, project_id
+        self.commits = 0
+
+    def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
+                        ) -> None:
+        if self.commits == 0:
+            writer = threading.Thread(target=self.world.projects().document(
+                self.project_id).update, args=({"title": "renamed by the app"},))
+            writer.start()
+            writer.join()
+        self.commits += 1
+        super().update_projects(updates)
+
+
+def test_a_stale_document_fails_the_commit_then_each_project_is_written_alone(
+        world: World, make_engine: Make) -> None:
+    ids = stuck(world, 5)
+    probe = make_engine()
+    store = _AppWritesBeforeCommit(probe.settings, world=world, project_id=ids[2])
+    engine = Engine(probe.settings, store, probe.gcs)
+    reports = engine.reconcile_many(ids, Trigger.LISTENER)
+    assert store.commits == 1
+    assert [r.action for r in reports] == [Action.CORRECTED] * 5
+    made = store.requests.by_op()
+    # the commit failed whole; four writes kept their first read, the stale one re-read
+    assert made["update_projects"] == 1 and made["get_project"] == 1
+    assert made["update_project"] == 5 + 1
+    doc = world.project(ids[2])
+    assert doc["title"] == "renamed by the app" and doc["status"] == "ready"
+    assert all(world.project(p)["status"] == "ready" for p in ids)

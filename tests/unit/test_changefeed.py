@@ -1,0 +1,158 @@
+"""The change feed's protocol handling, fed the Listen RPC's own response messages.
+
+Resets and filter counts are the server's call: the emulator sends neither on demand, so
+these cases drive the feed with the protobufs the server would send. The feed against the
+real emulator is in tests/integration/test_listeners.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.cloud.firestore_v1.types.firestore import ListenResponse, TargetChange
+from google.protobuf import timestamp_pb2
+
+from controller.stores.changefeed import TARGET_ID, Change, ChangeFeed
+
+PREFIX = "projects/p/databases/(default)/documents/jobs/"
+Kind = TargetChange.TargetChangeType
+
+
+def decode(value: Any) -> Any:
+    return getattr(value, value.WhichOneof("value_type"))
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.batches: list[list[Change]] = []
+
+    def __call__(self, changes: list[Change]) -> None:
+        self.batches.append(changes)
+
+
+def feed() -> tuple[ChangeFeed, Recorder]:
+    recorder = Recorder()
+    return ChangeFeed(None, {"query": {}}, ["projectId"], decode, recorder), recorder
+
+
+def send(target: ChangeFeed, **response: Any) -> None:
+    target._handle(ListenResponse(**response)._pb)
+
+
+def changed(doc_id: str, project: str = "p-1", *, removed: bool = False,
+            version: int = 1) -> dict[str, Any]:
+    ids = {"removed_target_ids" if removed else "target_ids": [TARGET_ID]}
+    return {"document_change": {"document": {
+        "name": PREFIX + doc_id, "update_time": timestamp_pb2.Timestamp(seconds=version),
+        "fields": {"projectId": {"string_value": project},
+                   "status": {"string_value": "processing"}}},
+        **ids}}
+
+
+def target(kind: Any, **extra: Any) -> dict[str, Any]:
+    return {"target_change": {"target_change_type": kind, **extra}}
+
+
+def consistent(token: bytes = b"t") -> dict[str, Any]:
+    """The global NO_CHANGE with a read time: the end of one consistent snapshot."""
+    return target(Kind.NO_CHANGE, read_time=timestamp_pb2.Timestamp(seconds=1),
+                  resume_token=token)
+
+
+def initial(target_feed: ChangeFeed, *doc_ids: str) -> None:
+    send(target_feed, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    for doc_id in doc_ids:
+        send(target_feed, **changed(doc_id, project=f"p-{doc_id}"))
+    send(target_feed, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(target_feed, **consistent())
+
+
+def test_initial_members_arrive_as_one_batch_with_only_the_requested_fields() -> None:
+    f, seen = feed()
+    initial(f, "a", "b")
+    assert seen.batches == [[Change("a", True, {"projectId": "p-a"}),
+                             Change("b", True, {"projectId": "p-b"})]]
+
+
+def test_the_first_snapshot_is_reported_even_when_empty_later_empty_ones_are_not() -> None:
+    f, seen = feed()
+    initial(f)
+    assert seen.batches == [[]]
+    send(f, **consistent(b"t2"))
+    assert seen.batches == [[]]
+
+
+def test_nothing_is_reported_before_the_target_is_current() -> None:
+    f, seen = feed()
+    send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    send(f, **changed("a"))
+    send(f, **consistent())
+    assert seen.batches == []
+    send(f, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(f, **consistent())
+    assert [c.id for c in seen.batches[0]] == ["a"]
+
+
+def test_a_document_leaving_reports_the_fields_last_seen() -> None:
+    f, seen = feed()
+    initial(f, "a", "b")
+    send(f, **changed("a", removed=True))
+    send(f, **{"document_delete": {"document": PREFIX + "b"}})
+    send(f, **consistent(b"t2"))
+    assert seen.batches[-1] == [Change("a", False, {"projectId": "p-a"}),
+                                Change("b", False, {"projectId": "p-b"})]
+    assert f._resume_token == b"t2"
+
+
+def test_leaving_a_set_never_joined_is_not_a_change() -> None:
+    f, seen = feed()
+    initial(f, "a")
+    send(f, **{"document_remove": {"document": PREFIX + "stranger"}})
+    send(f, **consistent())
+    assert len(seen.batches) == 1
+
+
+def test_a_reset_reports_the_members_the_server_does_not_resend_as_gone() -> None:
+    f, seen = feed()
+    initial(f, "a", "b", "c")
+    send(f, **target(Kind.RESET, target_ids=[TARGET_ID]))
+    assert f._resume_token is None
+    send(f, **changed("b", project="p-b"))
+    send(f, **changed("c", project="p-c2", version=2))
+    send(f, **consistent())
+    assert seen.batches == [seen.batches[0]]  # not current again yet: nothing reported
+    send(f, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(f, **consistent())
+    assert seen.batches[-1] == [Change("a", False, {"projectId": "p-a"}),
+                                Change("c", True, {"projectId": "p-c2"})]
+
+
+def test_a_resent_document_is_a_change_only_when_its_update_time_moved() -> None:
+    """The emulator resends every match after each write: only real changes get reported."""
+    f, seen = feed()
+    initial(f, "a", "b")
+    send(f, **changed("a", project="p-a"))
+    send(f, **changed("b", project="p-b", version=5))
+    send(f, **consistent())
+    assert seen.batches[-1] == [Change("b", True, {"projectId": "p-b"})]
+    send(f, **changed("a", project="p-a"))
+    send(f, **changed("b", project="p-b", version=5))
+    send(f, **consistent())
+    assert len(seen.batches) == 2
+
+
+def test_a_filter_count_that_disagrees_breaks_the_feed_and_one_that_agrees_does_not() -> None:
+    f, _ = feed()
+    initial(f, "a", "b")
+    send(f, **changed("c"))
+    send(f, **{"filter": {"target_id": TARGET_ID, "count": 3}})
+    with pytest.raises(RuntimeError, match="filter mismatch"):
+        send(f, **{"filter": {"target_id": TARGET_ID, "count": 2}})
+
+
+def test_a_removed_target_raises_the_servers_cause() -> None:
+    f, _ = feed()
+    with pytest.raises(Exception, match="no permission"):
+        send(f, **target(Kind.REMOVE, target_ids=[TARGET_ID],
+                         cause={"code": 7, "message": "no permission"}))

@@ -75,7 +75,8 @@ class ChangeFeed:
     in our use).
 
     `last_event` is when the server last said anything, changes or not; `error` is set when
-    the stream ended for good or the protocol broke (the listener watchdog restarts then).
+    the stream ended for good or the protocol broke (the listener watchdog restarts then). A
+    filter count that disagrees with ours (missed removals) makes the feed listen again.
     """
 
     def __init__(self, client: Any, target: Mapping[str, Any], fields: Sequence[str],
@@ -93,6 +94,7 @@ class ChangeFeed:
         self._resume_token: bytes | None = None
         self._rpc: ResumableBidiRpc | None = None
         self._consumer: BackgroundConsumer | None = None
+        self._lifecycle = threading.RLock()
         self.last_event = 0.0
         self.error: BaseException | None = None
 
@@ -116,22 +118,40 @@ class ChangeFeed:
         return consumer is not None and consumer.is_active and self.error is None
 
     def start(self) -> None:
-        self._rpc = ResumableBidiRpc(
-            start_rpc=self._client._firestore_api._transport.listen,
-            should_recover=_recoverable, should_terminate=_terminal,
-            initial_request=self._request, metadata=self._client._rpc_metadata)
-        self._rpc.add_done_callback(self._on_done)
-        self._consumer = BackgroundConsumer(self._rpc, self._on_response)
-        self._consumer.start()
+        with self._lifecycle:
+            self._open()
 
     def stop(self) -> None:
         """Close the stream; not from the feed's own thread (it joins that thread)."""
+        with self._lifecycle:
+            self._close()
+
+    def _open(self) -> None:
+        rpc = ResumableBidiRpc(
+            start_rpc=self._client._firestore_api._transport.listen,
+            should_recover=_recoverable, should_terminate=_terminal,
+            initial_request=self._request, metadata=self._client._rpc_metadata)
+        rpc.add_done_callback(lambda future: self._on_done(rpc, future))
+        self._rpc = rpc
+        self._consumer = BackgroundConsumer(rpc, self._on_response)
+        self._consumer.start()
+
+    def _close(self) -> None:
         consumer, self._consumer = self._consumer, None
         rpc, self._rpc = self._rpc, None
         if consumer is not None:
             consumer.stop()
         if rpc is not None:
             rpc.close()
+
+    def _relisten(self) -> None:
+        """Listen again from scratch (after a filter mismatch): the server resends every
+        match, and the members it does not resend are reported gone."""
+        with self._lifecycle:
+            if self._consumer is None:  # stopped meanwhile
+                return
+            self._close()
+            self._open()
 
     def _request(self) -> ListenRequest:
         """The first request of every (re)connection: resume where the last snapshot ended."""
@@ -140,7 +160,9 @@ class ChangeFeed:
             target["resume_token"] = self._resume_token
         return ListenRequest(database=self._client._database_string, add_target=target)
 
-    def _on_done(self, future: Any) -> None:
+    def _on_done(self, rpc: ResumableBidiRpc, future: Any) -> None:
+        if rpc is not self._rpc:  # a stream we closed ourselves
+            return
         self.error = _wrap(future) if isinstance(future, BaseException) else RuntimeError(
             f"listen stream ended: {future}")
 
@@ -150,14 +172,19 @@ class ChangeFeed:
             return
         self.last_event = time.time()
         try:
-            self._handle(type(response).pb(response))
+            if not self._handle(type(response).pb(response)):
+                log.info("listen filter mismatch, listening again",
+                         extra={"target": str(self._target)[:200]})
+                threading.Thread(target=self._relisten, name="change-feed-relisten",
+                                 daemon=True).start()
         except Exception as exc:
             self.error = exc
             log.exception("change feed broke", extra={"target": str(self._target)[:200]})
             if self._consumer is not None:
                 threading.Thread(target=self.stop, name="change-feed-stop", daemon=True).start()
 
-    def _handle(self, pb: Any) -> None:
+    def _handle(self, pb: Any) -> bool:
+        """Apply one response; False when the stream must be listened again from scratch."""
         which = pb.WhichOneof("response_type")
         if which == "target_change":
             self._target_change(pb.target_change)
@@ -174,10 +201,11 @@ class ChangeFeed:
             self._pending[self._id(pb.document_remove.document)] = None
         elif which == "filter":
             if pb.filter.count != self._size():
-                raise RuntimeError(f"listen filter mismatch: server has {pb.filter.count} "
-                                   f"documents, we have {self._size()}")
+                self._forget()
+                return False
         else:
             raise RuntimeError(f"unknown listen response: {which}")
+        return True
 
     def _target_change(self, change: Any) -> None:
         kind = change.target_change_type
@@ -194,12 +222,15 @@ class ChangeFeed:
             code = change.cause.code or 13
             raise gexc.from_grpc_status(code, change.cause.message or "target removed")
         elif kind == _Kind.RESET:
-            # Whatever was sent so far no longer holds: the server resends the members.
-            self._pending = dict.fromkeys(self._members)
-            self._current = False
-            self._resume_token = None
+            self._forget()
         elif kind == _Kind.CURRENT:
             self._current = True
+
+    def _forget(self) -> None:
+        """Whatever was sent so far no longer holds: every member is gone unless resent."""
+        self._pending = dict.fromkeys(self._members)
+        self._current = False
+        self._resume_token = None
 
     def _flush(self, resume_token: bytes) -> None:
         """A consistent snapshot: apply the pending changes and report the effective ones."""

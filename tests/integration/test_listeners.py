@@ -1,4 +1,4 @@
-"""Snapshot listeners and their watchdog against Google's Firestore emulator, for real."""
+"""Listeners (change feeds) and their watchdog against Google's Firestore emulator, for real."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
+from controller.stores.changefeed import Change
 from controller.stores.firestore import FirestoreStore
 from tests.conftest import settings_for
 from tests.support.emulators import Emulators, firestore_emulator
@@ -91,6 +93,32 @@ def test_deleted_job_enqueues_its_project_and_reentry_enqueues_again(
     before = inbox.ids.count("bouncing")
     world.projects().document("bouncing").update({"status": "generating"})
     wait_until(lambda: inbox.ids.count("bouncing") > before, 5, lambda: None)
+
+
+def test_a_feed_listening_again_reports_what_it_missed_and_stays_healthy(world: World) -> None:
+    """What a filter mismatch triggers: a fresh stream without a resume token. Members that
+    left meanwhile are reported gone; closing the old stream is not an error."""
+    world.add_job("p-a", status="processing", job_id="job-a")
+    world.add_job("p-b", status="processing", job_id="job-b")
+    store = FirestoreStore(settings_for(world))
+    seen: list[list[Change]] = []
+    query = store.jobs.where(filter=FieldFilter("status", "in", ["processing"]))
+    feed = store.watch(query, ["projectId"], seen.append)
+    feed.start()
+    try:
+        wait_until(lambda: bool(seen), 5, lambda: None)
+        assert {c.id for c in seen[0]} == {"job-a", "job-b"}
+        feed._forget()  # as on a mismatch, then the stream is replaced while a job finishes
+        world.jobs().document("job-a").update({"status": "completed"})
+        feed._relisten()
+        wait_until(lambda: len(seen) > 1, 5, lambda: None)
+        assert seen[-1] == [Change("job-a", False, {"projectId": "p-a"})]
+        world.jobs().document("job-b").delete()
+        wait_until(lambda: seen[-1] == [Change("job-b", False, {"projectId": "p-b"})], 5,
+                   lambda: None)
+        assert feed.is_active and feed.error is None
+    finally:
+        feed.stop()
 
 
 def test_heartbeat_makes_listeners_healthy(world: World,

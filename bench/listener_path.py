@@ -4,7 +4,7 @@
 
 Stuck projects (`generating`, their worker dead for three hours, some or all of their clips
 in the bucket) are written in one burst while a reconciler runs as the operator runs one
-ReelReconciler: the same runtime (snapshot listeners, work queue, engine) in a process of its
+ReelReconciler: the same runtime (change feeds, work queue, engine) in a process of its
 own, settle window 0, against the Firestore emulator and fake-gcs-server. Each project's
 latency is the server's update time of the corrected document minus the server's update time
 of the burst write that made it stuck: both stamped by the same emulator clock.

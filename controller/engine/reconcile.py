@@ -104,7 +104,8 @@ class Engine:
         """Reconcile a burst of projects with a few requests instead of several each: their
         documents in one read, their jobs in one query per few dozen, their corrections in one
         atomic commit, each write still guarded by its own precondition. Listings stay per
-        project. A failed read fails the whole burst (the queue retries it); a commit that
+        project. A failed read fails the whole burst (the queue retries it), and so does the
+        rest of it after an outage (one retry deadline, not one per project); a commit that
         meets a stale precondition falls back to writing one by one."""
         ids = list(dict.fromkeys(project_ids))
         started = time.monotonic()
@@ -117,8 +118,14 @@ class Engine:
             documents, jobs = {}, {}
             reports = {project_id: _error(project_id, str(exc), 1, outage=isinstance(exc, Outage))
                        for project_id in ids}
+        outage: str | None = None
         for project_id, doc in documents.items():
+            if outage is not None:
+                reports[project_id] = _error(project_id, f"not attempted: {outage}", 1, True)
+                continue
             decided = self._decide(doc, trigger, Prefetched(jobs=jobs.get(project_id)), 1)
+            if isinstance(decided, Report) and decided.unreachable:
+                outage = decided.error
             if isinstance(decided, Correction):
                 if dry_run:
                     reports[project_id] = decided.report.model_copy(
@@ -158,7 +165,11 @@ class Engine:
             reports.update((project_id, c.report) for project_id, c in corrections.items())
             return []
         conflicted: list[str] = []
+        outage: str | None = None
         for project_id, correction in corrections.items():
+            if outage is not None:
+                reports[project_id] = _error(project_id, f"not attempted: {outage}", 1, True)
+                continue
             try:
                 self.firestore.update_project(project_id, correction.update,
                                               correction.read_update_time)
@@ -167,6 +178,7 @@ class Engine:
             except StoreError as exc:
                 reports[project_id] = _error(project_id, str(exc), 1,
                                              outage=isinstance(exc, Outage))
+                outage = str(exc) if isinstance(exc, Outage) else None
             else:
                 reports[project_id] = correction.report
         return conflicted

@@ -2,12 +2,12 @@
 query's result set, with only the fields we ask for decoded.
 
 The client's `on_snapshot` keeps a full snapshot: it decodes and copies every changed
-document, copies its document map and re-sorts every matched document at each push, and the
-emulator pushes once per write. In a burst of 1,000 stuck projects that was 82% of the
-reconciler's CPU (bench/RESULTS.md), for listeners that only enqueue ids. The feed speaks the
-same protocol through the same api_core bidi helpers (reconnect, resume token, reset, filter
-count), and keeps only the member ids and the requested fields.
-"""
+document, copies its document map and re-sorts every matched document at each push. The
+emulator answers each write with a reset and every matching document again, so in a burst of
+1,000 stuck projects that was 82% of the reconciler's CPU (bench/RESULTS.md), for listeners
+that only enqueue ids. The feed speaks the same protocol through the same api_core bidi
+helpers (reconnect, resume token, reset, filter count) and keeps only each member's update
+time and requested fields: a resent document whose update time did not move is no change."""
 
 from __future__ import annotations
 

@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
+
+import pytest
 
 from controller.engine import Engine, Trigger
 from controller.model import Action
 from controller.stores.firestore import FirestoreStore
+from controller.stores.gcs import GcsStore
+from tests.conftest import settings_for
+from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator
 from tests.support.seed import World
 
 Make = Callable[..., Engine]
@@ -93,3 +100,45 @@ def test_a_stale_document_fails_the_commit_then_each_project_is_written_alone(
     doc = world.project(ids[2])
     assert doc["title"] == "renamed by the app" and doc["status"] == "ready"
     assert all(world.project(p)["status"] == "ready" for p in ids)
+
+
+def test_firestore_down_fails_the_burst_at_once_and_writes_nothing(
+        emulators: Emulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped for real mid-way: every project is an unreachable error (the queue retries
+    them with backoff) after one retry deadline, not one per project."""
+    fs = firestore_emulator(tmp_path)
+    fs.start()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", fs.host)
+    try:
+        world = World.create(emulators.gcp_project)
+        ids = stuck(world, 6)
+        settings = settings_for(world, retry_deadline=2.0, request_timeout=1.0)
+        engine = Engine(settings, FirestoreStore(settings), GcsStore(settings))
+        fs.stop()
+        started = time.monotonic()
+        reports = engine.reconcile_many(ids, Trigger.LISTENER)
+        assert time.monotonic() - started < 10
+        assert [r.action for r in reports] == [Action.ERROR] * 6
+        assert all(r.unreachable for r in reports)
+        assert engine.gcs.requests.total() == 0
+    finally:
+        fs.stop()
+
+
+def test_storage_down_stops_the_burst_after_one_project(
+        world: World, make_engine: Make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first listing that cannot reach GCS ends the burst: the others are not attempted
+    (each would wait out its own retry deadline), and nothing is written."""
+    ids = stuck(world, 5)
+    before = {project_id: world.update_time(project_id) for project_id in ids}
+    nowhere = fake_gcs_server(tmp_path)  # configured, never started: nothing listens there
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{nowhere.host}")
+    engine = make_engine(retry_deadline=2.0, request_timeout=1.0)
+    started = time.monotonic()
+    reports = engine.reconcile_many(ids, Trigger.LISTENER)
+    assert time.monotonic() - started < 2 * 2.0 + 3
+    assert [r.action for r in reports] == [Action.ERROR] * 5
+    assert all(r.unreachable for r in reports)
+    assert [("not attempted" in (r.error or "")) for r in reports] == [False] + [True] * 4
+    assert engine.gcs.requests.by_op()["list"] == 1
+    assert {project_id: world.update_time(project_id) for project_id in ids} == before

@@ -167,8 +167,7 @@ class ChangeFeed:
             f"listen stream ended: {future}")
 
     def _on_response(self, response: Any) -> None:
-        if response is None:  # the stream ended: only a stop, or the watchdog, reopens it
-            self.error = self.error or RuntimeError("listen stream closed")
+        if response is None:  # a stream ended: its thread exits, `is_active` says so
             return
         self.last_event = time.time()
         try:

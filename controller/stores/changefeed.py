@@ -7,7 +7,10 @@ emulator answers each write with a reset and every matching document again, so i
 1,000 stuck projects that was 82% of the reconciler's CPU (bench/RESULTS.md), for listeners
 that only enqueue ids. The feed speaks the same protocol through the same api_core bidi
 helpers (reconnect, resume token, reset, filter count) and keeps only each member's update
-time and requested fields: a resent document whose update time did not move is no change."""
+time and requested fields: a resent document whose update time did not move is no change.
+It reaches into the client exactly where the client's own Watch does (the transport's
+`listen`, the RPC metadata, the query's protobuf); the tests against the emulator would
+catch a client release that moves them."""
 
 from __future__ import annotations
 

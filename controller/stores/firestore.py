@@ -122,6 +122,8 @@ class FirestoreStore:
                 snapshots = list(query.stream(retry=self.retry, timeout=self.timeout))
             for snapshot in snapshots:
                 found[snapshot.get("projectId")].append(_document(snapshot))
+        for documents in found.values():
+            documents.sort(key=lambda doc: doc.id)
         return found
 
     def project_jobs(self, project_id: str) -> list[Document]:

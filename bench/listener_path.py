@@ -32,6 +32,7 @@ from typing import Any
 from google.cloud import firestore
 
 from bench.data import Generator, Project
+from bench.measure import cpu_seconds
 from bench.run import BATCH, BUCKET, GCP_PROJECT, REPO, start_gcs
 from tests.support.emulators import Emulator, firestore_emulator
 
@@ -107,28 +108,6 @@ def wait_corrected(db: firestore.Client, count: int, timeout: float,
     raise RuntimeError(f"projects still generating after {timeout:.0f}s (of {count})")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) of a process and its descendants so far, from /proc."""
-    children: dict[int, list[int]] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-        times[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
-    total, todo = 0.0, [pid]
-    while todo:
-        current = todo.pop()
-        total += times.get(current, 0.0)
-        todo += children.get(current, [])
-    return total
-
-
 def percentile(values: list[float], q: float) -> float:
     """Nearest-rank percentile: the smallest value with at least q of the values at or below."""
     ordered = sorted(values)
@@ -140,7 +119,7 @@ def start_runtime(spec: dict[str, Any], env: dict[str, str], log: Path) -> subpr
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.listener_path", "--serve", json.dumps(spec)],
         cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=log.open("w"), text=True)
+        stderr=log.open("w"), text=True, start_new_session=True)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if line.strip() != "ready":
@@ -217,12 +196,13 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
             spec["rateLimit"] = args.rate
         runtime = start_runtime(spec, env, workdir / "reconciler.log")
         assert fs.proc is not None and gcs.proc is not None
-        pids = {"firestore emulator": fs.proc.pid, "fake-gcs-server": gcs.proc.pid,
-                "reconciler": runtime.pid}
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        groups = {"firestore emulator": fs.proc.pid, "fake-gcs-server": gcs.proc.pid,
+                  "reconciler": runtime.pid}  # each leads a process group of its own
+        before = {name: cpu_seconds([group]) for name, group in groups.items()}
         written, burst_seconds = burst(projects, args.writers)
         drained = wait_corrected(db, len(projects), args.timeout, runtime)
-        cpu = {name: round(cpu_seconds(pid) - before[name], 1) for name, pid in pids.items()}
+        cpu = {name: round(cpu_seconds([group]) - before[name], 1)
+               for name, group in groups.items()}
         figures = report(db, written, burst_seconds, drained, spec, args)
         figures["cpu_seconds"] = cpu
         print("CPU seconds from the burst to the last correction: " + ", ".join(

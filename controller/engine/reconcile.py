@@ -116,7 +116,7 @@ class Engine:
             jobs = self.firestore.jobs_of_projects(list(documents))
         except StoreError as exc:
             documents, jobs = {}, {}
-            reports = {project_id: _error(project_id, str(exc), 1, outage=isinstance(exc, Outage))
+            reports = {project_id: store_failure(project_id, exc, 1)
                        for project_id in ids}
         outage: str | None = None
         for project_id, doc in documents.items():
@@ -158,8 +158,7 @@ class Engine:
                      extra={"projects": len(corrections), "error": str(exc)})
         except StoreError as exc:
             for project_id in corrections:
-                reports[project_id] = _error(project_id, str(exc), 1,
-                                             outage=isinstance(exc, Outage))
+                reports[project_id] = store_failure(project_id, exc, 1)
             return []
         else:
             reports.update((project_id, c.report) for project_id, c in corrections.items())
@@ -176,9 +175,9 @@ class Engine:
             except Conflict:
                 conflicted.append(project_id)
             except StoreError as exc:
-                reports[project_id] = _error(project_id, str(exc), 1,
-                                             outage=isinstance(exc, Outage))
-                outage = str(exc) if isinstance(exc, Outage) else None
+                reports[project_id] = store_failure(project_id, exc, 1)
+                if isinstance(exc, Outage):
+                    outage = str(exc)
             else:
                 reports[project_id] = correction.report
         return conflicted
@@ -191,7 +190,7 @@ class Engine:
             try:
                 doc = snapshot if first else self.firestore.get_project(project_id)
             except StoreError as exc:
-                return _error(project_id, str(exc), attempt, outage=isinstance(exc, Outage))
+                return store_failure(project_id, exc, attempt)
             if doc is None:
                 return _error(project_id, "project document not found", attempt)
             decided = self._decide(doc, trigger, prefetched if first else None, attempt)
@@ -207,7 +206,7 @@ class Engine:
                          extra={"projectId": project_id, "attempt": attempt, "error": str(exc)})
                 continue
             except StoreError as exc:
-                return _error(project_id, str(exc), attempt, outage=isinstance(exc, Outage))
+                return store_failure(project_id, exc, attempt)
             return decided.report
         return Report(project_id=project_id, action=Action.CONFLICT, attempts=attempts,
                       error=f"document kept changing: gave up after {attempts} attempts")
@@ -221,7 +220,7 @@ class Engine:
                 return observation
             plan = decide(observation, self.policy)
         except StoreError as exc:
-            return _error(doc.id, str(exc), attempt, outage=isinstance(exc, Outage))
+            return store_failure(doc.id, exc, attempt)
         except ValueError as exc:
             return _error(doc.id, f"cannot decide: {exc}", attempt)
         report = plan.report.model_copy(update={"attempts": attempt})
@@ -285,3 +284,8 @@ class Engine:
 def _error(project_id: str, message: str, attempts: int, outage: bool = False) -> Report:
     return Report(project_id=project_id, action=Action.ERROR, error=message, attempts=attempts,
                   unreachable=outage or None)
+
+
+def store_failure(project_id: str, exc: StoreError, attempts: int = 1) -> Report:
+    """A store's failure as a report: unreachable when it was an outage."""
+    return _error(project_id, str(exc), attempts, outage=isinstance(exc, Outage))

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from controller import metrics
-from controller.engine.reconcile import Engine, Prefetched
+from controller.engine.reconcile import Engine, Prefetched, store_failure
 from controller.model import Action, ObjectInfo, Report, Trigger
 from controller.stores import Outage, StoreError
 from controller.stores.firestore import Document
@@ -388,9 +388,7 @@ class _Sweep:
 
     def fail(self, group: UserGroup, exc: StoreError) -> None:
         """The group's listing or jobs could not be read: each of its projects failed so."""
-        reports = [Report(project_id=doc.id, action=Action.ERROR, error=str(exc),
-                          unreachable=isinstance(exc, Outage) or None)
-                   for doc in group.documents]
+        reports = [store_failure(doc.id, exc) for doc in group.documents]
         for report in reports:
             self.engine._record(report, self.trigger, 0.0)
         self.add(reports)

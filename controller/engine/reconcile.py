@@ -102,28 +102,44 @@ class Engine:
     def reconcile_many(self, project_ids: Sequence[str], trigger: Trigger,
                        dry_run: bool = False) -> list[Report]:
         """Reconcile a burst of projects with a few requests instead of several each: their
-        documents in one read, their jobs in one query per few dozen, their corrections in one
-        atomic commit, each write still guarded by its own precondition. Listings stay per
-        project. A failed read fails the whole burst (the queue retries it), and so does the
-        rest of it after an outage (one retry deadline, not one per project); a commit that
-        meets a stale precondition falls back to writing one by one."""
+        documents in one read, their jobs in one query per few dozen, then `reconcile_read`.
+        Listings stay per project. A failed read fails the whole burst (the queue retries
+        it)."""
         ids = list(dict.fromkeys(project_ids))
-        started = time.monotonic()
-        reports: dict[str, Report] = {}
-        corrections: dict[str, Correction] = {}
         try:
             documents = self.firestore.get_projects(ids)
             jobs = self.firestore.jobs_of_projects(list(documents))
         except StoreError as exc:
-            documents, jobs = {}, {}
-            reports = {project_id: store_failure(project_id, exc, 1)
-                       for project_id in ids}
+            reports = [store_failure(project_id, exc, 1) for project_id in ids]
+            for report in reports:
+                self._record(report, trigger, 0.0)
+            return reports
+        return self.reconcile_read(
+            [(project_id, documents.get(project_id), Prefetched(jobs=jobs.get(project_id)))
+             for project_id in ids], trigger, dry_run)
+
+    def reconcile_read(self, work: Sequence[tuple[str, Document | None, Prefetched | None]],
+                       trigger: Trigger, dry_run: bool = False) -> list[Report]:
+        """Reconcile projects whose documents (None: not found) and perhaps more were read
+        together: each is decided on what was read, and their corrections go in one atomic
+        commit, each write still guarded by its own precondition; a commit that meets a
+        stale precondition falls back to writing one by one, and only the projects written
+        since are read again. After an outage the rest is not attempted (one retry
+        deadline, not one per project). Returns the reports in the order of `work`."""
+        started = time.monotonic()
+        reports: dict[str, Report] = {}
+        corrections: dict[str, Correction] = {}
         outage: str | None = None
-        for project_id, doc in documents.items():
+        for project_id, doc, prefetched in work:
+            if project_id in reports or project_id in corrections:
+                continue
             if outage is not None:
                 reports[project_id] = _error(project_id, f"not attempted: {outage}", 1, True)
                 continue
-            decided = self._decide(doc, trigger, Prefetched(jobs=jobs.get(project_id)), 1)
+            if doc is None:
+                reports[project_id] = _error(project_id, "project document not found", 1)
+                continue
+            decided = self._decide(doc, trigger, prefetched, 1)
             if isinstance(decided, Report) and decided.unreachable:
                 outage = decided.error
             if isinstance(decided, Correction):
@@ -134,15 +150,12 @@ class Engine:
                     corrections[project_id] = decided
             else:
                 reports[project_id] = decided
-        for project_id in ids:
-            if project_id not in documents and project_id not in reports:
-                reports[project_id] = _error(project_id, "project document not found", 1)
         conflicted = self._commit(corrections, reports)
         for report in reports.values():
             self._record(report, trigger, time.monotonic() - started)
         for project_id in conflicted:
             reports[project_id] = self.reconcile(project_id, trigger, dry_run)
-        return [reports[project_id] for project_id in ids]
+        return [reports[project_id] for project_id, _, _ in work]
 
     def _commit(self, corrections: dict[str, Correction], reports: dict[str, Report]
                 ) -> list[str]:

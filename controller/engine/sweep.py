@@ -8,15 +8,16 @@ bytes, so `ab-c/` and `ab.c/` sort before `ab/` while Firestore puts `ab` first:
 `in_folder_order` reorders the user groups into the order of their folders. Memory holds a
 page of each stream and the users in flight, never the bucket or the collection.
 
-Each project then goes through the same `Engine.reconcile` as a targeted reconcile, with the
-streamed reads as its first observation: same policy, same reports, the same precondition on
-every write. Whatever the streams cannot vouch for is read per project, as before: a user
+The projects then go, a user at a time, through `Engine.reconcile_read`, as a burst of
+listener events does, with the streamed reads as their first observation: same policy, same
+reports, the same precondition on every write, and a user's corrections in one commit.
+Whatever the streams cannot vouch for is read per project, as before: a user
 whose folder the listing had already passed (an ordering surprise), claims outside the
 project's prefix, documents without a usable userId, and every retry after a conflict.
 
 Jobs are joined on (userId, projectId), as the app writes them; every queued or processing
-job is also read by status at the start, so a job filed under another user still holds its
-project. One failure never stops a sweep, but an outage does: the rest would fail the same way.
+job is also read by status, beside the streams, so a job filed under another user still holds
+its project. One failure never stops a sweep, but an outage does: the rest would fail the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from controller import metrics
@@ -298,6 +299,9 @@ class _Sweep:
         self.pending: deque[Future[list[Report]]] = deque()
         self.window = engine.settings.concurrency * 2
         self.streams: list[Prefetch[Any]] = []
+        self.running: Future[list[Document]] | None = None
+        self.active: dict[str, list[Document]] | None = None
+        self.lock = threading.Lock()
         settings = engine.settings
         self.idle = settings.request_timeout + settings.retry_deadline + 5.0
 
@@ -310,7 +314,7 @@ class _Sweep:
         firestore, gcs = self.engine.firestore, self.engine.gcs
         batch = self.engine.settings.page_size
         root = self.engine.policy.location.root_prefix + "/"
-        active = _by_project(firestore.active_jobs())
+        self.running = pool.submit(firestore.active_jobs)
         listing = FolderListing(self.prefetch(gcs.listing(root), "gcs listing"))
         jobs = JobsByUser(in_folder_order(user_groups(
             self.prefetch(firestore.jobs_by_user(batch, JOB_FIELDS), "firestore jobs stream"))))
@@ -323,7 +327,7 @@ class _Sweep:
                 return
             streamed += len(group.documents)
             try:
-                work = self.work(group, root, listing, jobs, active)
+                work = self.work(group, root, listing, jobs)
             except StoreError as exc:
                 self.fail(group, exc)
                 raise
@@ -339,9 +343,10 @@ class _Sweep:
     def stopped(self) -> bool:
         return self.stop.is_set() or self.result.aborted is not None
 
-    def work(self, group: UserGroup, root: str, listing: FolderListing, jobs: JobsByUser,
-             active: dict[str, list[Document]]) -> Work:
-        """Each project of the group with what the streams read about it."""
+    def work(self, group: UserGroup, root: str, listing: FolderListing, jobs: JobsByUser
+             ) -> Work:
+        """Each project of the group with what the streams read about it (the active jobs
+        are added by the reconcile thread: the streams need not wait for them)."""
         if group.user is None:
             return [(doc.id, doc, None) for doc in group.documents]
         prefix = f"{root}{group.user}/"
@@ -361,30 +366,49 @@ class _Sweep:
         for doc in group.documents:
             own: list[Document] | None = None
             if job_docs is not None:
-                found = jobs_of.get(doc.id, {})
-                for running in active.get(doc.id, ()):
-                    found.setdefault(running.id, running)
-                own = sorted(found.values(), key=lambda job: job.id)
+                own = sorted(jobs_of.get(doc.id, {}).values(), key=lambda job: job.id)
             listed = objects_of.get(doc.id, []) if objects is not None else None
             work.append((doc.id, doc, Prefetched(jobs=own, objects=listed)))
         return work
 
     def submit(self, pool: ThreadPoolExecutor, work: Work) -> None:
+        if not work:
+            return
         self.pending.append(pool.submit(self.reconcile, work))
         while len(self.pending) >= self.window:
             self.collect(self.pending.popleft())
 
     def reconcile(self, work: Work) -> list[Report]:
-        reports: list[Report] = []
-        for project_id, doc, prefetched in work:
-            if self.stop.is_set():
-                break
-            report = self.engine.reconcile(project_id, self.trigger, self.dry_run, doc,
-                                           prefetched)
-            reports.append(report)
-            if report.unreachable:
-                self.stop.set()
+        """A user's projects decided on what the streams read, their corrections in one
+        commit; a project the streams could not read (no usable userId) reads itself."""
+        if self.stop.is_set():
+            return []
+        engine = self.engine
+        try:
+            active = self.active_jobs()
+        except StoreError as exc:
+            reports = [store_failure(project_id, exc) for project_id, _, _ in work]
+            for report in reports:
+                engine._record(report, self.trigger, 0.0)
+            self.stop.set()
+            return reports
+        read = [(project_id, doc, _with_active(prefetched, active.get(project_id, ())))
+                for project_id, doc, prefetched in work if doc is not None]
+        reports = engine.reconcile_read(read, self.trigger, self.dry_run) if read else []
+        for project_id, doc, _ in work:
+            if doc is None and not self.stop.is_set():
+                reports.append(engine.reconcile(project_id, self.trigger, self.dry_run))
+        if any(report.unreachable for report in reports):
+            self.stop.set()
         return reports
+
+    def active_jobs(self) -> dict[str, list[Document]]:
+        """The queued and processing jobs by project, read once beside the streams."""
+        with self.lock:
+            if self.active is None:
+                assert self.running is not None, "run() reads them first"
+                self.active = _by_project(self.running.result())
+            return self.active
 
     def fail(self, group: UserGroup, exc: StoreError) -> None:
         """The group's listing or jobs could not be read: each of its projects failed so."""
@@ -416,6 +440,17 @@ class _Sweep:
     def close(self) -> None:
         for stream in self.streams:
             stream.close()
+
+
+def _with_active(prefetched: Prefetched | None, running: Sequence[Document]
+                 ) -> Prefetched | None:
+    """The streamed jobs of a project plus its active jobs filed under another user."""
+    if prefetched is None or prefetched.jobs is None or not running:
+        return prefetched
+    found = {job.id: job for job in prefetched.jobs}
+    for job in running:
+        found.setdefault(job.id, job)
+    return replace(prefetched, jobs=sorted(found.values(), key=lambda job: job.id))
 
 
 def _by_project(documents: Iterable[Document]) -> dict[str, list[Document]]:

@@ -9,14 +9,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import google.auth
 import pytest
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
+from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 from google.cloud.firestore_v1.query import Query
 
 import controller.stores.firestore as firestore_store
 from controller.engine import Engine
-from controller.stores.firestore import FirestoreStore
+from controller.stores.firestore import FirestoreStore, streaming_client
 from tests.support.seed import World
 
 Make = Callable[..., Engine]
@@ -105,3 +107,32 @@ def test_a_page_cut_by_its_deadline_resumes_after_its_last_document(
     assert store.requests.total() - before == 3  # pages of 25, 25, 10: resumes are not counted
     assert len(calls) > 3, "no page was cut by its deadline: the resume went untested"
 
+
+
+def _channel(store: FirestoreStore) -> Any:
+    return store.client._firestore_api._transport.grpc_channel
+
+
+def test_streamed_answers_are_read_on_the_calling_thread(world: World,
+                                                         make_engine: Make) -> None:
+    """gRPC's SingleThreadedUnaryStream on the store's channel: no hand-off from a polling
+    thread per streamed document (bench/RESULTS.md), and the reads still work on it."""
+    store = make_engine().firestore
+    world.projects().document("p").set({"userId": "u", "status": "draft"})
+    assert _channel(store)._single_threaded_unary_stream
+    assert [doc.id for batch in store.projects_by_user(10) for doc in batch] == ["p"]
+    assert list(store.get_projects(["p", "gone"])) == ["p"]
+
+
+def test_the_production_channel_reads_streams_on_the_calling_thread_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside the emulator the channel is a secure one with the client's credentials. No
+    Google account is reachable here, so credential discovery is replaced by anonymous
+    credentials (creating the channel makes no request); the channel is what is checked."""
+    monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
+    monkeypatch.setattr(google.auth, "default",
+                        lambda *args, **kwargs: (AnonymousCredentials(), "some-project"))  # type: ignore[no-untyped-call]
+    client = streaming_client("some-project", "(default)")
+    channel = client._firestore_api._transport.grpc_channel
+    assert channel._single_threaded_unary_stream
+    assert client._emulator_host is None and client._target == "firestore.googleapis.com"

@@ -101,15 +101,15 @@ def run_sweep(args: argparse.Namespace, out: io.TextIOBase) -> dict[str, Any]:
         """Every report goes to the file for the comparison with the seed; a no_change one
         as the few keys that comparison reads, so that writing 100k of them in full (the
         sweep itself keeps none) does not weigh on the figures of the run it measures."""
-        if report.action is Action.NO_CHANGE and not report.drift_kinds:
-            body: dict[str, Any] = {
-                "projectId": report.project_id, "action": report.action.value,
-                "originalStatus": report.original_status,
-                "correctedStatus": report.corrected_status,
-                "missingClips": report.missing_clips, "restoredClips": report.restored_clips}
+        if (report.action is Action.NO_CHANGE and not report.drift_kinds
+                and not report.missing_clips and not report.restored_clips
+                and report.original_status == report.corrected_status):
+            status = json.dumps(report.corrected_status)
+            out.write(f'{{"projectId":{json.dumps(report.project_id)},"action":"no_change",'
+                      f'"originalStatus":{status},"correctedStatus":{status},'
+                      '"missingClips":[],"restoredClips":[]}\n')
         else:
-            body = report.as_json()
-        out.write(json.dumps(body, separators=(",", ":")) + "\n")
+            out.write(json.dumps(report.as_json(), separators=(",", ":")) + "\n")
 
     profiler = cProfile.Profile() if args.profile else None
     started = time.monotonic()

@@ -236,7 +236,9 @@ class Engine:
             return store_failure(doc.id, exc, attempt)
         except ValueError as exc:
             return _error(doc.id, f"cannot decide: {exc}", attempt)
-        report = plan.report.model_copy(update={"attempts": attempt})
+        report = plan.report
+        if report.attempts != attempt:
+            report = report.model_copy(update={"attempts": attempt})
         if plan.update is None:
             return report
         return Correction(report, plan.update, observation.project.update_time)
@@ -277,9 +279,12 @@ class Engine:
                 metrics.CORRECTIONS_TOTAL.labels(r, kind.value).inc()
         if report.action is Action.CORRECTED:
             metrics.RECOVERED_VIDEO_SECONDS_TOTAL.labels(r).inc(report.recovered_video_seconds)
+        quiet = report.action in (Action.NO_CHANGE, Action.SKIPPED) and not report.drift_kinds
+        if quiet and not log.isEnabledFor(logging.DEBUG):
+            return
         fields = {"projectId": report.project_id, "trigger": trigger.value,
                   "action": report.action.value, "durationSeconds": round(seconds, 4)}
-        if report.action in (Action.NO_CHANGE, Action.SKIPPED) and not report.drift_kinds:
+        if quiet:
             log.debug("reconciled", extra=fields)
         elif report.action is Action.ERROR:
             log.error("reconcile failed", extra={**fields, "error": report.error})

@@ -66,6 +66,11 @@ def _timestamp(raw: Any) -> datetime:
     return _EPOCH + timedelta(seconds=raw.seconds, microseconds=raw.nanos // 1000)
 
 
+_SCALARS = frozenset({"string_value", "integer_value", "boolean_value", "double_value",
+                      "bytes_value"})
+"""Value kinds that decode to the protobuf's own Python value: most of a document."""
+
+
 def _stamped(fields: Mapping[str, Any]) -> dict[str, Any]:
     """An update as the app writes one: `updatedAt` is the server's time of the write."""
     return {**fields, "updatedAt": firestore.SERVER_TIMESTAMP}
@@ -272,6 +277,8 @@ class FirestoreStore:
     def _value(self, value: Any) -> Any:
         """A Firestore `Value` protobuf as the client's `to_dict()` gives it."""
         kind = value.WhichOneof("value_type")
+        if kind in _SCALARS:
+            return getattr(value, kind)
         if kind == "map_value":
             return {name: self._value(item) for name, item in value.map_value.fields.items()}
         if kind == "array_value":

@@ -95,7 +95,7 @@ def _timestamp(value: str) -> datetime:
         parsed = None
     if parsed is None or parsed.tzinfo is None or len(value.rpartition(".")[2]) > 7:
         return _rfc3339_nanos_to_datetime(value)  # type: ignore[no-any-return,no-untyped-call]
-    return parsed.astimezone(UTC)
+    return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 
 def _object_info(_iterator: Any, item: dict[str, Any]) -> ObjectInfo:

@@ -56,7 +56,7 @@ def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[st
             if seen == 3:
                 break
     assert seen == 3, "the sweep never got going"
-    victim.stop()
+    victim.stop(crash=True)
     stopped = time.monotonic()
     out, _ = proc.communicate(timeout=60)
     return proc.returncode, json.loads(out), time.monotonic() - stopped

@@ -72,11 +72,14 @@ class Emulator:
             )
         _wait_http(f"http://{self.host}{self.ready_path}", self.proc, self.log, timeout)
 
-    def stop(self) -> None:
+    def stop(self, crash: bool = False) -> None:
+        """Stop the server and wait until its port is free; `crash`: at once (SIGKILL), as a
+        server that dies mid-request, instead of a graceful shutdown that may first finish
+        the requests in flight."""
         if self.proc is None or self.proc.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGKILL if crash else signal.SIGTERM)
         try:
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -115,7 +115,8 @@ def run_sweep(args: argparse.Namespace, out: io.TextIOBase) -> dict[str, Any]:
     started = time.monotonic()
     if profiler:
         profiler.enable()
-    result = sweep(engine, dry_run=not args.enforce, trigger=Trigger.SWEEP, on_report=keep)
+    result = sweep(engine, dry_run=not args.enforce, trigger=Trigger.SWEEP, on_report=keep,
+                   keep_reports=False)
     if profiler:
         profiler.disable()
         text = io.StringIO()

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
         default=15.0, gt=0, le=600, validation_alias=_env("retry_deadline", "REEL_RETRY_DEADLINE")
     )
     page_size: int = Field(
-        default=300, ge=1, le=100_000, validation_alias=_env("page_size", "REEL_PAGE_SIZE")
+        default=300, ge=1, le=1_000_000, validation_alias=_env("page_size", "REEL_PAGE_SIZE")
     )
     """Documents per Firestore query of a sweep's streams. A page is pulled in batches, so
     memory does not grow with it; an emulator that scans the collection per query (no

@@ -59,7 +59,7 @@ class SweepResult:
     scanned: int = 0
     actions: Counter[str] = field(default_factory=Counter)
     reports: list[Report] = field(default_factory=list)
-    """Reports whose action is not no_change, in project id order."""
+    """Reports whose action is not no_change, in project id order (none if not kept)."""
     statuses: Counter[str] = field(default_factory=Counter)
     gcs_requests: int = 0
     firestore_requests: int = 0
@@ -289,8 +289,9 @@ class _Sweep:
     """One sweep's state: the streams, the pool's pending work, the result."""
 
     def __init__(self, engine: Engine, trigger: Trigger, dry_run: bool, result: SweepResult,
-                 on_report: Callable[[Report], None] | None) -> None:
+                 on_report: Callable[[Report], None] | None, keep_reports: bool) -> None:
         self.engine = engine
+        self.keep_reports = keep_reports
         self.trigger = trigger
         self.dry_run = dry_run
         self.result = result
@@ -426,7 +427,7 @@ class _Sweep:
             result.scanned += 1
             result.actions[report.action.value] += 1
             result.statuses[report.corrected_status or "unknown"] += 1
-            if report.action is not Action.NO_CHANGE:
+            if self.keep_reports and report.action is not Action.NO_CHANGE:
                 result.reports.append(report)
             if report.unreachable and result.aborted is None:
                 result.aborted = f"stopped early: {report.error}"
@@ -463,12 +464,16 @@ def _by_project(documents: Iterable[Document]) -> dict[str, list[Document]]:
 
 
 def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEEP,
-          on_report: Callable[[Report], None] | None = None) -> SweepResult:
-    """Reconcile every project once, streaming the stores (see the module docstring)."""
+          on_report: Callable[[Report], None] | None = None,
+          keep_reports: bool = True) -> SweepResult:
+    """Reconcile every project once, streaming the stores (see the module docstring).
+
+    `keep_reports=False` keeps counts only (`reports` stays empty), so that memory does not
+    grow with the drift a sweep finds; `on_report` still sees every report."""
     started = time.monotonic()
     gcs0, fs0 = engine.request_count()
     result = SweepResult(dry_run=dry_run)
-    state = _Sweep(engine, trigger, dry_run, result, on_report)
+    state = _Sweep(engine, trigger, dry_run, result, on_report, keep_reports)
     with ThreadPoolExecutor(max_workers=engine.settings.concurrency,
                             thread_name_prefix="sweep") as pool:
         try:

@@ -91,7 +91,8 @@ class ReconcilerRuntime:
     async def sweep(self, trigger: Trigger) -> SweepResult:
         assert self.engine is not None
         async with self.sweep_lock:
-            result = await asyncio.to_thread(sweep, self.engine, self.spec.observe, trigger)
+            result = await asyncio.to_thread(sweep, self.engine, self.spec.observe, trigger,
+                                             keep_reports=False)
         if not result.aborted:
             self.last_sweep_at = time.time()
         return result

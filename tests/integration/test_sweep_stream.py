@@ -23,7 +23,7 @@ from controller.engine.sweep import (
     in_folder_order,
     user_groups,
 )
-from controller.model import ObjectInfo, Report, _JobFields, _ProjectFields
+from controller.model import Action, ObjectInfo, Report, _JobFields, _ProjectFields
 from controller.stores.firestore import Document
 from tests.support.seed import World
 
@@ -215,3 +215,16 @@ def test_user_group_keeps_equal_users_together() -> None:
     stream = [_doc("1", "u"), _doc("2", "u"), _doc("3", "v")]
     assert [len(g.documents) for g in user_groups([stream[:1], stream[1:]])] == [2, 1]
     assert UserGroup("u", []).user == "u"
+
+
+def test_a_sweep_that_keeps_no_reports_counts_the_same(world: World, make_engine: Make) -> None:
+    """The operator's sweeps keep counts only: memory must not grow with the drift found."""
+    _seed_mixed(world)
+    kept = sweep(make_engine(page_size=4), dry_run=True)
+    seen: list[Report] = []
+    counted = sweep(make_engine(page_size=4), dry_run=True, on_report=seen.append,
+                    keep_reports=False)
+    assert kept.reports and counted.reports == []
+    assert counted.actions == kept.actions and counted.scanned == kept.scanned == len(seen)
+    assert sorted(r.project_id for r in seen if r.action is not Action.NO_CHANGE) == [
+        r.project_id for r in kept.reports]

@@ -16,8 +16,11 @@ whose folder the listing had already passed (an ordering surprise), claims outsi
 project's prefix, documents without a usable userId, and every retry after a conflict.
 
 Jobs are joined on (userId, projectId), as the app writes them; every queued or processing
-job is also read by status, beside the streams, so a job filed under another user still holds
-its project. One failure never stops a sweep, but an outage does: the rest would fail the same way.
+job is also read by status, after the jobs stream has started and before the projects stream
+does (an index-less emulator sorts a whole collection before a stream's first document, and
+a query that runs beside flowing streams waits for them), so a job filed under another user
+still holds its project. One failure never stops a sweep, but an outage does: the rest would fail
+the same way.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from controller import metrics
@@ -300,9 +303,6 @@ class _Sweep:
         self.pending: deque[Future[list[Report]]] = deque()
         self.window = engine.settings.concurrency * 2
         self.streams: list[Prefetch[Any]] = []
-        self.running: Future[list[Document]] | None = None
-        self.active: dict[str, list[Document]] | None = None
-        self.lock = threading.Lock()
         settings = engine.settings
         self.idle = settings.request_timeout + settings.retry_deadline + 5.0
 
@@ -315,10 +315,10 @@ class _Sweep:
         firestore, gcs = self.engine.firestore, self.engine.gcs
         batch = self.engine.settings.page_size
         root = self.engine.policy.location.root_prefix + "/"
-        self.running = pool.submit(firestore.active_jobs)
         listing = FolderListing(self.prefetch(gcs.listing(root), "gcs listing"))
         jobs = JobsByUser(in_folder_order(user_groups(
             self.prefetch(firestore.jobs_by_user(batch, JOB_FIELDS), "firestore jobs stream"))))
+        active = _by_project(firestore.active_jobs())
         projects = in_folder_order(user_groups(
             self.prefetch(firestore.projects_by_user(batch, PROJECT_FIELDS),
                           "firestore projects stream")))
@@ -328,7 +328,7 @@ class _Sweep:
                 return
             streamed += len(group.documents)
             try:
-                work = self.work(group, root, listing, jobs)
+                work = self.work(group, root, listing, jobs, active)
             except StoreError as exc:
                 self.fail(group, exc)
                 raise
@@ -344,10 +344,9 @@ class _Sweep:
     def stopped(self) -> bool:
         return self.stop.is_set() or self.result.aborted is not None
 
-    def work(self, group: UserGroup, root: str, listing: FolderListing, jobs: JobsByUser
-             ) -> Work:
-        """Each project of the group with what the streams read about it (the active jobs
-        are added by the reconcile thread: the streams need not wait for them)."""
+    def work(self, group: UserGroup, root: str, listing: FolderListing, jobs: JobsByUser,
+             active: dict[str, list[Document]]) -> Work:
+        """Each project of the group with what the streams read about it."""
         if group.user is None:
             return [(doc.id, doc, None) for doc in group.documents]
         prefix = f"{root}{group.user}/"
@@ -367,7 +366,10 @@ class _Sweep:
         for doc in group.documents:
             own: list[Document] | None = None
             if job_docs is not None:
-                own = sorted(jobs_of.get(doc.id, {}).values(), key=lambda job: job.id)
+                found = jobs_of.get(doc.id, {})
+                for running in active.get(doc.id, ()):
+                    found.setdefault(running.id, running)
+                own = sorted(found.values(), key=lambda job: job.id)
             listed = objects_of.get(doc.id, []) if objects is not None else None
             work.append((doc.id, doc, Prefetched(jobs=own, objects=listed)))
         return work
@@ -385,16 +387,7 @@ class _Sweep:
         if self.stop.is_set():
             return []
         engine = self.engine
-        try:
-            active = self.active_jobs()
-        except StoreError as exc:
-            reports = [store_failure(project_id, exc) for project_id, _, _ in work]
-            for report in reports:
-                engine._record(report, self.trigger, 0.0)
-            self.stop.set()
-            return reports
-        read = [(project_id, doc, _with_active(prefetched, active.get(project_id, ())))
-                for project_id, doc, prefetched in work if doc is not None]
+        read = [item for item in work if item[1] is not None]
         reports = engine.reconcile_read(read, self.trigger, self.dry_run) if read else []
         for project_id, doc, _ in work:
             if doc is None and not self.stop.is_set():
@@ -402,14 +395,6 @@ class _Sweep:
         if any(report.unreachable for report in reports):
             self.stop.set()
         return reports
-
-    def active_jobs(self) -> dict[str, list[Document]]:
-        """The queued and processing jobs by project, read once beside the streams."""
-        with self.lock:
-            if self.active is None:
-                assert self.running is not None, "run() reads them first"
-                self.active = _by_project(self.running.result())
-            return self.active
 
     def fail(self, group: UserGroup, exc: StoreError) -> None:
         """The group's listing or jobs could not be read: each of its projects failed so."""
@@ -441,17 +426,6 @@ class _Sweep:
     def close(self) -> None:
         for stream in self.streams:
             stream.close()
-
-
-def _with_active(prefetched: Prefetched | None, running: Sequence[Document]
-                 ) -> Prefetched | None:
-    """The streamed jobs of a project plus its active jobs filed under another user."""
-    if prefetched is None or prefetched.jobs is None or not running:
-        return prefetched
-    found = {job.id: job for job in prefetched.jobs}
-    for job in running:
-        found.setdefault(job.id, job)
-    return replace(prefetched, jobs=sorted(found.values(), key=lambda job: job.id))
 
 
 def _by_project(documents: Iterable[Document]) -> dict[str, list[Document]]:

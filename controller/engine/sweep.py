@@ -19,8 +19,9 @@ Jobs are joined on (userId, projectId), as the app writes them; every queued or 
 job is also read by status, after the jobs stream has started and before the projects stream
 does (an index-less emulator sorts a whole collection before a stream's first document, and
 a query that runs beside flowing streams waits for them), so a job filed under another user
-still holds its project. One failure never stops a sweep, but an outage does: the rest would fail
-the same way.
+still holds its project. The count of projects, which tells whether some lack a userId and
+were not streamed, is read once the streams flow. One failure never stops a sweep, but an
+outage does: the rest would fail the same way.
 """
 
 from __future__ import annotations
@@ -323,9 +324,12 @@ class _Sweep:
             self.prefetch(firestore.projects_by_user(batch, PROJECT_FIELDS),
                           "firestore projects stream")))
         streamed = 0
+        counted: Future[int] | None = None
         for group in projects:
             if self.stopped:
                 return
+            if counted is None:  # once the streams flow: the emulator counts by a scan
+                counted = pool.submit(firestore.count_projects)
             streamed += len(group.documents)
             try:
                 work = self.work(group, root, listing, jobs, active)
@@ -333,7 +337,10 @@ class _Sweep:
                 self.fail(group, exc)
                 raise
             self.submit(pool, work)
-        if self.stopped or firestore.count_projects() <= streamed:
+        if self.stopped:
+            return
+        total = counted.result() if counted is not None else firestore.count_projects()
+        if total <= streamed:
             return
         for project_id in firestore.projects_without_user(batch):
             if self.stopped:

@@ -4,13 +4,14 @@
 
 Steps, all on the same data: a warm-up, untimed (one sweep in observe mode: the emulator's JVM
 compiles its query paths on first use, which the first measured run would otherwise pay for);
-(a) the seed's algorithm (one `exists()` per claimed clip, one
-project after another) in observe mode, on the first `--seed-sample` projects when that is
-fewer than all (its figures are then extrapolated, and the table says so); (b) the streaming
-sweep in observe mode; the two reports compared where the seed is right; (c) the sweep
-enforcing, which writes the corrections; (d) the sweep again, with no drift left; with
-`--profile`, (e) that sweep once more under cProfile, for the profile only (the profiler's
-overhead stays out of the table). Each run is a process of its own, so its peak RSS is its own.
+(a) the seed's algorithm (one `exists()` per claimed clip, one project after another) in
+observe mode, on the first `--seed-sample` projects when that is fewer than all (its figures
+are then extrapolated, and the table says so); (b) the streaming sweep in observe mode; the two
+reports compared where the seed is right; (c) the sweep enforcing, which writes the
+corrections; (d) the sweep again, with no drift left; with `--profile`, (e) that sweep once
+more under cProfile, for the profile only (the profiler's overhead stays out of the table).
+(a), (b) and (d) run `--repeat` times and the median run is shown. Each run is a process of its
+own, so its peak RSS is its own.
 """
 
 from __future__ import annotations
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{fs.proc.pid},{gcs.proc.pid}"]
         sample = min(args.seed_sample, args.projects)
         results: dict[str, Any] = {"seeded": {**seeded.__dict__, "kinds": dict(seeded.kinds)}}
-        repeat = max(1, args.repeat)
+        repeat = args.repeat = max(1, args.repeat)
         steps = [
             ("warmup", ["--approach", "sweep"], 1),
             ("seed", ["--approach", "seed", "--limit", str(sample)], repeat),

@@ -108,9 +108,8 @@ def test_a_page_cut_by_its_deadline_resumes_after_its_last_document(
     assert len(calls) > 3, "no page was cut by its deadline: the resume went untested"
 
 
-
-def _channel(store: FirestoreStore) -> Any:
-    return store.client._firestore_api._transport.grpc_channel
+def _channel(client: firestore.Client) -> Any:
+    return client._firestore_api._transport.grpc_channel
 
 
 def test_streamed_answers_are_read_on_the_calling_thread(world: World,
@@ -119,7 +118,7 @@ def test_streamed_answers_are_read_on_the_calling_thread(world: World,
     thread per streamed document (bench/RESULTS.md), and the reads still work on it."""
     store = make_engine().firestore
     world.projects().document("p").set({"userId": "u", "status": "draft"})
-    assert _channel(store)._single_threaded_unary_stream
+    assert _channel(store.client)._single_threaded_unary_stream
     assert [doc.id for batch in store.projects_by_user(10) for doc in batch] == ["p"]
     assert list(store.get_projects(["p", "gone"])) == ["p"]
 
@@ -133,6 +132,5 @@ def test_the_production_channel_reads_streams_on_the_calling_thread_too(
     monkeypatch.setattr(google.auth, "default",
                         lambda *args, **kwargs: (AnonymousCredentials(), "some-project"))  # type: ignore[no-untyped-call]
     client = streaming_client("some-project", "(default)")
-    channel = client._firestore_api._transport.grpc_channel
-    assert channel._single_threaded_unary_stream
+    assert _channel(client)._single_threaded_unary_stream
     assert client._emulator_host is None and client._target == "firestore.googleapis.com"

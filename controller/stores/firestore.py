@@ -169,10 +169,17 @@ class FirestoreStore:
             return [_document(s) for s in query.stream(retry=self.retry, timeout=self.timeout)]
 
     def active_jobs(self) -> list[Document]:
-        """Jobs the worker may still own (queued/processing): the candidates for staleness."""
-        query = self.jobs.where(filter=FieldFilter("status", "in", sorted(ACTIVE_JOB_STATUSES)))
+        """Jobs the worker may still own (queued/processing): the candidates for staleness.
+
+        Asked as one range over the statuses, kept exactly here: an index-less emulator scans
+        the collection once per `in` value but once per range (at 100k projects, 2 s of a
+        sweep's start). The range only adds strings sorting between the two, none valid."""
+        low, high = min(ACTIVE_JOB_STATUSES), max(ACTIVE_JOB_STATUSES)
+        query = self.jobs.where(filter=FieldFilter("status", ">=", low)).where(
+            filter=FieldFilter("status", "<=", high))
         with self.requests.call("query_active_jobs", self.jobs.id):
-            return [_document(s) for s in query.stream(retry=self.retry, timeout=self.timeout)]
+            snapshots = list(query.stream(retry=self.retry, timeout=self.timeout))
+        return [_document(s) for s in snapshots if s.get("status") in ACTIVE_JOB_STATUSES]
 
     def projects_by_user(self, page_size: int,
                          fields: Sequence[str] | None = None) -> Iterator[list[Document]]:

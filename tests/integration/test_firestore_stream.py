@@ -134,3 +134,18 @@ def test_the_production_channel_reads_streams_on_the_calling_thread_too(
     client = streaming_client("some-project", "(default)")
     assert _channel(client)._single_threaded_unary_stream
     assert client._emulator_host is None and client._target == "firestore.googleapis.com"
+
+
+def test_active_jobs_are_exactly_the_queued_and_processing_ones(world: World,
+                                                               make_engine: Make) -> None:
+    """The store asks for a range of statuses; what sorts inside it but is no active status
+    (a typo, a prefix, a longer word) must not come back, nor a non-string status."""
+    statuses: dict[str, Any] = {
+        "j-queued": "queued", "j-processing": "processing", "j-pending": "pending",
+        "j-processing2": "processing-retry", "j-q": "q", "j-queuedx": "queuedx",
+        "j-completed": "completed", "j-failed": "failed", "j-int": 1, "j-none": None,
+    }
+    for job_id, status in statuses.items():
+        world.jobs().document(job_id).set({"projectId": "p", "userId": "u", "status": status})
+    assert sorted(doc.id for doc in make_engine().firestore.active_jobs()) == [
+        "j-processing", "j-queued"]

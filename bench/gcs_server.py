@@ -6,8 +6,9 @@ the whole bucket for every list page, so 100k+ objects are out of reach and its 
 the client, would be measured. This server answers the three calls the reconciler and the
 seed's approach make, as GCS does: list a prefix in name order with `maxResults` and
 `pageToken` (a binary search, so a page costs the same in any bucket size), get one object's
-metadata (404 if absent), and get a bucket. Objects come from a manifest written by
-`bench.run`: one `name<TAB>size<TAB>updated` line each.
+metadata (404 if absent), and get a bucket. Like GCS it answers with only the `fields` asked
+for (a partial response: `items(name,size),nextPageToken`). Objects come from a manifest
+written by `bench.run`: one `name<TAB>size<TAB>updated` line each.
 
     python -m bench.gcs_server --port 4443 --bucket reel-bench --manifest objects.tsv
 """
@@ -54,15 +55,62 @@ class Bucket:
         return body
 
 
+Selection = dict[str, "Selection"]
+"""A parsed `fields` parameter: each selected key with its sub-selection (empty: all of it)."""
+
+
+def parse_fields(text: str) -> Selection:
+    """`items(name,size),nextPageToken` -> {"items": {"name": {}, "size": {}}, ...}."""
+    if not text.strip():
+        return {}
+    selection, rest = _parse_list(text.replace(" ", ""))
+    if rest:
+        raise ValueError(f"unexpected {rest!r} in fields")
+    return selection
+
+
+def _parse_list(text: str) -> tuple[Selection, str]:
+    selection: Selection = {}
+    while True:
+        name_end = next((at for at, char in enumerate(text) if char in ",()"), len(text))
+        name, text = text[:name_end], text[name_end:]
+        if not name:
+            raise ValueError("empty field name")
+        sub: Selection = {}
+        if text.startswith("("):
+            sub, text = _parse_list(text[1:])
+            if not text.startswith(")"):
+                raise ValueError("unbalanced parentheses in fields")
+            text = text[1:]
+        selection[name] = sub
+        if not text.startswith(","):
+            return selection, text
+        text = text[1:]
+
+
+def select(body: Any, selection: Selection) -> Any:
+    """Only the selected parts of `body`, applied to each element of a list."""
+    if not selection:
+        return body
+    if isinstance(body, list):
+        return [select(item, selection) for item in body]
+    if isinstance(body, dict):
+        return {key: select(body[key], sub) for key, sub in selection.items() if key in body}
+    return body
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # else each response waits ~40 ms for a delayed ACK
     bucket: Bucket
+    selection: Selection
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: a benchmark makes hundreds of thousands of requests."""
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
+        if status == 200:
+            body = select(body, self.selection)
         data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -73,6 +121,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = {key: values[0] for key, values in parse_qs(url.query).items()}
+        try:
+            self.selection = parse_fields(query.get("fields", ""))
+        except ValueError as exc:
+            self._send(400, {"error": {"code": 400, "message": f"invalid fields: {exc}"}})
+            return
         parts = url.path.split("/")
         # /storage/v1/b/{bucket}[/o[/{object}]]
         if parts[1:4] != ["storage", "v1", "b"] or len(parts) < 5:

@@ -47,7 +47,8 @@ def server(tmp_path: Path) -> Iterator[str]:
 
 def test_the_client_lists_in_byte_order_by_pages_with_only_the_fields_asked(
         server: str) -> None:
-    client = storage.Client(project="p", credentials=AnonymousCredentials(),
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    client = storage.Client(project="p", credentials=anonymous,
                             client_options={"api_endpoint": server})
     blobs = client.list_blobs("bkt", prefix="r/", page_size=2,
                               fields="items(name,size),nextPageToken")

@@ -69,11 +69,20 @@ def test_projects_listener_enqueues_watched_statuses_only(
     inbox.wait_for("calm")
 
 
+def jobs_feed_knows(found: ListenerSet, job_id: str) -> None:
+    """Wait until the jobs feed has a job as a member. A job that enters and leaves the active
+    set between two snapshots is never seen (the emulator, like Firestore, may fold both
+    writes into one snapshot; seen here once in a few runs): its leaving can't be reported."""
+    feed = found.listeners[1]._feed
+    assert feed is not None
+    wait_until(lambda: job_id in feed._members, 10, lambda: None)
+
+
 def test_job_leaving_active_set_enqueues_its_project(
         world: World, listeners: tuple[ListenerSet, Inbox]) -> None:
-    _, inbox = listeners
+    found, inbox = listeners
     job = world.add_job("p-job", status="processing")
-    time.sleep(0.5)
+    jobs_feed_knows(found, job)
     assert "p-job" not in inbox.ids
     world.jobs().document(job).update({"status": "completed"})
     inbox.wait_for("p-job")
@@ -82,10 +91,11 @@ def test_job_leaving_active_set_enqueues_its_project(
 def test_deleted_job_enqueues_its_project_and_reentry_enqueues_again(
         world: World, listeners: tuple[ListenerSet, Inbox]) -> None:
     """Deletes arrive as bare names: the feed remembers each active job's projectId."""
-    _, inbox = listeners
+    found, inbox = listeners
     job = world.add_job("p-deleted", status="queued")
     world.add_project("bouncing", status="generating")
     inbox.wait_for("bouncing")
+    jobs_feed_knows(found, job)
     world.jobs().document(job).delete()
     inbox.wait_for("p-deleted")
     world.projects().document("bouncing").update({"status": "ready"})
@@ -106,15 +116,15 @@ def test_a_feed_listening_again_reports_what_it_missed_and_stays_healthy(world: 
     feed = store.watch(query, ["projectId"], seen.append)
     feed.start()
     try:
-        wait_until(lambda: bool(seen), 5, lambda: None)
+        wait_until(lambda: bool(seen), 10, lambda: None)
         assert {c.id for c in seen[0]} == {"job-a", "job-b"}
         feed._forget()  # as on a mismatch, then the stream is replaced while a job finishes
         world.jobs().document("job-a").update({"status": "completed"})
         feed._relisten()
-        wait_until(lambda: len(seen) > 1, 5, lambda: None)
+        wait_until(lambda: len(seen) > 1, 10, lambda: None)
         assert seen[-1] == [Change("job-a", False, {"projectId": "p-a"})]
         world.jobs().document("job-b").delete()
-        wait_until(lambda: seen[-1] == [Change("job-b", False, {"projectId": "p-b"})], 5,
+        wait_until(lambda: seen[-1] == [Change("job-b", False, {"projectId": "p-b"})], 10,
                    lambda: None)
         assert feed.is_active and feed.error is None
     finally:

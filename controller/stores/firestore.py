@@ -80,7 +80,8 @@ STREAM_WINDOW = 1 << 20
 """Bytes of a stream gRPC receives ahead of the reader. gRPC otherwise sizes the window by
 probing the bandwidth-delay product, which on a fast link lets the server run tens of MB
 ahead of a slower sweep: at 100k projects the sweep's peak RSS moved between 154 and 288 MiB
-from run to run, and stayed at 118 MiB with this fixed window, as fast (bench/RESULTS.md)."""
+from run to run, and stayed at 114-118 MiB with this fixed window, as fast
+(bench/RESULTS.md)."""
 
 _STREAM_OPTIONS = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
                    ("grpc.http2.bdp_probe", 0), ("grpc.http2.lookahead_bytes", STREAM_WINDOW)]
@@ -180,8 +181,8 @@ class FirestoreStore:
         """Jobs the worker may still own (queued/processing): the candidates for staleness.
 
         Asked as one range over the statuses, kept exactly here: an index-less emulator scans
-        the collection once per `in` value but once per range (at 100k projects, 2 s of a
-        sweep's start). The range only adds strings sorting between the two, none valid."""
+        the collection once per `in` value but once per range (at 100k projects, about 3 s of
+        a sweep's start). The range only adds strings sorting between the two, none valid."""
         low, high = min(ACTIVE_JOB_STATUSES), max(ACTIVE_JOB_STATUSES)
         query = self.jobs.where(filter=FieldFilter("status", ">=", low)).where(
             filter=FieldFilter("status", "<=", high))

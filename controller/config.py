@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     settle: timedelta = Field(
         default=timedelta(seconds=30), validation_alias=_env("settle", "REEL_SETTLE")
     )
+    stitch_timeout: timedelta | None = Field(
+        default=None, validation_alias=_env("stitch_timeout", "REEL_STITCH_TIMEOUT")
+    )
+    """How long a `stitching` project is left to its stitcher; unset: the stale timeout."""
     request_timeout: float = Field(
         default=10.0, gt=0, le=300,
         validation_alias=_env("request_timeout", "REEL_REQUEST_TIMEOUT"),
@@ -103,6 +107,11 @@ class Settings(BaseSettings):
     def _duration(cls, value: Any) -> timedelta:
         return parse_duration(value)
 
+    @field_validator("stitch_timeout", mode="before")
+    @classmethod
+    def _optional_duration(cls, value: Any) -> timedelta | None:
+        return None if value is None else parse_duration(value)
+
     @property
     def location(self) -> Location:
         if not self.bucket:
@@ -116,7 +125,7 @@ class Settings(BaseSettings):
     @property
     def policy(self) -> PolicySettings:
         return PolicySettings(location=self.location, stale_after=self.stale_timeout,
-                              settle=self.settle)
+                              settle=self.settle, stitch_after=self.stitch_timeout)
 
 
 def load_settings(**overrides: Any) -> Settings:

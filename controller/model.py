@@ -23,7 +23,9 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-ProjectStatus = Literal["draft", "generating", "ready", "error"]
+ProjectStatus = Literal["draft", "generating", "stitching", "ready", "error"]
+PROJECT_STATUSES: tuple[ProjectStatus, ...] = ("draft", "generating", "stitching", "ready",
+                                               "error")
 JobStatus = Literal["queued", "processing", "completed", "failed"]
 ACTIVE_JOB_STATUSES: frozenset[str] = frozenset({"queued", "processing"})
 
@@ -64,7 +66,9 @@ class DriftKind(StrEnum):
     RESTORED_CLIP = "restored_clip"
     STATUS_MISMATCH = "status_mismatch"
     STUCK_GENERATING = "stuck_generating"
+    STUCK_STITCHING = "stuck_stitching"
     STITCHED_MISSING = "stitched_missing"
+    RESTORED_STITCHED = "restored_stitched"
     STALE_JOB = "stale_job"
     INVALID_DOCUMENT = "invalid_document"
 
@@ -193,6 +197,20 @@ class _JobFields(BaseModel):
     createdAt: Timestamp | None = None
     startedAt: Timestamp | None = None
     updatedAt: Timestamp | None = None
+    timedOutAt: Timestamp | None = None
+    error: object = None
+
+
+_TIMEOUT_PREFIX = "Job timed out after "
+"""The app's own words for a job its cleanup failed; ours uses them too."""
+
+
+def timeout_message(timeout: timedelta) -> str:
+    """`Job timed out after 30 minutes`, as the app's cleanup words it."""
+    seconds = int(timeout.total_seconds())
+    if seconds % 60:
+        return f"{_TIMEOUT_PREFIX}{seconds} seconds"
+    return f"{_TIMEOUT_PREFIX}{seconds // 60} minutes"
 
 
 @dataclass(frozen=True)
@@ -207,6 +225,9 @@ class Job:
     started_at: datetime | None
     updated_at: datetime | None
     update_time: datetime
+    timed_out_at: datetime | None = None
+    """Our timeout marker (server time): a sign of life after it is a zombie worker's."""
+    error: str | None = None
 
     @classmethod
     def parse(cls, job_id: str, data: Mapping[str, Any] | None, update_time: datetime) -> Job:
@@ -225,7 +246,16 @@ class Job:
             started_at=_utc(fields.startedAt) if fields.startedAt else None,
             updated_at=_utc(fields.updatedAt) if fields.updatedAt else None,
             update_time=_utc(update_time),
+            timed_out_at=_utc(fields.timedOutAt) if fields.timedOutAt else None,
+            error=fields.error if isinstance(fields.error, str) else None,
         )
+
+    @property
+    def timed_out(self) -> bool:
+        """Failed by a timeout: ours (the marker) or the app's own cleanup (its words)."""
+        return self.status == "failed" and (
+            self.timed_out_at is not None
+            or (self.error is not None and self.error.startswith(_TIMEOUT_PREFIX)))
 
     @property
     def last_sign_of_life(self) -> datetime | None:
@@ -266,6 +296,12 @@ class PolicySettings:
     location: Location
     stale_after: timedelta = timedelta(minutes=30)
     settle: timedelta = timedelta(seconds=30)
+    stitch_after: timedelta | None = None
+    """How long a `stitching` project is the stitcher's; None: the stale timeout."""
+
+    @property
+    def stitch_timeout(self) -> timedelta:
+        return self.stale_after if self.stitch_after is None else self.stitch_after
 
 
 @dataclass(frozen=True)
@@ -301,6 +337,7 @@ class Report(BaseModel):
     drift_kinds: list[DriftKind] = Field(default_factory=list)
     extra_claims: list[str] = Field(default_factory=list)
     stitched_missing: str | None = None
+    restored_stitched: str | None = None
     stale_jobs: list[str] = Field(default_factory=list)
     recovered_video_seconds: int = 0
     attempts: int = 1

@@ -61,11 +61,12 @@ def make_engine(world: World) -> Callable[..., Engine]:
 
 @pytest.fixture
 def cli(emulators: Emulators, world: World) -> Callable[..., subprocess.CompletedProcess[str]]:
-    """Run the installed console script against the emulators, as a user would."""
+    """Run the installed console script against the emulators, as a user would. The data a
+    test seeds was written a moment ago: the settle window is 0 s unless a test sets it."""
     def run(*args: str, timeout: float = 120, env: dict[str, str] | None = None
             ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
-                    **(env or {})}
+                    "REEL_SETTLE": "0s", **(env or {})}
         return subprocess.run(
             [sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True,
             timeout=timeout, env=full_env, cwd=REPO, check=False)

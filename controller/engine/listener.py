@@ -30,13 +30,13 @@ from controller.stores.firestore import FirestoreStore
 log = logging.getLogger(__name__)
 
 PROJECTS, JOBS, HEARTBEAT = "projects", "jobs", "heartbeat"
-WATCHED_PROJECT_STATUSES = ["error", "generating"]
+WATCHED_PROJECT_STATUSES = ["error", "generating", "stitching"]
 
 Enqueue = Callable[[list[str]], None]
 
 
 def _project_ids(changes: list[Change]) -> list[str]:
-    """A project entering or changing inside the watched set (generating, error)."""
+    """A project entering or changing inside the watched set (generating, stitching, error)."""
     return [change.id for change in changes if change.present]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from controller import metrics
 from controller.engine.reconcile import Engine
-from controller.model import InvalidDocument, Job, Report, Trigger
+from controller.model import InvalidDocument, Job, Report, Trigger, timeout_message
 from controller.policy import is_stale
 from controller.stores import Conflict, StoreError
 
@@ -37,7 +37,7 @@ class StaleCleanup:
 def _mark_failed(engine: Engine, job: Job) -> bool:
     """Fail the job unless it moved since we read it; a job that moved is judged again."""
     timeout = engine.settings.stale_timeout
-    message = f"timed out after {int(timeout.total_seconds() // 60)} minutes"
+    message = timeout_message(timeout)
     for _ in range(engine.settings.max_attempts):
         try:
             engine.firestore.fail_job(job.id, message, job.update_time)

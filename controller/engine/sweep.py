@@ -38,7 +38,7 @@ from typing import Any, Generic, TypeVar
 
 from controller import metrics
 from controller.engine.reconcile import Engine, Prefetched, store_failure
-from controller.model import Action, ObjectInfo, Report, Trigger
+from controller.model import PROJECT_STATUSES, Action, ObjectInfo, Report, Trigger
 from controller.stores import Outage, StoreError
 from controller.stores.firestore import Document
 
@@ -51,7 +51,7 @@ PROJECT_FIELDS = ("userId", "status", "promptList", "clipFilenames", "stitchedFi
 """The project fields the policy reads (controller.model.Project): decoding the others (title,
 timestamps, ...) would cost the sweep as much as the reads it saves."""
 JOB_FIELDS = ("projectId", "userId", "status", "promptCount", "createdAt", "startedAt",
-              "updatedAt")
+              "updatedAt", "timedOutAt", "error")
 """The job fields the policy reads (controller.model.Job) plus the join key."""
 
 PREFETCH_DEPTH = 2
@@ -482,7 +482,7 @@ def _record(reconciler: str, result: SweepResult) -> None:
     metrics.SWEEP_DURATION_SECONDS.labels(reconciler).observe(result.duration_seconds)
     metrics.LAST_SWEEP_TIMESTAMP.labels(reconciler).set_to_current_time()
     metrics.PROJECTS_DRIFTED.labels(reconciler).set(result.drifted)
-    for status in ("draft", "generating", "ready", "error"):
+    for status in PROJECT_STATUSES:
         metrics.PROJECTS.labels(reconciler, status).set(result.statuses[status])
     log.info("sweep finished", extra={
         "scanned": result.scanned, "actions": dict(result.actions),

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from controller import metrics
-from controller.config import ReconcilerSpec
+from controller.config import ReconcilerSpec, Settings
 from controller.engine import Engine, StaleCleanup, SweepResult, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
 from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
@@ -22,8 +22,14 @@ RUNTIMES: dict[str, ReconcilerRuntime] = {}
 """Every started runtime of this process, for the readiness endpoint."""
 
 
+Connector = Callable[[Settings, str], Engine]
+"""Builds a reconciler's engine and proves its services answer (raises ConfigError)."""
+
+
 class ReconcilerRuntime:
-    def __init__(self, namespace: str, name: str, spec: ReconcilerSpec) -> None:
+    def __init__(self, namespace: str, name: str, spec: ReconcilerSpec,
+                 connector: Connector = connect) -> None:
+        self.connector = connector
         self.key = f"{namespace}/{name}"
         self.label = f"{namespace}.{name}"
         self.spec = spec
@@ -36,7 +42,7 @@ class ReconcilerRuntime:
 
     async def start(self) -> None:
         """Connect (raises ConfigError), then start the queue and the listeners."""
-        engine = await asyncio.to_thread(connect, self.spec.settings(), self.label)
+        engine = await asyncio.to_thread(self.connector, self.spec.settings(), self.label)
         metrics.prime(self.label)
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
                           rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,

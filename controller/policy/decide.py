@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from controller.model import (
@@ -12,9 +13,9 @@ from controller.model import (
     PolicySettings,
     Report,
 )
-from controller.policy.jobs import is_active, is_stale, latest_job_for
-from controller.policy.slots import Presence, SlotState, resolve_slots
-from controller.policy.status import target_status
+from controller.policy.jobs import is_active, is_revived, is_stale, restore_sources
+from controller.policy.slots import Presence, SlotState, resolve_slots, stitched_candidate
+from controller.policy.status import error_message, target_status
 
 
 def _skip(observation: Observation, reason: str) -> Plan:
@@ -30,24 +31,46 @@ def _skip(observation: Observation, reason: str) -> Plan:
     return Plan(update=None, report=report)
 
 
-def _hold_reason(observation: Observation, settings: PolicySettings) -> str | None:
-    """Why this project must not be touched now, if it must not (settle window, live job)."""
+def _as_slots(claims: tuple[str | None, ...], n: int) -> list[str | None]:
+    """The stored list read as n slots: a missing entry or '' is an empty slot, like null. A
+    list that differs from ours only in such spelling is not rewritten (D6)."""
+    return [(claims[i] or None) if i < len(claims) else None for i in range(n)]
+
+
+def _ago(age: timedelta) -> str:
+    return f"{age.total_seconds():.1f}s ago"
+
+
+def hold_reason(observation: Observation, settings: PolicySettings) -> str | None:
+    """Why this project is someone else's now, if it is: we then write nothing at all.
+
+    A live job's worker, a zombie worker that came back after a timeout, a stitcher at work,
+    and the regenerate route's first write (its job is created seconds later) all write
+    blind: any write of ours would be overwritten, or would overwrite theirs.
+    """
     now = observation.now
-    age = now - observation.project.update_time
+    project = observation.project
+    age = now - project.update_time
     if not observation.forced and age < settings.settle:
-        return f"settling: written {age.total_seconds():.1f}s ago"
+        return f"settling: written {_ago(age)}"
     for job in observation.jobs:
         if is_active(job, now, settings.stale_after):
             return f"active job {job.id} ({job.status})"
+        if is_revived(job, now, settings.stale_after):
+            return f"revived job {job.id}: its worker wrote after it was marked timed out"
     for invalid in observation.invalid_jobs:
         if invalid.may_be_active:
             return f"job {invalid.id} is malformed ({invalid.reason}) and may be running"
+    if project.status == "stitching" and age < settings.stitch_timeout:
+        return f"stitch in progress: stitching written {_ago(age)}"
+    if project.status == "generating" and age < settings.settle:
+        return f"generation starting: generating written {_ago(age)}, no live job yet"
     return None
 
 
 def decide(observation: Observation, settings: PolicySettings) -> Plan:
-    """Apply DESIGN.md §3 to one project; the result is a fixed point (D5)."""
-    hold = _hold_reason(observation, settings)
+    """Apply the policy to one project; the result is a fixed point (D5)."""
+    hold = hold_reason(observation, settings)
     if hold is not None:
         return _skip(observation, hold)
 
@@ -55,36 +78,38 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
     prefix = settings.location.project_prefix(project.user_id, project.id)
     presence = Presence(observation, prefix)
     n = project.prompt_count
-    source = latest_job_for(observation.jobs, n)
-    slots = resolve_slots(observation, presence, prefix, source)
+    slots = resolve_slots(observation, presence, prefix, restore_sources(observation.jobs, n))
 
     verified = [slot for slot in slots if slot.state is SlotState.VERIFIED]
     restored = [slot for slot in slots if slot.state is SlotState.RESTORED]
     missing = [slot.claim for slot in slots if slot.claim and slot.state is not SlotState.VERIFIED]
     extra = [claim for claim in project.claims[n:] if claim]
-    status = target_status(project.status, n, len(verified) + len(restored))
+    usable = len(verified) + len(restored)
+    status = target_status(project.status, n, usable)
     stitched_gone = project.stitched_object is not None and not presence.exists(
         project.stitched_object
     )
+    reel = None
+    if status == "ready" and (project.stitched_object is None or stitched_gone):
+        reel = stitched_candidate(observation, presence, prefix, slots)
     stale = [job.id for job in observation.jobs
              if is_stale(job, observation.now, settings.stale_after)]
 
     update: dict[str, Any] = {}
     clips = [slot.value for slot in slots]
-    if clips != list(project.claims):
+    if clips != _as_slots(project.claims, n):
         update["clipFilenames"] = clips
     if status != project.status:
         update["status"] = status
     previous_error = None
-    if status == "error" and project.status == "generating":
-        update["errorInfo"] = {
-            "message": f"Generation stopped with no clip in storage (0 of {n}); "
-            "marked as error by reel-reconciler",
-        }
+    if status == "error" and project.status != "error":
+        update["errorInfo"] = {"message": error_message(n, usable)}
     elif status != "error" and project.status == "error" and project.error_info is not None:
         update["errorInfo"] = None
         previous_error = dict(project.error_info)
-    if stitched_gone:
+    if reel is not None:
+        update["stitchedFilename"] = reel.name
+    elif stitched_gone:
         update["stitchedFilename"] = None
 
     drift: list[DriftKind] = []
@@ -93,10 +118,13 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
     if restored:
         drift.append(DriftKind.RESTORED_CLIP)
     if status != project.status:
-        stuck = project.status == "generating"
-        drift.append(DriftKind.STUCK_GENERATING if stuck else DriftKind.STATUS_MISMATCH)
+        drift.append({"generating": DriftKind.STUCK_GENERATING,
+                      "stitching": DriftKind.STUCK_STITCHING}.get(project.status,
+                                                                  DriftKind.STATUS_MISMATCH))
     if stitched_gone:
         drift.append(DriftKind.STITCHED_MISSING)
+    if reel is not None:
+        drift.append(DriftKind.RESTORED_STITCHED)
     if stale:
         drift.append(DriftKind.STALE_JOB)
 
@@ -112,6 +140,7 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
         drift_kinds=drift,
         extra_claims=extra,
         stitched_missing=project.stitched if stitched_gone else None,
+        restored_stitched=reel.name if reel is not None else None,
         stale_jobs=stale,
         recovered_video_seconds=len(restored) * (project.duration_seconds or 0),
     )

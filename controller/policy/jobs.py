@@ -1,4 +1,5 @@
-"""Job liveness: which jobs still own their project, which are stale, which one to restore from."""
+"""Job liveness: which jobs still own their project, which are stale, which ones to restore
+from."""
 
 from __future__ import annotations
 
@@ -19,7 +20,20 @@ def is_stale(job: Job, now: datetime, stale_after: timedelta) -> bool:
     return job.status in ACTIVE_JOB_STATUSES and not is_active(job, now, stale_after)
 
 
-def latest_job_for(jobs: Iterable[Job], prompt_count: int) -> Job | None:
-    """The newest job that generated exactly this many prompts: the only restore source."""
+def is_revived(job: Job, now: datetime, stale_after: timedelta) -> bool:
+    """Failed by a timeout, yet its worker was only slow: it wrote after it was marked, and
+    recently. Such a worker goes on writing blind; fighting it would flip the project at
+    every prompt. Without our marker (the app's own cleanup) any recent write counts."""
+    if not job.timed_out:
+        return False
+    sign = job.updated_at or job.started_at or job.created_at
+    if sign is None or now - sign > stale_after:
+        return False
+    return job.timed_out_at is None or sign > job.timed_out_at
+
+
+def restore_sources(jobs: Iterable[Job], prompt_count: int) -> list[Job]:
+    """The jobs that generated exactly this many prompts, newest first: where an empty slot
+    may be filled from (an older job's clips count too: the app once wiped the list)."""
     candidates = [job for job in jobs if job.prompt_count == prompt_count]
-    return max(candidates, key=lambda job: (job.created, job.id), default=None)
+    return sorted(candidates, key=lambda job: (job.created, job.id), reverse=True)

@@ -338,10 +338,12 @@ class FirestoreStore:
             batch.commit(retry=self.retry, timeout=self.timeout)
 
     def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> None:
-        """Mark a stale job failed, only if nobody touched it since we read it."""
+        """Mark a stale job failed, only if nobody touched it since we read it. `timedOutAt`
+        and `updatedAt` get the same server time, so a later `updatedAt` is a worker that was
+        only slow (a zombie), never us."""
         payload = {"status": "failed", "error": message,
                    "updatedAt": firestore.SERVER_TIMESTAMP,
-                   "completedAt": firestore.SERVER_TIMESTAMP}
+                   "timedOutAt": firestore.SERVER_TIMESTAMP}
         option = self.client.write_option(last_update_time=read_update_time)
         with self.requests.call("fail_job", job_id):
             self.jobs.document(job_id).update(payload, option=option, timeout=self.timeout)

@@ -25,3 +25,12 @@ def tools() -> dict[str, Path]:
         return {name: tool(name) for name in ("checkov", "kubernetes-validate", "hadolint")}
     except MissingPrerequisite as exc:
         pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kube_score() -> Path:
+    """Built by `make tools`; its own fixture, so its absence fails only the kube-score tests."""
+    try:
+        return tool("kube-score")
+    except MissingPrerequisite as exc:
+        pytest.fail(str(exc), pytrace=False)

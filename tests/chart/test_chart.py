@@ -5,39 +5,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from tests.support.manifests import CHART, REPO, render
+from tests.chart.rendering import ALL_ON, VALUE_SETS, of_kind, render_text, run, template
+from tests.support.manifests import CHART, CRD_COPY, REPO, crd_copies, render
 
-ALL_ON = [
-    "--set", "replicaCount=2", "--set", "serviceMonitor.enabled=true",
-    "--set", "prometheusRule.enabled=true", "--set", "networkPolicy.enabled=true",
-    "--set", "podDisruptionBudget.enabled=true", "--set", "reconciler.create=true",
-    "--set", "reconciler.spec.storage.bucket=my-reels", "--set", "watchNamespaces={a,b}",
-    "--set", "serviceAccount.annotations.iam\\.gke\\.io/gcp-service-account="
-    "rr@p.iam.gserviceaccount.com",
-]
-VALUE_SETS = {"defaults": [], "all-features": ALL_ON}
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.35.0"]
-
-
-def run(*argv: str | Path, cwd: Path = REPO, **kw: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False,
-                          cwd=cwd, **kw)
-
-
-def template(helm: Path, *args: str) -> list[dict[str, Any]]:
-    out = run(helm, "template", "reel-reconciler", CHART, "-n", "reel-reconciler",
-              "--include-crds", *args)
-    assert out.returncode == 0, out.stderr
-    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
 
 
 @pytest.mark.parametrize("values", list(VALUE_SETS), ids=list(VALUE_SETS))
@@ -48,7 +26,13 @@ def test_helm_lint_strict(helm: Path, values: str) -> None:
 
 def test_values_schema_rejects_bad_values(helm: Path) -> None:
     for bad in (["--set", "replicaCount=0"], ["--set", "operator.logLevel=LOUD"],
-                ["--set", "reconciler.create=true"], ["--set", "nosuchkey=1"]):
+                ["--set", "reconciler.create=true"], ["--set", "nosuchkey=1"],
+                ["--set", "podDisruptionBudget.maxUnavailable=0"],
+                ["--set", "podDisruptionBudget.unhealthyPodEvictionPolicy=Never"],
+                ["--set", "commonLabels.app\\.kubernetes\\.io/name=other"],
+                ["--set", "topologySpreadConstraints[0].maxSkew=1"],
+                ["--set", "operator.envFrom[0].prefix=X_"],
+                ["--set", "fullnameOverride=Not_A_Name"]):
         out = run(helm, "template", "x", CHART, *bad)
         assert out.returncode != 0, f"{bad} was accepted"
         assert "schema" in out.stderr.lower() or "values don't meet" in out.stderr, out.stderr
@@ -56,10 +40,12 @@ def test_values_schema_rejects_bad_values(helm: Path) -> None:
 
 def test_optional_features_render_only_when_asked(helm: Path) -> None:
     default_kinds = {d["kind"] for d in template(helm)}
-    assert {"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget",
-            "ReelReconciler", "ClusterKopfPeering", "KopfPeering"}.isdisjoint(default_kinds)
+    assert {"ServiceMonitor", "PrometheusRule", "NetworkPolicy", "ReelReconciler",
+            "ClusterKopfPeering", "KopfPeering"}.isdisjoint(default_kinds)
     assert {"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole",
-            "ClusterRoleBinding", "Service", "ConfigMap"} <= default_kinds
+            "ClusterRoleBinding", "Service", "ConfigMap", "PodDisruptionBudget"} <= default_kinds
+    without_pdb = {d["kind"] for d in template(helm, "--set", "podDisruptionBudget.enabled=false")}
+    assert "PodDisruptionBudget" not in without_pdb
     all_kinds = [d["kind"] for d in template(helm, *ALL_ON)]
     for kind in ("ServiceMonitor", "PrometheusRule", "NetworkPolicy", "PodDisruptionBudget",
                  "ReelReconciler"):
@@ -98,7 +84,18 @@ def test_crd_comes_from_the_single_source(helm: Path) -> None:
             if d["kind"] == "CustomResourceDefinition"}
     source = yaml.safe_load((REPO / "deploy/crds/reelreconcilers.reelmaker.io.yaml").read_text())
     assert crds["reelreconcilers.reelmaker.io"] == source
-    assert (CHART / "crds").resolve() == (REPO / "deploy" / "crds").resolve()
+    assert {"clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"} <= set(crds)
+
+
+def test_chart_crds_are_a_copy_of_deploy_crds() -> None:
+    """A real directory (a symlink leaves the chart when packaged or scanned on its own),
+    kept equal to deploy/crds by `make manifests`."""
+    assert CRD_COPY.is_dir() and not CRD_COPY.is_symlink(), f"{CRD_COPY} must be a directory"
+    copies = crd_copies()
+    present = {str(path.relative_to(REPO)) for path in CRD_COPY.iterdir()}
+    assert present == set(copies), "chart crds/ and deploy/crds differ: run `make manifests`"
+    for path, text in copies.items():
+        assert (REPO / path).read_text() == text, f"{path} drifted: run `make manifests`"
 
 
 def test_dashboard_and_rules_are_packaged(helm: Path) -> None:
@@ -113,15 +110,26 @@ def test_dashboard_and_rules_are_packaged(helm: Path) -> None:
     assert len(alerts) >= 6
 
 
+@pytest.mark.parametrize("names", [[], ["--set", "fullnameOverride=rr"]], ids=["default", "rr"])
+def test_down_alert_selects_the_job_the_service_monitor_sets(helm: Path,
+                                                             names: list[str]) -> None:
+    """The chart owns the job label (a relabeling), so the alert needs no name pattern."""
+    docs = template(helm, *ALL_ON, *names)
+    [endpoint] = of_kind(docs, "ServiceMonitor")["spec"]["endpoints"]
+    [job] = [r["replacement"] for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+    [down] = [r for g in of_kind(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]
+              if r.get("alert") == "ReelReconcilerDown"]
+    selector = f'up{{job="{job}"}}'
+    assert selector in down["expr"] and f"absent({selector})" in down["expr"], down["expr"]
+    assert "=~" not in down["expr"], down["expr"]
+
+
 @pytest.mark.parametrize("values", list(VALUE_SETS), ids=list(VALUE_SETS))
 def test_rendered_output_validates_for_supported_kubernetes(helm: Path, tools: dict[str, Path],
                                                              values: str,
                                                              tmp_path: Path) -> None:
     rendered = tmp_path / "rendered.yaml"
-    out = run(helm, "template", "reel-reconciler", CHART, "-n", "reel-reconciler",
-              *VALUE_SETS[values])
-    assert out.returncode == 0, out.stderr
-    rendered.write_text(out.stdout)
+    rendered.write_text(render_text(helm, *VALUE_SETS[values]))
     for version in KUBERNETES_VERSIONS:
         # ServiceMonitor, PrometheusRule, ReelReconciler and peering kinds have no
         # published schema (a warning); --strict applies to every built-in kind.
@@ -135,15 +143,54 @@ def test_rendered_output_validates_for_supported_kubernetes(helm: Path, tools: d
 def test_checkov_finds_no_failed_check(helm: Path, tools: dict[str, Path], values: str,
                                        tmp_path: Path) -> None:
     rendered = tmp_path / "rendered.yaml"
-    out = run(helm, "template", "reel-reconciler", CHART, "-n", "reel-reconciler",
-              *VALUE_SETS[values])
-    rendered.write_text(out.stdout)
+    rendered.write_text(render_text(helm, *VALUE_SETS[values]))
     scanned = run(tools["checkov"], "-f", rendered, "--framework", "kubernetes", "--compact",
                   "--quiet", "--skip-download", "-o", "json", cwd=tmp_path)
     report = json.loads(scanned.stdout)
     summary = report["summary"]
     assert summary["failed"] == 0, json.dumps(report["results"]["failed_checks"], indent=1)
     assert summary["passed"] > 50
+
+
+def test_checkov_scans_the_chart_directory(helm: Path, tools: dict[str, Path]) -> None:
+    """`checkov -d charts/reel-reconciler --framework helm`, the command a reviewer runs:
+    checkov renders the chart itself (default values, namespace "default") with the helm
+    on PATH. --skip-download only stops it calling its vendor's API (unreachable in CI)."""
+    env = {**os.environ, "PATH": f"{helm.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("HELM_NAMESPACE", None)  # checkov passes CKV_K8S_21 when it is set: test the plain run
+    scanned = run(tools["checkov"], "-d", "charts/reel-reconciler", "--framework", "helm",
+                  "-o", "json", "--skip-download", env=env, timeout=600)
+    assert scanned.stdout.strip(), f"checkov printed nothing:\n{scanned.stderr[-3000:]}"
+    report = json.loads(scanned.stdout)
+    [helm_report] = report if isinstance(report, list) else [report]
+    assert helm_report.get("check_type") == "helm", (
+        f"checkov scanned no chart (is helm runnable?):\n{scanned.stderr[-3000:]}")
+    summary = helm_report["summary"]
+    failed = helm_report["results"]["failed_checks"]
+    assert summary["failed"] == 0, json.dumps(
+        [(c["check_id"], c["resource"], c["check_name"]) for c in failed], indent=1)
+    assert summary["passed"] > 0, summary
+
+
+@pytest.mark.parametrize("values", list(VALUE_SETS), ids=list(VALUE_SETS))
+def test_kube_score_passes(helm: Path, kube_score: Path, values: str, tmp_path: Path) -> None:
+    """Every finding is fixed or ignored on its object with a `kube-score/ignore` annotation
+    and a comment saying why; warnings count as failures."""
+    rendered = tmp_path / "rendered.yaml"
+    rendered.write_text(render_text(helm, *VALUE_SETS[values]))
+    scored = run(kube_score, "score", "--output-format", "ci", "--exit-one-on-warning", rendered)
+    findings = [line for line in scored.stdout.splitlines()
+                if line.startswith(("[CRITICAL]", "[WARNING]"))]
+    assert scored.returncode == 0 and not findings, scored.stdout + scored.stderr
+    assert any(line.startswith("[OK]") for line in scored.stdout.splitlines()), scored.stdout
+    text = rendered.read_text()
+    justified = {check.strip() for ids in re.findall(r"# kube-score ([a-z, -]+):", text)
+                 for check in ids.split(",")}
+    for doc in yaml.safe_load_all(text):
+        ignored = ((doc or {}).get("metadata", {}).get("annotations") or {}).get(
+            "kube-score/ignore", "")
+        unexplained = {check for check in ignored.split(",") if check} - justified
+        assert not unexplained, f"{doc['kind']}: no `# kube-score ID: why` for {unexplained}"
 
 
 def test_plain_manifests_match_the_chart(helm: Path) -> None:

@@ -153,8 +153,9 @@ def test_cleanup_stale_jobs_json_and_seed_style_text(world: World, cli: Cli) -> 
     body = _json(cli("cleanup-stale-jobs", "--output", "json"))
     assert sorted(body["staleJobs"]) == sorted([job1, job2])
     corrected = {r["projectId"]: r["correctedStatus"] for r in body["reports"]}
-    assert corrected == {"p-a": "ready", "p-b": "draft"}
-    assert world.job(job1)["error"] == "timed out after 30 minutes"
+    assert corrected == {"p-a": "ready", "p-b": "error"}
+    assert world.job(job1)["error"] == "Job timed out after 30 minutes"
+    assert world.job(job1)["timedOutAt"] == world.job(job1)["updatedAt"]
     assert world.project("p-live")["status"] == "generating"
 
     again = cli("cleanup-stale-jobs")
@@ -170,7 +171,7 @@ def test_cleanup_timeout_flag_in_minutes(world: World, cli: Cli) -> None:
     text = cli("cleanup-stale-jobs", "--timeout", "5")
     assert "Cleaned up 1 stale project(s):" in text.stdout
     assert "  - p" in text.stdout
-    assert world.job(job)["error"] == "timed out after 5 minutes"
+    assert world.job(job)["error"] == "Job timed out after 5 minutes"
 
 
 def test_configuration_errors_exit_2_with_one_line(world: World, cli: Cli) -> None:

@@ -53,7 +53,8 @@ def test_scenario2_partial_generation_after_crash_keeps_seven_clips(world: World
     report = make_engine().reconcile("p2", Trigger.CLI)
     doc = world.project("p2")
     assert report.action is Action.CORRECTED
-    assert doc["status"] == "draft"
+    assert doc["status"] == "error"
+    assert "after 7 of 15 clips" in doc["errorInfo"]["message"]
     assert doc["clipFilenames"] == paths[:7] + [None] * 8
 
 
@@ -67,11 +68,11 @@ def test_scenario3_crashed_job_is_failed_then_project_recovers(world: World,
     result = cleanup_stale_jobs(make_engine())
     assert result.stale_jobs == [job]
     assert world.job(job)["status"] == "failed"
-    assert world.job(job)["error"] == "timed out after 30 minutes"
+    assert world.job(job)["error"] == "Job timed out after 30 minutes"
     [report] = result.reports
-    assert report.corrected_status == "draft"
+    assert report.corrected_status == "error"
     doc = world.project("p3")
-    assert doc["status"] == "draft"
+    assert doc["status"] == "error"
     assert doc["clipFilenames"] == paths[:3] + [None] * 12
 
 
@@ -151,7 +152,7 @@ def test_d4_concurrent_app_write_survives_and_engine_rereads(world: World,
     assert doc["title"] == "renamed by the app"
     # The app's slot 1 clip survived; slot 0 was restored in the re-decided write.
     assert doc["clipFilenames"] == [paths[0], paths[1], None]
-    assert doc["status"] == "draft"
+    assert doc["status"] == "error"
 
 
 def test_d5_failed_generation_keeps_error_across_passes(world: World, make_engine: Make) -> None:
@@ -172,11 +173,11 @@ def test_d5_failed_generation_keeps_error_across_passes(world: World, make_engin
 
 
 def test_leaving_error_keeps_previous_error_info(world: World, make_engine: Make) -> None:
-    world.generated_project("p-err", status="error", prompts=2, in_gcs=1, in_db=1,
+    world.generated_project("p-err", status="error", prompts=2, in_gcs=2, in_db=1,
                             job_status="failed", errorInfo={"message": "quota exceeded"})
     make_engine().reconcile("p-err", Trigger.CLI)
     doc = world.project("p-err")
-    assert doc["status"] == "draft"
+    assert doc["status"] == "ready"
     assert doc["errorInfo"] is None
     assert doc["lastReconciliation"]["previousErrorInfo"] == {"message": "quota exceeded"}
 
@@ -193,7 +194,7 @@ def test_observe_mode_reports_drift_and_writes_nothing(world: World, make_engine
 
 def test_settle_window_applies_to_automatic_triggers_only(world: World,
                                                          make_engine: Make) -> None:
-    world.generated_project("p-new", status="generating", prompts=1, in_gcs=1, in_db=0,
+    world.generated_project("p-new", status="ready", prompts=1, in_gcs=1, in_db=0,
                             job_status="failed")
     engine = make_engine(settle="1h")
     assert engine.reconcile("p-new", Trigger.LISTENER).action is Action.SKIPPED

@@ -30,7 +30,7 @@ from prometheus_client import start_http_server
 from controller.config import ReconcilerSpec
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.listener import ListenerSet, safe_beat
-from controller.model import Action
+from controller.model import Action, DriftKind
 from controller.operator.runtime import ReconcilerRuntime
 from tests.monitoring.promserver import (
     MissingPrometheus,
@@ -108,6 +108,13 @@ def test_dashboard_covers_every_metric() -> None:
     for name in names:
         # prometheus_client strips `_total` from counter names
         assert re.search(rf"\b{name}(_total|_bucket|_sum|_count)?\{{", exprs), name
+
+
+def test_drift_panel_names_every_drift_kind() -> None:
+    """A reader of the drift panel learns what each series means, new kinds included."""
+    [panel] = [p for p in load_dashboard()["panels"] if p.get("title") == "Drift detected by kind"]
+    missing = [kind.value for kind in DriftKind if kind.value not in panel["description"]]
+    assert missing == [], f"the drift panel's description omits {missing}"
 
 
 def test_every_selector_filters_by_reconciler() -> None:

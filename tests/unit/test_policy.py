@@ -1,4 +1,4 @@
-"""Table-driven tests of the pure policy (DESIGN.md §3). Every case also checks idempotency:
+"""Table-driven tests of the pure policy (docs/design.md). Every case also checks idempotency:
 the plan is applied to the document and the policy run again must want no write (D5)."""
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from controller.model import (
     Project,
     ProjectStatus,
 )
-from controller.policy import decide, is_active, is_stale, latest_job_for, target_status
+from controller.policy import decide, is_active, is_stale, restore_sources, target_status
 
 LOC = Location(bucket="reels", root_prefix="reel-maker")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -94,25 +94,56 @@ def run_twice(data: dict[str, Any], **kw: Any) -> tuple[Plan, dict[str, Any]]:
 
 # --- the status rule, every row -----------------------------------------------------------
 
-STATUS_ROWS = [
-    # current, n, usable, expected
-    *[(s, 0, 0, "draft") for s in ("draft", "generating", "ready", "error")],
-    *[(s, 3, 3, "ready") for s in ("draft", "generating", "ready", "error")],
-    *[(s, 3, 1, "draft") for s in ("draft", "generating", "ready", "error")],
-    *[(s, 3, 2, "draft") for s in ("draft", "generating", "ready", "error")],
-    ("generating", 3, 0, "error"),
-    ("error", 3, 0, "error"),
-    ("draft", 3, 0, "draft"),
-    ("ready", 3, 0, "draft"),
-]
+STATUS_TABLE: dict[str, tuple[str, str, str, str]] = {
+    # status now: (n = 0, v = n, 0 < v < n, v = 0), as docs/design.md's table has it
+    "draft": ("draft", "ready", "draft", "draft"),
+    "generating": ("draft", "ready", "error", "error"),
+    "stitching": ("draft", "ready", "draft", "draft"),
+    "ready": ("draft", "ready", "draft", "draft"),
+    "error": ("draft", "ready", "error", "error"),
+}
+COLUMNS = (("n=0", 0, 0), ("v=n", 3, 3), ("0<v<n", 3, 2), ("v=0", 3, 0))
+CELLS = [(current, label, n, usable, row[i])
+         for current, row in STATUS_TABLE.items()
+         for i, (label, n, usable) in enumerate(COLUMNS)]
 
 
-@pytest.mark.parametrize(("current", "n", "usable", "expected"), STATUS_ROWS)
-def test_status_rule(current: ProjectStatus, n: int, usable: int,
+@pytest.mark.parametrize(("current", "column", "n", "usable", "expected"), CELLS,
+                         ids=[f"{c[0]}-{c[1]}" for c in CELLS])
+def test_status_rule(current: ProjectStatus, column: str, n: int, usable: int,
                      expected: ProjectStatus) -> None:
     assert target_status(current, n, usable) == expected
     # A fixed point: the rule applied to its own output gives the same status (D5).
     assert target_status(expected, n, usable) == expected
+
+
+@pytest.mark.parametrize(("current", "column", "n", "usable", "expected"), CELLS,
+                         ids=[f"{c[0]}-{c[1]}" for c in CELLS])
+def test_status_table_through_decide(current: str, column: str, n: int, usable: int,
+                                     expected: str) -> None:
+    """Every cell of the table on a whole project nobody owns (the generation's job failed,
+    the stitch is older than its timeout), decided twice: the second pass writes nothing."""
+    claims = [clip(i) for i in range(usable)] + [None] * (n - usable)
+    user_error = {"message": "Quota exceeded"}
+    data = doc(current, n, claims, errorInfo=user_error if current == "error" else None)
+    plan, after = run_twice(data, jobs=(job("failed", n),),
+                            objects=tuple(obj(clip(i)) for i in range(usable)))
+    assert after["status"] == expected
+    assert after["clipFilenames"] == claims
+    if expected == "error" and current == "error":
+        assert after["errorInfo"] == user_error, "the user's message must stay"
+    elif expected == "error":
+        message = after["errorInfo"]["message"]
+        assert (f"after {usable} of {n} clips" if usable else "no clip made") in message
+    elif current == "error":
+        assert after["errorInfo"] is None
+        assert after["lastReconciliation"]["previousErrorInfo"] == user_error
+    if expected == current:
+        assert plan.update is None or "status" not in plan.update
+    else:
+        kinds = {"generating": DriftKind.STUCK_GENERATING,
+                 "stitching": DriftKind.STUCK_STITCHING}
+        assert kinds.get(current, DriftKind.STATUS_MISMATCH) in plan.report.drift_kinds
 
 
 # --- end-to-end cases through decide() ----------------------------------------------------
@@ -143,23 +174,24 @@ def test_scenario2_partial_with_running_job_is_left_to_the_worker() -> None:
     assert JOB in (plan.report.reason or "")
 
 
-def test_scenario2_partial_after_crash_keeps_work_and_becomes_draft() -> None:
+def test_scenario2_partial_after_crash_keeps_work_and_becomes_error() -> None:
     claims = [clip(i) for i in range(7)]
     objects = tuple(obj(clip(i)) for i in range(7))
     dead = (job("failed", 15),)
     plan, after = run_twice(doc("generating", 15, claims), jobs=dead, objects=objects)
-    assert after["status"] == "draft"
-    assert after["clipFilenames"] == claims + [None] * 8
+    assert after["status"] == "error"
+    assert "after 7 of 15 clips" in after["errorInfo"]["message"]
+    assert after["clipFilenames"] == claims
     assert plan.report.verified_clips == 7
 
 
 def test_scenario3_crashed_job_started_long_ago() -> None:
-    """Job processing with only startedAt 2h ago: not active, its 3 clips kept, draft."""
+    """Job processing with only startedAt 2h ago: not active, its 3 clips kept, error."""
     claims = [clip(i) for i in range(3)]
     crashed = (job("processing", 15, started=timedelta(hours=2)),)
     plan, after = run_twice(doc("generating", 15, claims), jobs=crashed,
                             objects=tuple(obj(c) for c in claims))
-    assert after["status"] == "draft"
+    assert after["status"] == "error"
     assert after["clipFilenames"][:3] == claims
     assert plan.report.stale_jobs == [JOB]
 
@@ -197,8 +229,10 @@ def test_d5_failed_generation_keeps_its_error() -> None:
 def test_leaving_error_clears_error_info_but_keeps_it_in_last_reconciliation() -> None:
     claims = [clip(0), None, None]
     _plan, after = run_twice(doc("error", 3, claims, errorInfo={"message": "quota"}),
-                            objects=(obj(clip(0)),))
-    assert after["status"] == "draft"
+                            jobs=(job("failed", 3),),
+                            objects=tuple(obj(clip(i)) for i in range(3)))
+    assert after["status"] == "ready"
+    assert after["clipFilenames"] == [clip(i) for i in range(3)]
     assert after["errorInfo"] is None
     assert after["lastReconciliation"]["previousErrorInfo"] == {"message": "quota"}
     assert after["lastReconciliation"]["originalStatus"] == "error"
@@ -228,22 +262,25 @@ def test_gs_uri_of_configured_bucket_is_verified_and_kept_as_stored() -> None:
     assert plan.update["status"] == "ready"
 
 
-def test_extra_claims_beyond_prompts_are_reported_not_kept() -> None:
+def test_extra_claims_beyond_prompts_are_reported_not_counted() -> None:
     claims = [clip(i) for i in range(4)]
-    plan, after = run_twice(doc("ready", 3, claims), objects=tuple(obj(c) for c in claims))
-    assert after["clipFilenames"] == claims[:3]
+    plan, _after = run_twice(doc("ready", 3, claims), objects=tuple(obj(c) for c in claims))
+    assert plan.update is None and plan.report.verified_clips == 3
     assert plan.report.extra_claims == [claims[3]]
 
 
-def test_short_claim_list_is_padded_to_n_slots() -> None:
-    _plan, after = run_twice(doc("draft", 3, [clip(0)]), objects=(obj(clip(0)),))
-    assert after["clipFilenames"] == [clip(0), None, None]
+def test_a_write_leaves_exactly_n_slots() -> None:
+    claims = [clip(0), clip(1), clip(2), clip(3)]
+    _plan, after = run_twice(doc("ready", 3, claims), objects=(obj(clip(0)), obj(clip(1))))
+    assert after["clipFilenames"] == [clip(0), clip(1), None]
 
 
-def test_empty_string_claim_is_an_empty_slot() -> None:
-    plan, after = run_twice(doc("draft", 2, [clip(0), ""]), objects=(obj(clip(0)),))
-    assert after["clipFilenames"] == [clip(0), None]
-    assert plan.report.missing_clips == []
+@pytest.mark.parametrize("claims", [[], [clip(0)], [clip(0), "", None],
+                                    [clip(0), None, None, None]])
+def test_short_or_spelled_differently_lists_are_not_rewritten(claims: list[Any]) -> None:
+    """[] and [None, None] say the same thing; rewriting one as the other is D6."""
+    plan = decide(observe(doc("draft", 3, claims), objects=(obj(clip(0)),)), SETTINGS)
+    assert plan.update is None and plan.report.action is Action.NO_CHANGE
 
 
 def test_claim_outside_prefix_uses_its_metadata_read() -> None:
@@ -277,7 +314,7 @@ def test_verified_claim_is_never_replaced() -> None:
     assert plan.update is None
 
 
-def test_restore_picks_newest_mp4_of_latest_matching_job_only() -> None:
+def test_restore_picks_newest_mp4_of_newest_matching_job_with_one() -> None:
     jobs = (
         job("completed", 3, job_id=OLD_JOB, created=timedelta(hours=5)),
         job("completed", 3, created=timedelta(hours=2)),
@@ -288,19 +325,21 @@ def test_restore_picks_newest_mp4_of_latest_matching_job_only() -> None:
         obj(clip(0, file="b.mp4"), age=timedelta(minutes=80)),       # newest: wins
         obj(clip(1, file="thumb.jpg")),                              # not a clip
         obj(clip(2, file="empty.mp4"), size=0),                      # failed upload
-        obj(clip(2, job=OLD_JOB)),                                   # older job: not a source
+        obj(clip(2, job=OLD_JOB)),                                   # older job: fills slot 2
+        obj(clip(0, job=OLD_JOB)),                                   # newer job has slot 0
         obj(f"{PREFIX}raw/{JOB}/prompt-1/odd.mp4"),                  # not zero-padded
         obj(clip(1, job="reeljob-cccccccccccc")),                    # other prompt count
     )
     _plan, after = run_twice(doc("generating", 3, []), jobs=jobs, objects=objects)
-    assert after["clipFilenames"] == [clip(0, file="b.mp4"), None, None]
-    assert after["status"] == "draft"
+    # Slot 2: the newest job has no clip for it, the older one does.
+    assert after["clipFilenames"] == [clip(0, file="b.mp4"), None, clip(2, job=OLD_JOB)]
+    assert after["status"] == "error"
 
 
 def test_no_matching_job_means_nothing_restored() -> None:
     _plan, after = run_twice(doc("generating", 2, []), jobs=(job("completed", 5),),
                             objects=(obj(clip(0)), obj(clip(1))))
-    assert after["clipFilenames"] == [None, None]
+    assert after["clipFilenames"] == []
     assert after["status"] == "error"
 
 
@@ -329,7 +368,7 @@ def test_stitched_file(stitched: str, objects: tuple[str, ...],
 
 
 def test_settle_window_holds_automatic_triggers_but_not_forced_ones() -> None:
-    data = doc("generating", 1, [])
+    data = doc("error", 1, [])
     objects = (obj(clip(0)),)
     fresh = timedelta(seconds=10)
     held = decide(observe(data, objects=objects, jobs=(job("failed", 1),), written=fresh),
@@ -351,11 +390,11 @@ def test_malformed_job_that_may_be_running_holds_the_project() -> None:
 
 
 def test_last_reconciliation_summary() -> None:
-    plan = decide(observe(doc("generating", 2, []), jobs=(job("failed", 2),),
+    plan = decide(observe(doc("ready", 2, []), jobs=(job("failed", 2),),
                           objects=(obj(clip(0)),)), SETTINGS)
     assert plan.update is not None
     summary = plan.update["lastReconciliation"]
-    assert summary == {"at": NOW, "action": "corrected", "originalStatus": "generating",
+    assert summary == {"at": NOW, "action": "corrected", "originalStatus": "ready",
                        "correctedStatus": "draft", "verifiedClips": 0, "restoredClips": 1,
                        "missingClips": 0}
     assert set(plan.update) <= {"clipFilenames", "status", "errorInfo", "stitchedFilename",
@@ -404,13 +443,12 @@ def test_job_without_any_timestamp_is_stale() -> None:
     assert is_stale(j, NOW, SETTINGS.stale_after)
 
 
-def test_latest_job_for_prompt_count() -> None:
+def test_restore_sources_are_jobs_of_the_prompt_count_newest_first() -> None:
     jobs = [job("completed", 3, job_id=OLD_JOB, created=timedelta(hours=3)),
             job("failed", 3, created=timedelta(hours=1)),
             job("completed", 2, job_id="reeljob-cccccccccccc", created=timedelta(minutes=1))]
-    latest = latest_job_for(jobs, 3)
-    assert latest is not None and latest.id == JOB
-    assert latest_job_for(jobs, 7) is None
+    assert [j.id for j in restore_sources(jobs, 3)] == [JOB, OLD_JOB]
+    assert restore_sources(jobs, 7) == []
 
 
 # --- malformed documents ------------------------------------------------------------------
@@ -456,3 +494,173 @@ def test_malformed_project_is_refused_with_a_clear_reason(case: str, data: Any,
 def test_malformed_job_is_refused(data: Any) -> None:
     with pytest.raises(InvalidDocument):
         Job.parse("reeljob-ffffffffffff", data, NOW)
+
+
+# --- fidelity to the app's real writes ------------------------------------------------------
+
+def failed_by_timeout(marked: timedelta, updated: timedelta, ours: bool = True,
+                      prompt_count: int = 3) -> Job:
+    """A job failed by a timeout `marked` ago whose worker last wrote `updated` ago."""
+    data: dict[str, Any] = {"projectId": "p1", "status": "failed", "promptCount": prompt_count,
+                            "createdAt": NOW - timedelta(hours=2),
+                            "updatedAt": NOW - updated,
+                            "error": "Job timed out after 30 minutes"}
+    if ours:
+        data["timedOutAt"] = NOW - marked
+    return Job.parse(JOB, data, NOW - min(marked, updated))
+
+
+def test_scenario1_as_real_data_restores_from_an_older_job() -> None:
+    """The clips sit under an older job; the latest (stuck) job of the same size has none."""
+    older = job("completed", 15, job_id=OLD_JOB, created=timedelta(hours=5))
+    stuck = job("processing", 15, updated=timedelta(hours=2))
+    objects = tuple(obj(clip(i, job=OLD_JOB)) for i in range(15))
+    plan, after = run_twice(doc("generating", 15, []), jobs=(older, stuck), objects=objects)
+    assert after["status"] == "ready"
+    assert after["clipFilenames"] == [clip(i, job=OLD_JOB) for i in range(15)]
+    assert all(not c.startswith("gs://") for c in after["clipFilenames"])
+    assert plan.report.stale_jobs == [JOB]
+
+
+def test_objects_of_a_job_without_a_document_are_never_used() -> None:
+    orphan = "reeljob-999999999999"
+    objects = tuple(obj(clip(i, job=orphan)) for i in range(3))
+    _plan, after = run_twice(doc("generating", 3, []), jobs=(job("failed", 3),),
+                            objects=objects)
+    assert after["clipFilenames"] == []
+    assert after["status"] == "error"
+
+
+def test_partial_failure_keeps_error_and_the_users_message() -> None:
+    """The app's ordinary failure: error, 2 of 4 made, errorInfo is what the user reads."""
+    claims = [clip(0), clip(1), None, None]
+    data = doc("error", 4, claims, errorInfo={"message": "Veo quota exceeded"})
+    plan, after = run_twice(data, jobs=(job("failed", 4),),
+                            objects=(obj(clip(0)), obj(clip(1))))
+    assert plan.update is None
+    assert after["errorInfo"] == {"message": "Veo quota exceeded"}
+
+
+def test_error_without_error_info_is_kept_and_valid() -> None:
+    plan, _after = run_twice(doc("error", 2, [clip(0), None]), objects=(obj(clip(0)),))
+    assert plan.update is None and plan.report.corrected_status == "error"
+
+
+def test_stitch_failure_error_info_with_timestamp_is_valid_and_kept_in_history() -> None:
+    info = {"message": "ffmpeg exited 1", "timestamp": NOW - timedelta(hours=1)}
+    claims = [clip(i) for i in range(2)]
+    _plan, after = run_twice(doc("error", 2, claims, errorInfo=info),
+                            objects=tuple(obj(c) for c in claims))
+    assert after["status"] == "ready"
+    assert after["lastReconciliation"]["previousErrorInfo"] == info
+
+
+@pytest.mark.parametrize(("marked", "updated", "ours", "held"), [
+    (timedelta(minutes=20), timedelta(minutes=5), True, True),     # life after our marker
+    (timedelta(minutes=20), timedelta(minutes=20), True, False),   # our own write, no life
+    (timedelta(hours=2), timedelta(minutes=45), True, False),      # life, then silence again
+    (timedelta(minutes=20), timedelta(minutes=20), False, True),   # the app's cleanup: wait
+    (timedelta(hours=2), timedelta(hours=2), False, False),        # ...one stale timeout
+])
+def test_revived_job_holds_its_project(marked: timedelta, updated: timedelta, ours: bool,
+                                       held: bool) -> None:
+    zombie = failed_by_timeout(marked, updated, ours)
+    claims = [clip(0), clip(1), None]
+    for forced in (False, True):
+        plan = decide(observe(doc("generating", 3, claims), jobs=(zombie,),
+                              objects=(obj(clip(0)), obj(clip(1))), forced=forced), SETTINGS)
+        if held:
+            assert plan.update is None and "revived" in (plan.report.reason or "")
+        else:
+            assert plan.update is not None and plan.update["status"] == "error"
+
+
+def test_failed_job_with_other_error_is_not_revived() -> None:
+    data = {"projectId": "p1", "status": "failed", "promptCount": 1, "error": "quota",
+            "updatedAt": NOW - timedelta(minutes=1)}
+    failed = Job.parse(JOB, data, NOW - timedelta(minutes=1))
+    plan = decide(observe(doc("generating", 1, []), jobs=(failed,)), SETTINGS)
+    assert plan.update is not None and plan.update["status"] == "error"
+
+
+@pytest.mark.parametrize("forced", [False, True])
+def test_fresh_stitch_is_left_alone(forced: bool) -> None:
+    claims = [clip(i) for i in range(2)]
+    plan = decide(observe(doc("stitching", 2, claims), objects=tuple(obj(c) for c in claims),
+                          written=timedelta(minutes=10), forced=forced), SETTINGS)
+    assert plan.update is None and "stitch in progress" in (plan.report.reason or "")
+
+
+def test_stitch_timeout_is_its_own_setting() -> None:
+    claims = [clip(0)]
+    quick = PolicySettings(location=LOC, stitch_after=timedelta(minutes=5))
+    plan = decide(observe(doc("stitching", 1, claims), objects=(obj(clip(0)),),
+                          written=timedelta(minutes=10)), quick)
+    assert plan.update is not None and plan.update["status"] == "ready"
+    assert DriftKind.STUCK_STITCHING in plan.report.drift_kinds
+
+
+def test_stuck_stitch_gets_the_reel_its_dead_stitcher_uploaded() -> None:
+    claims = [clip(i) for i in range(2)]
+    reel = f"{PREFIX}stitched/reel_full_20261124T110000Z.mp4"
+    objects = (*(obj(c, age=timedelta(hours=2)) for c in claims),
+               obj(reel, age=timedelta(hours=1)))
+    plan, after = run_twice(doc("stitching", 2, claims), objects=objects)
+    assert after["status"] == "ready"
+    assert after["stitchedFilename"] == reel
+    assert plan.report.restored_stitched == reel
+    assert DriftKind.RESTORED_STITCHED in plan.report.drift_kinds
+    assert DriftKind.STUCK_STITCHING in plan.report.drift_kinds
+
+
+@pytest.mark.parametrize(("reel_age", "usable", "stitched", "expected"), [
+    (timedelta(hours=3), 2, None, None),                 # older than a clip: other clips
+    (timedelta(hours=1), 1, None, None),                 # not every clip is there
+    (timedelta(hours=1), 2, "gone", "reel"),              # a cleared path is replaced
+    (timedelta(hours=1), 2, "there", "there"),            # a verified path is kept
+])
+def test_stitched_reel_restoration_rules(reel_age: timedelta, usable: int, stitched: str | None,
+                                         expected: str | None) -> None:
+    claims: list[str | None] = [clip(i) for i in range(usable)] + [None] * (2 - usable)
+    reel = f"{PREFIX}stitched/stitched_p1.mp4"
+    paths = {"gone": f"{PREFIX}stitched/old.mp4", "there": f"{PREFIX}stitched/kept.mp4",
+             "reel": reel, None: None}
+    objects = [obj(clip(i), age=timedelta(hours=2)) for i in range(usable)]
+    objects.append(obj(reel, age=reel_age))
+    if stitched == "there":
+        objects.append(obj(paths["there"], age=timedelta(hours=4)))
+    extra = {"stitchedFilename": paths[stitched]} if stitched else {}
+    _plan, after = run_twice(doc("ready", 2, claims, **extra), objects=tuple(objects))
+    assert after.get("stitchedFilename") == paths[expected]
+
+
+@pytest.mark.parametrize("jobs", [(), (job("failed", 3),)])
+def test_starting_generation_is_held_even_when_forced(jobs: tuple[Job, ...]) -> None:
+    """The regenerate route writes `generating` before its job exists (D7)."""
+    plan = decide(observe(doc("generating", 3, [clip(0), None, None]), jobs=jobs,
+                          objects=(obj(clip(0)),), written=timedelta(seconds=5), forced=True),
+                  SETTINGS)
+    assert plan.update is None and "generation starting" in (plan.report.reason or "")
+
+
+def test_d6_a_null_slot_alone_is_not_rewritten() -> None:
+    claims = [clip(0), None, clip(2)]
+    plan = decide(observe(doc("draft", 3, claims), jobs=(job("completed", 3),),
+                          objects=(obj(clip(0)), obj(clip(2)))), SETTINGS)
+    assert plan.update is None and plan.report.action is Action.NO_CHANGE
+
+
+@pytest.mark.parametrize("data", [
+    doc("draft", 3, []),
+    doc("draft", 3, [clip(0)]),
+    doc("ready", 1, [clip(0), clip(1), None]),
+    doc("error", 3, [None, None, None]),
+    {k: v for k, v in doc("draft", 2, [None, None]).items() if k != "durationSeconds"},
+    doc("ready", 1, [clip(0)], stitchedFilename=None, errorInfo=None),
+    doc("error", 1, [None], errorInfo={"message": "x", "timestamp": NOW}),
+    doc("stitching", 1, [clip(0)]),
+], ids=["empty list", "shorter", "longer", "all null", "no duration", "nulls",
+        "error timestamp", "stitching"])
+def test_shapes_the_app_writes_are_valid(data: dict[str, Any]) -> None:
+    project = Project.parse("p1", data, NOW, LOC)
+    assert project.status == data["status"]

@@ -81,7 +81,10 @@ def test_live_generation_is_never_written_and_ends_ready(world: World, app: Reel
         generation.run_in_thread()
         assert generation.join() == "completed"
     assert writes(engine, "p-live") == []
-    assert len(reports) > 5 and all(r.action is Action.SKIPPED for r in reports)
+    # The last reconcile may read the finished project: no_change is fine, a write is not.
+    assert len(reports) > 5 and all(r.action in (Action.SKIPPED, Action.NO_CHANGE)
+                                    for r in reports)
+    assert sum(r.action is Action.SKIPPED for r in reports) >= len(reports) - 1
     doc = world.project("p-live")
     assert doc["status"] == "ready"
     assert doc["clipFilenames"] == generation.made

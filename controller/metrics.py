@@ -1,4 +1,4 @@
-"""Every Prometheus metric of DESIGN.md §6, defined once. Labels never carry ids."""
+"""Every Prometheus metric of docs/design.md (Metrics), defined once. Labels never carry ids."""
 
 from __future__ import annotations
 

@@ -19,18 +19,15 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
-from google.cloud.firestore_v1.base_query import FieldFilter
 
 from controller import metrics
-from controller.model import ACTIVE_JOB_STATUSES
-from controller.stores import StoreError
+from controller.stores import StoreError, queries
 from controller.stores.changefeed import Change, ChangeFeed
 from controller.stores.firestore import FirestoreStore
 
 log = logging.getLogger(__name__)
 
 PROJECTS, JOBS, HEARTBEAT = "projects", "jobs", "heartbeat"
-WATCHED_PROJECT_STATUSES = ["error", "generating", "stitching"]
 
 Enqueue = Callable[[list[str]], None]
 
@@ -124,9 +121,8 @@ class ListenerSet:
         self.store = store
         self.reconciler = reconciler
         self.settings = settings or WatchdogSettings()
-        projects = store.projects.where(
-            filter=FieldFilter("status", "in", WATCHED_PROJECT_STATUSES))
-        jobs = store.jobs.where(filter=FieldFilter("status", "in", sorted(ACTIVE_JOB_STATUSES)))
+        projects = queries.watched_projects(store.projects)
+        jobs = queries.watched_jobs(store.jobs)
         self._heartbeat_ref = store.client.collection(heartbeat_collection).document(reconciler)
         self.listeners = [
             Listener(PROJECTS, store, projects, [], _project_ids, enqueue, reconciler),

@@ -14,7 +14,6 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.api_core.retry import Retry, if_transient_error
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_client import _DEFAULT_CHANNEL_OPTIONS, _GRPC_MSG_SIZE_OPTIONS
-from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.document import DocumentReference
 from google.cloud.firestore_v1.services.firestore import FirestoreClient
 from google.cloud.firestore_v1.services.firestore.transports.grpc import FirestoreGrpcTransport
@@ -22,7 +21,7 @@ from google.cloud.firestore_v1.services.firestore.transports.grpc import Firesto
 from controller.config import Settings
 from controller.metrics import FIRESTORE_REQUESTS_TOTAL
 from controller.model import ACTIVE_JOB_STATUSES
-from controller.stores import RequestLog
+from controller.stores import RequestLog, queries
 from controller.stores.changefeed import ChangeFeed, OnChanges
 
 
@@ -137,7 +136,7 @@ class FirestoreStore:
     def probe(self) -> None:
         """One cheap read, to fail fast at start when Firestore is unreachable."""
         with self.requests.call("probe", self.projects.id):
-            list(self.projects.limit(1).stream(retry=self.retry, timeout=self.timeout))
+            list(queries.first(self.projects).stream(retry=self.retry, timeout=self.timeout))
 
     def get_project(self, project_id: str) -> Document | None:
         with self.requests.call("get_project", project_id):
@@ -163,7 +162,7 @@ class FirestoreStore:
         ids = list(found)
         for start in range(0, len(ids), IN_LIMIT):
             chunk = ids[start:start + IN_LIMIT]
-            query = self.jobs.where(filter=FieldFilter("projectId", "in", chunk))
+            query = queries.jobs_of_projects(self.jobs, chunk)
             with self.requests.call("query_jobs", f"{len(chunk)} projects"):
                 snapshots = list(query.stream(retry=self.retry, timeout=self.timeout))
             for snapshot in snapshots:
@@ -173,19 +172,14 @@ class FirestoreStore:
         return found
 
     def project_jobs(self, project_id: str) -> list[Document]:
-        query = self.jobs.where(filter=FieldFilter("projectId", "==", project_id))
+        query = queries.jobs_of_project(self.jobs, project_id)
         with self.requests.call("query_jobs", project_id):
             return [_document(s) for s in query.stream(retry=self.retry, timeout=self.timeout)]
 
     def active_jobs(self) -> list[Document]:
-        """Jobs the worker may still own (queued/processing): the candidates for staleness.
-
-        Asked as one range over the statuses, kept exactly here: an index-less emulator scans
-        the collection once per `in` value but once per range (at 100k projects, about 3 s of
-        a sweep's start). The range only adds strings sorting between the two, none valid."""
-        low, high = min(ACTIVE_JOB_STATUSES), max(ACTIVE_JOB_STATUSES)
-        query = self.jobs.where(filter=FieldFilter("status", ">=", low)).where(
-            filter=FieldFilter("status", "<=", high))
+        """Jobs the worker may still own (queued/processing): the candidates for staleness,
+        kept exactly by status (the query is a range, see `queries.active_jobs`)."""
+        query = queries.active_jobs(self.jobs)
         with self.requests.call("query_active_jobs", self.jobs.id):
             snapshots = list(query.stream(retry=self.retry, timeout=self.timeout))
         return [_document(s) for s in snapshots if s.get("status") in ACTIVE_JOB_STATUSES]
@@ -214,7 +208,7 @@ class FirestoreStore:
     def projects_without_user(self, page_size: int) -> Iterator[str]:
         """Ids of projects lacking a `userId` field (only that field is read): the documents a
         userId-ordered stream cannot return, found by scanning the collection in id order."""
-        for documents in self._streamed(self.projects, ("__name__",), ["userId"],
+        for documents in self._streamed(self.projects, queries.PROJECTS_BY_ID.order, ["userId"],
                                         "scan_projects", page_size):
             for doc in documents:
                 if doc.data is None or "userId" not in doc.data:
@@ -222,7 +216,8 @@ class FirestoreStore:
 
     def _by_user(self, collection: Any, op: str, page_size: int,
                  fields: Sequence[str] | None) -> Iterator[list[Document]]:
-        return self._streamed(collection, ("userId", "__name__"), fields, op, page_size)
+        return self._streamed(collection, queries.BY_USER["projects"].order, fields, op,
+                              page_size)
 
     def _streamed(self, collection: Any, order: Sequence[str], fields: Sequence[str] | None,
                   op: str, page_size: int) -> Iterator[list[Document]]:
@@ -235,9 +230,7 @@ class FirestoreStore:
         deadline raises `Outage`. A server that stops answering without closing the
         connection is the consumer's watchdog's business.
         """
-        query = collection
-        for path in order:
-            query = query.order_by(path)
+        query = queries.ordered(collection, order)
         if fields is not None:
             query = query.select(list(fields))
         batch = min(page_size, STREAM_BATCH)

@@ -98,7 +98,7 @@ def test_every_panel_uses_the_datasource_variable_and_a_free_grid_cell() -> None
 
 
 def test_dashboard_covers_every_metric() -> None:
-    """Each metric of DESIGN.md §6 appears in some panel."""
+    """Each metric of docs/design.md (Metrics) appears in some panel."""
     from controller import metrics
 
     exprs = " ".join(t.expr for p in panels(load_dashboard()) for t in p.targets)
@@ -249,7 +249,7 @@ def seed_phase(world: World, tag: str) -> list[str]:
 
 def run_phase(world: World, live: LiveReconciler, tag: str) -> None:
     """Listener-driven corrections, an observe sweep, stale jobs, an enforce sweep, an error
-    and a listener restart: each metric of DESIGN.md §6 moves."""
+    and a listener restart: each metric of docs/design.md (Metrics) moves."""
     engine = live.engine
     burst = seed_phase(world, tag)
     wait_for(lambda: all(world.project(pid)["status"] == "ready" for pid in burst), 30,

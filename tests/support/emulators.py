@@ -1,7 +1,7 @@
 """Start Google's Firestore emulator and fake-gcs-server as real processes on loopback.
 
 Each runs in its own process group so that stopping it also stops the JVM the
-Firestore launcher script spawns (DESIGN.md §7).
+Firestore launcher script spawns.
 """
 
 from __future__ import annotations

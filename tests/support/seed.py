@@ -1,4 +1,4 @@
-"""Write projects, jobs and clips the way the Reel Maker app does (DESIGN.md §2)."""
+"""Write projects, jobs and clips in the shapes the Reel Maker app leaves (docs/design.md, 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Metric names of DESIGN.md §6, series primed at zero, and forgotten with their reconciler."""
+"""Metric names of docs/design.md (Metrics), series primed at zero, and forgotten with their
+reconciler."""
 
 from __future__ import annotations
 

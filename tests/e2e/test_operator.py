@@ -304,7 +304,7 @@ def test_stale_job_timer_fails_silent_jobs_and_heals_their_projects(operator: Op
     started(operator, "janitor")
     wait_for(lambda: world.job(job)["status"] == "failed", 20,
              f"the stale-job timer\n{operator.logs()}")
-    assert world.job(job)["error"] == "timed out after 30 minutes"
+    assert world.job(job)["error"] == "Job timed out after 30 minutes"
     wait_for(lambda: world.project("crashed")["clipFilenames"] == paths, 10, "the project")
     summary = wait_for(lambda: operator.get("janitor")["status"].get("lastStaleJobCleanup"),
                        10, "the cleanup summary")

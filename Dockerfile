@@ -4,7 +4,7 @@ FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY controller ./controller
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[operator]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Final stage: the installed wheels and nothing else, run as a non-root user.
 FROM python:3.11-slim-bookworm
@@ -17,7 +17,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN groupadd --system --gid 10001 reel \
     && useradd --system --uid 10001 --gid reel --no-create-home --shell /usr/sbin/nologin reel
 COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links=/wheels "reel-reconciler[operator]==${VERSION}" \
+RUN pip install --no-index --find-links=/wheels "reel-reconciler==${VERSION}" \
     && rm -rf /wheels
 USER 10001:10001
 EXPOSE 9102 8080

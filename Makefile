@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test unit integration lint venv clean bench bench-listener tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: demo test prereqs unit integration lint venv clean bench bench-listener soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,operator]'
+	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -34,7 +34,7 @@ tools: $(TOOLS)/.installed $(TOOLS)/bin/kube-score
 manifests: $(STAMP)
 	$(BIN)/python -m tests.support.manifests
 
-## Start both emulators, seed the seed's cases, run the CLI, print before/after.
+## Both emulators, `watch`, the app simulator live: projects go wrong and heal; before/after.
 demo: $(STAMP)
 	$(BIN)/python -m tests.support.demo
 
@@ -48,12 +48,40 @@ bench: $(STAMP)
 bench-listener: $(STAMP)
 	$(BIN)/python -m bench.listener_path $(BENCH_ARGS)
 
+## The soak: `watch` beside the app simulator under faults, judged from the recorded history
+## of every document. SOAK_DURATION seconds (default 600); not part of `make test`.
+SOAK_DURATION ?= 600
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak.run --duration $(SOAK_DURATION)
+
+## The soak's checker must fail deliberately broken reconcilers (hands-off off, no preconditions).
+SOAK_CHECK_DURATION ?= 80
+soak-check: $(STAMP)
+	@for broken in hands-off precondition; do \
+	  if $(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken $$broken > .cache/soak-$$broken.json; then \
+	    echo "soak-check: the checker passed a reconciler with $$broken broken"; exit 1; \
+	  else echo "soak-check: a reconciler with $$broken broken was caught: $$(tail -1 .cache/soak-$$broken.json)"; fi; \
+	done
+
 lint: $(STAMP)
 	$(BIN)/ruff check controller tests bench
 	$(BIN)/mypy
 
-## The whole suite: lint, type check, unit and integration tests against real emulators.
-test: lint tools
+## What `make test` needs from the machine, checked before anything is built: the first
+## missing one stops make with one line saying how to get it.
+FIRESTORE_EMULATOR_LAUNCHER ?= /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator
+missing = $(error missing prerequisite: $(1))
+prereqs:
+	$(if $(shell $(PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo ok),,$(call missing,$(PYTHON) >= 3.11 with venv (Debian packages python3 and python3-venv: apt-get install python3 python3-venv)))
+	$(if $(shell command -v $(GO) 2>/dev/null),,$(call missing,go >= 1.26 for the test control plane (tests/cluster/go.mod): install Go into /usr/local/go or put go on PATH))
+	$(if $(shell command -v java 2>/dev/null),,$(call missing,java 17+ for the Firestore emulator (Debian package default-jre-headless: apt-get install default-jre-headless)))
+	$(if $(shell command -v promtool 2>/dev/null),,$(call missing,promtool (Debian package prometheus: apt-get install prometheus)))
+	$(if $(wildcard $(FIRESTORE_EMULATOR_LAUNCHER)),,$(call missing,Google's Firestore emulator at $(FIRESTORE_EMULATOR_LAUNCHER) (gcloud components install cloud-firestore-emulator; or set FIRESTORE_EMULATOR_LAUNCHER)))
+	@echo "prerequisites: python, go, java, promtool and the Firestore emulator are here"
+
+## The whole suite: lint, type check, then every test against the real emulators and the
+## control plane. The control plane is built here, never inside a test's timeout.
+test: prereqs lint tools cluster-up
 	$(BIN)/pytest -ra
 
 unit: $(STAMP)
@@ -78,3 +106,18 @@ e2e: $(STAMP)
 clean:
 	-[ -x $(BIN)/python ] && $(BIN)/python -m tests.cluster.cluster down
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+
+## The unit and integration suites on the newest release of every dependency, our upper
+## bounds ignored, in a fresh venv of its own: a release that breaks us shows up here before
+## a bound is raised to admit it. Prints the versions it resolved.
+LATEST := .cache/latest-venv
+.PHONY: test-latest
+test-latest:
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/pip install --quiet --upgrade pip
+	$(LATEST)/bin/pip install --quiet -e '.[test]'
+	$(LATEST)/bin/pip install --quiet --upgrade --upgrade-strategy eager \
+	  $$($(LATEST)/bin/python -m tests.support.dependencies)
+	$(LATEST)/bin/python -m tests.support.dependencies --versions
+	$(LATEST)/bin/pytest tests/unit tests/integration -q

@@ -132,7 +132,7 @@ def serve(spec_json: str) -> int:
     """The reconciler's process: one runtime, as the operator runs it, until stdin closes."""
     from controller.config import ReconcilerSpec
     from controller.logs import setup_logging
-    from controller.operator.runtime import ReconcilerRuntime
+    from controller.runtime import ReconcilerRuntime
 
     setup_logging("INFO", "json")
 

@@ -12,72 +12,157 @@ from datetime import timedelta
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from controller import __version__
-from controller.config import ConfigError, Settings, load_settings, parse_duration
+from controller.config import ConfigError, Settings, flag_for, load_settings, parse_duration
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
 from controller.logs import setup_logging
 from controller.model import Action, Report
+from controller.usage import OneLineParser, fail, invalid
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_ERRORS = 0, 1
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
-_SETTING_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--gcp-project", "gcp_project", str, "GCP project (default: GOOGLE_CLOUD_PROJECT)"),
-    ("--database", "database", str, "Firestore database (default: (default))"),
-    ("--bucket", "bucket", str, "GCS bucket (default: REEL_BUCKET, then the app's "
+# Values stay strings here: Settings validates flags and environment variables alike, so a
+# bad value reads the same whichever way it came (`invalid --stale-timeout 'banana': ...`).
+_SETTING_FLAGS: list[tuple[str, str, str]] = [
+    ("gcp_project", "PROJECT", "GCP project (default: GOOGLE_CLOUD_PROJECT)"),
+    ("database", "NAME", "Firestore database (default: REEL_FIRESTORE_DATABASE or (default))"),
+    ("bucket", "NAME", "GCS bucket (default: REEL_BUCKET, then the app's "
      "REEL_MAKER_GCS_BUCKET, VIDEO_GENERATION_BUCKET, VIDEO_STORAGE_BUCKET)"),
-    ("--root-prefix", "root_prefix", str, "object prefix of the app (default: reel-maker)"),
-    ("--projects-collection", "projects_collection", str,
+    ("root_prefix", "PREFIX", "object prefix of the app (default: REEL_ROOT_PREFIX or "
+     "reel-maker)"),
+    ("projects_collection", "NAME",
      "projects collection (default: REEL_PROJECTS_COLLECTION or reel_maker_projects)"),
-    ("--jobs-collection", "jobs_collection", str,
+    ("jobs_collection", "NAME",
      "jobs collection (default: REEL_JOBS_COLLECTION or reel_maker_jobs)"),
-    ("--stale-timeout", "stale_timeout", parse_duration,
-     "a queued/processing job silent this long is stale (default: 30m)"),
-    ("--request-timeout", "request_timeout", float, "seconds per request (default: 10)"),
-    ("--retry-deadline", "retry_deadline", float,
-     "seconds to keep retrying a failing request (default: 15)"),
-    ("--page-size", "page_size", int, "Firestore projects per page (default: 300)"),
-    ("--gcs-page-size", "gcs_page_size", int, "GCS objects per list page (default: 1000)"),
-    ("--concurrency", "concurrency", int, "projects reconciled at once (default: 8)"),
+    ("stale_timeout", "DURATION", "a queued/processing job silent this long is stale: a "
+     "duration such as 30s, 5m or 1h (default: REEL_STALE_TIMEOUT or 30m)"),
+    ("request_timeout", "SECONDS", "seconds per request (default: REEL_REQUEST_TIMEOUT or 10)"),
+    ("retry_deadline", "SECONDS",
+     "seconds to keep retrying a failing request (default: REEL_RETRY_DEADLINE or 15)"),
+    ("page_size", "N", "Firestore projects per page (default: REEL_PAGE_SIZE or 300)"),
+    ("gcs_page_size", "N", "GCS objects per list page (default: REEL_GCS_PAGE_SIZE or 1000)"),
+    ("concurrency", "N", "projects reconciled at once (default: REEL_CONCURRENCY or 8)"),
+    ("settle", "DURATION", "automatic triggers skip a project written this recently, and a "
+     "`generating` one is left to its starting job even when forced; 0s: no window "
+     "(default: REEL_SETTLE or 30s)"),
+    ("stitch_timeout", "DURATION", "a `stitching` project is the stitcher's this long "
+     "(default: REEL_STITCH_TIMEOUT, else the stale timeout)"),
 ]
 
 
+class _Removed(argparse.Action):
+    """A flag that no longer exists, kept hidden so that old scripts learn what replaced it."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, replacement: str = "",
+                 **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        parser.error(f"{option_string} was removed: use {self.replacement}")
+
+
+def _settings_parent(log_level: str) -> argparse.ArgumentParser:
+    """Where the data is and how hard to push: every command's options."""
+    parent = OneLineParser(add_help=False)
+    for dest, metavar, text in _SETTING_FLAGS:
+        parent.add_argument(flag_for(dest), dest=dest, metavar=metavar, default=None, help=text)
+    parent.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=log_level,
+                        help=f"least severe log records shown, on stderr (default: {log_level})")
+    parent.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
+                        help="log records as JSON lines or text; auto: text on a terminal, "
+                        "else JSON (default: auto)")
+    return parent
+
+
+def _add_watch(commands: Any) -> None:
+    watch = commands.add_parser(
+        "watch", parents=[_settings_parent("INFO")],
+        help="run always on without Kubernetes: listeners, timers, /metrics (SIGTERM drains)")
+    watch.add_argument("--mode", choices=("Enforce", "Observe"), default="Enforce",
+                       help="Observe reports drift and writes nothing (default: Enforce)")
+    watch.add_argument("--sweep-interval", metavar="DURATION", default=None,
+                       help="every project is swept this often (default: 30m)")
+    watch.add_argument("--stale-interval", metavar="DURATION", default=None,
+                       help="stale jobs are looked for this often (default: 5m)")
+    watch.add_argument("--metrics-port", type=int, default=9102, metavar="PORT",
+                       help="port of /metrics and /readyz (default: 9102)")
+
+
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    for flag, dest, kind, text in _SETTING_FLAGS:
-        common.add_argument(flag, dest=dest, type=kind, default=None, help=text)
+    common = OneLineParser(add_help=False, parents=[_settings_parent("WARNING")])
     common.add_argument("--dry-run", action="store_true",
                         help="observe mode: report drift, write nothing")
-    common.add_argument("--output", choices=("text", "json"), default="text")
-    common.add_argument("--log-level", default="WARNING")
-    common.add_argument("--log-format", choices=("auto", "json", "text"), default="auto")
+    common.add_argument("--output", choices=("text", "json"), default="text",
+                        help="a table for people or JSON for scripts (default: text)")
 
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="reel-reconciler",
         description="Keep Reel Maker's Firestore projects consistent with the clips in GCS.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="what to do; COMMAND --help explains its options")
     rec = commands.add_parser("reconcile", parents=[common],
                               help="reconcile the given projects now")
-    rec.add_argument("project_ids", nargs="+", metavar="ID")
+    rec.add_argument("project_ids", nargs="+", metavar="ID",
+                     help="a project's document id in the projects collection")
     commands.add_parser("sweep", parents=[common], help="reconcile every project once")
     stale = commands.add_parser("cleanup-stale-jobs", parents=[common],
-                                help="fail jobs stuck past the timeout, reconcile their projects")
-    stale.add_argument("--timeout", type=float, default=None, metavar="MINUTES",
-                       help="minutes of silence after which a job is stale (default: 30)")
+                                help="fail jobs silent past --stale-timeout, reconcile their "
+                                "projects")
+    stale.add_argument("--timeout", action=_Removed,
+                       replacement="--stale-timeout with a duration, e.g. --stale-timeout 5m")
+    _add_watch(commands)
     commands.add_parser("operator", add_help=False,
                         help="run the Kubernetes operator (see `operator --help`)")
     return parser
 
 
+def _watch(args: argparse.Namespace) -> int:
+    """`watch`: its own flags checked like every other setting, then run until SIGTERM."""
+    from controller.watch import WatchOptions, run_watch
+
+    intervals: dict[str, timedelta | None] = {}
+    for flag, value in (("--sweep-interval", args.sweep_interval),
+                        ("--stale-interval", args.stale_interval)):
+        try:
+            intervals[flag] = None if value is None else parse_duration(value)
+        except ValueError as exc:
+            return fail(invalid(flag, str(exc), value))
+    try:
+        run_watch(_settings(args), WatchOptions(
+            mode=args.mode, sweep_interval=intervals["--sweep-interval"],
+            stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port))
+    except ConfigError as exc:
+        return fail(str(exc))
+    return EXIT_OK
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    values = {dest: getattr(args, dest) for _, dest, _, _ in _SETTING_FLAGS}
-    if getattr(args, "timeout", None) is not None:
-        values["stale_timeout"] = timedelta(minutes=args.timeout)
-    return load_settings(**values)
+    return load_settings(**{dest: getattr(args, dest) for dest, _, _ in _SETTING_FLAGS})
+
+
+def _status(r: Report) -> str:
+    """The status a row had, or `before → after` when this run changed (or would change) it.
+    A skipped project keeps its status: nothing was decided about it."""
+    before = r.original_status or "?"
+    if r.action is Action.SKIPPED or r.corrected_status in (None, r.original_status):
+        return before
+    return f"{before} → {r.corrected_status}"
+
+
+def _action(r: Report) -> str:
+    """The action; a skip says why, since "skipped" alone leaves the reader guessing."""
+    if r.action is Action.SKIPPED and r.reason:
+        return f"{r.action.value} ({r.reason})"
+    return r.action.value
 
 
 def _report_table(reports: Sequence[Report], title: str) -> Table:
@@ -87,16 +172,16 @@ def _report_table(reports: Sequence[Report], title: str) -> Table:
     for column in ("claimed", "verified", "missing", "restored"):
         table.add_column(column, justify="right")
     table.add_column("action", no_wrap=True)
-    table.add_column("note")
+    table.add_column("note", overflow="fold")
     for r in reports:
-        status = (r.original_status or "?") if r.original_status == r.corrected_status else (
-            f"{r.original_status or '?'} → {r.corrected_status or '?'}")
         style = {Action.ERROR: "red", Action.CONFLICT: "red", Action.CORRECTED: "green",
                  Action.DRIFT: "yellow", Action.SKIPPED: "dim"}.get(r.action, "")
-        table.add_row(r.project_id, status, str(r.claimed_clips), str(r.verified_clips),
+        action = escape(_action(r))
+        note = r.error or ("" if r.action is Action.SKIPPED else r.reason) or ", ".join(
+            k.value for k in r.drift_kinds)
+        table.add_row(escape(r.project_id), _status(r), str(r.claimed_clips), str(r.verified_clips),
                       str(len(r.missing_clips)), str(len(r.restored_clips)),
-                      f"[{style}]{r.action.value}[/]" if style else r.action.value,
-                      r.error or r.reason or ", ".join(k.value for k in r.drift_kinds))
+                      f"[{style}]{action}[/]" if style else action, escape(note))
     return table
 
 
@@ -166,13 +251,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return operator_main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
+    if args.command == "watch":
+        return _watch(args)
     try:
         engine = connect(_settings(args))
     except ConfigError as exc:
-        print(f"reel-reconciler: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return fail(str(exc))
     # Piped text keeps whole table rows on one line; a terminal uses its own width.
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 1000)
     return COMMANDS[args.command](engine, args, out)
 
 

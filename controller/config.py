@@ -1,48 +1,89 @@
-"""Settings from flags and the environment, validated once (DESIGN.md §4-§5)."""
+"""Settings from flags, the environment and the ReelReconciler spec, validated once."""
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller.model import Location, PolicySettings
+from controller.usage import invalid
 
+_DURATION = re.compile(r"(-)?((?:\d+(?:\.\d+)?(?:ms|s|m|h))+)")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_EXAMPLES = "such as 30s, 5m or 1h"
 
 
 class ConfigError(ValueError):
     """Configuration the controller cannot start with; the message says what to set."""
 
 
-def parse_duration(value: Any) -> timedelta:
-    """Go/Flux-style durations ("30s", "5m", "1h30m"), or a number of seconds."""
+def parse_duration(value: Any, *, allow_zero: bool = False) -> timedelta:
+    """Go/Flux-style durations ("30s", "5m", "1h30m"), or a number of seconds (YAML). Timeouts
+    and intervals must be more than 0: a zero timeout would fail every live job, a zero
+    interval would spin. Only a window (the settle window) may be 0, meaning none."""
+    text = value.strip() if isinstance(value, str) else ""
     if isinstance(value, timedelta):
-        return value
-    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value.total_seconds()
+    elif isinstance(value, int | float) and not isinstance(value, bool):
         seconds = float(value)
-    elif isinstance(value, str) and value and _DURATION_PART.sub("", value) == "":
-        seconds = sum(float(num) * _UNITS[unit] for num, unit in _DURATION_PART.findall(value))
+    elif match := _DURATION.fullmatch(text):
+        sign = -1.0 if match.group(1) else 1.0
+        seconds = sign * sum(float(num) * _UNITS[unit]
+                             for num, unit in _DURATION_PART.findall(match.group(2)))
+    elif _NUMBER.fullmatch(text) and float(text) > 0:
+        raise ValueError(f"a duration needs a unit, e.g. {text}s, {text}m or {text}h")
+    elif _NUMBER.fullmatch(text):
+        seconds = float(text)
     else:
-        raise ValueError(f"{value!r} is not a duration such as 30s, 5m or 1h")
-    if seconds < 0:
-        raise ValueError(f"{value!r} is negative")
+        raise ValueError(f"not a duration {_EXAMPLES}")
+    if seconds < 0 or (seconds == 0 and not allow_zero):
+        raise ValueError("must be 0s (none) or more" if allow_zero
+                         else f"must be more than 0, {_EXAMPLES}")
     return timedelta(seconds=seconds)
 
 
+def _window(value: Any) -> timedelta:
+    return parse_duration(value, allow_zero=True)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A timeout or an interval: more than 0."""
+Window = Annotated[timedelta, BeforeValidator(_window)]
+"""A window that may be 0 (none), such as the settle window."""
+
+
+def _problem(err: ErrorDetails) -> str:
+    """Pydantic's message without its "Value error, " prefix, starting lower-case."""
+    cause = (err.get("ctx") or {}).get("error")
+    text = str(cause) if err["type"] == "value_error" and cause else err["msg"]
+    return text[:1].lower() + text[1:]
+
+
+def _value(err: ErrorDetails) -> object:
+    return None if err["type"] == "missing" else err.get("input")
+
+
 def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+    """The environment variables a setting reads (upper case only: a bare field name such as
+    DATABASE or BUCKET in the environment is someone else's); the field name itself stays
+    valid as a keyword argument through populate_by_name."""
+    return AliasChoices(*(name for name in names if name.isupper()))
 
 
 class Settings(BaseSettings):
     """Everything one reconciler needs: where the data is, how hard to push, how long to wait."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True,
-                                      env_ignore_empty=True)
+                                      env_ignore_empty=True, case_sensitive=True)
 
     gcp_project: str | None = Field(
         default=None, validation_alias=_env("gcp_project", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT")
@@ -69,13 +110,13 @@ class Settings(BaseSettings):
         default="reel_maker_jobs", min_length=1,
         validation_alias=_env("jobs_collection", "REEL_JOBS_COLLECTION"),
     )
-    stale_timeout: timedelta = Field(
+    stale_timeout: Duration = Field(
         default=timedelta(minutes=30), validation_alias=_env("stale_timeout", "REEL_STALE_TIMEOUT")
     )
-    settle: timedelta = Field(
+    settle: Window = Field(
         default=timedelta(seconds=30), validation_alias=_env("settle", "REEL_SETTLE")
     )
-    stitch_timeout: timedelta | None = Field(
+    stitch_timeout: Duration | None = Field(
         default=None, validation_alias=_env("stitch_timeout", "REEL_STITCH_TIMEOUT")
     )
     """How long a `stitching` project is left to its stitcher; unset: the stale timeout."""
@@ -101,16 +142,13 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, ge=1, le=20, validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
     )
-
-    @field_validator("stale_timeout", "settle", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
-
-    @field_validator("stitch_timeout", mode="before")
-    @classmethod
-    def _optional_duration(cls, value: Any) -> timedelta | None:
-        return None if value is None else parse_duration(value)
+    test_no_hands_off: bool = Field(default=False,
+                                    validation_alias=_env("REEL_TEST_NO_HANDS_OFF"))
+    """Test only (never in help): write whoever owns the project, so that the soak's checker
+    can prove it sees a reconciler that fights the app."""
+    test_no_precondition: bool = Field(default=False,
+                                       validation_alias=_env("REEL_TEST_NO_PRECONDITION"))
+    """Test only (never in help): write without preconditions, for the same proof."""
 
     @property
     def location(self) -> Location:
@@ -125,18 +163,54 @@ class Settings(BaseSettings):
     @property
     def policy(self) -> PolicySettings:
         return PolicySettings(location=self.location, stale_after=self.stale_timeout,
-                              settle=self.settle, stitch_after=self.stitch_timeout)
+                              settle=self.settle, stitch_after=self.stitch_timeout,
+                              hands_off=not self.test_no_hands_off)
+
+
+def flag_for(field: str) -> str:
+    """The CLI spells every setting as --field-name."""
+    return "--" + field.replace("_", "-")
+
+
+def _env_name(field: str) -> str:
+    """The environment variable that supplied a setting (the first set of its choices, as
+    pydantic-settings reads them: case-insensitively)."""
+    info = Settings.model_fields.get(field)
+    alias = info.validation_alias if info else None
+    choices = [c for c in alias.choices if isinstance(c, str)] if isinstance(
+        alias, AliasChoices) else [field]
+    present = {name.lower(): name for name, value in os.environ.items() if value}
+    return next((present[c.lower()] for c in choices if c.lower() in present), choices[0])
+
+
+def check_emulator_hosts(environ: Mapping[str, str] | None = None) -> None:
+    """The two emulator variables want different spellings; a wrong one fails deep inside a
+    client library, so say it here: STORAGE_EMULATOR_HOST is a URL, FIRESTORE_EMULATOR_HOST
+    is host:port."""
+    env = os.environ if environ is None else environ
+    storage = env.get("STORAGE_EMULATOR_HOST", "").strip()
+    if storage and not storage.startswith(("http://", "https://")):
+        raise ConfigError(invalid("STORAGE_EMULATOR_HOST", "include the scheme, e.g. "
+                                  f"STORAGE_EMULATOR_HOST=http://{storage}", storage))
+    firestore = env.get("FIRESTORE_EMULATOR_HOST", "").strip()
+    if "/" in firestore:
+        bare = firestore.split("://", 1)[-1].split("/", 1)[0]
+        raise ConfigError(invalid("FIRESTORE_EMULATOR_HOST", "give host:port without a "
+                                  f"scheme, e.g. FIRESTORE_EMULATOR_HOST={bare}", firestore))
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Flags (non-None overrides) win over the environment; errors become ConfigError."""
+    """Flags (non-None overrides) win over the environment; errors become ConfigError naming
+    the flag or the environment variable the bad value came from."""
+    check_emulator_hosts()
     given = {key: value for key, value in overrides.items() if value is not None}
     try:
         settings = Settings(**given)
     except ValidationError as exc:
         err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"invalid setting {where}: {err['msg']}") from exc
+        field = str(err["loc"][0]) if err["loc"] else ""
+        where = flag_for(field) if field in given else _env_name(field)
+        raise ConfigError(invalid(where, _problem(err), _value(err))) from exc
     settings.location  # noqa: B018 - validates that a bucket is configured
     return settings
 
@@ -159,43 +233,28 @@ class StorageSpec(_SpecPart):
 
 
 class SweepSpec(_SpecPart):
-    interval: timedelta = timedelta(minutes=30)
-
-    @field_validator("interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+    interval: Duration = timedelta(minutes=30)
 
 
 class StaleJobsSpec(_SpecPart):
-    interval: timedelta = timedelta(minutes=5)
-    timeout: timedelta = timedelta(minutes=30)
-
-    @field_validator("interval", "timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
+    interval: Duration = timedelta(minutes=5)
+    timeout: Duration = timedelta(minutes=30)
 
 
 class ListenersSpec(_SpecPart):
     """Watchdog timing; the defaults suit production, tests shorten them."""
 
-    heartbeat_interval: timedelta = Field(default=timedelta(seconds=5), alias="heartbeatInterval")
-    silence_threshold: timedelta = Field(default=timedelta(seconds=30), alias="silenceThreshold")
-    resubscribe_interval: timedelta = Field(default=timedelta(minutes=30),
-                                            alias="resubscribeInterval")
+    heartbeat_interval: Duration = Field(default=timedelta(seconds=5), alias="heartbeatInterval")
+    silence_threshold: Duration = Field(default=timedelta(seconds=30), alias="silenceThreshold")
+    resubscribe_interval: Duration = Field(default=timedelta(minutes=30),
+                                           alias="resubscribeInterval")
     heartbeat_collection: str = Field(default="reel_reconciler_heartbeats",
                                       alias="heartbeatCollection", min_length=1)
 
-    @field_validator("heartbeat_interval", "silence_threshold", "resubscribe_interval",
-                     mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> timedelta:
-        return parse_duration(value)
-
 
 class ReconcilerSpec(_SpecPart):
-    """The spec of a ReelReconciler (DESIGN.md §5), validated once per change."""
+    """The spec of a ReelReconciler (docs/design.md, Kubernetes surface), validated once per
+    change."""
 
     firestore: FirestoreSpec = Field(default_factory=FirestoreSpec)
     storage: StorageSpec
@@ -203,7 +262,9 @@ class ReconcilerSpec(_SpecPart):
     suspend: bool = False
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     stale_jobs: StaleJobsSpec = Field(default_factory=StaleJobsSpec, alias="staleJobs")
-    settle: timedelta = timedelta(seconds=30)
+    settle: Window = timedelta(seconds=30)
+    stitch_timeout: Duration | None = Field(default=None, alias="stitchTimeout")
+    """How long a `stitching` project is its stitcher's; unset: the stale-job timeout."""
     concurrency: int = Field(default=8, ge=1, le=256)
     rate_limit: float = Field(default=500.0, gt=0, le=10_000, alias="rateLimit")
     """Listener-triggered reconciles started per second, at most: a burst of events must not
@@ -211,19 +272,14 @@ class ReconcilerSpec(_SpecPart):
     ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
     listeners: ListenersSpec = Field(default_factory=ListenersSpec)
 
-    @field_validator("settle", mode="before")
-    @classmethod
-    def _settle(cls, value: Any) -> timedelta:
-        return parse_duration(value)
-
     @classmethod
     def parse(cls, spec: Any) -> ReconcilerSpec:
         try:
             return cls.model_validate(dict(spec or {}))
         except ValidationError as exc:
             err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"]) or "spec"
-            raise ConfigError(f"invalid spec.{where}: {err['msg']}") from exc
+            where = ".".join(["spec", *(str(p) for p in err["loc"])])
+            raise ConfigError(invalid(where, _problem(err), _value(err))) from exc
 
     @property
     def observe(self) -> bool:
@@ -237,4 +293,4 @@ class ReconcilerSpec(_SpecPart):
             projects_collection=self.firestore.projects_collection,
             jobs_collection=self.firestore.jobs_collection,
             stale_timeout=self.stale_jobs.timeout, settle=self.settle,
-            concurrency=self.concurrency)
+            stitch_timeout=self.stitch_timeout, concurrency=self.concurrency)

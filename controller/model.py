@@ -298,6 +298,8 @@ class PolicySettings:
     settle: timedelta = timedelta(seconds=30)
     stitch_after: timedelta | None = None
     """How long a `stitching` project is the stitcher's; None: the stale timeout."""
+    hands_off: bool = True
+    """False only in the soak's proof that its checker catches a reconciler that fights."""
 
     @property
     def stitch_timeout(self) -> timedelta:
@@ -341,6 +343,8 @@ class Report(BaseModel):
     stale_jobs: list[str] = Field(default_factory=list)
     recovered_video_seconds: int = 0
     attempts: int = 1
+    retry_after: float | None = None
+    """Skipped only until this many seconds have passed (a settle window, a stitch timeout)."""
     unreachable: bool | None = None
     """True when the error was an outage (a service unreachable), not a bad answer."""
 

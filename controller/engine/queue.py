@@ -137,6 +137,18 @@ class WorkQueue:
         log.info("retry scheduled", extra={"projectId": item, "failures": failures,
                                            "delaySeconds": delay})
 
+    def add_after(self, item: str, delay: float) -> None:
+        """Queue `item` again in `delay` seconds: a hold that ends by itself, not a failure
+        (no backoff). An earlier timer for the item stands."""
+        assert self._loop is not None
+        timer = self._retry_timers.get(item)
+        if timer is not None:
+            if timer.when() <= self._loop.time() + delay:
+                return
+            timer.cancel()
+        self._idle.clear()
+        self._retry_timers[item] = self._loop.call_later(delay, self._retry, item)
+
     def _retry(self, item: str) -> None:
         self._retry_timers.pop(item, None)
         self.add(item)

@@ -1,32 +1,24 @@
 """The life of one ReelReconciler inside the operator: (re)start its runtime when the spec
-changes, keep its listeners honest, and publish conditions. Configuration errors become a
-Ready=False condition and an Event, retried with backoff; never a crash loop."""
+changes, and publish what its timers find as status and conditions. Configuration errors
+become a Ready=False condition and an Event, retried with backoff; never a crash loop."""
 
 from __future__ import annotations
 
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Any
 
 import kopf
 
 from controller.config import ConfigError, ReconcilerSpec
 from controller.engine import StaleCleanup, SweepResult
-from controller.operator.runtime import ReconcilerRuntime
 from controller.operator.status import StatusWriter, sweep_summary
+from controller.runtime import Hooks, ReconcilerRuntime
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL = 5.0
 RETRY_MIN, RETRY_MAX = 5.0, 300.0
-
-
-def jittered(seconds: float, spread: float = 0.1) -> float:
-    """Timers of many replicas and reconcilers should not fire in lockstep."""
-    return seconds * (1 + random.uniform(-spread, spread))
 
 
 class Supervisor:
@@ -52,7 +44,6 @@ class Supervisor:
                     await self._restart(generation)
                 interval = IDLE_POLL
                 if self.runtime is not None:
-                    await self._watch_listeners()
                     interval = self.runtime.spec.listeners.heartbeat_interval.total_seconds()
                 await stopped.wait(interval)
         finally:
@@ -78,7 +69,9 @@ class Supervisor:
             self.status.set("ListenerHealthy", False, "Suspended", "listeners are closed")
             await self.status.write({"observedGeneration": generation})
             return
-        runtime = ReconcilerRuntime(self.namespace, self.name, spec)
+        runtime = ReconcilerRuntime(self.namespace, self.name, spec, hooks=Hooks(
+            on_sweep=self._publish_sweep, on_stale=self._publish_cleanup,
+            on_tick=self._publish_listeners))
         try:
             await runtime.start()
         except ConfigError as exc:
@@ -108,9 +101,16 @@ class Supervisor:
         await self.status.write({"observedGeneration": generation})
         kopf.warn(self.body, reason=reason, message=message)
 
-    async def _watch_listeners(self) -> None:
-        assert self.runtime is not None
-        restarted = await self.runtime.tick()
+    async def _publish_sweep(self, result: SweepResult) -> None:
+        if self.runtime is not None:
+            await publish_sweep(self.memo, self.runtime, result)
+
+    async def _publish_cleanup(self, result: StaleCleanup) -> None:
+        await self.status.write(stale_summary(result))
+
+    async def _publish_listeners(self, restarted: str | None) -> None:
+        if self.runtime is None:
+            return
         if self.runtime.healthy:
             changed = self.status.set("ListenerHealthy", True, "Listening",
                                       "projects, jobs and heartbeat listeners are live")
@@ -127,22 +127,6 @@ class Supervisor:
 def runtime_of(memo: kopf.Memo) -> ReconcilerRuntime | None:
     runtime = memo.get("runtime")
     return runtime if isinstance(runtime, ReconcilerRuntime) else None
-
-
-async def every(memo: kopf.Memo, stopped: kopf.DaemonStopped,
-                interval: Callable[[ReconcilerRuntime], timedelta],
-                work: Callable[[ReconcilerRuntime], Awaitable[None]]) -> None:
-    """A timer for as long as the object exists: after each jittered interval of the
-    running reconciler, do the work; while none runs (suspended, not ready), just wait."""
-    while not stopped:
-        runtime = runtime_of(memo)
-        if runtime is None:
-            await stopped.wait(IDLE_POLL)
-            continue
-        await stopped.wait(jittered(interval(runtime).total_seconds()))
-        runtime = runtime_of(memo)
-        if runtime is not None and not stopped:
-            await work(runtime)
 
 
 async def publish_sweep(memo: kopf.Memo, runtime: ReconcilerRuntime, result: SweepResult,

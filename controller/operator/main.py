@@ -10,37 +10,54 @@ from collections.abc import Sequence
 
 import kopf
 
+from controller.config import ConfigError, check_emulator_hosts
 from controller.logs import setup_logging
-from controller.operator.server import start_server
+from controller.operator.preflight import check_kube_config, check_ports
+from controller.runtime.server import start_server
+from controller.usage import OneLineParser, fail, port_problem
+
+PROG = "reel-reconciler operator"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="reel-reconciler operator",
-        description="Run the Kubernetes operator for ReelReconciler objects.")
-    parser.add_argument("--metrics-port", type=int, default=9102,
+    parser = OneLineParser(
+        prog=PROG, description="Run the Kubernetes operator for ReelReconciler objects.")
+    parser.add_argument("--metrics-port", type=_port, default=9102,
                         help="port of /metrics and /readyz (default: 9102)")
-    parser.add_argument("--health-port", type=int, default=8080,
+    parser.add_argument("--health-port", type=_port, default=8080,
                         help="port of Kopf's liveness endpoint /healthz (default: 8080)")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[],
                        help="watch this namespace (repeatable; globs allowed)")
     scope.add_argument("-A", "--all-namespaces", action="store_true",
-                       help="watch every namespace")
+                       help="watch every namespace (the default without --namespace)")
     parser.add_argument("--standalone", action="store_true",
                         help="no peering: run even if other replicas are active")
     parser.add_argument("--peering", default=None, help="peering object name")
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so one replica wins)")
-    parser.add_argument("--log-level", default="INFO")
-    parser.add_argument("--log-format", choices=("auto", "json", "text"), default="auto")
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO",
+                        help="least severe log records shown, on stderr (default: INFO)")
+    parser.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
+                        help="log records as JSON lines or text; auto: text on a terminal, "
+                        "else JSON (default: auto)")
     return parser
 
 
 async def _run(args: argparse.Namespace) -> None:
     import controller.operator.handlers  # noqa: F401 - registers the handlers
 
-    runner = await start_server(args.metrics_port)
+    try:
+        runner = await start_server(args.metrics_port)
+    except OSError as exc:  # taken since the preflight check
+        raise ConfigError(port_problem(args.metrics_port, "--metrics-port", exc)) from exc
     try:
         await kopf.operator(
             standalone=args.standalone,
@@ -59,5 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.all_namespaces and not args.namespace:
         args.all_namespaces = True
     setup_logging(args.log_level, args.log_format)
-    asyncio.run(_run(args))
+    try:
+        check_ports({"--metrics-port": args.metrics_port, "--health-port": args.health_port})
+        check_emulator_hosts()
+        check_kube_config()
+        asyncio.run(_run(args))
+    except ConfigError as exc:
+        return fail(str(exc), PROG)
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -18,7 +19,17 @@ from controller.policy.slots import Presence, SlotState, resolve_slots, stitched
 from controller.policy.status import error_message, target_status
 
 
-def _skip(observation: Observation, reason: str) -> Plan:
+@dataclass(frozen=True)
+class Hold:
+    """Why a project is someone else's now, and when that ends by itself, if it does."""
+
+    reason: str
+    passes_in: timedelta | None = None
+    """Until the settle window or the stitch timeout has passed; None for a job, whose end
+    comes with a write of its own (or its staleness, which the stale-job timer finds)."""
+
+
+def _skip(observation: Observation, hold: Hold) -> Plan:
     project = observation.project
     report = Report(
         project_id=project.id,
@@ -26,7 +37,9 @@ def _skip(observation: Observation, reason: str) -> Plan:
         corrected_status=project.status,
         claimed_clips=sum(1 for claim in project.claims if claim),
         action=Action.SKIPPED,
-        reason=reason,
+        reason=hold.reason,
+        retry_after=(round(hold.passes_in.total_seconds(), 3)
+                     if hold.passes_in is not None else None),
     )
     return Plan(update=None, report=report)
 
@@ -41,7 +54,7 @@ def _ago(age: timedelta) -> str:
     return f"{age.total_seconds():.1f}s ago"
 
 
-def hold_reason(observation: Observation, settings: PolicySettings) -> str | None:
+def hold_reason(observation: Observation, settings: PolicySettings) -> Hold | None:
     """Why this project is someone else's now, if it is: we then write nothing at all.
 
     A live job's worker, a zombie worker that came back after a timeout, a stitcher at work,
@@ -52,25 +65,27 @@ def hold_reason(observation: Observation, settings: PolicySettings) -> str | Non
     project = observation.project
     age = now - project.update_time
     if not observation.forced and age < settings.settle:
-        return f"settling: written {_ago(age)}"
+        return Hold(f"settling: written {_ago(age)}", settings.settle - age)
     for job in observation.jobs:
         if is_active(job, now, settings.stale_after):
-            return f"active job {job.id} ({job.status})"
+            return Hold(f"active job {job.id} ({job.status})")
         if is_revived(job, now, settings.stale_after):
-            return f"revived job {job.id}: its worker wrote after it was marked timed out"
+            return Hold(f"revived job {job.id}: its worker wrote after it was marked timed out")
     for invalid in observation.invalid_jobs:
         if invalid.may_be_active:
-            return f"job {invalid.id} is malformed ({invalid.reason}) and may be running"
+            return Hold(f"job {invalid.id} is malformed ({invalid.reason}) and may be running")
     if project.status == "stitching" and age < settings.stitch_timeout:
-        return f"stitch in progress: stitching written {_ago(age)}"
+        return Hold(f"stitch in progress: stitching written {_ago(age)}",
+                    settings.stitch_timeout - age)
     if project.status == "generating" and age < settings.settle:
-        return f"generation starting: generating written {_ago(age)}, no live job yet"
+        return Hold(f"generation starting: generating written {_ago(age)}, no live job yet",
+                    settings.settle - age)
     return None
 
 
 def decide(observation: Observation, settings: PolicySettings) -> Plan:
     """Apply the policy to one project; the result is a fixed point (D5)."""
-    hold = hold_reason(observation, settings)
+    hold = hold_reason(observation, settings) if settings.hands_off else None
     if hold is not None:
         return _skip(observation, hold)
 
@@ -154,6 +169,7 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
         "verifiedClips": len(verified),
         "restoredClips": len(restored),
         "missingClips": len(missing),
+        "basedOn": project.update_time,
     }
     if previous_error is not None:
         summary["previousErrorInfo"] = previous_error

@@ -50,6 +50,14 @@ BINARIES = ("etcd", "kube-apiserver")
 # apiserver needs a range to allocate the `kubernetes` Service's ClusterIP.
 SERVICE_CIDR = "10.0.0.0/24"
 READY_TIMEOUT = 120.0
+BUILD_NOTICE = (
+    "building kube-apiserver and etcd from tests/cluster/go.mod: built once, about 10 minutes "
+    "the first time (seconds with a warm Go cache)"
+)
+NOT_BUILT = (
+    "the control plane is not built (or its sources changed): run `make cluster-up` first "
+    "(built once, about 10 minutes the first time); tests never build it inside their timeout"
+)
 
 
 class ClusterError(RuntimeError):
@@ -180,18 +188,25 @@ def _build_digest(go: str, ldflags: str) -> str:
     return digest.hexdigest()
 
 
+def is_built() -> bool:
+    """True when the binaries in .cache/cluster-bin match the sources and the toolchain."""
+    stamp = BIN_DIR / ".stamp"
+    if not stamp.is_file() or not all((BIN_DIR / name).is_file() for name in BINARIES):
+        return False
+    return stamp.read_text() == _build_digest(go_binary(), _ldflags(kubernetes_version()))
+
+
 def build(force: bool = False) -> float | None:
     """Build etcd and kube-apiserver into .cache/cluster-bin.
 
     Returns the build time in seconds, or None when the binaries were up to date.
     """
+    if not force and is_built():
+        return None
     go = go_binary()
     ldflags = _ldflags(kubernetes_version())
     digest = _build_digest(go, ldflags)
     stamp = BIN_DIR / ".stamp"
-    binaries_present = all((BIN_DIR / name).is_file() for name in BINARIES)
-    if not force and binaries_present and stamp.is_file() and stamp.read_text() == digest:
-        return None
 
     out_dir = BIN_DIR / ".build"
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -594,10 +609,19 @@ def _live_users(cluster: Cluster) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
-def up(timeout: float = READY_TIMEOUT, *, session: bool = False) -> Cluster:
+def up(
+    timeout: float = READY_TIMEOUT,
+    *,
+    session: bool = False,
+    may_build: bool = True,
+    announce: Callable[[str], None] | None = None,
+) -> Cluster:
     """Return a healthy cluster: the recorded one if it still answers, else a new one.
 
     A recorded cluster of another Kubernetes release than go.mod pins is replaced.
+    Building takes minutes: without ``may_build`` (test sessions, inside a timeout)
+    unbuilt binaries raise ClusterError saying to run ``make cluster-up``; ``announce``
+    is told before a build starts.
     ``session=True`` is for test sessions: the caller is registered as a user and
     must call `release()`; a cluster they start is stopped when the last one
     releases it.  A cluster started or reused by the CLI stays up until `down`.
@@ -614,6 +638,11 @@ def up(timeout: float = READY_TIMEOUT, *, session: bool = False) -> Cluster:
         else:
             if existing:
                 _stop_recorded(existing)
+            if not is_built():
+                if not may_build:
+                    raise ClusterError(NOT_BUILT)
+                if announce is not None:
+                    announce(BUILD_NOTICE)
             build_seconds = build()
             began = time.monotonic()
             cluster = _start(STATE_DIR, timeout, "session" if session else "cli")
@@ -681,7 +710,7 @@ def main(argv: list[str] | None = None) -> int:
                 seconds = build(force=True)
             print(f"build: {seconds or 0.0:.1f}s -> {_display(BIN_DIR)}")
         elif args.command == "up":
-            cluster = up(args.timeout)
+            cluster = up(args.timeout, announce=lambda notice: print(notice, flush=True))
             if not cluster.started:
                 print(f"reusing running cluster at {cluster.server}")
             else:

@@ -3,8 +3,9 @@
 Import the fixtures into a conftest.py (see tests/e2e/conftest.py).  The
 session fixture reuses a running cluster (from ``make cluster-up`` or another
 test session) and stops only one started by a test session, once no session
-uses it any more.  A missing Go toolchain or a failing build fails the tests
-that need the cluster, with the reason: it never turns into a skip.
+uses it any more.  It never builds: unbuilt binaries (``make cluster-up`` builds
+them, about 10 minutes the first time) or a missing Go toolchain fail the tests
+that need the cluster, with the reason; it never turns into a skip.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def kube_cluster() -> Iterator[Cluster]:
     """A running etcd + kube-apiserver; yields its Cluster (``.kubeconfig`` is admin)."""
     failure = ""
     try:
-        cluster = up(session=True)
+        cluster = up(session=True, may_build=False)
     except ClusterError as exc:
         failure = str(exc)
     if failure:

@@ -21,7 +21,7 @@ import pytest
 from controller.config import ReconcilerSpec
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.model import Action, DriftKind, Report
-from controller.operator.runtime import ReconcilerRuntime
+from controller.runtime import ReconcilerRuntime
 from tests.conftest import settings_for
 from tests.support.app import Generation, ReelApp, Timing
 from tests.support.recording import RecordingFirestore, recording_engine

@@ -162,16 +162,35 @@ def test_cleanup_stale_jobs_json_and_seed_style_text(world: World, cli: Cli) -> 
     assert "No stale jobs found" in again.stdout
 
 
-def test_cleanup_timeout_flag_in_minutes(world: World, cli: Cli) -> None:
+def test_cleanup_stale_timeout_flag_takes_a_duration(world: World, cli: Cli) -> None:
     job, _ = world.generated_project("p", status="generating", prompts=1, in_gcs=1, in_db=0,
                                      job_status="processing",
                                      job_updated_ago=timedelta(minutes=10))
     assert json.loads(cli("cleanup-stale-jobs", "--output", "json")
                       .stdout)["staleJobs"] == []
-    text = cli("cleanup-stale-jobs", "--timeout", "5")
+    text = cli("cleanup-stale-jobs", "--stale-timeout", "5m")
     assert "Cleaned up 1 stale project(s):" in text.stdout
     assert "  - p" in text.stdout
     assert world.job(job)["error"] == "Job timed out after 5 minutes"
+
+
+def test_skipped_rows_show_the_status_and_why(world: World, cli: Cli) -> None:
+    """A skip keeps the project's status (no `draft → ?`) and says why in the action."""
+    job, _ = world.generated_project("busy", status="generating", prompts=2, in_gcs=1,
+                                     in_db=0, job_status="processing",
+                                     job_updated_ago=timedelta(seconds=5))
+    world.projects().document("odd").set({"userId": "u", "status": "draft",
+                                          "promptList": "not a list"})
+    proc = cli("reconcile", "busy", "odd")
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[1]: line for line in proc.stdout.splitlines()
+            if line.startswith("│ busy") or line.startswith("│ odd")}
+    assert "→" not in rows["busy"] and "?" not in rows["busy"]
+    assert rows["busy"].split("│")[2].strip() == "generating"
+    assert f"skipped (active job {job} (processing))" in rows["busy"]
+    assert "→" not in rows["odd"]
+    assert rows["odd"].split("│")[2].strip() == "draft"
+    assert "skipped (invalid document" in rows["odd"]
 
 
 def test_configuration_errors_exit_2_with_one_line(world: World, cli: Cli) -> None:

@@ -31,7 +31,7 @@ from controller.config import ReconcilerSpec
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.listener import ListenerSet, safe_beat
 from controller.model import Action, DriftKind
-from controller.operator.runtime import ReconcilerRuntime
+from controller.runtime import ReconcilerRuntime
 from tests.monitoring.promserver import (
     MissingPrometheus,
     PrometheusServer,
@@ -141,8 +141,8 @@ def test_substitute_replaces_every_variable() -> None:
 # --- a real reconciler, scraped by a real Prometheus ------------------------------------
 
 class LiveReconciler:
-    """A ReconcilerRuntime as the operator runs one, on an event loop of its own, with a
-    watchdog that ticks every 0.3 s and can be made to see an hour of heartbeat silence."""
+    """A ReconcilerRuntime as the operator runs one, on an event loop of its own; its own
+    watchdog ticks every 0.3 s, and this one can make it see an hour of heartbeat silence."""
 
     def __init__(self, runtime: ReconcilerRuntime) -> None:
         self.runtime = runtime
@@ -180,8 +180,6 @@ class LiveReconciler:
                 safe_beat(self.listeners)
                 self._forced.append(self.listeners.check(now=time.time() + 3600))
                 self._force.clear()
-            else:
-                self._call(self.runtime.tick())
 
     def force_restart(self, timeout: float = 10) -> str | None:
         """Make the watchdog restart the listeners as if the heartbeat had gone silent."""
@@ -297,7 +295,7 @@ def live_reconciler(world: World, emulators: Emulators) -> Iterator[LiveReconcil
                       "jobsCollection": world.jobs_collection},
         "storage": {"bucket": world.bucket, "rootPrefix": world.root_prefix},
         "settle": "0s", "concurrency": 2, "rateLimit": 2,
-        "listeners": {"silenceThreshold": "20s"}})
+        "listeners": {"silenceThreshold": "20s", "heartbeatInterval": "300ms"}})
     live = LiveReconciler(ReconcilerRuntime("monitoring", f"dashboard-{uuid.uuid4().hex[:8]}",
                                             spec))
     try:

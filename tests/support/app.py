@@ -9,10 +9,11 @@ behaviour as docs/design.md describes it (its code carries no license).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -41,12 +42,45 @@ class Timing:
     """The GCS existence checks at the start, before the project is written."""
 
 
+class Gate:
+    """Lets a fault freeze the app's writes: `close()` waits for the writes in flight and
+    holds new ones until `open()` (a soak stops the app's traffic around a database restore)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._closed = False
+        self._busy = 0
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._closed)
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._busy -= 1
+                self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.wait_for(lambda: self._busy == 0)
+
+    def open(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._cond.notify_all()
+
+
 @dataclass
 class ReelApp:
     """One Reel Maker deployment writing into `world`."""
 
     world: World
     timing: Timing = field(default_factory=Timing)
+    gate: Gate = field(default_factory=Gate)
 
     def _project(self, project_id: str) -> Any:
         return self.world.projects().document(project_id)
@@ -57,11 +91,17 @@ class ReelApp:
     def update_project(self, project_id: str, fields: dict[str, Any]) -> None:
         """The app's project write: read the document, then update it blind."""
         ref = self._project(project_id)
-        ref.get()
-        ref.update({**fields, "updatedAt": NOW})
+        with self.gate.writing():
+            ref.get()
+            ref.update({**fields, "updatedAt": NOW})
 
     def update_job(self, job_id: str, fields: dict[str, Any]) -> None:
-        self._job(job_id).update({**fields, "updatedAt": NOW})
+        with self.gate.writing():
+            self._job(job_id).update({**fields, "updatedAt": NOW})
+
+    def put_object(self, name: str) -> str:
+        with self.gate.writing():
+            return self.world.put_object(name, CLIP_BYTES)
 
     def pause(self, seconds: float) -> None:
         if seconds > 0:
@@ -71,6 +111,10 @@ class ReelApp:
 
     def create_project(self, project_id: str, *, user: str = "user-1", prompts: int = 3,
                        status: str = "draft") -> None:
+        with self.gate.writing():
+            self._set_project(project_id, user, prompts, status)
+
+    def _set_project(self, project_id: str, user: str, prompts: int, status: str) -> None:
         self._project(project_id).set({
             "userId": user, "userEmail": f"{user}@example.com", "title": f"reel {project_id}",
             "orientation": "portrait", "durationSeconds": 8, "compression": "optimized",
@@ -170,11 +214,8 @@ class Generation:
     def start(self) -> Generation:
         """Step 1 (a)-(c): the job, the existence checks, the project; then the worker (d)."""
         n = len(self.prompts)
-        self.app._job(self.job_id).set({
-            "jobId": self.job_id, "projectId": self.project_id, "userId": self.user,
-            "userEmail": f"{self.user}@example.com", "status": "queued", "promptCount": n,
-            "completedPrompts": 0, "failedPrompts": 0, "clipRelativePaths": [],
-            "bucket": self.world.bucket, "createdAt": NOW, "updatedAt": NOW, "error": None})
+        with self.app.gate.writing():
+            self._create_job(n)
         self.app.pause(self.app.timing.exists_check)
         kept = [self.clips[i] if i < len(self.clips) else None for i in range(n)]
         self.clips = [kept[i] if i in self.keep else None for i in range(n)]
@@ -187,6 +228,13 @@ class Generation:
         self.app.update_project(self.project_id, fields)
         self.app.update_job(self.job_id, {"status": "processing", "startedAt": NOW})
         return self
+
+    def _create_job(self, n: int) -> None:
+        self.app._job(self.job_id).set({
+            "jobId": self.job_id, "projectId": self.project_id, "userId": self.user,
+            "userEmail": f"{self.user}@example.com", "status": "queued", "promptCount": n,
+            "completedPrompts": 0, "failedPrompts": 0, "clipRelativePaths": [],
+            "bucket": self.world.bucket, "createdAt": NOW, "updatedAt": NOW, "error": None})
 
     def run(self) -> str:
         """The worker: each prompt in turn (step 2), then failure (3) or completion (4). It
@@ -231,8 +279,7 @@ class Generation:
         return self.outcome
 
     def make(self, index: int) -> None:
-        name = self.clip_name(index)
-        self.world.put_object(name, CLIP_BYTES)
+        name = self.app.put_object(self.clip_name(index))
         self.clips[index] = name
         self.made.append(name)
         done = len(self.made)
@@ -272,7 +319,7 @@ class Stitch:
 
     def upload(self) -> str:
         """The stitched reel lands in GCS (a stitcher that dies now never records it)."""
-        return self.app.world.put_object(self.reel_name(), CLIP_BYTES)
+        return self.app.put_object(self.reel_name())
 
     def succeed(self) -> str:
         name = self.upload()

@@ -1,136 +1,219 @@
-"""`make demo`: the embedded default. Starts both emulators, seeds the seed write-up's cases and
-the app's real failure shapes, runs the real CLI (a dry-run sweep, stale-job cleanup, a sweep)
-and prints before/after."""
+"""`make demo`: the embedded default, always on. Starts both emulators, seeds the original
+write-up's cases, starts `reel-reconciler watch`, and lets the app simulator run live
+generations beside it (one succeeds, one fails part-way, one stalls, one goes zombie, one
+stitcher dies after its upload) while a live view shows projects going wrong and healing;
+then a before/after table with each case's time to heal.
+
+The timings are shortened so that it all fits in a minute: a job is stale after 6 s instead
+of 30 minutes, and so is a stitch."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
 from rich.table import Table
 
-from tests.support.emulators import running_emulators
+from tests.support.app import ReelApp, Timing
+from tests.support.demo_cases import seed
+from tests.support.emulators import free_port, running_emulators
 from tests.support.seed import World
 
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
-CASES: list[tuple[str, str, dict[str, Any]]] = [
-    ("pwYISGEqG6Oxb8sdtGoy", "horizontal test 1: stuck generating, 0 of 15 clips listed, "
-     "15 in GCS (Scenario 1, D1)",
-     {"status": "generating", "prompts": 15, "in_gcs": 15, "in_db": 0,
-      "job_status": "processing", "job_updated_ago": timedelta(hours=2),
-      "title": "horizontal test 1"}),
-    ("vErT1cAlTeSt00000001", "vertical test 1: stuck generating, 4 listed, 10 in GCS",
-     {"status": "generating", "prompts": 10, "in_gcs": 10, "in_db": 4,
-      "job_status": "processing", "job_updated_ago": timedelta(hours=3),
-      "title": "vertical test 1", "orientation": "portrait"}),
-    ("scenario2-live-worker", "Scenario 2: 7 of 15 done, worker still running",
-     {"status": "generating", "prompts": 15, "in_gcs": 7, "in_db": 7,
-      "job_status": "processing", "job_updated_ago": timedelta(minutes=1)}),
-    ("scenario3-crashed-job", "Scenario 3: job started 2h ago, 3 of 15 clips",
-     {"status": "generating", "prompts": 15, "in_gcs": 3, "in_db": 3,
-      "job_status": "processing", "job_started_ago": timedelta(hours=2)}),
-    ("scenario4-false-claims", "Scenario 4: ready, 15 listed, 3 deleted from GCS",
-     {"status": "ready", "prompts": 15, "in_gcs": [i for i in range(15) if i not in (4, 8, 12)],
-      "in_db": 15}),
-    ("failed-no-clips", "generation failed with no clip (D5: stays error)",
-     {"status": "generating", "prompts": 5, "in_gcs": 0, "in_db": 0, "job_status": "failed"}),
-    ("partial-failure", "the app's own failure: error, 2 of 4 made, the user's message",
-     {"status": "error", "prompts": 4, "in_gcs": 2, "in_db": 2, "job_status": "failed",
-      "errorInfo": {"message": "Video generation failed for prompt 3: quota exceeded"}}),
-    ("stuck-stitch", "stitching, its stitcher died after uploading the reel",
-     {"status": "stitching", "prompts": 3, "in_gcs": 3, "in_db": 3}),
-    ("healthy-ready", "healthy: ready, all 6 clips present",
-     {"status": "ready", "prompts": 6, "in_gcs": 6, "in_db": 6}),
-]
+STALE = 6.0
+"""Seconds of silence after which a job is stale, and a stitch stuck."""
+WATCH_ARGS = ["--settle", "2s", "--stale-timeout", f"{STALE:g}s", "--stale-interval", "2s",
+              "--sweep-interval", "8s", "--log-format", "json"]
+DEADLINE = 45.0
+"""Seconds the live part may take at most."""
 
 
-def _older_job_holds_the_clips(world: World, project_id: str) -> None:
-    """Scenario 1 as real data has it: the old start wiped the list, its job died, and the
-    clips sit under the previous job of the same size."""
-    world.generated_project(project_id, status="generating", prompts=8, in_gcs=8,
-                            in_db=0, job_created_ago=timedelta(days=2),
-                            title="Scenario 1 under an older job")
-    world.add_job(project_id, status="processing", prompt_count=8,
-                  created_ago=timedelta(hours=2), updated_ago=timedelta(hours=2))
-    world.projects().document(project_id).update({"clipFilenames": []})
+@dataclass
+class Case:
+    """One project of the demo: what it is, what it should end as, when it went wrong."""
+
+    project_id: str
+    title: str
+    expect: str
+    """The status it should end in."""
+    went_wrong: float | None = None
+    """time.time() when it went wrong; None for a live case still fine."""
+    done: threading.Event = field(default_factory=threading.Event)
 
 
-def _zombie(world: World, project_id: str) -> None:
-    """A job failed by a timeout whose worker came back a minute ago and writes on."""
-    job, _ = world.generated_project(project_id, status="generating", prompts=6, in_gcs=3,
-                                     in_db=3, job_status="failed", title="zombie worker")
-    world.jobs().document(job).update({
-        "error": "Job timed out after 30 minutes",
-        "timedOutAt": datetime.now(UTC) - timedelta(minutes=10),
-        "updatedAt": datetime.now(UTC) - timedelta(minutes=1)})
+def _succeeds(app: ReelApp, case: Case) -> None:
+    app.create_project(case.project_id, prompts=4)
+    app.generation(case.project_id).start().run()
 
 
-def _reel_uploaded(world: World, project_id: str) -> None:
-    doc = world.project(project_id)
+def _fails_part_way(app: ReelApp, case: Case) -> None:
+    app.create_project(case.project_id, prompts=4)
+    app.generation(case.project_id, fail_at=2).start().run()
+
+
+def _stalls(app: ReelApp, case: Case) -> None:
+    app.create_project(case.project_id, prompts=3)
+    generation = app.generation(case.project_id, hang_at=1).start().run_in_thread()
+    generation.hanging.wait()
+    case.went_wrong = time.time()
+    generation.crash()
+
+
+def _goes_zombie(app: ReelApp, case: Case) -> None:
+    app.create_project(case.project_id, prompts=3)
+    generation = app.generation(case.project_id, hang_at=1).start().run_in_thread()
+    generation.hanging.wait()
+    job = app.world.jobs().document(generation.job_id)
+    while not (job.get().to_dict() or {}).get("timedOutAt"):
+        time.sleep(0.3)
+    generation.resume()
+    generation.join()
+
+
+def _stitcher_dies(app: ReelApp, case: Case) -> None:
+    app.create_project(case.project_id, prompts=2)
+    app.generation(case.project_id).start().run()
     time.sleep(1.1)  # GCS times have a second's grain: the reel is newer than its clips
-    world.put_object(world.stitched_path(doc["userId"], project_id, "reel_full_demo.mp4"))
+    app.stitch(case.project_id).upload()
+    case.went_wrong = time.time()
 
 
-BUILT: list[tuple[str, str, Callable[[World, str], None]]] = [
-    ("scenario1-older-job", "Scenario 1 as real data: clips under an older job, list wiped",
-     _older_job_holds_the_clips),
-    ("zombie-worker", "a worker back after its timeout (a zombie): 3 of 6, writing",
-     _zombie),
+LIVE: list[tuple[str, str, str, Callable[[ReelApp, Case], None]]] = [
+    ("live-succeeds", "live: a generation that succeeds (Scenario 2: the worker owns it)",
+     "ready", _succeeds),
+    ("live-fails", "live: fails at prompt 3 of 4 (its message stays)", "error",
+     _fails_part_way),
+    ("live-stalls", "live: the worker dies after 1 clip", "error", _stalls),
+    ("live-zombie", "live: silent past the timeout, then resumes (not fought)", "ready",
+     _goes_zombie),
+    ("live-stitch", "live: the stitcher dies after its upload", "ready", _stitcher_dies),
 ]
-AFTER_SEEDING: dict[str, Callable[[World, str], None]] = {"stuck-stitch": _reel_uploaded}
-STITCH_TIMEOUT = 2.0
-"""Seconds the demo gives a stitch (30 min by default) before it counts as stuck."""
 
 
-def _state(world: World, project_id: str) -> tuple[str, str]:
-    doc = world.project(project_id)
+def _run_case(app: ReelApp, case: Case, work: Callable[[ReelApp, Case], None]) -> None:
+    try:
+        work(app, case)
+    finally:
+        case.done.set()
+
+
+def _documents(world: World) -> dict[str, dict[str, Any]]:
+    return {snap.id: snap.to_dict() or {} for snap in world.projects().stream()}
+
+
+def _clips(doc: dict[str, Any]) -> str:
     clips = doc.get("clipFilenames") or []
-    return doc["status"], f"{sum(1 for c in clips if c)}/{len(doc.get('promptList') or [])}"
+    return f"{sum(1 for c in clips if c)}/{len(doc.get('promptList') or [])}"
 
 
-def _run(env: dict[str, str], *args: str) -> None:
-    console.rule(f"[bold]reel-reconciler {' '.join(args)}")
-    subprocess.run([sys.executable, "-m", "controller.cli", *args], env=env, check=False)
+def _healed_at(doc: dict[str, Any]) -> datetime | None:
+    summary = doc.get("lastReconciliation") or {}
+    at = summary.get("at")
+    return at if isinstance(at, datetime) else None
+
+
+def _view(cases: list[Case], docs: dict[str, dict[str, Any]], started: float) -> Table:
+    table = Table(title=f"reel-reconciler watch, {time.time() - started:4.1f} s",
+                  title_justify="left")
+    for column in ("project", "case", "status", "clips", "reel", "our last write"):
+        table.add_column(column)
+    for case in cases:
+        doc = docs.get(case.project_id, {})
+        summary = doc.get("lastReconciliation") or {}
+        ours = (f"{summary.get('originalStatus')} → {summary.get('correctedStatus')}"
+                if summary else "")
+        table.add_row(case.project_id, case.title, str(doc.get("status", "…")), _clips(doc),
+                      "yes" if doc.get("stitchedFilename") else "", ours)
+    return table
+
+
+def _settled(cases: list[Case], docs: dict[str, dict[str, Any]]) -> bool:
+    """Every live case finished and every case in its expected final status."""
+    for case in cases:
+        doc = docs.get(case.project_id, {})
+        if not case.done.is_set() or not doc:
+            return False
+        if doc.get("status") != case.expect:
+            return False
+    return True
+
+
+def _summary(cases: list[Case], before: dict[str, tuple[str, str]],
+             docs: dict[str, dict[str, Any]], started: float) -> Table:
+    table = Table(title="before → after, and time to heal", title_justify="left")
+    for column in ("project", "case", "status", "clips", "healed after"):
+        table.add_column(column)
+    for case in cases:
+        doc = docs.get(case.project_id, {})
+        s0, c0 = before.get(case.project_id, ("(new)", ""))
+        s1, c1 = str(doc.get("status")), _clips(doc)
+        healed = _healed_at(doc)
+        wrong = case.went_wrong if case.went_wrong is not None else started
+        heal = f"{healed.timestamp() - wrong:.1f} s" if healed else "not written"
+        table.add_row(case.project_id, case.title, s0 if s0 == s1 else f"{s0} → [bold]{s1}[/]",
+                      c0 if c0 == c1 else f"{c0} → [bold]{c1}[/]", heal)
+    return table
 
 
 def main() -> int:
     console.print("Starting Google's Firestore emulator and fake-gcs-server ...")
     with running_emulators() as emulators:
         world = World.create(emulators.gcp_project, bucket="reel-maker-demo")
-        for project_id, _, spec in CASES:
-            world.generated_project(project_id, **spec)
-        for project_id, _, build in BUILT:
-            build(world, project_id)
-        for project_id, after in AFTER_SEEDING.items():
-            after(world, project_id)
-        cases = [(pid, case) for pid, case, _ in CASES] + [(pid, c) for pid, c, _ in BUILT]
-        before = {pid: _state(world, pid) for pid, _ in cases}
+        seeded = seed(world)
+        docs = _documents(world)
+        before = {pid: (str(doc.get("status")), _clips(doc)) for pid, doc in docs.items()}
+        expectations = {"pwYISGEqG6Oxb8sdtGoy": "ready", "vErT1cAlTeSt00000001": "ready",
+                        "scenario3-crashed-job": "error",
+                        "scenario4-false-claims": "draft", "failed-no-clips": "error",
+                        "partial-failure": "error", "stuck-stitch": "ready",
+                        "healthy-ready": "ready", "scenario1-older-job": "ready"}
+        cases = [Case(pid, title, expectations[pid]) for pid, title in seeded]
+        for case in cases:
+            case.done.set()
+        live = [(Case(pid, title, expect), work) for pid, title, expect, work in LIVE]
+        cases += [case for case, _ in live]
+        port = free_port()
         env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
-               "REEL_SETTLE": "0s", "REEL_STITCH_TIMEOUT": f"{STITCH_TIMEOUT:g}s"}
-        console.print(f"Firestore at {emulators.firestore.host}, GCS at {emulators.gcs.host}, "
-                      f"bucket {world.bucket}: seeded {len(cases)} projects (the settle "
-                      f"window is off and a stitch times out after {STITCH_TIMEOUT:g} s, so "
-                      "that the demo need not wait)")
-        _run(env, "sweep", "--dry-run")
-        time.sleep(STITCH_TIMEOUT)
-        _run(env, "cleanup-stale-jobs")
-        _run(env, "sweep")
-        table = Table(title="before → after", title_justify="left")
-        for column in ("project", "case", "status", "clips"):
-            table.add_column(column)
-        for project_id, case in cases:
-            (s0, c0), (s1, c1) = before[project_id], _state(world, project_id)
-            table.add_row(project_id, case, s0 if s0 == s1 else f"{s0} → [bold]{s1}[/]",
-                          c0 if c0 == c1 else f"{c0} → [bold]{c1}[/]")
-        console.print(table)
-    return 0
+               "REEL_STITCH_TIMEOUT": f"{STALE:g}s"}
+        console.print(f"Firestore at {emulators.firestore.host}, GCS at {emulators.gcs.host}: "
+                      f"{len(seeded)} projects seeded; starting `reel-reconciler watch "
+                      f"{' '.join(WATCH_ARGS)}` (metrics on :{port})")
+        log = open(os.devnull, "wb")  # noqa: SIM115 - closed after the process ends
+        watch = subprocess.Popen([sys.executable, "-m", "controller.cli", "watch",
+                                  "--metrics-port", str(port), *WATCH_ARGS],
+                                 env=env, stdout=log, stderr=subprocess.STDOUT)
+        started = time.time()
+        app = ReelApp(world, Timing(window=0.1, per_prompt=0.8, exists_check=0.2))
+        for case, work in live:
+            threading.Thread(target=_run_case, args=(app, case, work), daemon=True).start()
+        try:
+            with Live(console=console, refresh_per_second=4) as view:
+                while time.time() - started < DEADLINE:
+                    docs = _documents(world)
+                    view.update(Group(_view(cases, docs, started)))
+                    if _settled(cases, docs) or watch.poll() is not None:
+                        break
+                    time.sleep(0.5)
+        finally:
+            watch.send_signal(signal.SIGTERM)
+            code = watch.wait(30)
+            log.close()
+        docs = _documents(world)
+        console.print()
+        console.print(_summary(cases, before, docs, started))
+        console.print(f"watch stopped on SIGTERM with exit status {code}")
+        return 0 if code == 0 and _settled(cases, docs) else 1
 
 
 if __name__ == "__main__":

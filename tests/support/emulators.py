@@ -128,14 +128,18 @@ def fake_gcs_binary() -> Path:
     return binary
 
 
-def fake_gcs_server(workdir: Path, port: int | None = None) -> Emulator:
+def fake_gcs_server(workdir: Path, port: int | None = None,
+                    root: Path | None = None) -> Emulator:
+    """fake-gcs-server in memory, or on disk under `root`, whose objects outlive a restart."""
     port = port or free_port()
+    backend = ["-backend", "memory"] if root is None else [
+        "-backend", "filesystem", "-filesystem-root", str(root)]
     return Emulator(
         name="fake-gcs-server",
         argv=[
             str(fake_gcs_binary()),
             "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-            "-backend", "memory",
+            *backend,
             "-public-host", f"127.0.0.1:{port}",
             "-external-url", f"http://127.0.0.1:{port}",
             "-log-level", "warn",

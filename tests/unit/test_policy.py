@@ -396,7 +396,7 @@ def test_last_reconciliation_summary() -> None:
     summary = plan.update["lastReconciliation"]
     assert summary == {"at": NOW, "action": "corrected", "originalStatus": "ready",
                        "correctedStatus": "draft", "verifiedClips": 0, "restoredClips": 1,
-                       "missingClips": 0}
+                       "missingClips": 0, "basedOn": NOW - timedelta(hours=1)}
     assert set(plan.update) <= {"clipFilenames", "status", "errorInfo", "stitchedFilename",
                                 "lastReconciliation"}
 
@@ -664,3 +664,18 @@ def test_d6_a_null_slot_alone_is_not_rewritten() -> None:
 def test_shapes_the_app_writes_are_valid(data: dict[str, Any]) -> None:
     project = Project.parse("p1", data, NOW, LOC)
     assert project.status == data["status"]
+
+
+def test_holds_that_pass_with_time_say_when() -> None:
+    """Settling, a starting generation and a stitch end by themselves: the listener path looks
+    again then; a live job ends with a write of its own, which the listener sees anyway."""
+    settling = decide(observe(doc("ready", 1, []), written=timedelta(seconds=5)), SETTINGS)
+    starting = decide(observe(doc("generating", 1, []), written=timedelta(seconds=5),
+                              forced=True), SETTINGS)
+    stitch = decide(observe(doc("stitching", 1, []), written=timedelta(minutes=10)), SETTINGS)
+    live = decide(observe(doc("generating", 1, []), jobs=(job("queued", 1,
+                                                              created=timedelta(minutes=1)),)),
+                  SETTINGS)
+    assert settling.report.retry_after == 25 and starting.report.retry_after == 25
+    assert stitch.report.retry_after == 20 * 60
+    assert live.report.retry_after is None

@@ -196,3 +196,28 @@ def test_a_rate_below_one_per_second_still_lets_an_item_through() -> None:
 
     run(scenario())
     assert seen == ["slow"]
+
+
+def test_add_after_runs_an_item_again_once_its_hold_passes_without_backoff() -> None:
+    """A project held by a window is looked at again when the window ends; a second, later
+    request for it does not push the first one back, and no failure is counted."""
+    seen: list[tuple[str, float]] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        queue: WorkQueue
+
+        async def handle(batch: list[str]) -> set[str]:
+            seen.extend((item, loop.time() - started) for item in batch)
+            if len(seen) == 1:
+                queue.add_after("p", 0.2)
+                queue.add_after("p", 5.0)
+            return set()
+
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=1)
+        await drain(queue, ["p"])
+
+    run(scenario())
+    assert [item for item, _ in seen] == ["p", "p"]
+    assert 0.2 <= seen[1][1] < 1.0

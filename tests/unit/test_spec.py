@@ -33,3 +33,10 @@ def test_bad_specs_name_the_field(spec: dict[str, Any], where: str) -> None:
 
 def test_rate_limit_accepts_fractions() -> None:
     assert ReconcilerSpec.parse({**MINIMAL, "rateLimit": 0.5}).rate_limit == 0.5
+
+
+def test_stitch_timeout_defaults_to_the_stale_timeout_and_can_be_set() -> None:
+    unset = ReconcilerSpec.parse({**MINIMAL, "staleJobs": {"timeout": "10m"}}).settings()
+    assert unset.policy.stitch_timeout == timedelta(minutes=10)
+    own = ReconcilerSpec.parse({**MINIMAL, "stitchTimeout": "2h"}).settings()
+    assert own.policy.stitch_timeout == timedelta(hours=2)

@@ -1,11 +1,6 @@
-"""Kopf handlers, one trigger a file; importing this package registers them all."""
+"""Kopf handlers, one trigger a file; importing this package registers them all. The timers
+(sweep, stale jobs, watchdog) belong to the runtime the supervisor starts."""
 
-from controller.operator.handlers import (
-    annotations,
-    stale_jobs,
-    startup,
-    supervisor,
-    sweep,
-)
+from controller.operator.handlers import annotations, startup, supervisor
 
-__all__ = ["annotations", "stale_jobs", "startup", "supervisor", "sweep"]
+__all__ = ["annotations", "startup", "supervisor"]

@@ -9,8 +9,8 @@ import kopf
 from controller.engine import Trigger
 from controller.operator import GROUP, PLURAL, RECONCILE_PROJECTS, REQUESTED_AT, VERSION
 from controller.operator.lifecycle import publish_sweep, runtime_of
-from controller.operator.runtime import ReconcilerRuntime
 from controller.operator.status import report_summary
+from controller.runtime import ReconcilerRuntime
 
 MAX_PROJECTS = 100
 

@@ -1,4 +1,5 @@
-"""/metrics for Prometheus and /readyz for Kubernetes, on one port (liveness is Kopf's own)."""
+"""/metrics for Prometheus and /readyz for Kubernetes, on one port (the operator's liveness
+endpoint is Kopf's own)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
-from controller.operator.runtime import RUNTIMES
+from controller.runtime.reconciler import RUNTIMES
 
 
 async def _metrics(_: web.Request) -> web.Response:

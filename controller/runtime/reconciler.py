@@ -1,0 +1,197 @@
+"""One running reconciler: its engine, work queue, listeners and timers, started and stopped
+as a unit. The operator runs one per ReelReconciler; `reel-reconciler watch` runs one alone.
+Blocking Google clients run in threads; the event loop only schedules."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from controller import metrics
+from controller.config import ReconcilerSpec, Settings
+from controller.engine import Engine, StaleCleanup, SweepResult, Trigger, cleanup_stale_jobs, sweep
+from controller.engine.connect import connect
+from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
+from controller.engine.queue import WorkQueue
+from controller.model import Action, Report
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100
+"""Projects one worker reconciles together (one batched read of their documents)."""
+HOLD_MARGIN = 0.25
+"""Seconds past the end of a hold before the project is looked at again."""
+DRAIN_TIMEOUT = 60.0
+"""Seconds a stopping runtime waits for a sweep or a batch in flight."""
+
+RUNTIMES: dict[str, ReconcilerRuntime] = {}
+"""Every started runtime of this process, for the readiness endpoint."""
+
+Connector = Callable[[Settings, str], Engine]
+"""Builds a reconciler's engine and proves its services answer (raises ConfigError)."""
+
+
+async def _nothing(_: object) -> None:
+    return None
+
+
+@dataclass
+class Hooks:
+    """What the owner of a runtime does with its timers' results (the operator writes them
+    to the object's status; `watch` only logs, which the runtime does anyway)."""
+
+    on_sweep: Callable[[SweepResult], Awaitable[None]] = _nothing
+    on_stale: Callable[[StaleCleanup], Awaitable[None]] = _nothing
+    on_tick: Callable[[str | None], Awaitable[None]] = _nothing
+    """After each watchdog check: why the listeners were restarted, if they were."""
+
+
+def jittered(seconds: float, spread: float = 0.1) -> float:
+    """Timers of many replicas and reconcilers should not fire in lockstep."""
+    return seconds * (1 + random.uniform(-spread, spread))
+
+
+class ReconcilerRuntime:
+    def __init__(self, namespace: str, name: str, spec: ReconcilerSpec, *,
+                 settings: Settings | None = None, connector: Connector = connect,
+                 hooks: Hooks | None = None) -> None:
+        self.key = f"{namespace}/{name}"
+        self.label = f"{namespace}.{name}"
+        self.spec = spec
+        self.settings = settings
+        """Engine settings; None: from the spec (the environment fills in the rest)."""
+        self.connector = connector
+        self.hooks = hooks or Hooks()
+        self.engine: Engine | None = None
+        self.queue: WorkQueue | None = None
+        self.listeners: ListenerSet | None = None
+        self.started_at = time.time()
+        self.last_sweep_at: float | None = None
+        self.sweep_lock = asyncio.Lock()
+        self._stopping = asyncio.Event()
+        self._timers: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        """Connect (raises ConfigError), then start the queue, the listeners and the timers."""
+        settings = self.settings or self.spec.settings()
+        engine = await asyncio.to_thread(self.connector, settings, self.label)
+        metrics.prime(self.label)
+        queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
+                          rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,
+                          reconciler=self.label)
+        queue.start()
+        timing = self.spec.listeners
+        listeners = ListenerSet(
+            engine.firestore, queue.add_threadsafe, self.label,
+            heartbeat_collection=timing.heartbeat_collection,
+            settings=WatchdogSettings(
+                heartbeat_interval=timing.heartbeat_interval.total_seconds(),
+                silence_threshold=timing.silence_threshold.total_seconds(),
+                resubscribe_every=timing.resubscribe_interval.total_seconds()))
+        await asyncio.to_thread(listeners.start)
+        self.engine, self.queue, self.listeners = engine, queue, listeners
+        RUNTIMES[self.key] = self
+        self._timers = [
+            asyncio.create_task(self._every(lambda: timing.heartbeat_interval, self._watchdog,
+                                            jitter=False), name=f"{self.label}-watchdog"),
+            asyncio.create_task(self._every(lambda: self.spec.sweep.interval, self._timed_sweep),
+                                name=f"{self.label}-sweep"),
+            asyncio.create_task(self._every(lambda: self.spec.stale_jobs.interval,
+                                            self._timed_cleanup), name=f"{self.label}-stale"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop the timers (a sweep in flight finishes), close the listeners, then let the
+        queue's in-flight reconciles finish: each is one precondition-guarded write."""
+        RUNTIMES.pop(self.key, None)
+        self._stopping.set()
+        if self._timers:
+            _done, pending = await asyncio.wait(self._timers, timeout=DRAIN_TIMEOUT)
+            for task in pending:
+                task.cancel()
+            self._timers = []
+        if self.listeners is not None:
+            await asyncio.to_thread(self.listeners.stop)
+        if self.queue is not None:
+            await self.queue.stop()
+        metrics.forget(self.label)
+
+    async def _every(self, interval: Callable[[], timedelta],
+                     work: Callable[[], Awaitable[None]], jitter: bool = True) -> None:
+        """After each (jittered) interval, do the work, until the runtime stops. A failure is
+        logged and the timer goes on: the next round may well succeed."""
+        while not self._stopping.is_set():
+            seconds = interval().total_seconds()
+            try:
+                await asyncio.wait_for(self._stopping.wait(),
+                                       jittered(seconds) if jitter else seconds)
+                return
+            except TimeoutError:
+                pass
+            try:
+                await work()
+            except Exception:
+                log.exception("timer failed", extra={"reconciler": self.label})
+
+    async def _watchdog(self) -> None:
+        await self.hooks.on_tick(await self.tick())
+
+    async def _timed_sweep(self) -> None:
+        await self.hooks.on_sweep(await self.sweep(Trigger.SWEEP))
+
+    async def _timed_cleanup(self) -> None:
+        await self.hooks.on_stale(await self.cleanup_stale_jobs())
+
+    @property
+    def healthy(self) -> bool:
+        return self.listeners is not None and self.listeners.healthy
+
+    def ready(self, now: float | None = None) -> bool:
+        """Listeners up and a sweep within two intervals (or none due yet)."""
+        now = time.time() if now is None else now
+        due = 2 * self.spec.sweep.interval.total_seconds() + 60
+        last = self.last_sweep_at or self.started_at
+        return self.healthy and now - last <= due
+
+    async def tick(self) -> str | None:
+        """Heartbeat and watchdog; returns why the listeners were restarted, if they were."""
+        assert self.listeners is not None
+        listeners = self.listeners
+        await asyncio.to_thread(safe_beat, listeners)
+        return await asyncio.to_thread(listeners.check)
+
+    async def _handle(self, project_ids: list[str]) -> set[str]:
+        """One batch of listener events; returns the projects to retry with backoff. A
+        project held only until a window passes (settling, a stitch at work) is queued again
+        when it has: nothing else would bring it back before the next sweep."""
+        assert self.engine is not None and self.queue is not None
+        reports = await asyncio.to_thread(self.engine.reconcile_many, project_ids,
+                                          Trigger.LISTENER, self.spec.observe)
+        for report in reports:
+            if report.action is Action.SKIPPED and report.retry_after is not None:
+                self.queue.add_after(report.project_id, report.retry_after + HOLD_MARGIN)
+        return {r.project_id for r in reports if r.action in (Action.ERROR, Action.CONFLICT)}
+
+    async def sweep(self, trigger: Trigger) -> SweepResult:
+        assert self.engine is not None
+        async with self.sweep_lock:
+            result = await asyncio.to_thread(sweep, self.engine, self.spec.observe, trigger,
+                                             keep_reports=False)
+        if not result.aborted:
+            self.last_sweep_at = time.time()
+        return result
+
+    async def cleanup_stale_jobs(self) -> StaleCleanup:
+        assert self.engine is not None
+        return await asyncio.to_thread(cleanup_stale_jobs, self.engine, self.spec.observe)
+
+    async def reconcile(self, project_ids: Sequence[str], trigger: Trigger) -> list[Report]:
+        engine = self.engine
+        assert engine is not None
+        return [await asyncio.to_thread(engine.reconcile, pid, trigger, self.spec.observe)
+                for pid in project_ids]

@@ -1,0 +1,86 @@
+"""`reel-reconciler watch`: one reconciler, always on, without Kubernetes (a VM, Cloud Run, a
+laptop against the emulators). It runs the very runtime the operator runs for a
+ReelReconciler: listeners and watchdog, the work queue, the sweep and stale-job timers, and
+`/metrics` with `/readyz`. SIGTERM or SIGINT drains it: timers stop, listeners close, the
+reconciles in flight finish."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Literal
+
+from controller.config import ConfigError, ReconcilerSpec, Settings
+from controller.runtime import ReconcilerRuntime
+from controller.runtime.server import start_server
+from controller.usage import port_problem
+
+log = logging.getLogger(__name__)
+
+NAME = "watch"
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """What `watch` adds to the CLI's settings; the defaults are the ReelReconciler spec's."""
+
+    mode: Literal["Enforce", "Observe"] = "Enforce"
+    sweep_interval: timedelta | None = None
+    stale_interval: timedelta | None = None
+    metrics_port: int = 9102
+    metrics_host: str = "0.0.0.0"
+
+    def spec(self, settings: Settings) -> ReconcilerSpec:
+        """The spec a ReelReconciler with these settings would have."""
+        body: dict[str, object] = {
+            "firestore": {"project": settings.gcp_project, "database": settings.database,
+                          "projectsCollection": settings.projects_collection,
+                          "jobsCollection": settings.jobs_collection},
+            "storage": {"bucket": settings.bucket, "rootPrefix": settings.root_prefix},
+            "mode": self.mode, "settle": settings.settle, "concurrency": settings.concurrency,
+            "staleJobs": {"timeout": settings.stale_timeout},
+        }
+        if self.sweep_interval is not None:
+            body["sweep"] = {"interval": self.sweep_interval}
+        if self.stale_interval is not None:
+            body["staleJobs"] = {"timeout": settings.stale_timeout,
+                                 "interval": self.stale_interval}
+        return ReconcilerSpec.parse(body)
+
+
+async def _serve(settings: Settings, options: WatchOptions) -> None:
+    spec = options.spec(settings)
+    try:
+        server = await start_server(options.metrics_port, options.metrics_host)
+    except OSError as exc:
+        raise ConfigError(port_problem(options.metrics_port, "--metrics-port", exc)) from exc
+    runtime = ReconcilerRuntime("local", NAME, spec, settings=settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        try:
+            await runtime.start()
+        except ConfigError:
+            await runtime.stop()
+            raise
+        log.info("watching", extra={
+            "bucket": settings.bucket, "database": settings.database, "mode": spec.mode,
+            "sweepIntervalSeconds": spec.sweep.interval.total_seconds(),
+            "staleIntervalSeconds": spec.stale_jobs.interval.total_seconds(),
+            "metricsPort": options.metrics_port})
+        await stop.wait()
+        log.info("stopping: draining the work in flight")
+        await runtime.stop()
+    finally:
+        await server.cleanup()
+    log.info("stopped")
+
+
+def run_watch(settings: Settings, options: WatchOptions) -> None:
+    """Run until SIGTERM or SIGINT; raises ConfigError when it cannot start."""
+    asyncio.run(_serve(settings, options))

@@ -1,0 +1,142 @@
+"""`reel-reconciler watch` as a user runs it: a process against the real emulators, healing
+projects through its listeners and its sweep timer, serving /metrics and /readyz, and
+draining on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.support.emulators import Emulators, free_port
+from tests.support.harness import metric, wait_for
+from tests.support.seed import World
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Watch:
+    proc: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    def logs(self) -> str:
+        return self.log.read_text()[-4000:]
+
+    def get(self, path: str) -> requests.Response:
+        return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
+
+    def terminate(self, timeout: float = 10) -> tuple[int, float]:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout)
+        return code, time.monotonic() - started
+
+
+def start_watch(emulators: Emulators, world: World, log: Path, *args: str,
+                port: int | None = None) -> Watch:
+    port = port or free_port()
+    env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "watch", "--metrics-port", str(port),
+             "--log-format", "json", "--log-level", "INFO", *args],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    return Watch(proc, port, log)
+
+
+@pytest.fixture
+def watch(emulators: Emulators, world: World, tmp_path: Path) -> Iterator[Watch]:
+    running = start_watch(emulators, world, tmp_path / "watch.log", "--settle", "0s",
+                          "--sweep-interval", "3s", "--stale-interval", "1h")
+    try:
+        wait_for(lambda: running.proc.poll() is None and ready(running), 30,
+                 f"watch to become ready\n{running.logs()}")
+        yield running
+    finally:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait(10)
+
+
+def ready(watch: Watch) -> bool:
+    try:
+        return watch.get("/readyz").status_code == 200
+    except requests.ConnectionError:
+        return False
+
+
+def test_watch_heals_through_listener_and_sweep_then_drains(watch: Watch, world: World) -> None:
+    # Written after it started, stuck: the projects listener sees it.
+    _, stuck = world.generated_project("p-7f3a", status="generating", prompts=3, in_gcs=3,
+                                       in_db=0, job_status="failed")
+    wait_for(lambda: world.project("p-7f3a")["status"] == "ready", 15,
+             f"the listener to heal the stuck project\n{watch.logs()}")
+    assert world.project("p-7f3a")["clipFilenames"] == stuck
+    # A ready project is not listened to: only the sweep finds the clip deleted behind it.
+    _, paths = world.generated_project("p-behind", status="ready", prompts=2, in_gcs=2, in_db=2)
+    world.delete_object(paths[1])
+    wait_for(lambda: world.project("p-behind")["status"] == "draft", 20,
+             f"the sweep to find the deleted clip\n{watch.logs()}")
+    text = watch.get("/metrics").text
+    assert metric(text, "reel_reconciler_reconcile_total", trigger="listener",
+                  action="corrected") >= 1
+    assert metric(text, "reel_reconciler_reconcile_total", trigger="sweep",
+                  action="corrected") >= 1
+    assert "p-7f3a" not in text and "p-behind" not in text, "ids must never be metric labels"
+    code, seconds = watch.terminate()
+    assert code == 0 and seconds < 10, watch.logs()
+    assert '"stopped"' in watch.logs()
+
+
+def test_observe_mode_writes_nothing(emulators: Emulators, world: World, tmp_path: Path) -> None:
+    world.generated_project("stuck", status="generating", prompts=2, in_gcs=2, in_db=0,
+                            job_status="failed")
+    before = world.update_time("stuck")
+    running = start_watch(emulators, world, tmp_path / "observe.log", "--settle", "0s",
+                          "--sweep-interval", "1s", "--mode", "Observe")
+    try:
+        wait_for(lambda: metric(running.get("/metrics").text, "reel_reconciler_reconcile_total",
+                                trigger="sweep", action="drift") >= 1 if ready(running)
+                 else False, 30, f"a sweep reporting drift\n{running.logs()}")
+    finally:
+        code, _ = running.terminate()
+    assert code == 0
+    assert world.update_time("stuck") == before
+
+
+def test_port_in_use_is_one_line_and_exit_2(emulators: Emulators, world: World,
+                                            tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        running = start_watch(emulators, world, tmp_path / "busy.log", port=port)
+        code = running.proc.wait(30)
+    output = running.log.read_text().strip().splitlines()
+    assert code == 2
+    assert len(output) == 1 and str(port) in output[0] and "--metrics-port" in output[0]
+
+
+def test_unreachable_firestore_is_one_line_and_exit_2(emulators: Emulators, world: World,
+                                                      tmp_path: Path) -> None:
+    dead: dict[str, Any] = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}"}
+    env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
+           "REEL_RETRY_DEADLINE": "2", "REEL_REQUEST_TIMEOUT": "2", **dead}
+    done = subprocess.run([sys.executable, "-m", "controller.cli", "watch", "--metrics-port",
+                           str(free_port())], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "FIRESTORE_EMULATOR_HOST" in lines[0], done.stderr

@@ -1,0 +1,85 @@
+"""Every version of every project and job document, as a listener of our own records them.
+
+The checker judges the reconciler from this record alone, not from what the reconciler says
+of itself. Firestore listeners may fold two quick writes into one snapshot, so the record can
+miss a version; the checker's rules only ever conclude a violation from versions it saw.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tests.support.seed import World
+
+
+@dataclass(frozen=True)
+class Version:
+    """One state of a document: its server update time and its fields (None: deleted)."""
+
+    collection: str
+    doc_id: str
+    update_time: datetime
+    data: dict[str, Any] | None
+
+    @property
+    def ours(self) -> datetime | None:
+        """When the reconciler decided the write that made this version, if it carries one."""
+        summary = (self.data or {}).get("lastReconciliation") or {}
+        at = summary.get("at")
+        return at if isinstance(at, datetime) else None
+
+
+class History:
+    """Listens to both collections and keeps each document's versions in update-time order."""
+
+    def __init__(self, world: World | None = None) -> None:
+        self._world = world
+        self._lock = threading.Lock()
+        self._versions: dict[tuple[str, str], dict[datetime, Version]] = defaultdict(dict)
+        self._watches: list[Any] = []
+
+    def start(self) -> None:
+        """Subscribe (again, after a Firestore restart: the old streams are dead)."""
+        self.stop()
+        assert self._world is not None, "a history without a world only takes record()"
+        for name, collection in (("projects", self._world.projects()),
+                                 ("jobs", self._world.jobs())):
+            self._watches.append(collection.on_snapshot(self._callback(name)))
+
+    def stop(self) -> None:
+        for watch in self._watches:
+            watch.unsubscribe()
+        self._watches = []
+
+    def _callback(self, collection: str) -> Any:
+        def record(_snapshots: Any, changes: list[Any], read_time: Any) -> None:
+            for change in changes:
+                doc = change.document
+                removed = change.type.name == "REMOVED"
+                stamp = read_time if removed else doc.update_time
+                self.record(Version(collection, doc.id, stamp, None if removed else doc.to_dict()))
+        return record
+
+    def record(self, version: Version) -> None:
+        with self._lock:
+            self._versions[(version.collection, version.doc_id)][version.update_time] = version
+
+    def documents(self, collection: str) -> Iterator[str]:
+        with self._lock:
+            keys = [key for key in self._versions if key[0] == collection]
+        for _, doc_id in keys:
+            yield doc_id
+
+    def versions(self, collection: str, doc_id: str) -> list[Version]:
+        with self._lock:
+            found = list(self._versions.get((collection, doc_id), {}).values())
+        return sorted(found, key=lambda version: version.update_time)
+
+    def count(self) -> int:
+        with self._lock:
+            return sum(len(versions) for versions in self._versions.values())

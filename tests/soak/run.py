@@ -1,0 +1,268 @@
+"""`make soak`: `reel-reconciler watch` beside the app simulator for SOAK_DURATION seconds, under
+faults on a schedule, then judged from the recorded history of every document.
+
+    python -m tests.soak.run --duration 600
+    python -m tests.soak.run --duration 60 --broken hands-off   # must report violations
+
+Prints a table, then one JSON line; exits 1 on any violation (0 otherwise). `--broken` runs a
+reconciler with a test-only switch (hands-off disabled, or writes without preconditions) to
+prove the checker sees what it must.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tests.soak.checker import INVARIANTS, Timing, Verdict, check
+from tests.soak.faults import Faults, Reconciler
+from tests.soak.history import History
+from tests.soak.workload import Workload
+from tests.support.app import ReelApp
+from tests.support.app import Timing as AppTiming
+from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator, free_port
+from tests.support.seed import World
+
+REPO = Path(__file__).resolve().parents[2]
+STALE, SETTLE, SWEEP, STALE_INTERVAL = 8.0, 2.0, 15.0, 2.0
+BROKEN = {"hands-off": {"REEL_TEST_NO_HANDS_OFF": "1"},
+          "precondition": {"REEL_TEST_NO_PRECONDITION": "1"}}
+"""Test-only switches of the reconciler, never in its help: what the checker must catch."""
+
+
+def _rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+class Sampler(threading.Thread):
+    """The reconciler's RSS every second, and exits nobody asked for."""
+
+    def __init__(self, reconciler: Reconciler) -> None:
+        super().__init__(daemon=True, name="soak-sampler")
+        self.reconciler = reconciler
+        self.samples: list[tuple[float, int, float]] = []
+        self.stopped = threading.Event()
+        self.paused = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            proc = self.reconciler.proc
+            if proc is None or self.paused.is_set():
+                continue
+            if proc.poll() is not None:
+                self.reconciler.died += 1
+                self.reconciler.run()
+                continue
+            rss = _rss_mib(proc.pid)
+            if rss is not None:
+                self.samples.append((time.time(), proc.pid, rss))
+
+    def growth(self, warmup: float) -> tuple[float, float, bool]:
+        """RSS after warm-up and at the end of the last process's life; grew: by more than a
+        quarter (and 20 MiB), not counting the first `warmup` seconds of that process."""
+        if not self.samples:
+            return 0.0, 0.0, False
+        last_pid = self.samples[-1][1]
+        mine = [(t, rss) for t, pid, rss in self.samples if pid == last_pid]
+        born = mine[0][0]
+        settled = [rss for t, rss in mine if t - born >= warmup] or [mine[-1][1]]
+        start = statistics.median(settled[:5])
+        end = statistics.median(settled[-5:])
+        return start, end, end > start * 1.25 and end - start > 20
+
+
+def _schedule(duration: float, faults: Faults, gcs_down: float) -> list[tuple[float, str,
+                                                                            Callable[[], None]]]:
+    return [
+        (0.15 * duration, "firestore_crash", lambda: faults.firestore_crash(down=5.0)),
+        (0.30 * duration, "gcs_down", lambda: faults.gcs_down(gcs_down)),
+        (0.50 * duration, "reconciler_kill", faults.reconciler_kill),
+        (0.58 * duration, "burst", lambda: faults.burst(500)),
+    ]
+
+
+def soak(duration: float, broken: str | None, seed: int, console: Console) -> dict[str, Any]:
+    timing = Timing(stale=timedelta(seconds=STALE), settle=timedelta(seconds=SETTLE),
+                    sweep=timedelta(seconds=SWEEP), stitch=timedelta(seconds=STALE))
+    quiet = timing.heal_bound.total_seconds() + 15
+    if duration < quiet + 40:
+        raise SystemExit(f"--duration must be at least {quiet + 40:.0f} s")
+    with tempfile.TemporaryDirectory(prefix="reel-soak-") as tmp:
+        workdir = Path(tmp)
+        emulators = Emulators(firestore_emulator(workdir),
+                              fake_gcs_server(workdir, root=workdir / "gcs"))
+        emulators.gcs.start()
+        emulators.firestore.start()
+        os.environ.update(emulators.env())
+        try:
+            return _run(duration, broken, seed, console, timing, quiet, workdir, emulators)
+        finally:
+            emulators.firestore.stop()
+            emulators.gcs.stop()
+
+
+def _run(duration: float, broken: str | None, seed: int, console: Console, timing: Timing,
+         quiet: float, workdir: Path, emulators: Emulators) -> dict[str, Any]:
+    world = World.create(emulators.gcp_project, bucket="reel-soak")
+    history = History(world)
+    history.start()
+    port = free_port()
+    env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
+           "REEL_STITCH_TIMEOUT": f"{STALE:g}s", **BROKEN.get(broken or "", {})}
+    log = (workdir / "watch.log").open("ab")
+    args = ["--settle", f"{SETTLE:g}s", "--stale-timeout", f"{STALE:g}s", "--stale-interval",
+            f"{STALE_INTERVAL:g}s", "--sweep-interval", f"{SWEEP:g}s", "--metrics-port",
+            str(port), "--log-format", "json", "--request-timeout", "5", "--retry-deadline", "5"]
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen([sys.executable, "-m", "controller.cli", "watch", *args],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+    reconciler = Reconciler(start)
+    reconciler.run()
+    app = ReelApp(world, AppTiming(window=0.05, per_prompt=0.4, exists_check=0.1))
+    workload = Workload(app, STALE, seed)
+    faults = Faults(app, history, emulators.firestore, emulators.gcs, reconciler, workdir,
+                    emulators.gcp_project)
+    sampler = Sampler(reconciler)
+    sampler.start()
+    began = time.time()
+    episodes = threading.Thread(target=workload.run, args=(began + duration - quiet,),
+                                daemon=True, name="soak-workload")
+    episodes.start()
+    for at, kind, inject in _schedule(duration, faults, gcs_down=min(30.0, duration / 8)):
+        time.sleep(max(0.0, began + at - time.time()))
+        console.print(f"[{time.time() - began:5.1f} s] fault: {kind}")
+        sampler.paused.set()
+        try:
+            inject()
+        finally:
+            sampler.paused.clear()
+    episodes.join(timeout=max(1.0, began + duration - time.time()))
+    time.sleep(max(0.0, began + duration - time.time()))
+    sampler.stopped.set()
+    sampler.join(5)
+    assert reconciler.proc is not None
+    reconciler.proc.terminate()
+    code = reconciler.proc.wait(30)
+    log.close()
+    conflicts = sum(1 for line in (workdir / "watch.log").read_text(errors="replace")
+                    .splitlines() if "write conflict" in line)
+    history.stop()
+    end = datetime.now(UTC)
+    objects = {blob.name: blob.time_created for blob in world.gcs.list_blobs(world.bucket)}
+    verdict = check(history, timing, [*workload.stuck, *faults.stuck], objects,
+                    faults.outages, end)
+    if reconciler.died:
+        verdict.flag("crashed", f"the reconciler exited {reconciler.died} time(s) on its own")
+    if code != 0:
+        verdict.flag("crashed", f"the reconciler exited {code} on SIGTERM")
+    _keep(workdir, history, verdict)
+    rss_start, rss_end, grew = sampler.growth(warmup=20.0)
+    if grew:
+        verdict.flag("rss_growth", f"{rss_start:.0f} MiB after warm-up, {rss_end:.0f} at the end")
+    return _summary(duration, workload, faults, verdict, rss_start, rss_end, history, broken,
+                    conflicts)
+
+
+ARTIFACTS = REPO / ".cache" / "soak"
+
+
+def _keep(workdir: Path, history: History, verdict: Verdict) -> None:
+    """The reconciler's log and the history of each project named in a violation, for a
+    reader of the run; the rest of the work folder goes with the run."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(workdir / "watch.log", ARTIFACTS / "watch.log")
+    named = {example.split(": ", 2)[1].split(" ", 1)[0] for example in verdict.examples}
+    with (ARTIFACTS / "history.jsonl").open("w") as out:
+        for project_id in sorted(named):
+            for version in history.versions("projects", project_id):
+                out.write(json.dumps({"id": project_id, "updateTime": str(version.update_time),
+                                      "data": version.data}, default=str) + "\n")
+            for job_id in history.documents("jobs"):
+                for version in history.versions("jobs", job_id):
+                    if (version.data or {}).get("projectId") == project_id:
+                        out.write(json.dumps({"job": job_id, "updateTime":
+                                              str(version.update_time), "data": version.data},
+                                             default=str) + "\n")
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 1)
+
+
+def _summary(duration: float, workload: Workload, faults: Faults, verdict: Verdict,
+             rss_start: float, rss_end: float, history: History, broken: str | None,
+             conflicts: int) -> dict[str, Any]:
+    return {
+        "durationSeconds": round(duration),
+        "generations": workload.generations,
+        "outcomes": dict(workload.outcomes),
+        "abortedByFaults": sum(workload.aborted.values()),
+        "faults": dict(faults.counts),
+        "corrections": verdict.writes,
+        "conflicts": conflicts,
+        "versionsRecorded": history.count(),
+        "healSeconds": {"p50": _percentile(verdict.heal_seconds, 0.5),
+                        "p99": _percentile(verdict.heal_seconds, 0.99)},
+        "violations": {name: verdict.violations[name] for name in INVARIANTS},
+        "examples": verdict.examples,
+        "rssMiB": {"start": round(rss_start, 1), "end": round(rss_end, 1)},
+        "broken": broken,
+    }
+
+
+def _table(result: dict[str, Any]) -> Table:
+    table = Table(title="soak", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value")
+    for key in ("durationSeconds", "generations", "outcomes", "abortedByFaults", "faults",
+                "corrections", "versionsRecorded", "healSeconds", "violations", "rssMiB"):
+        table.add_row(key, json.dumps(result[key]))
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.soak.run", description=__doc__)
+    parser.add_argument("--duration", type=float,
+                        default=float(os.environ.get("SOAK_DURATION", "600")),
+                        help="seconds (default: SOAK_DURATION or 600)")
+    parser.add_argument("--broken", choices=sorted(BROKEN), default=None,
+                        help="run a deliberately broken reconciler (the checker's own test)")
+    parser.add_argument("--seed", type=int, default=7, help="the workload's random seed")
+    args = parser.parse_args(argv)
+    console = Console(stderr=True, highlight=False)
+    result = soak(args.duration, args.broken, args.seed, console)
+    console.print(_table(result))
+    for example in result["examples"]:
+        console.print(f"  {example}")
+    print(json.dumps({k: v for k, v in result.items() if k != "examples"}))
+    return 1 if any(result["violations"].values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

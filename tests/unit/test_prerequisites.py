@@ -1,0 +1,72 @@
+"""`make test` on a fresh machine: it names the first missing prerequisite in one line before
+building anything, builds the control plane before pytest starts, and tests never build it
+inside their timeout."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.cluster import cluster
+
+REPO = Path(__file__).resolve().parents[2]
+MAKE = shutil.which("make") or "make"
+
+
+def make(*args: str, path: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **({"PATH": path} if path is not None else {})}
+    return subprocess.run([MAKE, "--no-print-directory", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def _one_line(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0, proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_a_missing_firestore_emulator_is_named() -> None:
+    line = _one_line(make("prereqs", "FIRESTORE_EMULATOR_LAUNCHER=/nonexistent/launcher"))
+    assert "missing prerequisite: Google's Firestore emulator at /nonexistent/launcher" in line
+    assert "FIRESTORE_EMULATOR_LAUNCHER" in line
+
+
+def test_a_missing_promtool_is_named_with_its_package(tmp_path: Path) -> None:
+    """A PATH with java and go but no promtool (and this interpreter as python)."""
+    for tool in ("java", "go"):
+        found = shutil.which(tool) or shutil.which(tool, path="/usr/local/go/bin")
+        assert found, f"{tool} is a prerequisite of the suite itself"
+        (tmp_path / tool).symlink_to(Path(found).resolve())
+    line = _one_line(make("prereqs", f"PYTHON={sys.executable}", path=str(tmp_path)))
+    assert line.endswith(
+        "missing prerequisite: promtool (Debian package prometheus: apt-get install "
+        "prometheus).  Stop.")
+
+
+def test_make_test_checks_then_builds_the_cluster_before_pytest() -> None:
+    dry = make("-n", "test")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+
+    def first(text: str) -> int:
+        return next(i for i, line in enumerate(lines) if text in line)
+
+    assert first("prerequisites:") < first("tests.cluster.cluster up") < first("pytest -ra")
+
+
+def test_a_test_session_never_builds_the_control_plane(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster.Cluster, "load", classmethod(lambda cls, *a: None))
+    monkeypatch.setattr(cluster, "is_built", lambda: False)
+
+    def no_build(force: bool = False) -> float | None:
+        raise AssertionError("a test session started a build")
+
+    monkeypatch.setattr(cluster, "build", no_build)
+    with pytest.raises(cluster.ClusterError, match=r"run `make cluster-up` first"):
+        cluster.up(session=True, may_build=False)

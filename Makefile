@@ -54,14 +54,12 @@ SOAK_DURATION ?= 600
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_DURATION)
 
-## The soak's checker must fail deliberately broken reconcilers (hands-off off, no preconditions).
+## The soak's checker must catch deliberately broken reconcilers (hands-off off, no
+## preconditions): each run exits 0 only if it does.
 SOAK_CHECK_DURATION ?= 80
 soak-check: $(STAMP)
-	@for broken in hands-off precondition; do \
-	  if $(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken $$broken > .cache/soak-$$broken.json; then \
-	    echo "soak-check: the checker passed a reconciler with $$broken broken"; exit 1; \
-	  else echo "soak-check: a reconciler with $$broken broken was caught: $$(tail -1 .cache/soak-$$broken.json)"; fi; \
-	done
+	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken hands-off
+	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken precondition
 
 lint: $(STAMP)
 	$(BIN)/ruff check controller tests bench

@@ -18,7 +18,9 @@ from typing import Any
 from tests.soak.history import History, Version
 
 INVARIANTS = ("hands_off", "error_info_lost", "clip_removed", "precondition", "slow_heal",
-              "left_stuck", "write_war", "crashed", "rss_growth")
+              "left_stuck", "write_war", "crashed", "rss_growth", "history_gap")
+"""The last one is the soak's own: its recorder must have seen the writes the reconciler
+logged, or every other check would pass on a blind record."""
 EPSILON = timedelta(milliseconds=500)
 """Slack on time comparisons between the reconciler's clock and the server's."""
 ACTIVE = ("queued", "processing")

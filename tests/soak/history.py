@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from google.cloud import firestore
+
 from tests.support.seed import World
 
 
@@ -43,21 +45,31 @@ class History:
         self._versions: dict[tuple[str, str], dict[datetime, Version]] = defaultdict(dict)
         self._watches: list[Any] = []
 
-    def start(self) -> None:
-        """Subscribe (again, after a Firestore restart: the old streams are dead)."""
+    def start(self, timeout: float = 30.0) -> None:
+        """Subscribe (again, after a Firestore restart) on a client of its own, and wait for
+        both listeners' first snapshot: a recorder that silently hears nothing would make
+        every check pass."""
         self.stop()
-        assert self._world is not None, "a history without a world only takes record()"
-        for name, collection in (("projects", self._world.projects()),
-                                 ("jobs", self._world.jobs())):
-            self._watches.append(collection.on_snapshot(self._callback(name)))
+        world = self._world
+        assert world is not None, "a history without a world only takes record()"
+        client = firestore.Client(project=world.db.project)
+        heard = {name: threading.Event() for name in ("projects", "jobs")}
+        for name, collection in (("projects", world.projects_collection),
+                                 ("jobs", world.jobs_collection)):
+            self._watches.append(client.collection(collection).on_snapshot(
+                self._callback(name, heard[name])))
+        for name, event in heard.items():
+            if not event.wait(timeout):
+                raise RuntimeError(f"the history's {name} listener heard nothing in {timeout}s")
 
     def stop(self) -> None:
         for watch in self._watches:
             watch.unsubscribe()
         self._watches = []
 
-    def _callback(self, collection: str) -> Any:
+    def _callback(self, collection: str, heard: threading.Event) -> Any:
         def record(_snapshots: Any, changes: list[Any], read_time: Any) -> None:
+            heard.set()
             for change in changes:
                 doc = change.document
                 removed = change.type.name == "REMOVED"

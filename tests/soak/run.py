@@ -43,6 +43,8 @@ STALE, SETTLE, SWEEP, STALE_INTERVAL = 8.0, 2.0, 15.0, 2.0
 BROKEN = {"hands-off": {"REEL_TEST_NO_HANDS_OFF": "1"},
           "precondition": {"REEL_TEST_NO_PRECONDITION": "1"}}
 """Test-only switches of the reconciler, never in its help: what the checker must catch."""
+CAUGHT_BY = {"hands-off": "hands_off", "precondition": "precondition"}
+"""The invariant each broken reconciler must be caught by."""
 
 
 def _rss_mib(pid: int) -> float | None:
@@ -167,8 +169,9 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
     reconciler.proc.terminate()
     code = reconciler.proc.wait(30)
     log.close()
-    conflicts = sum(1 for line in (workdir / "watch.log").read_text(errors="replace")
-                    .splitlines() if "write conflict" in line)
+    lines = (workdir / "watch.log").read_text(errors="replace").splitlines()
+    conflicts = sum(1 for line in lines if "write conflict" in line)
+    logged = sum(1 for line in lines if '"action": "corrected"' in line)
     history.stop()
     end = datetime.now(UTC)
     objects = {blob.name: blob.time_created for blob in world.gcs.list_blobs(world.bucket)}
@@ -178,6 +181,9 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
         verdict.flag("crashed", f"the reconciler exited {reconciler.died} time(s) on its own")
     if code != 0:
         verdict.flag("crashed", f"the reconciler exited {code} on SIGTERM")
+    if verdict.writes < 0.9 * logged:
+        verdict.flag("history_gap", f"the reconciler logged {logged} corrections, the "
+                     f"history saw {verdict.writes}")
     _keep(workdir, history, verdict)
     rss_start, rss_end, grew = sampler.growth(warmup=20.0)
     if grew:
@@ -252,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=float(os.environ.get("SOAK_DURATION", "600")),
                         help="seconds (default: SOAK_DURATION or 600)")
     parser.add_argument("--broken", choices=sorted(BROKEN), default=None,
-                        help="run a deliberately broken reconciler (the checker's own test)")
+                        help="run a deliberately broken reconciler (the checker's own test): "
+                        "exits 0 only if the checker catches it")
     parser.add_argument("--seed", type=int, default=7, help="the workload's random seed")
     args = parser.parse_args(argv)
     console = Console(stderr=True, highlight=False)
@@ -261,7 +268,15 @@ def main(argv: list[str] | None = None) -> int:
     for example in result["examples"]:
         console.print(f"  {example}")
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}))
-    return 1 if any(result["violations"].values()) else 0
+    if args.broken is not None:
+        caught = result["violations"][CAUGHT_BY[args.broken]] > 0
+        print(f"soak, {args.broken} broken: {int(caught)} passed, {int(not caught)} failed"
+              f" ({CAUGHT_BY[args.broken]} violations: "
+              f"{result['violations'][CAUGHT_BY[args.broken]]})")
+        return 0 if caught else 1
+    bad = sum(1 for count in result["violations"].values() if count)
+    print(f"soak: {len(result['violations']) - bad} passed, {bad} failed")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":

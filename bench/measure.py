@@ -41,9 +41,9 @@ class CountingFirestore(FirestoreStore):
 
     documents_read = 0
 
-    def _streamed(self, collection: Any, order: Sequence[str], fields: Sequence[str] | None,
-                  op: str, page_size: int) -> Iterator[list[Document]]:
-        for batch in super()._streamed(collection, order, fields, op, page_size):
+    def _streamed(self, collection: str, query: Any, op: str,
+                  page_size: int) -> Iterator[list[Document]]:
+        for batch in super()._streamed(collection, query, op, page_size):
             self.documents_read += len(batch)
             yield batch
 

@@ -7,6 +7,7 @@ reconciles in flight finish."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import logging
 import signal
 from dataclasses import dataclass
@@ -82,5 +83,7 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
 
 
 def run_watch(settings: Settings, options: WatchOptions) -> None:
-    """Run until SIGTERM or SIGINT; raises ConfigError when it cannot start."""
+    """Run until SIGTERM or SIGINT; raises ConfigError when it cannot start. SIGUSR1 prints
+    every thread's stack to stderr, for a process that seems stuck."""
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     asyncio.run(_serve(settings, options))

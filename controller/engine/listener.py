@@ -15,14 +15,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
-
-from google.api_core import exceptions as gexc
-from google.cloud import firestore
+from functools import partial
 
 from controller import metrics
-from controller.stores import StoreError, queries
-from controller.stores.changefeed import Change, ChangeFeed
+from controller.stores import StoreError
+from controller.stores.changefeed import Change, ChangeFeed, OnChanges
 from controller.stores.firestore import FirestoreStore
 
 log = logging.getLogger(__name__)
@@ -30,6 +27,8 @@ log = logging.getLogger(__name__)
 PROJECTS, JOBS, HEARTBEAT = "projects", "jobs", "heartbeat"
 
 Enqueue = Callable[[list[str]], None]
+OpenFeed = Callable[[OnChanges], ChangeFeed]
+"""A store method that makes a change feed (not started) calling back with its changes."""
 
 
 def _project_ids(changes: list[Change]) -> list[str]:
@@ -50,13 +49,11 @@ def _job_project_ids(changes: list[Change]) -> list[str]:
 class Listener:
     """One change feed. Its callback records liveness and hands ids to `enqueue`."""
 
-    def __init__(self, name: str, store: FirestoreStore, target: Any, fields: list[str],
+    def __init__(self, name: str, open_feed: OpenFeed,
                  extract: Callable[[list[Change]], list[str]], enqueue: Enqueue,
                  reconciler: str) -> None:
         self.name = name
-        self._store = store
-        self._target = target
-        self._fields = fields
+        self._open_feed = open_feed
         self._extract = extract
         self._enqueue = enqueue
         self._reconciler = reconciler
@@ -68,7 +65,7 @@ class Listener:
     def start(self) -> None:
         self._failure = None
         self.started_at = time.time()
-        feed = self._store.watch(self._target, self._fields, self._callback)
+        feed = self._open_feed(self._callback)
         feed.start()
         self._feed = feed
 
@@ -121,14 +118,12 @@ class ListenerSet:
         self.store = store
         self.reconciler = reconciler
         self.settings = settings or WatchdogSettings()
-        projects = queries.watched_projects(store.projects)
-        jobs = queries.watched_jobs(store.jobs)
-        self._heartbeat_ref = store.client.collection(heartbeat_collection).document(reconciler)
+        self.heartbeat_collection = heartbeat_collection
         self.listeners = [
-            Listener(PROJECTS, store, projects, [], _project_ids, enqueue, reconciler),
-            Listener(JOBS, store, jobs, ["projectId"], _job_project_ids, enqueue, reconciler),
-            Listener(HEARTBEAT, store, self._heartbeat_ref, [], lambda _: [], enqueue,
-                     reconciler),
+            Listener(PROJECTS, store.watch_projects, _project_ids, enqueue, reconciler),
+            Listener(JOBS, store.watch_active_jobs, _job_project_ids, enqueue, reconciler),
+            Listener(HEARTBEAT, partial(store.watch_heartbeat, heartbeat_collection, reconciler),
+                     lambda _: [], enqueue, reconciler),
         ]
         self._lock = threading.Lock()
         self._heartbeat_time: datetime | None = None
@@ -150,25 +145,11 @@ class ListenerSet:
         self._set_up(False)
 
     def beat(self) -> None:
-        """Write the heartbeat document, guarded by the update time of our own last write."""
+        """Write the heartbeat document, guarded by the update time of our own last write
+        (after another writer or a wiped database, by the time the store found instead)."""
         self._beats += 1
-        payload = {"reconciler": self.reconciler, "beat": self._beats,
-                   "at": firestore.SERVER_TIMESTAMP}
-        timeout, retry = self.store.timeout, self.store.retry
-        with self.store.requests.call("heartbeat", self.reconciler):
-            try:
-                if self._heartbeat_time is None:
-                    result = self._heartbeat_ref.create(payload, retry=retry, timeout=timeout)
-                else:
-                    option = self.store.client.write_option(last_update_time=self._heartbeat_time)
-                    result = self._heartbeat_ref.update(payload, option=option, retry=retry,
-                                                        timeout=timeout)
-            except (gexc.AlreadyExists, gexc.NotFound, gexc.FailedPrecondition):
-                # Another writer or a wiped database: re-read and guard the next beat on that.
-                snapshot = self._heartbeat_ref.get(retry=retry, timeout=timeout)
-                self._heartbeat_time = snapshot.update_time if snapshot.exists else None
-                return
-        self._heartbeat_time = result.update_time
+        self._heartbeat_time = self.store.beat(self.heartbeat_collection, self.reconciler,
+                                               self._beats, self._heartbeat_time)
 
     def check(self, now: float | None = None) -> str | None:
         """Restart the listeners when one is closed, failed, silent or due; returns the reason."""

@@ -4,13 +4,11 @@ query's result set, with only the fields we ask for decoded.
 The client's `on_snapshot` keeps a full snapshot: it decodes and copies every changed
 document, copies its document map and re-sorts every matched document at each push. The
 emulator answers each write with a reset and every matching document again, so in a burst of
-1,000 stuck projects that was 82% of the reconciler's CPU (bench/RESULTS.md), for listeners
+1,000 stuck projects that was most of the reconciler's CPU (bench/RESULTS.md), for listeners
 that only enqueue ids. The feed speaks the same protocol through the same api_core bidi
-helpers (reconnect, resume token, reset, filter count) and keeps only each member's update
-time and requested fields: a resent document whose update time did not move is no change.
-It reaches into the client exactly where the client's own Watch does (the transport's
-`listen`, the RPC metadata, the query's protobuf); the tests against the emulator would
-catch a client release that moves them."""
+helpers (reconnect, resume token, reset, filter count) on the generated transport's `listen`
+callable, and keeps only each member's update time and requested fields: a resent document
+whose update time did not move is no change."""
 
 from __future__ import annotations
 
@@ -23,7 +21,9 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core.bidi import BackgroundConsumer, ResumableBidiRpc
-from google.cloud.firestore_v1.types.firestore import ListenRequest, Target, TargetChange
+from google.cloud.firestore_v1.types.firestore import ListenRequest, TargetChange
+
+from controller.stores.connection import Connection
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,10 @@ class ChangeFeed:
     filter count that disagrees with ours (missed removals) makes the feed listen again.
     """
 
-    def __init__(self, client: Any, target: Mapping[str, Any], fields: Sequence[str],
-                 decode: Decode, on_changes: OnChanges) -> None:
-        self._client = client
+    def __init__(self, connection: Connection, target: Mapping[str, Any],
+                 fields: Sequence[str], decode: Decode, on_changes: OnChanges) -> None:
+        """`target` is a `Target`'s `query` or `documents` as a mapping, without its id."""
+        self._connection = connection
         self._target = dict(target, target_id=TARGET_ID)
         self._fields = tuple(fields)
         self._decode = decode
@@ -100,20 +101,6 @@ class ChangeFeed:
         self._lifecycle = threading.RLock()
         self.last_event = 0.0
         self.error: BaseException | None = None
-
-    @classmethod
-    def for_query(cls, query: Any, fields: Sequence[str], decode: Decode,
-                  on_changes: OnChanges) -> ChangeFeed:
-        parent, _ = query._parent._parent_info()
-        target = {"query": Target.QueryTarget(parent=parent,
-                                              structured_query=query._to_protobuf())._pb}
-        return cls(query._client, target, fields, decode, on_changes)
-
-    @classmethod
-    def for_document(cls, reference: Any, fields: Sequence[str], decode: Decode,
-                     on_changes: OnChanges) -> ChangeFeed:
-        target = {"documents": {"documents": [reference._document_path]}}
-        return cls(reference._client, target, fields, decode, on_changes)
 
     @property
     def is_active(self) -> bool:
@@ -131,9 +118,9 @@ class ChangeFeed:
 
     def _open(self) -> None:
         rpc = ResumableBidiRpc(
-            start_rpc=self._client._firestore_api._transport.listen,
+            start_rpc=self._connection.api.transport.listen,
             should_recover=_recoverable, should_terminate=_terminal,
-            initial_request=self._request, metadata=self._client._rpc_metadata)
+            initial_request=self._request, metadata=self._connection.metadata)
         rpc.add_done_callback(lambda future: self._on_done(rpc, future))
         self._rpc = rpc
         self._consumer = BackgroundConsumer(rpc, self._on_response)
@@ -161,7 +148,7 @@ class ChangeFeed:
         target = dict(self._target)
         if self._resume_token is not None:
             target["resume_token"] = self._resume_token
-        return ListenRequest(database=self._client._database_string, add_target=target)
+        return ListenRequest(database=self._connection.database, add_target=target)
 
     def _on_done(self, rpc: ResumableBidiRpc, future: Any) -> None:
         if rpc is not self._rpc:  # a stream we closed ourselves

@@ -11,7 +11,7 @@ from typing import Any
 
 import google.cloud.storage as storage
 from google.api_core import exceptions as gexc
-from google.cloud._helpers import _rfc3339_nanos_to_datetime
+from google.api_core.datetime_helpers import from_rfc3339
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from controller.config import ConfigError, Settings
@@ -88,13 +88,14 @@ class GcsStore:
 
 def _timestamp(value: str) -> datetime:
     """RFC 3339 as `Blob.updated` parses it; `fromisoformat` is many times faster for the
-    usual forms (up to microseconds, `Z`), the client's parser handles the rest (nanos)."""
+    usual forms (up to microseconds, `Z`), api_core's parser (the one `Blob.updated` uses,
+    published) handles the rest (nanoseconds, truncated to microseconds)."""
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         parsed = None
     if parsed is None or parsed.tzinfo is None or len(value.rpartition(".")[2]) > 7:
-        return _rfc3339_nanos_to_datetime(value)  # type: ignore[no-any-return,no-untyped-call]
+        return from_rfc3339(value)  # type: ignore[no-any-return,no-untyped-call]
     return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
 
 

@@ -14,11 +14,11 @@ import pytest
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
-from google.cloud.firestore_v1.query import Query
 
-import controller.stores.firestore as firestore_store
+import controller.stores.paging as paging
 from controller.engine import Engine
-from controller.stores.firestore import FirestoreStore, streaming_client
+from controller.stores.connection import Connection, connect
+from controller.stores.firestore import FirestoreStore
 from tests.support.seed import World
 
 Make = Callable[..., Engine]
@@ -88,15 +88,16 @@ def test_a_page_cut_by_its_deadline_resumes_after_its_last_document(
             expected.append((user, f"p{i:03d}"))
     expected.sort()
     store.stream_timeout = 0.3
-    monkeypatch.setattr(firestore_store, "STREAM_BATCH", 5)
+    monkeypatch.setattr(paging, "STREAM_BATCH", 5)
     calls: list[int] = []
-    run_query = Query._get_stream_iterator
+    api = store.connection.api
+    run_query = api.run_query
 
-    def counted(query: Query, *args: Any, **kwargs: Any) -> Any:
+    def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)  # observed only: the call goes to the emulator unchanged
-        return run_query(query, *args, **kwargs)  # type: ignore[no-untyped-call]
+        return run_query(*args, **kwargs)
 
-    monkeypatch.setattr(Query, "_get_stream_iterator", counted)
+    monkeypatch.setattr(api, "run_query", counted)
 
     seen: list[tuple[str, str]] = []
     before = store.requests.total()
@@ -108,8 +109,9 @@ def test_a_page_cut_by_its_deadline_resumes_after_its_last_document(
     assert len(calls) > 3, "no page was cut by its deadline: the resume went untested"
 
 
-def _channel(client: firestore.Client) -> Any:
-    return client._firestore_api._transport.grpc_channel
+def _single_threaded(connection: Connection) -> bool:
+    """gRPC keeps the option's effect private: the channel's flag is all there is to see."""
+    return bool(connection.channel._single_threaded_unary_stream)
 
 
 def test_streamed_answers_are_read_on_the_calling_thread(world: World,
@@ -118,7 +120,7 @@ def test_streamed_answers_are_read_on_the_calling_thread(world: World,
     thread per streamed document (bench/RESULTS.md), and the reads still work on it."""
     store = make_engine().firestore
     world.projects().document("p").set({"userId": "u", "status": "draft"})
-    assert _channel(store.client)._single_threaded_unary_stream
+    assert _single_threaded(store.connection)
     assert [doc.id for batch in store.projects_by_user(10) for doc in batch] == ["p"]
     assert list(store.get_projects(["p", "gone"])) == ["p"]
 
@@ -130,10 +132,15 @@ def test_the_production_channel_reads_streams_on_the_calling_thread_too(
     credentials (creating the channel makes no request); the channel is what is checked."""
     monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
     monkeypatch.setattr(google.auth, "default",
-                        lambda *args, **kwargs: (AnonymousCredentials(), "some-project"))  # type: ignore[no-untyped-call]
-    client = streaming_client("some-project", "(default)")
-    assert _channel(client)._single_threaded_unary_stream
-    assert client._emulator_host is None and client._target == "firestore.googleapis.com"
+                        lambda *args, **kwargs: (AnonymousCredentials(), "found-project"))  # type: ignore[no-untyped-call]
+    connection = connect(None, "(default)")
+    try:
+        assert _single_threaded(connection)
+        assert not connection.emulator and connection.target == "firestore.googleapis.com:443"
+        assert connection.database == "projects/found-project/databases/(default)"
+        assert ("authorization", "Bearer owner") not in connection.metadata
+    finally:
+        connection.close()
 
 
 def test_active_jobs_are_exactly_the_queued_and_processing_ones(world: World,

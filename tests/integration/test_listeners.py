@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from google.cloud.firestore_v1.base_query import FieldFilter
 
 from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from controller.stores.changefeed import Change
@@ -112,8 +111,7 @@ def test_a_feed_listening_again_reports_what_it_missed_and_stays_healthy(world: 
     world.add_job("p-b", status="processing", job_id="job-b")
     store = FirestoreStore(settings_for(world))
     seen: list[list[Change]] = []
-    query = store.jobs.where(filter=FieldFilter("status", "in", ["processing"]))
-    feed = store.watch(query, ["projectId"], seen.append)
+    feed = store.watch_active_jobs(seen.append)
     feed.start()
     try:
         wait_until(lambda: bool(seen), 10, lambda: None)
@@ -121,8 +119,14 @@ def test_a_feed_listening_again_reports_what_it_missed_and_stays_healthy(world: 
         feed._forget()  # as on a mismatch, then the stream is replaced while a job finishes
         world.jobs().document("job-a").update({"status": "completed"})
         feed._relisten()
+        relistened = time.time()
         wait_until(lambda: len(seen) > 1, 10, lambda: None)
         assert seen[-1] == [Change("job-a", False, {"projectId": "p-a"})]
+        # The old stream may have reported job-a itself (it was still open at the write), and
+        # the new one then resumes from its token. A delete racing that resumed Listen's start
+        # is sometimes never sent by the emulator (seen in about 1 run in 15, before the store
+        # moved to the generated client too): write once the new stream has spoken.
+        wait_until(lambda: feed.last_event >= relistened, 10, lambda: None)
         world.jobs().document("job-b").delete()
         wait_until(lambda: seen[-1] == [Change("job-b", False, {"projectId": "p-b"})], 10,
                    lambda: None)

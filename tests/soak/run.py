@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -94,6 +95,25 @@ class Sampler(threading.Thread):
         return start, end, end > start * 1.25 and end - start > 20
 
 
+DRAIN = 30.0
+"""Seconds the reconciler has to drain after SIGTERM."""
+
+
+def _terminate(reconciler: Reconciler) -> int | None:
+    """SIGTERM, and its exit status; None if it hung (its stacks dumped, then killed)."""
+    proc = reconciler.proc
+    assert proc is not None
+    proc.terminate()
+    try:
+        return proc.wait(DRAIN)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(2)
+        proc.kill()
+        proc.wait(10)
+        return None
+
+
 def _schedule(duration: float, faults: Faults, gcs_down: float) -> list[tuple[float, str,
                                                                             Callable[[], None]]]:
     return [
@@ -165,9 +185,7 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
     time.sleep(max(0.0, began + duration - time.time()))
     sampler.stopped.set()
     sampler.join(5)
-    assert reconciler.proc is not None
-    reconciler.proc.terminate()
-    code = reconciler.proc.wait(30)
+    code = _terminate(reconciler)
     log.close()
     lines = (workdir / "watch.log").read_text(errors="replace").splitlines()
     conflicts = sum(1 for line in lines if "write conflict" in line)
@@ -179,7 +197,10 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
                     faults.outages, end)
     if reconciler.died:
         verdict.flag("crashed", f"the reconciler exited {reconciler.died} time(s) on its own")
-    if code != 0:
+    if code is None:
+        verdict.flag("crashed", f"the reconciler did not exit within {DRAIN}s of SIGTERM "
+                     "(its threads' stacks are in watch.log)")
+    elif code != 0:
         verdict.flag("crashed", f"the reconciler exited {code} on SIGTERM")
     if verdict.writes < 0.9 * logged:
         verdict.flag("history_gap", f"the reconciler logged {logged} corrections, the "

@@ -258,7 +258,10 @@ class Generation:
 
     def run_in_thread(self) -> Generation:
         def work() -> None:
-            self.outcome = self.run()
+            try:
+                self.outcome = self.run()
+            except Exception as exc:  # a fault killed the worker, as it would a real one
+                self.outcome = f"crashed: {type(exc).__name__}"
 
         self._thread = threading.Thread(target=work, name=f"app-{self.job_id}", daemon=True)
         self._thread.start()

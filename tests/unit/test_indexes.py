@@ -13,13 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.cloud.firestore_v1.types import StructuredQuery
 
 from controller.config import Settings
+from controller.stores import queries
 from controller.stores.queries import NAME, SHAPES, QueryShape
 
 REPO = Path(__file__).resolve().parents[2]
 INDEXES = REPO / "deploy/firestore.indexes.json"
 QUERY_CALLS = {"where", "order_by"}
+"""The high-level client's query builders."""
+QUERY_TYPES = {"StructuredQuery", "StructuredAggregationQuery", "FieldFilter", "CompositeFilter"}
+"""Messages a query is built of: constructing one (or a nested type) builds a query."""
 DEFAULTS = Settings(bucket="unused")
 COLLECTIONS = {"projects": DEFAULTS.projects_collection, "jobs": DEFAULTS.jobs_collection}
 
@@ -84,14 +89,50 @@ def test_composite_rule(shape: QueryShape, composite: tuple[str, ...] | None) ->
     assert shape.composite() == composite
 
 
+def query_builds(source: str) -> list[tuple[int, str]]:
+    """Where `source` builds a query: a builder method called, or a query message made."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        parts = name.split(".")
+        if isinstance(node.func, ast.Attribute) and node.func.attr in QUERY_CALLS:
+            found.append((node.lineno, f".{node.func.attr}()"))
+        elif QUERY_TYPES.intersection(parts) and parts[-1][:1].isupper():
+            found.append((node.lineno, f"{name}()"))
+    return found
+
+
 def test_no_other_module_builds_a_query() -> None:
     """A query built elsewhere would escape the index check above."""
-    found = []
+    found: list[str] = []
     for path in sorted((REPO / "controller").rglob("*.py")):
         if path.name == "queries.py":
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in QUERY_CALLS):
-                found.append(f"{path.relative_to(REPO)}:{node.lineno} .{node.func.attr}()")
+        found.extend(f"{path.relative_to(REPO)}:{line} {what}"
+                     for line, what in query_builds(path.read_text()))
     assert found == [], "queries must be built in controller/stores/queries.py"
+
+
+def test_the_scan_sees_a_query_built_either_way() -> None:
+    assert [what for _, what in query_builds(
+        "q = StructuredQuery(from_=[])\n"
+        "f = StructuredQuery.FieldFilter(op=1)\n"
+        "c = jobs.where(filter=f).order_by('userId')\n"
+        "raw = StructuredQuery.pb(q)\n")] == [
+        "StructuredQuery()", "StructuredQuery.FieldFilter()", ".order_by()", ".where()"]
+
+
+def test_a_query_filters_only_on_its_shapes_fields() -> None:
+    """The builders take the filter fields from their shape: one the shape does not declare
+    (which the index check would not see) is refused."""
+    with pytest.raises(ValueError, match="not in the shape"):
+        queries._query(queries.WATCHED_JOBS, "jobs", ("userId", "==", "u"))
+    with pytest.raises(ValueError, match="not in the shape"):  # a range on an equality field
+        queries._query(queries.WATCHED_JOBS, "jobs", ("status", ">=", "queued"))
+    query = StructuredQuery.pb(queries.active_jobs("reel_maker_jobs"))
+    assert [f.field_filter.field.field_path for f in query.where.composite_filter.filters] == [
+        "status", "status"]
+    ordered = StructuredQuery.pb(queries.by_user("jobs", "reel_maker_jobs", ["userId"]))
+    assert [o.field.field_path for o in ordered.order_by] == ["userId", "__name__"]

@@ -20,12 +20,11 @@ from controller import __version__
 from controller.config import ConfigError, Settings, flag_for, load_settings, parse_duration
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
-from controller.logs import setup_logging
+from controller.logs import add_log_arguments, setup_logging
 from controller.model import Action, Report
-from controller.usage import OneLineParser, fail, invalid
+from controller.usage import OneLineParser, fail, invalid, port_number
 
 EXIT_OK, EXIT_ERRORS = 0, 1
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # Values stay strings here: Settings validates flags and environment variables alike, so a
 # bad value reads the same whichever way it came (`invalid --stale-timeout 'banana': ...`).
@@ -74,11 +73,7 @@ def _settings_parent(log_level: str) -> argparse.ArgumentParser:
     parent = OneLineParser(add_help=False)
     for dest, metavar, text in _SETTING_FLAGS:
         parent.add_argument(flag_for(dest), dest=dest, metavar=metavar, default=None, help=text)
-    parent.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=log_level,
-                        help=f"least severe log records shown, on stderr (default: {log_level})")
-    parent.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
-                        help="log records as JSON lines or text; auto: text on a terminal, "
-                        "else JSON (default: auto)")
+    add_log_arguments(parent, log_level)
     return parent
 
 
@@ -92,7 +87,7 @@ def _add_watch(commands: Any) -> None:
                        help="every project is swept this often (default: 30m)")
     watch.add_argument("--stale-interval", metavar="DURATION", default=None,
                        help="stale jobs are looked for this often (default: 5m)")
-    watch.add_argument("--metrics-port", type=int, default=9102, metavar="PORT",
+    watch.add_argument("--metrics-port", type=port_number, default=9102, metavar="PORT",
                        help="port of /metrics and /readyz (default: 9102)")
 
 

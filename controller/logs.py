@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 from typing import Literal
@@ -12,6 +13,16 @@ from rich.console import Console, ConsoleRenderable
 from rich.logging import RichHandler
 
 LogFormat = Literal["auto", "json", "text"]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def add_log_arguments(parser: argparse.ArgumentParser, level: str) -> None:
+    """--log-level and --log-format, the same for every command."""
+    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=level,
+                        help=f"least severe log records shown, on stderr (default: {level})")
+    parser.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
+                        help="log records as JSON lines or text; auto: text on a terminal, "
+                        "else JSON (default: auto)")
 
 # Kopf attaches its settings object and a posting flag to records; neither is log content.
 _KOPF_INTERNALS = {"settings", "k8s_skip"}

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -24,8 +24,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 ProjectStatus = Literal["draft", "generating", "stitching", "ready", "error"]
-PROJECT_STATUSES: tuple[ProjectStatus, ...] = ("draft", "generating", "stitching", "ready",
-                                               "error")
+PROJECT_STATUSES: tuple[ProjectStatus, ...] = get_args(ProjectStatus)
 JobStatus = Literal["queued", "processing", "completed", "failed"]
 ACTIVE_JOB_STATUSES: frozenset[str] = frozenset({"queued", "processing"})
 

@@ -27,6 +27,13 @@ def port_problem(port: int, flag: str, exc: OSError) -> str:
     return f"port {port} ({flag}) {problem}: choose another with {flag}"
 
 
+def port_number(text: str) -> int:
+    """An argparse type: a TCP port, 1-65535."""
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
+    return int(text)
+
+
 def fail(message: str, prog: str = "reel-reconciler") -> int:
     """Print the one line and return the exit status for input errors."""
     print(f"{prog}: {' '.join(message.split())}", file=sys.stderr)

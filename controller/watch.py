@@ -42,13 +42,13 @@ class WatchOptions:
                           "jobsCollection": settings.jobs_collection},
             "storage": {"bucket": settings.bucket, "rootPrefix": settings.root_prefix},
             "mode": self.mode, "settle": settings.settle, "concurrency": settings.concurrency,
-            "staleJobs": {"timeout": settings.stale_timeout},
         }
+        stale_jobs: dict[str, object] = {"timeout": settings.stale_timeout}
+        if self.stale_interval is not None:
+            stale_jobs["interval"] = self.stale_interval
+        body["staleJobs"] = stale_jobs
         if self.sweep_interval is not None:
             body["sweep"] = {"interval": self.sweep_interval}
-        if self.stale_interval is not None:
-            body["staleJobs"] = {"timeout": settings.stale_timeout,
-                                 "interval": self.stale_interval}
         return ReconcilerSpec.parse(body)
 
 

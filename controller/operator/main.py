@@ -11,27 +11,20 @@ from collections.abc import Sequence
 import kopf
 
 from controller.config import ConfigError, check_emulator_hosts
-from controller.logs import setup_logging
+from controller.logs import add_log_arguments, setup_logging
 from controller.operator.preflight import check_kube_config, check_ports
 from controller.runtime.server import start_server
-from controller.usage import OneLineParser, fail, port_problem
+from controller.usage import OneLineParser, fail, port_number, port_problem
 
 PROG = "reel-reconciler operator"
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
-
-
-def _port(text: str) -> int:
-    if not text.isdigit() or not 0 < int(text) < 65536:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1-65535)")
-    return int(text)
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG, description="Run the Kubernetes operator for ReelReconciler objects.")
-    parser.add_argument("--metrics-port", type=_port, default=9102,
+    parser.add_argument("--metrics-port", type=port_number, default=9102,
                         help="port of /metrics and /readyz (default: 9102)")
-    parser.add_argument("--health-port", type=_port, default=8080,
+    parser.add_argument("--health-port", type=port_number, default=8080,
                         help="port of Kopf's liveness endpoint /healthz (default: 8080)")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[],
@@ -43,11 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peering", default=None, help="peering object name")
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so one replica wins)")
-    parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default="INFO",
-                        help="least severe log records shown, on stderr (default: INFO)")
-    parser.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
-                        help="log records as JSON lines or text; auto: text on a terminal, "
-                        "else JSON (default: auto)")
+    add_log_arguments(parser, "INFO")
     return parser
 
 

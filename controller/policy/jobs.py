@@ -26,7 +26,7 @@ def is_revived(job: Job, now: datetime, stale_after: timedelta) -> bool:
     every prompt. Without our marker (the app's own cleanup) any recent write counts."""
     if not job.timed_out:
         return False
-    sign = job.updated_at or job.started_at or job.created_at
+    sign = job.last_sign_of_life
     if sign is None or now - sign > stale_after:
         return False
     return job.timed_out_at is None or sign > job.timed_out_at

@@ -4,7 +4,9 @@ forced trigger: it ignores the settle window)."""
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -240,6 +242,8 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace, Console], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    # A process that seems stuck shows where: SIGUSR1 prints every thread's stack to stderr.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     if argv[:1] == ["operator"]:
         from controller.operator.main import main as operator_main
 

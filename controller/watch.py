@@ -7,7 +7,6 @@ reconciles in flight finish."""
 from __future__ import annotations
 
 import asyncio
-import faulthandler
 import logging
 import signal
 from dataclasses import dataclass
@@ -83,7 +82,5 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
 
 
 def run_watch(settings: Settings, options: WatchOptions) -> None:
-    """Run until SIGTERM or SIGINT; raises ConfigError when it cannot start. SIGUSR1 prints
-    every thread's stack to stderr, for a process that seems stuck."""
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    """Run until SIGTERM or SIGINT; raises ConfigError when it cannot start."""
     asyncio.run(_serve(settings, options))

@@ -14,6 +14,7 @@ from controller.stores.changefeed import Change
 from controller.stores.firestore import FirestoreStore
 from tests.conftest import settings_for
 from tests.support.emulators import Emulators, firestore_emulator
+from tests.support.patience import bound
 from tests.support.seed import World
 
 
@@ -30,7 +31,7 @@ class Inbox:
 
     def wait_for(self, item: str, timeout: float = 10) -> float:
         started = time.monotonic()
-        while time.monotonic() - started < timeout:
+        while time.monotonic() - started < bound(timeout):
             with self._lock:
                 if item in self.ids:
                     return time.monotonic() - started
@@ -39,7 +40,7 @@ class Inbox:
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, step: Callable[[], object]) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + bound(timeout)
     while time.monotonic() < deadline:
         step()
         if condition():
@@ -63,7 +64,7 @@ def test_projects_listener_enqueues_watched_statuses_only(
     _, inbox = listeners
     world.add_project("stuck", status="generating")
     world.add_project("calm", status="ready")
-    assert inbox.wait_for("stuck") < 3
+    assert inbox.wait_for("stuck") < bound(3)
     world.projects().document("calm").update({"status": "error"})
     inbox.wait_for("calm")
 

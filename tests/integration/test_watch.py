@@ -20,6 +20,7 @@ import requests
 
 from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
+from tests.support.patience import bound
 from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
@@ -40,7 +41,7 @@ class Watch:
     def terminate(self, timeout: float = 10) -> tuple[int, float]:
         started = time.monotonic()
         self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout)
+        code = self.proc.wait(bound(timeout))
         return code, time.monotonic() - started
 
 
@@ -62,7 +63,7 @@ def watch(emulators: Emulators, world: World, tmp_path: Path) -> Iterator[Watch]
                           "--sweep-interval", "3s", "--stale-interval", "1h")
     try:
         wait_for(lambda: running.proc.poll() is None and ready(running), 30,
-                 f"watch to become ready\n{running.logs()}")
+                 lambda: f"watch to become ready\n{running.logs()}")
         yield running
     finally:
         if running.proc.poll() is None:
@@ -82,13 +83,13 @@ def test_watch_heals_through_listener_and_sweep_then_drains(watch: Watch, world:
     _, stuck = world.generated_project("p-7f3a", status="generating", prompts=3, in_gcs=3,
                                        in_db=0, job_status="failed")
     wait_for(lambda: world.project("p-7f3a")["status"] == "ready", 15,
-             f"the listener to heal the stuck project\n{watch.logs()}")
+             lambda: f"the listener to heal the stuck project\n{watch.logs()}")
     assert world.project("p-7f3a")["clipFilenames"] == stuck
     # A ready project is not listened to: only the sweep finds the clip deleted behind it.
     _, paths = world.generated_project("p-behind", status="ready", prompts=2, in_gcs=2, in_db=2)
     world.delete_object(paths[1])
     wait_for(lambda: world.project("p-behind")["status"] == "draft", 20,
-             f"the sweep to find the deleted clip\n{watch.logs()}")
+             lambda: f"the sweep to find the deleted clip\n{watch.logs()}")
     text = watch.get("/metrics").text
     assert metric(text, "reel_reconciler_reconcile_total", trigger="listener",
                   action="corrected") >= 1
@@ -96,7 +97,7 @@ def test_watch_heals_through_listener_and_sweep_then_drains(watch: Watch, world:
                   action="corrected") >= 1
     assert "p-7f3a" not in text and "p-behind" not in text, "ids must never be metric labels"
     code, seconds = watch.terminate()
-    assert code == 0 and seconds < 10, watch.logs()
+    assert code == 0 and seconds < bound(10), watch.logs()
     assert '"stopped"' in watch.logs()
 
 
@@ -109,7 +110,7 @@ def test_observe_mode_writes_nothing(emulators: Emulators, world: World, tmp_pat
     try:
         wait_for(lambda: metric(running.get("/metrics").text, "reel_reconciler_reconcile_total",
                                 trigger="sweep", action="drift") >= 1 if ready(running)
-                 else False, 30, f"a sweep reporting drift\n{running.logs()}")
+                 else False, 30, lambda: f"a sweep reporting drift\n{running.logs()}")
     finally:
         code, _ = running.terminate()
     assert code == 0
@@ -123,7 +124,7 @@ def test_port_in_use_is_one_line_and_exit_2(emulators: Emulators, world: World,
         taken.listen()
         port = taken.getsockname()[1]
         running = start_watch(emulators, world, tmp_path / "busy.log", port=port)
-        code = running.proc.wait(30)
+        code = running.proc.wait(bound(30))
     output = running.log.read_text().strip().splitlines()
     assert code == 2
     assert len(output) == 1 and str(port) in output[0] and "--metrics-port" in output[0]

@@ -21,6 +21,7 @@ from typing import Any
 import requests
 
 from tests.support.emulators import free_port
+from tests.support.patience import bound
 
 INSTALL_HINT = ("install Debian's package `prometheus` (apt-get install -y prometheus: "
                 "/usr/bin/prometheus and /usr/bin/promtool)")
@@ -86,14 +87,15 @@ class PrometheusServer:
 
     def wait_for_samples(self, expr: str, timeout: float = 30.0) -> None:
         """Wait until `expr` returns something (e.g. the first scrape of a target)."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + bound(timeout)
         while time.monotonic() < deadline:
             self.check_alive()
             with contextlib.suppress(PrometheusError, requests.RequestException):
                 if self.query(expr):
                     return
             time.sleep(0.2)
-        raise AssertionError(f"Prometheus never returned data for {expr!r} within {timeout}s; "
+        raise AssertionError(f"Prometheus never returned data for {expr!r} within "
+                             f"{bound(timeout):.0f}s; "
                              f"log tail: {self.log.read_text()[-1500:]}")
 
     def check_alive(self) -> None:
@@ -143,7 +145,7 @@ def running_prometheus(workdir: Path, config: dict[str, Any],
                                 start_new_session=True, cwd=workdir)
     server = PrometheusServer(url=f"http://127.0.0.1:{port}", proc=proc, log=log)
     try:
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + bound(timeout)
         while True:
             server.check_alive()
             with contextlib.suppress(requests.RequestException):

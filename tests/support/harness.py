@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any, TypeVar
 import requests
 from kubernetes import client
 
+from tests.support import patience
 from tests.support.emulators import free_port
 from tests.support.seed import World
 
@@ -23,19 +23,11 @@ GROUP, VERSION, PLURAL = "reelmaker.io", "v1", "reelreconcilers"
 T = TypeVar("T")
 
 
-def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except (AssertionError, KeyError, client.ApiException) as exc:
-            last = exc
-        else:
-            if last:
-                return last
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+def wait_for(check: Callable[[], T | None], timeout: float,
+             what: str | Callable[[], str]) -> T:
+    """`patience.wait_for`, with the Kubernetes API's errors counted as "not yet"."""
+    return patience.wait_for(check, timeout, what,
+                             retry_on=(AssertionError, KeyError, client.ApiException))
 
 
 @dataclass
@@ -110,7 +102,7 @@ def stop_operator(op: Operator) -> None:
         return
     op.proc.send_signal(signal.SIGTERM)
     try:
-        op.proc.wait(timeout=30)
+        op.proc.wait(timeout=patience.bound(30))
     except subprocess.TimeoutExpired:
         op.proc.kill()
         raise AssertionError(f"operator ignored SIGTERM:\n{op.logs()}") from None

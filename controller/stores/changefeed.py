@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -24,6 +25,7 @@ from google.api_core.bidi import BackgroundConsumer, ResumableBidiRpc
 from google.cloud.firestore_v1.types.firestore import ListenRequest, TargetChange
 
 from controller.stores.connection import Connection
+from controller.stores.values import timestamp
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class Change:
     id: str
     present: bool
     data: Mapping[str, Any]
+    at: datetime | None = field(default=None, compare=False)
+    """The new version's update time; for a document that left, the snapshot's read time."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,7 @@ class _Seen:
     stamp: tuple[int, int]
     """The document's update time: a resent document with the same one has not changed."""
     data: Mapping[str, Any]
+    at: datetime
 
 
 OnChanges = Callable[[list[Change]], None]
@@ -83,11 +88,12 @@ class ChangeFeed:
     """
 
     def __init__(self, connection: Connection, target: Mapping[str, Any],
-                 fields: Sequence[str], decode: Decode, on_changes: OnChanges) -> None:
-        """`target` is a `Target`'s `query` or `documents` as a mapping, without its id."""
+                 fields: Sequence[str] | None, decode: Decode, on_changes: OnChanges) -> None:
+        """`target` is a `Target`'s `query` or `documents` as a mapping, without its id;
+        `fields` the ones to decode (None: every field)."""
         self._connection = connection
         self._target = dict(target, target_id=TARGET_ID)
-        self._fields = tuple(fields)
+        self._fields = None if fields is None else tuple(fields)
         self._decode = decode
         self._on_changes = on_changes
         self._members: dict[str, _Seen] = {}
@@ -203,7 +209,7 @@ class ChangeFeed:
                                                      "members": len(self._members)})
         if kind == _Kind.NO_CHANGE:
             if not change.target_ids and change.HasField("read_time") and self._current:
-                self._flush(change.resume_token)
+                self._flush(change.resume_token, timestamp(change.read_time))
         elif kind == _Kind.ADD:
             if list(change.target_ids) != [TARGET_ID]:
                 raise RuntimeError(f"unexpected target ids {list(change.target_ids)}")
@@ -221,7 +227,7 @@ class ChangeFeed:
         self._current = False
         self._resume_token = None
 
-    def _flush(self, resume_token: bytes) -> None:
+    def _flush(self, resume_token: bytes, read_time: datetime) -> None:
         """A consistent snapshot: apply the pending changes and report the effective ones."""
         changes: list[Change] = []
         for doc_id, seen in self._pending.items():
@@ -229,10 +235,10 @@ class ChangeFeed:
             if seen is None:
                 if known is not None:
                     del self._members[doc_id]
-                    changes.append(Change(doc_id, False, known.data))
+                    changes.append(Change(doc_id, False, known.data, read_time))
             elif seen is not known:
                 self._members[doc_id] = seen
-                changes.append(Change(doc_id, True, seen.data))
+                changes.append(Change(doc_id, True, seen.data, seen.at))
         self._pending = {}
         self._resume_token = resume_token
         log.debug("listen snapshot", extra={"members": len(self._members), "changes": len(changes),
@@ -256,8 +262,10 @@ class ChangeFeed:
         known = self._members.get(doc_id)
         if known is not None and known.stamp == stamp:
             return known
-        return _Seen(stamp, {name: self._decode(document.fields[name])
-                             for name in self._fields if name in document.fields})
+        fields = document.fields
+        names = fields.keys() if self._fields is None else self._fields
+        return _Seen(stamp, {name: self._decode(fields[name]) for name in names if name in fields},
+                     timestamp(document.update_time))
 
     @staticmethod
     def _id(name: str) -> str:

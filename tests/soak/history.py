@@ -3,6 +3,13 @@
 The checker judges the reconciler from this record alone, not from what the reconciler says
 of itself. Firestore listeners may fold two quick writes into one snapshot, so the record can
 miss a version; the checker's rules only ever conclude a violation from versions it saw.
+
+The record listens through the change feed (the Listen protocol, not the client's
+`on_snapshot`): the emulator resends a whole collection after every write, and the client
+re-sorts every document at each push. Over a soak the collections grow to thousands of
+documents and that listener fell behind the writes; the emulator then buffered the unread
+stream until it ran out of memory. The feed keeps each document's update time and decodes a
+document only when it moved.
 """
 
 from __future__ import annotations
@@ -14,8 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.cloud import firestore
+from google.cloud.firestore_v1.types import StructuredQuery, Target
 
+from controller.stores.changefeed import Change, ChangeFeed
+from controller.stores.connection import Connection, connect
+from controller.stores.values import decode
 from tests.support.seed import World
 
 
@@ -43,7 +53,8 @@ class History:
         self._world = world
         self._lock = threading.Lock()
         self._versions: dict[tuple[str, str], dict[datetime, Version]] = defaultdict(dict)
-        self._watches: list[Any] = []
+        self._feeds: list[ChangeFeed] = []
+        self._connection: Connection | None = None
 
     def start(self, timeout: float = 30.0) -> None:
         """Subscribe (again, after a Firestore restart) on a client of its own, and wait for
@@ -52,29 +63,36 @@ class History:
         self.stop()
         world = self._world
         assert world is not None, "a history without a world only takes record()"
-        client = firestore.Client(project=world.db.project)
+        connection = self._connection = connect(world.db.project, "(default)")
         heard = {name: threading.Event() for name in ("projects", "jobs")}
         for name, collection in (("projects", world.projects_collection),
                                  ("jobs", world.jobs_collection)):
-            self._watches.append(client.collection(collection).on_snapshot(
-                self._callback(name, heard[name])))
+            everything = StructuredQuery(
+                from_=[StructuredQuery.CollectionSelector(collection_id=collection)])
+            target = {"query": Target.QueryTarget(parent=connection.documents,
+                                                  structured_query=everything)}
+            feed = ChangeFeed(connection, target, None, decode, self._callback(name, heard[name]))
+            feed.start()
+            self._feeds.append(feed)
         for name, event in heard.items():
             if not event.wait(timeout):
                 raise RuntimeError(f"the history's {name} listener heard nothing in {timeout}s")
 
     def stop(self) -> None:
-        for watch in self._watches:
-            watch.unsubscribe()
-        self._watches = []
+        for feed in self._feeds:
+            feed.stop()
+        self._feeds = []
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
     def _callback(self, collection: str, heard: threading.Event) -> Any:
-        def record(_snapshots: Any, changes: list[Any], read_time: Any) -> None:
+        def record(changes: list[Change]) -> None:
             heard.set()
             for change in changes:
-                doc = change.document
-                removed = change.type.name == "REMOVED"
-                stamp = read_time if removed else doc.update_time
-                self.record(Version(collection, doc.id, stamp, None if removed else doc.to_dict()))
+                assert change.at is not None
+                self.record(Version(collection, change.id, change.at,
+                                    dict(change.data) if change.present else None))
         return record
 
     def record(self, version: Version) -> None:

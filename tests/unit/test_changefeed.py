@@ -162,3 +162,19 @@ def test_a_removed_target_raises_the_servers_cause() -> None:
     with pytest.raises(Exception, match="no permission"):
         send(f, **target(Kind.REMOVE, target_ids=[TARGET_ID],
                          cause={"code": 7, "message": "no permission"}))
+
+
+def test_no_field_list_decodes_every_field_and_changes_carry_their_times() -> None:
+    """The soak's recorder: whole documents, each version at its update time, and a document
+    that left at the read time of the snapshot that saw it go."""
+    recorder = Recorder()
+    f = ChangeFeed(None, {"query": {}}, None, decode, recorder)
+    initial(f, "a")
+    [[first]] = recorder.batches
+    assert first.data == {"projectId": "p-a", "status": "processing"}
+    assert first.at is not None and first.at.timestamp() == 1
+    send(f, **changed("a", removed=True))
+    send(f, **target(Kind.NO_CHANGE, read_time=timestamp_pb2.Timestamp(seconds=7),
+                     resume_token=b"u"))
+    [gone] = recorder.batches[-1]
+    assert not gone.present and gone.at is not None and gone.at.timestamp() == 7

@@ -47,13 +47,13 @@ class CountingFirestore(FirestoreStore):
             self.documents_read += len(batch)
             yield batch
 
-    def get_project(self, project_id: str) -> Document | None:
-        self.documents_read += 1
-        return super().get_project(project_id)
+    def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
+        self.documents_read += len(project_ids)
+        return super().get_projects(project_ids)
 
-    def project_jobs(self, project_id: str) -> list[Document]:
-        found = super().project_jobs(project_id)
-        self.documents_read += max(1, len(found))
+    def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
+        found = super().jobs_of_projects(project_ids)
+        self.documents_read += max(1, sum(len(jobs) for jobs in found.values()))
         return found
 
     def active_jobs(self) -> list[Document]:

@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from controller import __version__
+from controller import __version__, defaults
 from controller.config import ConfigError, Settings, flag_for, load_settings, parse_duration
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
@@ -89,8 +89,8 @@ def _add_watch(commands: Any) -> None:
                        help="every project is swept this often (default: 30m)")
     watch.add_argument("--stale-interval", metavar="DURATION", default=None,
                        help="stale jobs are looked for this often (default: 5m)")
-    watch.add_argument("--metrics-port", type=port_number, default=9102, metavar="PORT",
-                       help="port of /metrics and /readyz (default: 9102)")
+    watch.add_argument("--metrics-port", type=port_number, default=defaults.METRICS_PORT,
+                       metavar="PORT", help="port of /metrics and /readyz (default: %(default)s)")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from controller import defaults
 from controller.model import Location, PolicySettings
 from controller.usage import invalid
 
@@ -89,7 +90,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("gcp_project", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT")
     )
     database: str = Field(
-        default="(default)", validation_alias=_env("database", "REEL_FIRESTORE_DATABASE")
+        default=defaults.DATABASE, validation_alias=_env("database", "REEL_FIRESTORE_DATABASE")
     )
     bucket: str | None = Field(
         default=None,
@@ -99,22 +100,22 @@ class Settings(BaseSettings):
         ),
     )
     root_prefix: str = Field(
-        default="reel-maker", min_length=1, pattern=r"^[^/].*[^/]$|^[^/]$",
+        default=defaults.ROOT_PREFIX, min_length=1, pattern=r"^[^/].*[^/]$|^[^/]$",
         validation_alias=_env("root_prefix", "REEL_ROOT_PREFIX"),
     )
     projects_collection: str = Field(
-        default="reel_maker_projects", min_length=1,
+        default=defaults.PROJECTS_COLLECTION, min_length=1,
         validation_alias=_env("projects_collection", "REEL_PROJECTS_COLLECTION"),
     )
     jobs_collection: str = Field(
-        default="reel_maker_jobs", min_length=1,
+        default=defaults.JOBS_COLLECTION, min_length=1,
         validation_alias=_env("jobs_collection", "REEL_JOBS_COLLECTION"),
     )
     stale_timeout: Duration = Field(
-        default=timedelta(minutes=30), validation_alias=_env("stale_timeout", "REEL_STALE_TIMEOUT")
+        default=defaults.STALE_TIMEOUT, validation_alias=_env("stale_timeout", "REEL_STALE_TIMEOUT")
     )
     settle: Window = Field(
-        default=timedelta(seconds=30), validation_alias=_env("settle", "REEL_SETTLE")
+        default=defaults.SETTLE, validation_alias=_env("settle", "REEL_SETTLE")
     )
     stitch_timeout: Duration | None = Field(
         default=None, validation_alias=_env("stitch_timeout", "REEL_STITCH_TIMEOUT")
@@ -137,7 +138,8 @@ class Settings(BaseSettings):
         default=1000, ge=1, le=1000, validation_alias=_env("gcs_page_size", "REEL_GCS_PAGE_SIZE")
     )
     concurrency: int = Field(
-        default=8, ge=1, le=256, validation_alias=_env("concurrency", "REEL_CONCURRENCY")
+        default=defaults.CONCURRENCY, ge=1, le=256,
+        validation_alias=_env("concurrency", "REEL_CONCURRENCY")
     )
     max_attempts: int = Field(
         default=3, ge=1, le=20, validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
@@ -221,34 +223,37 @@ class _SpecPart(BaseModel):
 
 class FirestoreSpec(_SpecPart):
     project: str | None = None
-    database: str = "(default)"
-    projects_collection: str = Field(default="reel_maker_projects", alias="projectsCollection",
-                                     min_length=1)
-    jobs_collection: str = Field(default="reel_maker_jobs", alias="jobsCollection", min_length=1)
+    database: str = defaults.DATABASE
+    projects_collection: str = Field(default=defaults.PROJECTS_COLLECTION,
+                                     alias="projectsCollection", min_length=1)
+    jobs_collection: str = Field(default=defaults.JOBS_COLLECTION, alias="jobsCollection",
+                                 min_length=1)
 
 
 class StorageSpec(_SpecPart):
     bucket: str = Field(min_length=3, max_length=222)
-    root_prefix: str = Field(default="reel-maker", alias="rootPrefix", min_length=1)
+    root_prefix: str = Field(default=defaults.ROOT_PREFIX, alias="rootPrefix", min_length=1)
 
 
 class SweepSpec(_SpecPart):
-    interval: Duration = timedelta(minutes=30)
+    interval: Duration = defaults.SWEEP_INTERVAL
 
 
 class StaleJobsSpec(_SpecPart):
-    interval: Duration = timedelta(minutes=5)
-    timeout: Duration = timedelta(minutes=30)
+    interval: Duration = defaults.STALE_INTERVAL
+    timeout: Duration = defaults.STALE_TIMEOUT
 
 
 class ListenersSpec(_SpecPart):
     """Watchdog timing; the defaults suit production, tests shorten them."""
 
-    heartbeat_interval: Duration = Field(default=timedelta(seconds=5), alias="heartbeatInterval")
-    silence_threshold: Duration = Field(default=timedelta(seconds=30), alias="silenceThreshold")
-    resubscribe_interval: Duration = Field(default=timedelta(minutes=30),
+    heartbeat_interval: Duration = Field(default=defaults.HEARTBEAT_INTERVAL,
+                                         alias="heartbeatInterval")
+    silence_threshold: Duration = Field(default=defaults.SILENCE_THRESHOLD,
+                                        alias="silenceThreshold")
+    resubscribe_interval: Duration = Field(default=defaults.RESUBSCRIBE_INTERVAL,
                                            alias="resubscribeInterval")
-    heartbeat_collection: str = Field(default="reel_reconciler_heartbeats",
+    heartbeat_collection: str = Field(default=defaults.HEARTBEAT_COLLECTION,
                                       alias="heartbeatCollection", min_length=1)
 
 
@@ -262,11 +267,11 @@ class ReconcilerSpec(_SpecPart):
     suspend: bool = False
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     stale_jobs: StaleJobsSpec = Field(default_factory=StaleJobsSpec, alias="staleJobs")
-    settle: Window = timedelta(seconds=30)
+    settle: Window = defaults.SETTLE
     stitch_timeout: Duration | None = Field(default=None, alias="stitchTimeout")
     """How long a `stitching` project is its stitcher's; unset: the stale-job timeout."""
-    concurrency: int = Field(default=8, ge=1, le=256)
-    rate_limit: float = Field(default=500.0, gt=0, le=10_000, alias="rateLimit")
+    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=256)
+    rate_limit: float = Field(default=defaults.RATE_LIMIT, gt=0, le=10_000, alias="rateLimit")
     """Listener-triggered reconciles started per second, at most: a burst of events must not
     turn into a burst of Firestore reads and writes. The default is the rate Firestore's
     ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""

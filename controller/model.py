@@ -23,6 +23,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from controller import defaults
+
 ProjectStatus = Literal["draft", "generating", "stitching", "ready", "error"]
 PROJECT_STATUSES: tuple[ProjectStatus, ...] = get_args(ProjectStatus)
 JobStatus = Literal["queued", "processing", "completed", "failed"]
@@ -112,12 +114,21 @@ def _utc(value: datetime) -> datetime:
 Timestamp = AwareDatetime | NaiveDatetime
 
 
+def folder_user(value: object) -> str | None:
+    """`value` if it is a userId that names exactly one folder `{root}/{value}/`."""
+    if not isinstance(value, str) or not value or len(value) > 128 or value in (".", ".."):
+        return None
+    if any(char in value for char in "/\\\x00"):
+        return None
+    return value
+
+
 class _ProjectFields(BaseModel):
     """The fields of a project document the controller reads; others are ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
-    userId: str = Field(min_length=1, max_length=128, pattern=r"^[^/\\\x00]+$")
+    userId: str
     status: ProjectStatus
     promptList: list[str] = Field(default_factory=list, max_length=MAX_PROMPTS)
     clipFilenames: list[str | None] = Field(default_factory=list, max_length=MAX_CLAIMS)
@@ -127,9 +138,10 @@ class _ProjectFields(BaseModel):
 
     @field_validator("userId")
     @classmethod
-    def _no_traversal(cls, value: str) -> str:
-        if value in (".", ".."):
-            raise ValueError("userId is a traversal segment")
+    def _names_a_folder(cls, value: str) -> str:
+        if folder_user(value) is None:
+            raise ValueError("userId must name one folder: 1-128 characters, no '/', '\\' "
+                             "or NUL, not '.' or '..'")
         return value
 
 
@@ -293,8 +305,8 @@ class PolicySettings:
     """The knobs the pure policy needs; filled from config."""
 
     location: Location
-    stale_after: timedelta = timedelta(minutes=30)
-    settle: timedelta = timedelta(seconds=30)
+    stale_after: timedelta = defaults.STALE_TIMEOUT
+    settle: timedelta = defaults.SETTLE
     stitch_after: timedelta | None = None
     """How long a `stitching` project is the stitcher's; None: the stale timeout."""
     hands_off: bool = True

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
-from controller import metrics
+from controller import defaults, metrics
+from controller.backoff import backoff
 from controller.stores import StoreError
 from controller.stores.changefeed import Change, ChangeFeed, OnChanges
 from controller.stores.firestore import FirestoreStore
@@ -102,9 +103,9 @@ class Listener:
 
 @dataclass
 class WatchdogSettings:
-    heartbeat_interval: float = 5.0
-    silence_threshold: float = 20.0
-    resubscribe_every: float = 1800.0
+    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL.total_seconds()
+    silence_threshold: float = defaults.SILENCE_THRESHOLD.total_seconds()
+    resubscribe_every: float = defaults.RESUBSCRIBE_INTERVAL.total_seconds()
     backoff_base: float = 2.0
     backoff_max: float = 60.0
 
@@ -113,7 +114,7 @@ class ListenerSet:
     """The projects and jobs listeners of one reconciler, plus its heartbeat and watchdog."""
 
     def __init__(self, store: FirestoreStore, enqueue: Enqueue, reconciler: str,
-                 heartbeat_collection: str = "reel_reconciler_heartbeats",
+                 heartbeat_collection: str = defaults.HEARTBEAT_COLLECTION,
                  settings: WatchdogSettings | None = None) -> None:
         self.store = store
         self.reconciler = reconciler
@@ -164,8 +165,7 @@ class ListenerSet:
         if now < self._next_restart_at:
             return None
         self._restarts += 1
-        delay = min(self.settings.backoff_base * 2 ** (self._restarts - 1),
-                    self.settings.backoff_max)
+        delay = backoff(self._restarts, self.settings.backoff_base, self.settings.backoff_max)
         self._next_restart_at = now + delay
         log.warning("restarting listeners", extra={"reconciler": self.reconciler,
                                                    "reason": reason, "backoffSeconds": delay})

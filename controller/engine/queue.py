@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Collection
 from aiolimiter import AsyncLimiter
 
 from controller import metrics
+from controller.backoff import backoff
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,7 @@ class WorkQueue:
     def _schedule_retry(self, item: str) -> None:
         failures = self._failures.get(item, 0) + 1
         self._failures[item] = failures
-        delay = min(self._backoff_base * 2 ** (failures - 1), self._backoff_max)
+        delay = backoff(failures, self._backoff_base, self._backoff_max)
         assert self._loop is not None
         self._retry_timers[item] = self._loop.call_later(delay, self._retry, item)
         log.info("retry scheduled", extra={"projectId": item, "failures": failures,

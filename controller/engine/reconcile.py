@@ -1,6 +1,13 @@
-"""Reconcile one project: observe -> decide -> apply, with bounded retries on conflicts (D4).
+"""Reconcile projects: read -> observe -> decide -> commit, as one batch pipeline.
 
-Any read error ends the attempt with `action: error` and no write (D2).
+A targeted reconcile is a batch of one, a burst of listener events a batch of many, and a
+sweep hands in batches it has already read. Every batch goes the same way: each project is
+decided on what was read; the corrections go in one atomic commit, each write still guarded
+by its own precondition; a commit that meets a stale precondition falls back to writing one
+by one; the projects someone wrote since they were read are read again and decided again, up
+to `max_attempts` (D4). An outage ends the batch: the rest is reported as not attempted (one
+retry deadline, not one per project). Any read error ends a project with `action: error` and
+no write (D2).
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controller import metrics
 from controller.config import Settings
+from controller.engine.recorder import Recorder
+from controller.engine.stores import ObjectStore, ProjectStore
 from controller.model import (
     Action,
     DriftKind,
@@ -49,6 +57,10 @@ class Prefetched:
     """Every object under the project's prefix (a complete listing)."""
 
 
+Read = Sequence[tuple[str, Document | None, Prefetched | None]]
+"""Projects as read: id, document (None: it does not exist), and what else was read."""
+
+
 @dataclass(frozen=True)
 class Correction:
     """A decided write, not made yet: the report it stands for and its precondition."""
@@ -58,7 +70,25 @@ class Correction:
     read_update_time: datetime
 
 
-def _parse_jobs(documents: list[Document]) -> tuple[tuple[Job, ...], tuple[InvalidJob, ...]]:
+class Outcomes:
+    """A batch's reports as they become known, when each did, and the outage that ends it."""
+
+    def __init__(self) -> None:
+        self.reports: dict[str, Report] = {}
+        self.known_at: dict[str, float] = {}
+        self.outage: str | None = None
+
+    def set(self, report: Report) -> None:
+        self.reports[report.project_id] = report
+        self.known_at[report.project_id] = time.monotonic()
+        if report.unreachable and self.outage is None:
+            self.outage = report.error
+
+    def not_attempted(self, project_id: str, attempt: int) -> None:
+        self.set(_error(project_id, f"not attempted: {self.outage}", attempt, True))
+
+
+def _parse_jobs(documents: Sequence[Document]) -> tuple[tuple[Job, ...], tuple[InvalidJob, ...]]:
     jobs: list[Job] = []
     invalid: list[InvalidJob] = []
     for doc in documents:
@@ -70,99 +100,114 @@ def _parse_jobs(documents: list[Document]) -> tuple[tuple[Job, ...], tuple[Inval
     return tuple(jobs), tuple(invalid)
 
 
-class Engine:
-    """One reconciler's engine: its settings, its two stores, and the metrics it records."""
+class Pipeline:
+    """The batch pipeline over any stores that speak `ProjectStore` and `ObjectStore`."""
 
-    def __init__(self, settings: Settings, firestore: FirestoreStore, gcs: GcsStore,
-                 reconciler: str = "cli", clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, settings: Settings, firestore: ProjectStore, gcs: ObjectStore,
+                 recorder: Recorder, clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.policy = settings.policy
         self.firestore = firestore
         self.gcs = gcs
-        self.reconciler = reconciler
+        self.recorder = recorder
         self.clock = clock
+
+    @property
+    def reconciler(self) -> str:
+        return self.recorder.reconciler
 
     def request_count(self) -> tuple[int, int]:
         """(GCS, Firestore) requests made so far, for run summaries."""
         return self.gcs.requests.total(), self.firestore.requests.total()
 
-    def reconcile(self, project_id: str, trigger: Trigger, dry_run: bool = False,
-                  snapshot: Document | None = None,
-                  prefetched: Prefetched | None = None) -> Report:
-        """Reconcile one project and record the outcome in logs and metrics.
-
-        `snapshot` and `prefetched` are the sweep's reads of this project, used by the first
-        attempt only; targeted reconciles pass neither and read the project themselves.
-        """
-        started = time.monotonic()
-        report = self._reconcile(project_id, trigger, dry_run, snapshot, prefetched)
-        self._record(report, trigger, time.monotonic() - started)
-        return report
+    def reconcile(self, project_id: str, trigger: Trigger, dry_run: bool = False) -> Report:
+        """One project: a batch of one."""
+        return self.reconcile_many([project_id], trigger, dry_run)[0]
 
     def reconcile_many(self, project_ids: Sequence[str], trigger: Trigger,
                        dry_run: bool = False) -> list[Report]:
-        """Reconcile a burst of projects with a few requests instead of several each: their
-        documents in one read, their jobs in one query per few dozen, then `reconcile_read`.
-        Listings stay per project. A failed read fails the whole burst (the queue retries
-        it)."""
+        """Projects read together: their documents in one read, their jobs in one query per
+        few dozen; listings stay per project. A failed read fails the whole batch (the queue
+        retries it). One report per distinct id, in the order given."""
         ids = list(dict.fromkeys(project_ids))
+        started = time.monotonic()
+        outcomes = Outcomes()
+        read = self._read(ids, outcomes, attempt=1)
+        return self._run(read, trigger, dry_run, started, outcomes, ids)
+
+    def reconcile_read(self, read: Read, trigger: Trigger, dry_run: bool = False
+                       ) -> list[Report]:
+        """Projects whose documents (and perhaps more) the caller has read; the reports in
+        the order of `read`."""
+        ids = [project_id for project_id, _, _ in read]
+        return self._run(read, trigger, dry_run, time.monotonic(), Outcomes(), ids)
+
+    def _run(self, read: Read, trigger: Trigger, dry_run: bool, started: float,
+             outcomes: Outcomes, order: list[str]) -> list[Report]:
+        attempt = 1
+        while read:
+            corrections = self._decide_all(read, trigger, dry_run, attempt, outcomes)
+            conflicted = self._commit(corrections, attempt, outcomes)
+            if not conflicted:
+                break
+            if attempt == self.settings.max_attempts:
+                for project_id in conflicted:
+                    outcomes.set(Report(
+                        project_id=project_id, action=Action.CONFLICT, attempts=attempt,
+                        error=f"document kept changing: gave up after {attempt} attempts"))
+                break
+            log.info("write conflict, re-reading",
+                     extra={"projects": conflicted, "attempt": attempt})
+            attempt += 1
+            read = self._read(conflicted, outcomes, attempt)
+        for project_id in dict.fromkeys(order):
+            self.recorder.record(outcomes.reports[project_id], trigger,
+                                 outcomes.known_at[project_id] - started)
+        return [outcomes.reports[project_id] for project_id in order]
+
+    def _read(self, ids: Sequence[str], outcomes: Outcomes, attempt: int) -> Read:
+        """Documents and jobs of `ids` in a few requests; on failure each is reported so."""
         try:
             documents = self.firestore.get_projects(ids)
-            jobs = self.firestore.jobs_of_projects(list(documents))
+            jobs = self.firestore.jobs_of_projects([i for i in ids if i in documents])
         except StoreError as exc:
-            reports = [store_failure(project_id, exc, 1) for project_id in ids]
-            for report in reports:
-                self._record(report, trigger, 0.0)
-            return reports
-        return self.reconcile_read(
-            [(project_id, documents.get(project_id), Prefetched(jobs=jobs.get(project_id)))
-             for project_id in ids], trigger, dry_run)
+            for project_id in ids:
+                outcomes.set(store_failure(project_id, exc, attempt))
+            return []
+        return [(project_id, documents.get(project_id), Prefetched(jobs=jobs.get(project_id)))
+                for project_id in ids]
 
-    def reconcile_read(self, work: Sequence[tuple[str, Document | None, Prefetched | None]],
-                       trigger: Trigger, dry_run: bool = False) -> list[Report]:
-        """Reconcile projects whose documents (None: not found) and perhaps more were read
-        together: each is decided on what was read, and their corrections go in one atomic
-        commit, each write still guarded by its own precondition; a commit that meets a
-        stale precondition falls back to writing one by one, and only the projects written
-        since are read again. After an outage the rest is not attempted (one retry
-        deadline, not one per project). Returns the reports in the order of `work`."""
-        started = time.monotonic()
-        reports: dict[str, Report] = {}
+    def _decide_all(self, read: Read, trigger: Trigger, dry_run: bool, attempt: int,
+                    outcomes: Outcomes) -> dict[str, Correction]:
         corrections: dict[str, Correction] = {}
-        outage: str | None = None
-        for project_id, doc, prefetched in work:
-            if project_id in reports or project_id in corrections:
+        for project_id, doc, prefetched in read:
+            if project_id in corrections or project_id in outcomes.reports:
                 continue
-            if outage is not None:
-                reports[project_id] = _error(project_id, f"not attempted: {outage}", 1, True)
+            if outcomes.outage is not None:
+                outcomes.not_attempted(project_id, attempt)
                 continue
             if doc is None:
-                reports[project_id] = _error(project_id, "project document not found", 1)
+                outcomes.set(_error(project_id, "project document not found", attempt))
                 continue
-            decided = self._decide(doc, trigger, prefetched, 1)
-            if isinstance(decided, Report) and decided.unreachable:
-                outage = decided.error
-            if isinstance(decided, Correction):
-                if dry_run:
-                    reports[project_id] = decided.report.model_copy(
-                        update={"action": Action.DRIFT})
-                else:
-                    corrections[project_id] = decided
+            decided = self._decide(doc, trigger, prefetched, attempt)
+            if isinstance(decided, Report):
+                outcomes.set(decided)
+            elif dry_run:
+                outcomes.set(decided.report.model_copy(update={"action": Action.DRIFT}))
             else:
-                reports[project_id] = decided
-        conflicted = self._commit(corrections, reports)
-        for report in reports.values():
-            self._record(report, trigger, time.monotonic() - started)
-        for project_id in conflicted:
-            reports[project_id] = self.reconcile(project_id, trigger, dry_run)
-        return [reports[project_id] for project_id, _, _ in work]
+                corrections[project_id] = decided
+        return corrections
 
-    def _commit(self, corrections: dict[str, Correction], reports: dict[str, Report]
-                ) -> list[str]:
-        """Write the corrections together, or one by one if one of them is stale; their
-        reports go into `reports`; returns the projects someone wrote since we read them."""
-        if not corrections:
-            return []
+    def _commit(self, corrections: dict[str, Correction], attempt: int,
+                outcomes: Outcomes) -> list[str]:
+        """Write the corrections together, or one by one if one of them is stale (a single
+        one is written alone at once); returns the projects someone wrote since we read them."""
+        if len(corrections) > 1:
+            return self._commit_together(corrections, attempt, outcomes)
+        return self._commit_each(corrections, attempt, outcomes)
+
+    def _commit_together(self, corrections: dict[str, Correction], attempt: int,
+                         outcomes: Outcomes) -> list[str]:
         try:
             self.firestore.update_projects({project_id: (c.update, c.read_update_time)
                                             for project_id, c in corrections.items()})
@@ -171,16 +216,20 @@ class Engine:
                      extra={"projects": len(corrections), "error": str(exc)})
         except StoreError as exc:
             for project_id in corrections:
-                reports[project_id] = store_failure(project_id, exc, 1)
+                outcomes.set(store_failure(project_id, exc, attempt))
             return []
         else:
-            reports.update((project_id, c.report) for project_id, c in corrections.items())
+            for correction in corrections.values():
+                outcomes.set(correction.report)
             return []
+        return self._commit_each(corrections, attempt, outcomes)
+
+    def _commit_each(self, corrections: dict[str, Correction], attempt: int,
+                     outcomes: Outcomes) -> list[str]:
         conflicted: list[str] = []
-        outage: str | None = None
         for project_id, correction in corrections.items():
-            if outage is not None:
-                reports[project_id] = _error(project_id, f"not attempted: {outage}", 1, True)
+            if outcomes.outage is not None:
+                outcomes.not_attempted(project_id, attempt)
                 continue
             try:
                 self.firestore.update_project(project_id, correction.update,
@@ -188,41 +237,10 @@ class Engine:
             except Conflict:
                 conflicted.append(project_id)
             except StoreError as exc:
-                reports[project_id] = store_failure(project_id, exc, 1)
-                if isinstance(exc, Outage):
-                    outage = str(exc)
+                outcomes.set(store_failure(project_id, exc, attempt))
             else:
-                reports[project_id] = correction.report
+                outcomes.set(correction.report)
         return conflicted
-
-    def _reconcile(self, project_id: str, trigger: Trigger, dry_run: bool,
-                   snapshot: Document | None, prefetched: Prefetched | None) -> Report:
-        attempts = self.settings.max_attempts
-        for attempt in range(1, attempts + 1):
-            first = attempt == 1 and snapshot is not None
-            try:
-                doc = snapshot if first else self.firestore.get_project(project_id)
-            except StoreError as exc:
-                return store_failure(project_id, exc, attempt)
-            if doc is None:
-                return _error(project_id, "project document not found", attempt)
-            decided = self._decide(doc, trigger, prefetched if first else None, attempt)
-            if isinstance(decided, Report):
-                return decided
-            if dry_run:
-                return decided.report.model_copy(update={"action": Action.DRIFT})
-            try:
-                self.firestore.update_project(project_id, decided.update,
-                                              decided.read_update_time)
-            except Conflict as exc:
-                log.info("write conflict, re-reading",
-                         extra={"projectId": project_id, "attempt": attempt, "error": str(exc)})
-                continue
-            except StoreError as exc:
-                return store_failure(project_id, exc, attempt)
-            return decided.report
-        return Report(project_id=project_id, action=Action.CONFLICT, attempts=attempts,
-                      error=f"document kept changing: gave up after {attempts} attempts")
 
     def _decide(self, doc: Document, trigger: Trigger, prefetched: Prefetched | None,
                 attempt: int) -> Report | Correction:
@@ -244,8 +262,8 @@ class Engine:
         return Correction(report, plan.update, observation.project.update_time)
 
     def _observe(self, doc: Document, trigger: Trigger,
-                 prefetched: Prefetched | None = None) -> Observation | Report:
-        """Read everything the policy needs about one project (raises StoreError)."""
+                 prefetched: Prefetched | None) -> Observation | Report:
+        """Read whatever else the policy needs about one project (raises StoreError)."""
         known = prefetched or Prefetched()
         location = self.policy.location
         try:
@@ -255,13 +273,13 @@ class Engine:
             return Report(project_id=doc.id, original_status=str(status) if status else None,
                           action=Action.SKIPPED, reason=f"invalid document: {exc}",
                           drift_kinds=[DriftKind.INVALID_DOCUMENT])
-        jobs, invalid_jobs = _parse_jobs(list(known.jobs) if known.jobs is not None
-                                         else self.firestore.project_jobs(project.id))
+        jobs, invalid_jobs = _parse_jobs(
+            known.jobs if known.jobs is not None
+            else self.firestore.jobs_of_projects([project.id]).get(project.id, []))
         for bad in invalid_jobs:
             log.warning("invalid job document ignored",
                         extra={"jobId": bad.id, "projectId": project.id, "reason": bad.reason})
-            metrics.DRIFT_DETECTED_TOTAL.labels(self.reconciler,
-                                                DriftKind.INVALID_DOCUMENT.value).inc()
+            self.recorder.invalid_job()
         prefix = location.project_prefix(project.user_id, project.id)
         objects = tuple(known.objects if known.objects is not None
                         else self.gcs.list_prefix(prefix))
@@ -269,34 +287,17 @@ class Engine:
         return Observation(project=project, jobs=jobs, objects=objects, outside=outside,
                            now=self.clock(), forced=trigger.forced, invalid_jobs=invalid_jobs)
 
-    def _record(self, report: Report, trigger: Trigger, seconds: float) -> None:
-        r = self.reconciler
-        metrics.RECONCILE_TOTAL.labels(r, trigger.value, report.action.value).inc()
-        metrics.RECONCILE_DURATION_SECONDS.labels(r, trigger.value).observe(seconds)
-        for kind in report.drift_kinds:
-            metrics.DRIFT_DETECTED_TOTAL.labels(r, kind.value).inc()
-            if report.action is Action.CORRECTED:
-                metrics.CORRECTIONS_TOTAL.labels(r, kind.value).inc()
-        if report.action is Action.CORRECTED:
-            metrics.RECOVERED_VIDEO_SECONDS_TOTAL.labels(r).inc(report.recovered_video_seconds)
-        quiet = report.action in (Action.NO_CHANGE, Action.SKIPPED) and not report.drift_kinds
-        if quiet and not log.isEnabledFor(logging.DEBUG):
-            return
-        fields = {"projectId": report.project_id, "trigger": trigger.value,
-                  "action": report.action.value, "durationSeconds": round(seconds, 4)}
-        if quiet:
-            log.debug("reconciled", extra=fields)
-        elif report.action is Action.ERROR:
-            log.error("reconcile failed", extra={**fields, "error": report.error})
-        elif report.action is Action.SKIPPED:
-            log.warning("skipped", extra={**fields, "reason": report.reason})
-        else:
-            log.info("reconciled", extra={
-                **fields, "originalStatus": report.original_status,
-                "correctedStatus": report.corrected_status,
-                "missingClips": len(report.missing_clips),
-                "restoredClips": len(report.restored_clips),
-                "drift": [kind.value for kind in report.drift_kinds]})
+
+class Engine(Pipeline):
+    """One reconciler's engine on the real stores, which the sweep, the stale-job cleanup and
+    the listeners also read."""
+
+    firestore: FirestoreStore
+    gcs: GcsStore
+
+    def __init__(self, settings: Settings, firestore: FirestoreStore, gcs: GcsStore,
+                 reconciler: str = "cli", clock: Callable[[], datetime] = utcnow) -> None:
+        super().__init__(settings, firestore, gcs, Recorder(reconciler), clock)
 
 
 def _error(project_id: str, message: str, attempts: int, outage: bool = False) -> Report:

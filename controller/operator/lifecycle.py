@@ -10,6 +10,7 @@ from typing import Any
 
 import kopf
 
+from controller.backoff import backoff
 from controller.config import ConfigError, ReconcilerSpec
 from controller.engine import StaleCleanup, SweepResult
 from controller.operator.status import StatusWriter, sweep_summary
@@ -77,7 +78,7 @@ class Supervisor:
         except ConfigError as exc:
             await runtime.stop()
             self._failures += 1
-            delay = min(RETRY_MIN * 2 ** (self._failures - 1), RETRY_MAX)
+            delay = backoff(self._failures, RETRY_MIN, RETRY_MAX)
             self._retry_at = time.monotonic() + delay
             await self._not_ready("ConnectFailed", f"{exc} (retrying in {delay:.0f}s)",
                                   generation)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import kopf
 
+from controller import defaults
 from controller.config import ConfigError, check_emulator_hosts
 from controller.logs import add_log_arguments, setup_logging
 from controller.operator.preflight import check_kube_config, check_ports
@@ -22,10 +23,10 @@ PROG = "reel-reconciler operator"
 def _parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG, description="Run the Kubernetes operator for ReelReconciler objects.")
-    parser.add_argument("--metrics-port", type=port_number, default=9102,
-                        help="port of /metrics and /readyz (default: 9102)")
-    parser.add_argument("--health-port", type=port_number, default=8080,
-                        help="port of Kopf's liveness endpoint /healthz (default: 8080)")
+    parser.add_argument("--metrics-port", type=port_number, default=defaults.METRICS_PORT,
+                        help="port of /metrics and /readyz (default: %(default)s)")
+    parser.add_argument("--health-port", type=port_number, default=defaults.HEALTH_PORT,
+                        help="port of Kopf's liveness endpoint /healthz (default: %(default)s)")
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[],
                        help="watch this namespace (repeatable; globs allowed)")

@@ -35,7 +35,7 @@ from controller.stores.changefeed import ChangeFeed, OnChanges
 from controller.stores.connection import Connection, connect
 from controller.stores.paging import PagedQuery, retryable
 from controller.stores.values import Document as Document
-from controller.stores.values import decode, decoded, timestamp
+from controller.stores.values import by_project, decode, decoded, timestamp
 
 STREAM_TIMEOUT = 300.0
 """Deadline of one streamed page: a longer one is resumed after its last document."""
@@ -70,10 +70,6 @@ class FirestoreStore:
         with self.requests.call("probe", self.projects):
             self._query(queries.first(self.projects))
 
-    def get_project(self, project_id: str) -> Document | None:
-        with self.requests.call("get_project", project_id):
-            return self._get(self.projects, [project_id]).get(project_id)
-
     def get_job(self, job_id: str) -> Document | None:
         with self.requests.call("get_job", job_id):
             return self._get(self.jobs, [job_id]).get(job_id)
@@ -91,15 +87,11 @@ class FirestoreStore:
             chunk = ids[start:start + IN_LIMIT]
             with self.requests.call("query_jobs", f"{len(chunk)} projects"):
                 documents = self._query(queries.jobs_of_projects(self.jobs, chunk))
-            for doc in documents:
-                found[(doc.data or {})["projectId"]].append(doc)
+            for project_id, jobs in by_project(documents).items():
+                found[project_id].extend(jobs)
         for documents in found.values():
             documents.sort(key=lambda doc: doc.id)
         return found
-
-    def project_jobs(self, project_id: str) -> list[Document]:
-        with self.requests.call("query_jobs", project_id):
-            return self._query(queries.jobs_of_project(self.jobs, project_id))
 
     def active_jobs(self) -> list[Document]:
         """Jobs the worker may still own (queued/processing): the candidates for staleness,

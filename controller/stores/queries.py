@@ -47,7 +47,6 @@ class QueryShape:
 
 
 JOBS_OF_PROJECTS = QueryShape("jobs of up to 30 projects", "jobs", equals=("projectId",))
-JOBS_OF_PROJECT = QueryShape("jobs of one project", "jobs", equals=("projectId",))
 ACTIVE_JOBS = QueryShape("queued and processing jobs (one range)", "jobs", ranges=("status",))
 BY_USER = {collection: QueryShape(f"{collection} in userId order (sweep stream)", collection,
                                   order=("userId", NAME))
@@ -59,7 +58,7 @@ WATCHED_PROJECTS = QueryShape("projects listener: generating, stitching, error",
                               equals=("status",))
 WATCHED_JOBS = QueryShape("jobs listener: queued, processing", "jobs", equals=("status",))
 
-SHAPES: tuple[QueryShape, ...] = (JOBS_OF_PROJECTS, JOBS_OF_PROJECT, ACTIVE_JOBS,
+SHAPES: tuple[QueryShape, ...] = (JOBS_OF_PROJECTS, ACTIVE_JOBS,
                                   *BY_USER.values(), PROJECTS_BY_ID, FIRST_PROJECT,
                                   WATCHED_PROJECTS, WATCHED_JOBS)
 """Every shape the controller queries; counting a collection needs no index."""
@@ -112,10 +111,6 @@ def _query(shape: QueryShape, collection: str, *conditions: Condition,
 
 def jobs_of_projects(jobs: str, project_ids: Sequence[str]) -> StructuredQuery:
     return _query(JOBS_OF_PROJECTS, jobs, ("projectId", "in", list(project_ids)))
-
-
-def jobs_of_project(jobs: str, project_id: str) -> StructuredQuery:
-    return _query(JOBS_OF_PROJECT, jobs, ("projectId", "==", project_id))
 
 
 def active_jobs(jobs: str) -> StructuredQuery:

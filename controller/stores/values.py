@@ -10,7 +10,8 @@ ties to a client, decode to a `Reference`.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,6 +51,17 @@ class Reference:
     def path(self) -> str:
         """The document's path inside its database, as the client's references have it."""
         return self.name.split("/documents/", 1)[1]
+
+
+def by_project(documents: Iterable[Document]) -> dict[str, list[Document]]:
+    """Job documents grouped by their `projectId`, in the order given; those without a
+    string one are left out."""
+    found: dict[str, list[Document]] = defaultdict(list)
+    for doc in documents:
+        owner = doc.data.get("projectId") if doc.data else None
+        if isinstance(owner, str):
+            found[owner].append(doc)
+    return found
 
 
 def timestamp(raw: Any) -> datetime:

@@ -20,7 +20,7 @@ Make = Callable[..., Engine]
 def test_written_values_read_back_as_written(world: World, make_engine: Make) -> None:
     store = make_engine().firestore
     world.projects().document("p").set({"userId": "u", "title": "kept"})
-    read = store.get_project("p")
+    read = store.get_projects(["p"]).get("p")
     assert read is not None
     other = world.projects().document("other")
     reference = Reference(f"{store.connection.documents}/{store.projects}/other")
@@ -40,7 +40,7 @@ def test_a_write_on_a_version_not_read_is_a_conflict_and_writes_nothing(
         world: World, make_engine: Make) -> None:
     store = make_engine().firestore
     world.projects().document("p").set({"userId": "u", "status": "generating"})
-    read = store.get_project("p")
+    read = store.get_projects(["p"]).get("p")
     assert read is not None
     world.projects().document("p").update({"title": "renamed by the app"})
     with pytest.raises(Conflict):

@@ -58,8 +58,11 @@ def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[st
             if seen == 3:
                 break
     assert seen == 3, "the sweep never got going"
+    # Paused while the server dies, so the outage lands mid-sweep however fast the rest is.
+    proc.send_signal(signal.SIGSTOP)
     victim.stop(crash=True)
     stopped = time.monotonic()
+    proc.send_signal(signal.SIGCONT)
     try:
         out, _ = proc.communicate(timeout=bound(60))
     except subprocess.TimeoutExpired:

@@ -9,22 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-import pytest
-
 from controller.engine import Engine, Trigger, sweep
-from controller.engine.sweep import (
-    JOB_FIELDS,
-    PROJECT_FIELDS,
-    FolderListing,
-    UserGroup,
-    in_folder_order,
-    user_groups,
-)
-from controller.model import Action, ObjectInfo, Report, _JobFields, _ProjectFields
-from controller.stores.firestore import Document
+from controller.model import Action, Report
 from tests.support.seed import World
 
 Make = Callable[..., Engine]
@@ -167,54 +156,6 @@ def test_sweep_requests_do_not_grow_with_projects(world: World, make_engine: Mak
     assert result.gcs_requests == math.ceil(120 / 50)
     # Active jobs, 3 pages of projects, 3 of jobs, one count.
     assert result.firestore_requests == 1 + 3 + 3 + 1
-
-
-def _doc(doc_id: str, user: object) -> Document:
-    return Document(doc_id, {"userId": user}, datetime(2025, 1, 1, tzinfo=UTC))
-
-
-@pytest.mark.parametrize("users", [
-    ["a", "ab", "ab-c", "ab-c-d", "ab.c", "ab0", "b"],
-    ["x", "x\x01", "x ", "x-", "x.", "x0", "x\u00e9", "x-\u00e9"],
-    ["", "a", "a!", "a!b", "a!b!"],
-])
-def test_groups_come_out_in_folder_order(users: list[str]) -> None:
-    stream = [_doc(f"{i}", user) for i, user in enumerate(sorted(users))]
-    groups = list(in_folder_order(user_groups([stream[:2], stream[2:]])))
-    named = [g.user for g in groups if g.user is not None]
-    assert named == sorted(named, key=lambda user: (user + "/").encode())
-    assert sorted(doc.id for g in groups for doc in g.documents) == sorted(
-        doc.id for doc in stream)
-
-
-def test_groups_without_a_folder_pass_through() -> None:
-    stream = [_doc("n", None), _doc("i", 3), _doc("s", "a/b"), _doc("ok", "a")]
-    groups = list(in_folder_order(user_groups([stream])))
-    assert [(g.user, [d.id for d in g.documents]) for g in groups] == [
-        (None, ["n"]), (None, ["i"]), (None, ["s"]), ("a", ["ok"])]
-
-
-def test_listing_never_answers_for_a_folder_it_has_passed() -> None:
-    now = datetime(2025, 1, 1, tzinfo=UTC)
-    names = ["r/ab-c/p/x", "r/ab.c/p/x", "r/ab/p/x", "r/ab/q/y", "r/ab0/p/x"]
-    pages = [[ObjectInfo(name, 1, now) for name in names[i:i + 2]] for i in range(0, 5, 2)]
-    listing = FolderListing(pages)
-    assert [o.name for o in listing.take("r/ab-c/") or []] == ["r/ab-c/p/x"]
-    assert [o.name for o in listing.take("r/ab/") or []] == ["r/ab/p/x", "r/ab/q/y"]
-    assert listing.take("r/ab.c/") is None  # passed: the caller must list it itself
-    assert [o.name for o in listing.take("r/ab0/") or []] == ["r/ab0/p/x"]
-    assert listing.take("r/zz/") == []
-
-
-def test_streams_read_every_field_the_policy_reads() -> None:
-    assert set(PROJECT_FIELDS) == set(_ProjectFields.model_fields)
-    assert set(JOB_FIELDS) == set(_JobFields.model_fields) | {"userId"}
-
-
-def test_user_group_keeps_equal_users_together() -> None:
-    stream = [_doc("1", "u"), _doc("2", "u"), _doc("3", "v")]
-    assert [len(g.documents) for g in user_groups([stream[:1], stream[1:]])] == [2, 1]
-    assert UserGroup("u", []).user == "u"
 
 
 def test_a_sweep_that_keeps_no_reports_counts_the_same(world: World, make_engine: Make) -> None:

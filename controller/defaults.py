@@ -1,0 +1,26 @@
+"""Every default, defined once: the CR spec, the CLI, `watch` and the engine take them from
+here (the CRD repeats them for `kubectl explain`; a test holds the two together)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+DATABASE = "(default)"
+PROJECTS_COLLECTION = "reel_maker_projects"
+JOBS_COLLECTION = "reel_maker_jobs"
+ROOT_PREFIX = "reel-maker"
+
+STALE_TIMEOUT = timedelta(minutes=30)
+SETTLE = timedelta(seconds=30)
+SWEEP_INTERVAL = timedelta(minutes=30)
+STALE_INTERVAL = timedelta(minutes=5)
+CONCURRENCY = 8
+RATE_LIMIT = 500.0
+
+HEARTBEAT_INTERVAL = timedelta(seconds=5)
+SILENCE_THRESHOLD = timedelta(seconds=30)
+RESUBSCRIBE_INTERVAL = timedelta(minutes=30)
+HEARTBEAT_COLLECTION = "reel_reconciler_heartbeats"
+
+METRICS_PORT = 9102
+HEALTH_PORT = 8080

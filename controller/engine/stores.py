@@ -1,0 +1,50 @@
+"""What reconciling needs of the two stores: the adapters in `controller.stores` provide it
+against Firestore and GCS, and the engine's unit tests against memory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from controller.model import ObjectInfo
+from controller.stores import RequestLog
+from controller.stores.firestore import Document
+
+
+class ProjectStore(Protocol):
+    """Projects and their jobs; every write is guarded by the update time it was decided on."""
+
+    requests: RequestLog
+
+    def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
+        """The existing ones among `project_ids`."""
+        ...
+
+    def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
+        """Every job of each project, in id order."""
+        ...
+
+    def update_project(self, project_id: str, fields: Mapping[str, Any],
+                       read_update_time: datetime) -> datetime:
+        """Raises Conflict if the document changed since `read_update_time`."""
+        ...
+
+    def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
+                        ) -> None:
+        """All or nothing; raises Conflict if any document changed since its read."""
+        ...
+
+
+class ObjectStore(Protocol):
+    """The bucket, read only."""
+
+    requests: RequestLog
+
+    def list_prefix(self, prefix: str) -> list[ObjectInfo]:
+        """Every object under `prefix`."""
+        ...
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        """One object's metadata, or None if it does not exist."""
+        ...

@@ -1,0 +1,180 @@
+"""The engine's batch pipeline on stores in memory: one project is a batch of one, one conflict
+loop, one outage short-circuit, each project's own duration, every write guarded."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from controller.config import Settings
+from controller.engine.reconcile import Pipeline, Prefetched
+from controller.engine.recorder import Recorder
+from controller.model import Action, Report, Trigger
+from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
+
+NOW = EPOCH + timedelta(days=1)
+ROOT = "reel-maker"
+
+
+class Kept(Recorder):
+    """Keeps what the pipeline records (the metrics and logs are the recorder's own tests)."""
+
+    def __init__(self) -> None:
+        super().__init__("memory")
+        self.seen: list[tuple[Report, float]] = []
+
+    def record(self, report: Report, trigger: Trigger, seconds: float) -> None:
+        super().record(report, trigger, seconds)
+        self.seen.append((report, seconds))
+
+
+def clip(project_id: str, i: int) -> str:
+    return f"{ROOT}/u1/{project_id}/raw/job-{project_id}/prompt-{i:02d}/clip.mp4"
+
+
+def stuck(projects: MemoryProjects, objects: MemoryObjects, project_id: str) -> None:
+    """Generating for ever: its job failed, both clips are in the bucket, none in the doc."""
+    projects.put_project(project_id, {
+        "userId": "u1", "title": "t", "status": "generating", "durationSeconds": 8,
+        "promptList": ["a", "b"], "clipFilenames": []})
+    projects.put_job(f"job-{project_id}", {
+        "projectId": project_id, "userId": "u1", "status": "failed", "promptCount": 2,
+        "createdAt": EPOCH, "updatedAt": EPOCH})
+    for i in range(2):
+        objects.put(clip(project_id, i))
+
+
+def pipeline(**overrides: Any) -> tuple[Pipeline, MemoryProjects, MemoryObjects, Kept]:
+    settings = Settings(bucket="reels", root_prefix=ROOT, settle="0s", **overrides)
+    projects, objects, kept = MemoryProjects(), MemoryObjects(), Kept()
+    return Pipeline(settings, projects, objects, kept, clock=lambda: NOW), projects, objects, kept
+
+
+def test_one_project_is_a_batch_of_one() -> None:
+    engine, projects, objects, kept = pipeline()
+    stuck(projects, objects, "p1")
+    report = engine.reconcile("p1", Trigger.CLI)
+    assert report.action is Action.CORRECTED and report.corrected_status == "ready"
+    assert projects.projects["p1"].data is not None
+    assert projects.projects["p1"].data["clipFilenames"] == [clip("p1", 0), clip("p1", 1)]
+    assert projects.requests.by_op() == {"get_projects": 1, "query_jobs": 1,
+                                         "update_project": 1}
+    assert [r.project_id for r, _ in kept.seen] == ["p1"]
+    assert engine.reconcile("p1", Trigger.CLI).action is Action.NO_CHANGE
+
+
+def test_a_burst_is_read_in_one_batch_and_written_in_one_commit() -> None:
+    engine, projects, objects, _ = pipeline()
+    ids = [f"p{i}" for i in range(5)]
+    for project_id in ids:
+        stuck(projects, objects, project_id)
+    reports = engine.reconcile_many([*ids, "p0"], Trigger.LISTENER)
+    assert [r.project_id for r in reports] == ids, "one report per project, in order"
+    assert {r.action for r in reports} == {Action.CORRECTED}
+    assert projects.requests.by_op() == {"get_projects": 1, "query_jobs": 1,
+                                         "update_projects": 1}
+
+
+def test_a_stale_read_is_read_again_and_decided_again_then_written() -> None:
+    engine, projects, objects, _ = pipeline()
+    ids = ["p0", "p1", "p2"]
+    for project_id in ids:
+        stuck(projects, objects, project_id)
+    renamed = False
+
+    def app_renames_p1() -> None:
+        nonlocal renamed
+        if not renamed:
+            renamed = True
+            data = dict(projects.projects["p1"].data or {})
+            projects.put_project("p1", {**data, "title": "renamed by the app"})
+
+    projects.before_commit = app_renames_p1
+    reports = engine.reconcile_many(ids, Trigger.LISTENER)
+    assert [(r.action, r.attempts) for r in reports] == [
+        (Action.CORRECTED, 1), (Action.CORRECTED, 2), (Action.CORRECTED, 1)]
+    p1 = projects.projects["p1"].data or {}
+    assert p1["title"] == "renamed by the app" and p1["status"] == "ready"
+    made = projects.requests.by_op()
+    assert made["get_projects"] == 2 and made["update_projects"] == 1
+    assert made["update_project"] == 3 + 1  # one by one after the failed commit, then p1 again
+
+
+def test_a_project_that_keeps_changing_is_given_up_after_max_attempts() -> None:
+    engine, projects, objects, kept = pipeline(max_attempts=3)
+    stuck(projects, objects, "p1")
+
+    def app_writes_again() -> None:
+        data = dict(projects.projects["p1"].data or {})
+        projects.put_project("p1", {**data, "title": f"edit {len(projects.writes)}"})
+
+    projects.before_commit = app_writes_again
+    report = engine.reconcile("p1", Trigger.CLI)
+    assert report.action is Action.CONFLICT and report.attempts == 3
+    assert projects.writes == []
+    assert projects.requests.by_op()["get_projects"] == 3
+    assert [r.action for r, _ in kept.seen] == [Action.CONFLICT]
+
+
+def test_an_outage_stops_the_batch_after_the_first_project() -> None:
+    engine, projects, objects, kept = pipeline()
+    ids = [f"p{i}" for i in range(4)]
+    for project_id in ids:
+        stuck(projects, objects, project_id)
+    objects.down = True
+    reports = engine.reconcile_many(ids, Trigger.LISTENER)
+    assert [r.action for r in reports] == [Action.ERROR] * 4
+    assert all(r.unreachable for r in reports)
+    assert ["not attempted" in (r.error or "") for r in reports] == [False, True, True, True]
+    assert objects.requests.by_op() == {"list": 1}
+    assert projects.writes == [] and len(kept.seen) == 4
+
+
+def test_a_failed_read_fails_the_whole_batch_and_writes_nothing() -> None:
+    engine, projects, objects, _ = pipeline()
+    for project_id in ("p0", "p1"):
+        stuck(projects, objects, project_id)
+    projects.down = True
+    reports = engine.reconcile_many(["p0", "p1"], Trigger.LISTENER)
+    assert [(r.action, bool(r.unreachable)) for r in reports] == [(Action.ERROR, True)] * 2
+    assert objects.requests.total() == 0
+
+
+def test_each_project_records_its_own_duration() -> None:
+    engine, projects, objects, kept = pipeline()
+    for project_id in ("fast", "slow"):
+        stuck(projects, objects, project_id)
+    projects.put_project("calm", {"userId": "u1", "status": "draft", "promptList": ["a"],
+                                  "clipFilenames": [None]})
+    objects.slow[f"{ROOT}/u1/slow/"] = 0.3
+    engine.reconcile_many(["calm", "slow", "fast"], Trigger.LISTENER)
+    seconds = {report.project_id: taken for report, taken in kept.seen}
+    assert seconds["calm"] < 0.1, "a project decided before the slow listing waits for it"
+    assert seconds["slow"] >= 0.3 and seconds["fast"] >= 0.3  # written in the same commit
+
+
+def test_dry_run_and_the_sweeps_reads_write_nothing() -> None:
+    engine, projects, objects, _ = pipeline()
+    stuck(projects, objects, "p1")
+    doc = projects.projects["p1"]
+    listed = tuple(objects.list_prefix(f"{ROOT}/u1/p1/"))
+    jobs = projects.jobs_of_projects(["p1"])["p1"]
+    before = projects.requests.total(), objects.requests.total()
+    [report] = engine.reconcile_read([("p1", doc, Prefetched(jobs=jobs, objects=listed))],
+                                     Trigger.SWEEP, dry_run=True)
+    assert report.action is Action.DRIFT
+    assert (projects.requests.total(), objects.requests.total()) == before
+    assert projects.writes == []
+
+
+@pytest.mark.parametrize("missing", [True, False])
+def test_a_missing_document_is_an_error_not_a_write(missing: bool) -> None:
+    engine, projects, objects, _ = pipeline()
+    stuck(projects, objects, "p1")
+    ids = ["gone", "p1"] if missing else ["p1"]
+    reports = engine.reconcile_many(ids, Trigger.CLI)
+    if missing:
+        assert reports[0].action is Action.ERROR and "not found" in (reports[0].error or "")
+    assert reports[-1].action is Action.CORRECTED

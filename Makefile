@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test prereqs unit integration lint venv clean bench bench-listener soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ bench: $(STAMP)
 bench-listener: $(STAMP)
 	$(BIN)/python -m bench.listener_path $(BENCH_ARGS)
 
+## Deletion-to-correction latency through GCS notifications (Pub/Sub emulator), sweep off.
+bench-notifications: $(STAMP)
+	$(BIN)/python -m bench.notifications $(BENCH_ARGS)
+
 ## The soak: `watch` beside the app simulator under faults, judged from the recorded history
 ## of every document. SOAK_DURATION seconds (default 600); not part of `make test`.
 SOAK_DURATION ?= 600
@@ -68,6 +72,7 @@ lint: $(STAMP)
 ## What `make test` needs from the machine, checked before anything is built: the first
 ## missing one stops make with one line saying how to get it.
 FIRESTORE_EMULATOR_LAUNCHER ?= /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator
+PUBSUB_EMULATOR_LAUNCHER ?= /usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
 missing = $(error missing prerequisite: $(1))
 prereqs:
 	$(if $(shell $(PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo ok),,$(call missing,$(PYTHON) >= 3.11 with venv (Debian packages python3 and python3-venv: apt-get install python3 python3-venv)))
@@ -75,7 +80,8 @@ prereqs:
 	$(if $(shell command -v java 2>/dev/null),,$(call missing,java 17+ for the Firestore emulator (Debian package default-jre-headless: apt-get install default-jre-headless)))
 	$(if $(shell command -v promtool 2>/dev/null),,$(call missing,promtool (Debian package prometheus: apt-get install prometheus)))
 	$(if $(wildcard $(FIRESTORE_EMULATOR_LAUNCHER)),,$(call missing,Google's Firestore emulator at $(FIRESTORE_EMULATOR_LAUNCHER) (gcloud components install cloud-firestore-emulator; or set FIRESTORE_EMULATOR_LAUNCHER)))
-	@echo "prerequisites: python, go, java, promtool and the Firestore emulator are here"
+	$(if $(wildcard $(PUBSUB_EMULATOR_LAUNCHER)),,$(call missing,Google's Pub/Sub emulator at $(PUBSUB_EMULATOR_LAUNCHER) (gcloud components install pubsub-emulator; or set PUBSUB_EMULATOR_LAUNCHER)))
+	@echo "prerequisites: python, go, java, promtool and the Firestore and Pub/Sub emulators are here"
 
 ## The whole suite: lint, type check, then every test against the real emulators and the
 ## control plane. The control plane is built here, never inside a test's timeout.

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import os
+import re
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -19,7 +21,15 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from controller import __version__, defaults
-from controller.config import ConfigError, Settings, flag_for, load_settings, parse_duration
+from controller.config import (
+    SUBSCRIPTION_ENV,
+    SUBSCRIPTION_PATTERN,
+    ConfigError,
+    Settings,
+    flag_for,
+    load_settings,
+    parse_duration,
+)
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
 from controller.logs import add_log_arguments, setup_logging
@@ -89,6 +99,11 @@ def _add_watch(commands: Any) -> None:
                        help="every project is swept this often (default: 30m)")
     watch.add_argument("--stale-interval", metavar="DURATION", default=None,
                        help="stale jobs are looked for this often (default: 5m)")
+    watch.add_argument("--notifications-subscription", metavar="PATH",
+                       default=None,
+                       help="Pub/Sub subscription on the bucket's notification topic, "
+                       "projects/P/subscriptions/S: storage changes heal at once instead of at "
+                       "the next sweep (default: REEL_NOTIFICATIONS_SUBSCRIPTION; none)")
     watch.add_argument("--metrics-port", type=port_number, default=defaults.METRICS_PORT,
                        metavar="PORT", help="port of /metrics and /readyz (default: %(default)s)")
 
@@ -133,10 +148,18 @@ def _watch(args: argparse.Namespace) -> int:
             intervals[flag] = None if value is None else parse_duration(value)
         except ValueError as exc:
             return fail(invalid(flag, str(exc), value))
+    subscription, where = args.notifications_subscription, "--notifications-subscription"
+    if subscription is None:
+        where = SUBSCRIPTION_ENV
+        subscription = os.environ.get(SUBSCRIPTION_ENV) or None
+    if subscription is not None and not re.fullmatch(SUBSCRIPTION_PATTERN, subscription):
+        return fail(invalid(where, "expected projects/PROJECT/subscriptions/NAME",
+                            subscription))
     try:
         run_watch(_settings(args), WatchOptions(
             mode=args.mode, sweep_interval=intervals["--sweep-interval"],
-            stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port))
+            stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port,
+            notifications_subscription=subscription))
     except ConfigError as exc:
         return fail(str(exc))
     return EXIT_OK

@@ -230,9 +230,20 @@ class FirestoreSpec(_SpecPart):
                                  min_length=1)
 
 
+SUBSCRIPTION_PATTERN = r"^projects/[^/]+/subscriptions/[^/]+$"
+SUBSCRIPTION_ENV = "REEL_NOTIFICATIONS_SUBSCRIPTION"
+
+
+class NotificationsSpec(_SpecPart):
+    subscription: str = Field(pattern=SUBSCRIPTION_PATTERN)
+    """The Pub/Sub subscription on the bucket's notification topic."""
+
+
 class StorageSpec(_SpecPart):
     bucket: str = Field(min_length=3, max_length=222)
     root_prefix: str = Field(default=defaults.ROOT_PREFIX, alias="rootPrefix", min_length=1)
+    notifications: NotificationsSpec | None = None
+    """GCS object notifications; None: storage changes are found by sweeps only."""
 
 
 class SweepSpec(_SpecPart):

@@ -23,6 +23,10 @@ GCS_REQUESTS_TOTAL = Counter(f"{PREFIX}gcs_requests_total", "GCS requests by ope
                              [R, "op", "outcome"])
 FIRESTORE_REQUESTS_TOTAL = Counter(f"{PREFIX}firestore_requests_total",
                                    "Firestore requests by operation", [R, "op", "outcome"])
+NOTIFICATIONS_TOTAL = Counter(
+    f"{PREFIX}notifications_total",
+    "GCS notifications received, by event type and what became of them",
+    [R, "event_type", "outcome"])
 RECOVERED_VIDEO_SECONDS_TOTAL = Counter(
     f"{PREFIX}recovered_video_seconds_total",
     "Seconds of video restored from GCS instead of regenerated", [R])
@@ -31,6 +35,10 @@ RECONCILE_DURATION_SECONDS = Histogram(f"{PREFIX}reconcile_duration_seconds",
                                        "Time to reconcile one project", [R, "trigger"],
                                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                                                 30))
+TIME_TO_HEAL_SECONDS = Histogram(
+    f"{PREFIX}time_to_heal_seconds",
+    "From when a project went wrong to its correction, by drift kind", [R, "kind"],
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400))
 SWEEP_DURATION_SECONDS = Histogram(f"{PREFIX}sweep_duration_seconds", "Time of a full sweep",
                                    [R], buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600))
 
@@ -46,6 +54,7 @@ LAST_SWEEP_TIMESTAMP = Gauge(f"{PREFIX}last_sweep_timestamp_seconds",
 QUEUE_DEPTH = Gauge(f"{PREFIX}queue_depth", "Project ids waiting in the work queue", [R])
 
 LISTENERS = ("projects", "jobs", "heartbeat")
+"""The Firestore listeners; `notifications` joins them where a subscription is set."""
 RESTART_REASONS = ("callback_error", "closed", "silence", "scheduled")
 _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
     (RECONCILE_TOTAL, (R, "trigger", "action")),
@@ -56,7 +65,9 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (GCS_REQUESTS_TOTAL, (R, "op", "outcome")),
     (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
+    (NOTIFICATIONS_TOTAL, (R, "event_type", "outcome")),
     (RECONCILE_DURATION_SECONDS, (R, "trigger")),
+    (TIME_TO_HEAL_SECONDS, (R, "kind")),
     (SWEEP_DURATION_SECONDS, (R,)),
     (PROJECTS, (R, "status")),
     (PROJECTS_DRIFTED, (R,)),

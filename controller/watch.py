@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from controller import defaults
 from controller.config import ConfigError, ReconcilerSpec, Settings
 from controller.runtime import ReconcilerRuntime
 from controller.runtime.server import start_server
@@ -30,16 +31,21 @@ class WatchOptions:
     mode: Literal["Enforce", "Observe"] = "Enforce"
     sweep_interval: timedelta | None = None
     stale_interval: timedelta | None = None
-    metrics_port: int = 9102
+    metrics_port: int = defaults.METRICS_PORT
     metrics_host: str = "0.0.0.0"
+    notifications_subscription: str | None = None
 
     def spec(self, settings: Settings) -> ReconcilerSpec:
         """The spec a ReelReconciler with these settings would have."""
+        storage: dict[str, object] = {"bucket": settings.bucket,
+                                      "rootPrefix": settings.root_prefix}
+        if self.notifications_subscription is not None:
+            storage["notifications"] = {"subscription": self.notifications_subscription}
         body: dict[str, object] = {
             "firestore": {"project": settings.gcp_project, "database": settings.database,
                           "projectsCollection": settings.projects_collection,
                           "jobsCollection": settings.jobs_collection},
-            "storage": {"bucket": settings.bucket, "rootPrefix": settings.root_prefix},
+            "storage": storage,
             "mode": self.mode, "settle": settings.settle, "concurrency": settings.concurrency,
         }
         stale_jobs: dict[str, object] = {"timeout": settings.stale_timeout}

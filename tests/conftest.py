@@ -1,4 +1,5 @@
-"""Session fixtures: Google's Firestore emulator and fake-gcs-server, started for real.
+"""Session fixtures: Google's Firestore and Pub/Sub emulators and fake-gcs-server, started
+for real.
 
 A missing prerequisite fails the tests that need it, with a message naming what to
 install; nothing is skipped silently.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,15 @@ from controller.config import Settings
 from controller.engine import Engine
 from controller.stores.firestore import FirestoreStore
 from controller.stores.gcs import GcsStore
-from tests.support.emulators import Emulators, MissingPrerequisite, running_emulators
+from tests.support.emulators import (
+    Emulator,
+    Emulators,
+    MissingPrerequisite,
+    fake_gcs_server,
+    pubsub_emulator,
+    running_emulators,
+)
+from tests.support.notifications import Notifications
 from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parent.parent
@@ -32,6 +42,39 @@ def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
             yield running
     except MissingPrerequisite as exc:
         pytest.fail(f"missing prerequisite: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pubsub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """Google's Pub/Sub emulator, for GCS object notifications."""
+    try:
+        emulator = pubsub_emulator(tmp_path_factory.mktemp("pubsub"))
+    except MissingPrerequisite as exc:
+        pytest.fail(str(exc), pytrace=False)
+    emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture
+def notified(emulators: Emulators, pubsub: Emulator, tmp_path: Path,
+             monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[World, Notifications]]:
+    """A world whose storage publishes its changes: a fake-gcs-server of its own sending
+    finalize and delete events to a fresh topic, and a subscription on it."""
+    suffix = uuid.uuid4().hex[:8]
+    notes = Notifications(pubsub, emulators.gcp_project, f"objects-{suffix}",
+                          f"reel-{suffix}")
+    notes.create_topic()
+    notes.create_subscription()
+    gcs = fake_gcs_server(tmp_path, events=(pubsub, notes.project, notes.topic))
+    gcs.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{gcs.host}")
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub.host)
+    emulators.reset_firestore()
+    try:
+        yield World.create(emulators.gcp_project), notes
+    finally:
+        gcs.stop()
 
 
 @pytest.fixture

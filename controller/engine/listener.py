@@ -17,15 +17,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 
+from google.api_core import exceptions as gexc
+
 from controller import defaults, metrics
 from controller.backoff import backoff
 from controller.stores import StoreError
 from controller.stores.changefeed import Change, ChangeFeed, OnChanges
 from controller.stores.firestore import FirestoreStore
+from controller.stores.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
-PROJECTS, JOBS, HEARTBEAT = "projects", "jobs", "heartbeat"
+PROJECTS, JOBS, HEARTBEAT, NOTIFICATIONS = "projects", "jobs", "heartbeat", "notifications"
+CONNECTING = "connecting"
+NOTIFICATIONS_GRACE = 3.0
+"""Seconds a new pull must run without error to count as healthy: a missing subscription
+fails it within one round trip."""
 
 Enqueue = Callable[[list[str]], None]
 OpenFeed = Callable[[OnChanges], ChangeFeed]
@@ -111,11 +118,13 @@ class WatchdogSettings:
 
 
 class ListenerSet:
-    """The projects and jobs listeners of one reconciler, plus its heartbeat and watchdog."""
+    """The projects and jobs listeners of one reconciler, plus its heartbeat and watchdog,
+    and the storage notifications' subscription when there is one."""
 
     def __init__(self, store: FirestoreStore, enqueue: Enqueue, reconciler: str,
                  heartbeat_collection: str = defaults.HEARTBEAT_COLLECTION,
-                 settings: WatchdogSettings | None = None) -> None:
+                 settings: WatchdogSettings | None = None,
+                 notifications: Subscription | None = None) -> None:
         self.store = store
         self.reconciler = reconciler
         self.settings = settings or WatchdogSettings()
@@ -131,18 +140,37 @@ class ListenerSet:
         self._beats = 0
         self._restarts = 0
         self._next_restart_at = 0.0
-        self.healthy = False
+        self._firestore_up = False
+        self.notifications = notifications
+        self.notifications_problem: str | None = None
+        """Why the subscription is not pulling (`subscription_missing`, `subscription_failed`,
+        `connecting`), or None while it is."""
+        self._notification_restarts = 0
+        self._next_notification_restart = 0.0
+
+    @property
+    def healthy(self) -> bool:
+        return self._firestore_up and self.notifications_problem is None
+
+    @property
+    def firestore_up(self) -> bool:
+        return self._firestore_up
 
     def start(self) -> None:
         with self._lock:
             for listener in self.listeners:
                 listener.start()
+            if self.notifications is not None:
+                self.notifications.start()
+                self._notifications_up(CONNECTING)
         self._set_up(False)  # healthy once the heartbeat listener has heard something
 
     def stop(self) -> None:
         with self._lock:
             for listener in self.listeners:
                 listener.stop()
+            if self.notifications is not None:
+                self.notifications.stop()
         self._set_up(False)
 
     def beat(self) -> None:
@@ -153,11 +181,50 @@ class ListenerSet:
                                                self._beats, self._heartbeat_time)
 
     def check(self, now: float | None = None) -> str | None:
-        """Restart the listeners when one is closed, failed, silent or due; returns the reason."""
+        """Restart the listeners when one is closed, failed, silent or due, and the
+        subscription when it stopped pulling; returns the reason of a restart."""
         now = time.time() if now is None else now
+        firestore = self._check_firestore(now)
+        notifications = self._check_notifications(now)
+        return firestore or notifications
+
+    def _check_notifications(self, now: float) -> str | None:
+        """A pull that has run a while without error is healthy; one that ended (a missing
+        subscription ends it at once) is started again with its own backoff."""
+        subscription = self.notifications
+        if subscription is None:
+            return None
+        if not subscription.closed and subscription.error is None:
+            if now - subscription.started_at >= NOTIFICATIONS_GRACE:
+                self._notifications_up(None)
+                self._notification_restarts = 0
+            return None
+        problem = ("subscription_missing" if isinstance(subscription.error, gexc.NotFound)
+                   else "subscription_failed")
+        self._notifications_up(problem)
+        if now < self._next_notification_restart:
+            return None
+        self._notification_restarts += 1
+        delay = backoff(self._notification_restarts, self.settings.backoff_base,
+                        self.settings.backoff_max)
+        self._next_notification_restart = now + delay
+        log.warning("restarting the notification subscription", extra={
+            "reconciler": self.reconciler, "subscription": subscription.path,
+            "reason": problem, "error": str(subscription.error), "backoffSeconds": delay})
+        metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, NOTIFICATIONS, problem).inc()
+        with self._lock:
+            subscription.stop()
+            subscription.start()
+        return problem
+
+    def _notifications_up(self, problem: str | None) -> None:
+        self.notifications_problem = problem
+        metrics.LISTENER_UP.labels(self.reconciler, NOTIFICATIONS).set(0 if problem else 1)
+
+    def _check_firestore(self, now: float) -> str | None:
         reason = self._restart_reason(now)
         if reason is None:
-            if not self.healthy and self._heard_heartbeat_since_start():
+            if not self._firestore_up and self._heard_heartbeat_since_start():
                 self._set_up(True)
                 self._restarts = 0
             return None
@@ -197,7 +264,7 @@ class ListenerSet:
         return heartbeat.last_event >= heartbeat.started_at
 
     def _set_up(self, up: bool) -> None:
-        self.healthy = up
+        self._firestore_up = up
         for listener in self.listeners:
             metrics.LISTENER_UP.labels(self.reconciler, listener.name).set(1 if up else 0)
 

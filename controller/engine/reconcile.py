@@ -55,6 +55,8 @@ class Prefetched:
     """Every job of the project, in id order (as the store's per-project query returns them)."""
     objects: Sequence[ObjectInfo] | None = None
     """Every object under the project's prefix (a complete listing)."""
+    changed_at: datetime | None = None
+    """When a storage notification said an object of the project changed."""
 
 
 Read = Sequence[tuple[str, Document | None, Prefetched | None]]
@@ -73,7 +75,8 @@ class Correction:
 class Outcomes:
     """A batch's reports as they become known, when each did, and the outage that ends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, changed_at: Mapping[str, datetime] | None = None) -> None:
+        self.changed_at = changed_at or {}
         self.reports: dict[str, Report] = {}
         self.known_at: dict[str, float] = {}
         self.outage: str | None = None
@@ -125,13 +128,15 @@ class Pipeline:
         return self.reconcile_many([project_id], trigger, dry_run)[0]
 
     def reconcile_many(self, project_ids: Sequence[str], trigger: Trigger,
-                       dry_run: bool = False) -> list[Report]:
+                       dry_run: bool = False,
+                       changed_at: Mapping[str, datetime] | None = None) -> list[Report]:
         """Projects read together: their documents in one read, their jobs in one query per
         few dozen; listings stay per project. A failed read fails the whole batch (the queue
-        retries it). One report per distinct id, in the order given."""
+        retries it). One report per distinct id, in the order given. `changed_at`: when
+        storage notifications said the projects' objects changed."""
         ids = list(dict.fromkeys(project_ids))
         started = time.monotonic()
-        outcomes = Outcomes()
+        outcomes = Outcomes(changed_at or {})
         read = self._read(ids, outcomes, attempt=1)
         return self._run(read, trigger, dry_run, started, outcomes, ids)
 
@@ -174,7 +179,9 @@ class Pipeline:
             for project_id in ids:
                 outcomes.set(store_failure(project_id, exc, attempt))
             return []
-        return [(project_id, documents.get(project_id), Prefetched(jobs=jobs.get(project_id)))
+        return [(project_id, documents.get(project_id),
+                 Prefetched(jobs=jobs.get(project_id),
+                            changed_at=outcomes.changed_at.get(project_id)))
                 for project_id in ids]
 
     def _decide_all(self, read: Read, trigger: Trigger, dry_run: bool, attempt: int,
@@ -285,7 +292,8 @@ class Pipeline:
                         else self.gcs.list_prefix(prefix))
         outside = {name: self.gcs.stat(name) for name in sorted(outside_names(project, prefix))}
         return Observation(project=project, jobs=jobs, objects=objects, outside=outside,
-                           now=self.clock(), forced=trigger.forced, invalid_jobs=invalid_jobs)
+                           now=self.clock(), forced=trigger.forced, invalid_jobs=invalid_jobs,
+                           changed_at=known.changed_at)
 
 
 class Engine(Pipeline):

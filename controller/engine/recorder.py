@@ -29,6 +29,9 @@ class Recorder:
             metrics.DRIFT_DETECTED_TOTAL.labels(r, kind.value).inc()
             if report.action is Action.CORRECTED:
                 metrics.CORRECTIONS_TOTAL.labels(r, kind.value).inc()
+                if report.heal_seconds is not None:
+                    metrics.TIME_TO_HEAL_SECONDS.labels(r, kind.value).observe(
+                        report.heal_seconds)
         if report.action is Action.CORRECTED:
             metrics.RECOVERED_VIDEO_SECONDS_TOTAL.labels(r).inc(report.recovered_video_seconds)
         quiet = report.action in (Action.NO_CHANGE, Action.SKIPPED) and not report.drift_kinds
@@ -48,4 +51,5 @@ class Recorder:
                 "correctedStatus": report.corrected_status,
                 "missingClips": len(report.missing_clips),
                 "restoredClips": len(report.restored_clips),
+                "healSeconds": report.heal_seconds,
                 "drift": [kind.value for kind in report.drift_kinds]})

@@ -112,9 +112,22 @@ class Supervisor:
     async def _publish_listeners(self, restarted: str | None) -> None:
         if self.runtime is None:
             return
+        listeners = self.runtime.listeners
+        problem = listeners.notifications_problem if listeners is not None else None
         if self.runtime.healthy:
-            changed = self.status.set("ListenerHealthy", True, "Listening",
-                                      "projects, jobs and heartbeat listeners are live")
+            live = "projects, jobs and heartbeat listeners are live"
+            if listeners is not None and listeners.notifications is not None:
+                live += ", and the notification subscription is pulling"
+            changed = self.status.set("ListenerHealthy", True, "Listening", live)
+        elif problem is not None and self.runtime.listeners_live:
+            reason = {"subscription_missing": "SubscriptionMissing",
+                      "connecting": "SubscriptionConnecting"}.get(problem, "SubscriptionFailed")
+            subscription = listeners.notifications if listeners is not None else None
+            where = subscription.path if subscription is not None else "the subscription"
+            error = subscription.error if subscription is not None else None
+            changed = self.status.set(
+                "ListenerHealthy", False, reason,
+                f"{where}: {error or 'connecting'}; retried with backoff")
         else:
             reason = {"silence": "HeartbeatSilent", "closed": "ListenerClosed",
                       "callback_error": "CallbackFailed", "scheduled": "Resubscribing"}.get(

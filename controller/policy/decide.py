@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from controller.model import (
@@ -83,6 +83,21 @@ def hold_reason(observation: Observation, settings: PolicySettings) -> Hold | No
     return None
 
 
+def went_wrong_at(observation: Observation, drift: list[DriftKind]) -> datetime:
+    """When the project went wrong, as far as the reads tell: for a project stuck
+    generating or stitching, its newest job's last sign of life; for a change a storage
+    notification announced, that event's time; otherwise the document's last write."""
+    project = observation.project
+    if {DriftKind.STUCK_GENERATING, DriftKind.STUCK_STITCHING} & set(drift) and observation.jobs:
+        newest = max(observation.jobs, key=lambda job: (job.created, job.id))
+        sign = newest.last_sign_of_life
+        if sign is not None:
+            return sign
+    if observation.changed_at is not None:
+        return observation.changed_at
+    return project.update_time
+
+
 def decide(observation: Observation, settings: PolicySettings) -> Plan:
     """Apply the policy to one project; the result is a fixed point (D5)."""
     hold = hold_reason(observation, settings) if settings.hands_off else None
@@ -143,6 +158,10 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
     if stale:
         drift.append(DriftKind.STALE_JOB)
 
+    heal = None
+    if update:
+        wrong_for = observation.now - went_wrong_at(observation, drift)
+        heal = round(max(0.0, wrong_for.total_seconds()), 3)
     report = Report(
         project_id=project.id,
         original_status=project.status,
@@ -158,6 +177,7 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
         restored_stitched=reel.name if reel is not None else None,
         stale_jobs=stale,
         recovered_video_seconds=len(restored) * (project.duration_seconds or 0),
+        heal_seconds=heal,
     )
     if not update:
         return Plan(update=None, report=report)
@@ -170,6 +190,7 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
         "restoredClips": len(restored),
         "missingClips": len(missing),
         "basedOn": project.update_time,
+        "healSeconds": report.heal_seconds,
     }
     if previous_error is not None:
         summary["previousErrorInfo"] = previous_error

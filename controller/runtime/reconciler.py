@@ -8,17 +8,20 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 from controller import metrics
 from controller.config import ReconcilerSpec, Settings
 from controller.engine import Engine, StaleCleanup, SweepResult, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
 from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
+from controller.engine.notification import ChangeTimes, route
 from controller.engine.queue import WorkQueue
-from controller.model import Action, Report
+from controller.model import Action, Location, Report
+from controller.stores.subscription import Subscription
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class ReconcilerRuntime:
         self.started_at = time.time()
         self.last_sweep_at: float | None = None
         self.sweep_lock = asyncio.Lock()
+        self.changes = ChangeTimes()
+        """When notified changes happened, for the time to heal of the projects queued."""
         self._stopping = asyncio.Event()
         self._timers: list[asyncio.Task[None]] = []
 
@@ -86,13 +91,17 @@ class ReconcilerRuntime:
                           reconciler=self.label)
         queue.start()
         timing = self.spec.listeners
+        notifications = self.spec.storage.notifications
+        subscription = None if notifications is None else Subscription(
+            notifications.subscription, partial(self._notified, engine.policy.location, queue))
         listeners = ListenerSet(
             engine.firestore, queue.add_threadsafe, self.label,
             heartbeat_collection=timing.heartbeat_collection,
             settings=WatchdogSettings(
                 heartbeat_interval=timing.heartbeat_interval.total_seconds(),
                 silence_threshold=timing.silence_threshold.total_seconds(),
-                resubscribe_every=timing.resubscribe_interval.total_seconds()))
+                resubscribe_every=timing.resubscribe_interval.total_seconds()),
+            notifications=subscription)
         await asyncio.to_thread(listeners.start)
         self.engine, self.queue, self.listeners = engine, queue, listeners
         RUNTIMES[self.key] = self
@@ -138,6 +147,19 @@ class ReconcilerRuntime:
             except Exception:
                 log.exception("timer failed", extra={"reconciler": self.label})
 
+    def _notified(self, location: Location, queue: WorkQueue,
+                  attributes: Mapping[str, str]) -> None:
+        """A storage notification, on the subscriber's thread: its project goes to the queue
+        (acked once it is there); any other message is only counted."""
+        routed = route(attributes, location)
+        metrics.NOTIFICATIONS_TOTAL.labels(self.label, routed.event_type,
+                                           routed.outcome.value).inc()
+        if routed.project_id is None:
+            return
+        if routed.changed_at is not None:
+            self.changes.note(routed.project_id, routed.changed_at)
+        queue.add_threadsafe([routed.project_id])
+
     async def _watchdog(self) -> None:
         await self.hooks.on_tick(await self.tick())
 
@@ -150,6 +172,11 @@ class ReconcilerRuntime:
     @property
     def healthy(self) -> bool:
         return self.listeners is not None and self.listeners.healthy
+
+    @property
+    def listeners_live(self) -> bool:
+        """The Firestore listeners are up, whatever the notification subscription's state."""
+        return self.listeners is not None and self.listeners.firestore_up
 
     def ready(self, now: float | None = None) -> bool:
         """Listeners up and a sweep within two intervals (or none due yet)."""
@@ -170,10 +197,13 @@ class ReconcilerRuntime:
         project held only until a window passes (settling, a stitch at work) is queued again
         when it has: nothing else would bring it back before the next sweep."""
         assert self.engine is not None and self.queue is not None
+        changed = self.changes.take(project_ids)
         reports = await asyncio.to_thread(self.engine.reconcile_many, project_ids,
-                                          Trigger.LISTENER, self.spec.observe)
+                                          Trigger.LISTENER, self.spec.observe, changed)
         for report in reports:
             if report.action is Action.SKIPPED and report.retry_after is not None:
+                if report.project_id in changed:
+                    self.changes.note(report.project_id, changed[report.project_id])
                 self.queue.add_after(report.project_id, report.retry_after + HOLD_MARGIN)
         return {r.project_id for r in reports if r.action in (Action.ERROR, Action.CONFLICT)}
 

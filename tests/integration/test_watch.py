@@ -5,56 +5,22 @@ draining on SIGTERM."""
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
 from tests.support.patience import bound
 from tests.support.seed import World
+from tests.support.watching import Watch, start_watch
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Watch:
-    proc: subprocess.Popen[bytes]
-    port: int
-    log: Path
-
-    def logs(self) -> str:
-        return self.log.read_text()[-4000:]
-
-    def get(self, path: str) -> requests.Response:
-        return requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=5)
-
-    def terminate(self, timeout: float = 10) -> tuple[int, float]:
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(bound(timeout))
-        return code, time.monotonic() - started
-
-
-def start_watch(emulators: Emulators, world: World, log: Path, *args: str,
-                port: int | None = None) -> Watch:
-    port = port or free_port()
-    env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "watch", "--metrics-port", str(port),
-             "--log-format", "json", "--log-level", "INFO", *args],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    return Watch(proc, port, log)
 
 
 @pytest.fixture
@@ -62,20 +28,10 @@ def watch(emulators: Emulators, world: World, tmp_path: Path) -> Iterator[Watch]
     running = start_watch(emulators, world, tmp_path / "watch.log", "--settle", "0s",
                           "--sweep-interval", "3s", "--stale-interval", "1h")
     try:
-        wait_for(lambda: running.proc.poll() is None and ready(running), 30,
-                 lambda: f"watch to become ready\n{running.logs()}")
+        running.wait_ready()
         yield running
     finally:
-        if running.proc.poll() is None:
-            running.proc.kill()
-            running.proc.wait(10)
-
-
-def ready(watch: Watch) -> bool:
-    try:
-        return watch.get("/readyz").status_code == 200
-    except requests.ConnectionError:
-        return False
+        running.kill()
 
 
 def test_watch_heals_through_listener_and_sweep_then_drains(watch: Watch, world: World) -> None:
@@ -109,7 +65,7 @@ def test_observe_mode_writes_nothing(emulators: Emulators, world: World, tmp_pat
                           "--sweep-interval", "1s", "--mode", "Observe")
     try:
         wait_for(lambda: metric(running.get("/metrics").text, "reel_reconciler_reconcile_total",
-                                trigger="sweep", action="drift") >= 1 if ready(running)
+                                trigger="sweep", action="drift") >= 1 if running.ready()
                  else False, 30, lambda: f"a sweep reporting drift\n{running.logs()}")
     finally:
         code, _ = running.terminate()

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import storage
 from prometheus_client import start_http_server
 
 from controller.config import ReconcilerSpec
@@ -48,7 +50,9 @@ from tests.monitoring.render_dashboard import (
     render,
     substitute,
 )
-from tests.support.emulators import Emulators, free_port
+from tests.monitoring.test_alerts import ALERTS
+from tests.support.emulators import Emulator, Emulators, fake_gcs_server, free_port
+from tests.support.notifications import Notifications
 from tests.support.patience import bound, wait_for
 from tests.support.seed import World, now
 
@@ -105,7 +109,7 @@ def test_dashboard_covers_every_metric() -> None:
     exprs = " ".join(t.expr for p in panels(load_dashboard()) for t in p.targets)
     names = {m._name for m in vars(metrics).values()
              if hasattr(m, "_name") and hasattr(m, "labels")}
-    assert len(names) == 16
+    assert len(names) == 18
     for name in names:
         # prometheus_client strips `_total` from counter names
         assert re.search(rf"\b{name}(_total|_bucket|_sum|_count)?\{{", exprs), name
@@ -237,10 +241,12 @@ def seed_phase(world: World, tag: str) -> list[str]:
     return burst
 
 
-def run_phase(world: World, live: LiveReconciler, tag: str) -> None:
-    """Listener-driven corrections, an observe sweep, stale jobs, an enforce sweep, an error
-    and a listener restart: each metric of docs/design.md (Metrics) moves."""
+def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
+    """Listener-driven corrections, an observe sweep, stale jobs, an enforce sweep, an error,
+    a listener restart and notifications about another bucket: each metric of
+    docs/design.md (Metrics) moves."""
     engine = live.engine
+    other.blob(f"elsewhere-{tag}.bin").upload_from_string(b"not ours")
     burst = seed_phase(world, tag)
     wait_for(lambda: all(world.project(pid)["status"] == "ready" for pid in burst), 30,
              f"the listener to correct the burst of phase {tag}")
@@ -280,12 +286,39 @@ def metrics_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def live_reconciler(world: World, emulators: Emulators) -> Iterator[LiveReconciler]:
+def neighbour(pubsub: Emulator, emulators: Emulators, tmp_path: Path,
+              monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Notifications, Any]]:
+    """Another storage server whose changes reach the reconciler's subscription: its
+    notifications are about a bucket not the reconciler's, counted and never acted on (the
+    scenario's drift must wait for its sweeps)."""
+    suffix = uuid.uuid4().hex[:8]
+    notes = Notifications(pubsub, emulators.gcp_project, f"objects-{suffix}", f"reel-{suffix}")
+    notes.create_topic()
+    notes.create_subscription()
+    workdir = tmp_path / "neighbour"
+    workdir.mkdir()
+    gcs = fake_gcs_server(workdir, events=(pubsub, notes.project, notes.topic))
+    gcs.start()
+    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub.host)
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    client = storage.Client(project=emulators.gcp_project, credentials=anonymous,
+                            client_options={"api_endpoint": f"http://{gcs.host}"})
+    try:
+        yield notes, client.create_bucket(f"neighbour-{suffix}")
+    finally:
+        gcs.stop()
+
+
+@pytest.fixture
+def live_reconciler(world: World, emulators: Emulators,
+                    neighbour: tuple[Notifications, Any]) -> Iterator[LiveReconciler]:
+    notes, _ = neighbour
     spec = ReconcilerSpec.parse({
         "firestore": {"project": emulators.gcp_project,
                       "projectsCollection": world.projects_collection,
                       "jobsCollection": world.jobs_collection},
-        "storage": {"bucket": world.bucket, "rootPrefix": world.root_prefix},
+        "storage": {"bucket": world.bucket, "rootPrefix": world.root_prefix,
+                    "notifications": {"subscription": notes.path}},
         "settle": "0s", "concurrency": 2, "rateLimit": 2,
         "listeners": {"silenceThreshold": "20s", "heartbeatInterval": "300ms"}})
     live = LiveReconciler(ReconcilerRuntime("monitoring", f"dashboard-{uuid.uuid4().hex[:8]}",
@@ -321,7 +354,8 @@ def check_panels(prometheus: PrometheusServer, found: list[Panel], start: float,
 
 def test_every_panel_shows_data_from_a_real_reconciler(
         prometheus_installed: None, world: World, live_reconciler: LiveReconciler,
-        metrics_endpoint: str, tmp_path: Path) -> None:
+        neighbour: tuple[Notifications, Any], metrics_endpoint: str, tmp_path: Path) -> None:
+    _, other = neighbour
     label = live_reconciler.engine.reconciler
     config = scrape_config(metrics_endpoint, keep_reconciler=label, rule_files=[RULES])
     with running_prometheus(tmp_path / "prometheus", config) as prometheus:
@@ -330,9 +364,9 @@ def test_every_panel_shows_data_from_a_real_reconciler(
         start = time.time() - 2
         # Phase a makes the series appear; phase b, scraped after, makes counters increase
         # where Prometheus can see it (a series born at 3 shows no rate).
-        run_phase(world, live_reconciler, "a")
+        run_phase(world, live_reconciler, "a", other)
         time.sleep(3)
-        run_phase(world, live_reconciler, "b")
+        run_phase(world, live_reconciler, "b", other)
         time.sleep(4)
         end = time.time()
         found = panels(load_dashboard())
@@ -344,7 +378,7 @@ def test_every_panel_shows_data_from_a_real_reconciler(
         # healthy scrape target does not make ReelReconcilerDown pending.
         groups = prometheus.api("rules")["groups"]
         evaluated = {r["name"]: r for g in groups for r in g["rules"]}
-        assert len(evaluated) == 6
+        assert set(evaluated) == ALERTS
         for name, rule in evaluated.items():
             assert rule["health"] == "ok", f"{name}: {rule.get('lastError')}"
         assert evaluated["ReelReconcilerDown"]["state"] == "inactive"

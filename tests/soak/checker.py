@@ -32,11 +32,13 @@ class Timing:
     settle: timedelta
     sweep: timedelta
     stitch: timedelta
+    patience: float = 1.0
+    """The run's scale on waits (tests/support/patience.py): 1 holds the bound as written."""
 
     @property
     def heal_bound(self) -> timedelta:
         """How long a stuck project may wait: it goes stale, a sweep comes, it settles."""
-        return self.stale + self.sweep + self.settle
+        return (self.stale + self.sweep + self.settle) * self.patience
 
 
 @dataclass(frozen=True)
@@ -158,7 +160,7 @@ def check(history: History, timing: Timing, stuck: list[Stuck],
         for write in writes:
             _check_write(verdict, project_id, write, versions, jobs.get(project_id, []),
                          objects, timing)
-        _check_war(verdict, project_id, writes, timing)
+        _check_war(verdict, project_id, writes, versions, timing)
         _check_end(verdict, project_id, versions, jobs.get(project_id, []), end, timing)
     for event in stuck:
         _check_heal(verdict, event, history.versions("projects", event.project_id),
@@ -194,10 +196,30 @@ def _check_write(verdict: Verdict, project_id: str, write: Write, versions: list
             verdict.flag("clip_removed", f"{project_id}: {path} removed while it existed")
 
 
-def _check_war(verdict: Verdict, project_id: str, writes: list[Write], timing: Timing) -> None:
+_BOOKKEEPING = frozenset({"lastReconciliation", "updatedAt"})
+
+
+def _changed(versions: list[Version], version: Version) -> set[str]:
+    """The fields a version changed from the one recorded before it."""
+    at = versions.index(version)
+    before = (versions[at - 1].data or {}) if at else {}
+    after = version.data or {}
+    return {key for key in before.keys() | after.keys()
+            if before.get(key) != after.get(key)} - _BOOKKEEPING
+
+
+def _check_war(verdict: Verdict, project_id: str, writes: list[Write], versions: list[Version],
+               timing: Timing) -> None:
+    """Two writes of ours within a stale timeout that change the same field: we undid our
+    own correction, or fought someone who undid it. A second write that completes the first
+    (a reel uploaded after we gave up on its stitcher) changes other fields: no war."""
     for first, second in itertools.pairwise(writes):
-        if second.at - first.at < timing.stale:
-            verdict.flag("write_war", f"{project_id}: written at {first.at} and {second.at}")
+        if second.at - first.at >= timing.stale:
+            continue
+        fought = _changed(versions, first.version) & _changed(versions, second.version)
+        if fought:
+            verdict.flag("write_war", f"{project_id}: {sorted(fought)} written at "
+                         f"{first.at} and {second.at}")
 
 
 def _check_end(verdict: Verdict, project_id: str, versions: list[Version],

@@ -30,13 +30,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from tests.soak.checker import INVARIANTS, Timing, Verdict, check
+from tests.soak.checker import INVARIANTS, Stuck, Timing, Verdict, check
 from tests.soak.faults import Faults, Reconciler
 from tests.soak.history import History
 from tests.soak.workload import Workload
 from tests.support.app import ReelApp
 from tests.support.app import Timing as AppTiming
 from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator, free_port
+from tests.support.patience import PATIENCE
 from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,8 +127,9 @@ def _schedule(duration: float, faults: Faults, gcs_down: float) -> list[tuple[fl
 
 def soak(duration: float, broken: str | None, seed: int, console: Console) -> dict[str, Any]:
     timing = Timing(stale=timedelta(seconds=STALE), settle=timedelta(seconds=SETTLE),
-                    sweep=timedelta(seconds=SWEEP), stitch=timedelta(seconds=STALE))
-    quiet = timing.heal_bound.total_seconds() + 15
+                    sweep=timedelta(seconds=SWEEP), stitch=timedelta(seconds=STALE),
+                    patience=PATIENCE)
+    quiet = STALE + SWEEP + SETTLE + 15  # the bound as written: a slow run is judged by patience
     if duration < quiet + 40:
         raise SystemExit(f"--duration must be at least {quiet + 40:.0f} s")
     with tempfile.TemporaryDirectory(prefix="reel-soak-") as tmp:
@@ -193,8 +195,8 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
     history.stop()
     end = datetime.now(UTC)
     objects = {blob.name: blob.time_created for blob in world.gcs.list_blobs(world.bucket)}
-    verdict = check(history, timing, [*workload.stuck, *faults.stuck], objects,
-                    faults.outages, end)
+    stuck = [*workload.stuck, *faults.stuck]
+    verdict = check(history, timing, stuck, objects, faults.outages, end)
     if reconciler.died:
         verdict.flag("crashed", f"the reconciler exited {reconciler.died} time(s) on its own")
     if code is None:
@@ -205,7 +207,7 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
     if verdict.writes < 0.9 * logged:
         verdict.flag("history_gap", f"the reconciler logged {logged} corrections, the "
                      f"history saw {verdict.writes}")
-    _keep(workdir, history, verdict)
+    _keep(workdir, history, verdict, stuck)
     rss_start, rss_end, grew = sampler.growth(warmup=20.0)
     if grew:
         verdict.flag("rss_growth", f"{rss_start:.0f} MiB after warm-up, {rss_end:.0f} at the end")
@@ -216,13 +218,17 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
 ARTIFACTS = REPO / ".cache" / "soak"
 
 
-def _keep(workdir: Path, history: History, verdict: Verdict) -> None:
+def _keep(workdir: Path, history: History, verdict: Verdict, stuck: list[Stuck]) -> None:
     """The reconciler's log and the history of each project named in a violation, for a
     reader of the run; the rest of the work folder goes with the run."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shutil.copy(workdir / "watch.log", ARTIFACTS / "watch.log")
     named = {example.split(": ", 2)[1].split(" ", 1)[0] for example in verdict.examples}
     with (ARTIFACTS / "history.jsonl").open("w") as out:
+        for event in stuck:
+            if event.project_id in named:
+                out.write(json.dumps({"stuck": event.project_id, "at": str(event.at),
+                                      "kind": event.kind}) + "\n")
         for project_id in sorted(named):
             for version in history.versions("projects", project_id):
                 out.write(json.dumps({"id": project_id, "updateTime": str(version.update_time),
@@ -260,6 +266,7 @@ def _summary(duration: float, workload: Workload, faults: Faults, verdict: Verdi
         "examples": verdict.examples,
         "rssMiB": {"start": round(rss_start, 1), "end": round(rss_end, 1)},
         "broken": broken,
+        "patience": PATIENCE,
     }
 
 

@@ -97,6 +97,15 @@ def test_two_writes_within_the_stale_timeout_are_a_war() -> None:
     assert "write_war" in violations(judge(war, STORY_JOBS))
 
 
+def test_a_second_write_that_completes_the_first_is_no_war() -> None:
+    """The stitcher's upload lands after we gave up on it: the reel is restored next."""
+    reel = "reel-maker/u/p/stitched/reel.mp4"
+    done = [(0, project("stitching")),
+            (19.5, ours(project("ready"), at=19.2, based_on=0)),
+            (23.5, ours(project("ready", stitchedFilename=reel), at=23.2, based_on=19.5))]
+    assert "write_war" not in violations(judge(done, objects={CLIP: s(-5), reel: s(21)}))
+
+
 @pytest.mark.parametrize(("outage", "slow"), [(None, True), ((s(12), s(40)), False)])
 def test_a_heal_past_the_bound_is_slow_unless_an_outage_explains_it(
         outage: tuple[datetime, datetime] | None, slow: bool) -> None:

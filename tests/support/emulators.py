@@ -1,4 +1,5 @@
-"""Start Google's Firestore emulator and fake-gcs-server as real processes on loopback.
+"""Start Google's Firestore and Pub/Sub emulators and fake-gcs-server as real processes on
+loopback.
 
 Each runs in its own process group so that stopping it also stops the JVM the
 Firestore launcher script spawns.
@@ -22,6 +23,9 @@ import requests
 
 FIRESTORE_LAUNCHER = Path(
     "/usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator"
+)
+PUBSUB_LAUNCHER = Path(
+    "/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator"
 )
 
 
@@ -59,6 +63,8 @@ class Emulator:
     port: int
     ready_path: str
     log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    """Added to the process's environment."""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -68,7 +74,8 @@ class Emulator:
     def start(self, timeout: float = 90.0) -> None:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                self.argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, **self.env}
             )
         _wait_http(f"http://{self.host}{self.ready_path}", self.proc, self.log, timeout)
 
@@ -128,18 +135,37 @@ def fake_gcs_binary() -> Path:
     return binary
 
 
-def fake_gcs_server(workdir: Path, port: int | None = None,
-                    root: Path | None = None) -> Emulator:
-    """fake-gcs-server in memory, or on disk under `root`, whose objects outlive a restart."""
+def pubsub_emulator(workdir: Path, port: int | None = None) -> Emulator:
+    launcher = Path(os.environ.get("PUBSUB_EMULATOR_LAUNCHER", PUBSUB_LAUNCHER))
+    if not launcher.exists():
+        raise MissingPrerequisite(
+            f"the Pub/Sub emulator is missing at {launcher}: install it (gcloud components "
+            "install pubsub-emulator) or set PUBSUB_EMULATOR_LAUNCHER")
     port = port or free_port()
-    backend = ["-backend", "memory"] if root is None else [
+    return Emulator(name="pubsub", argv=[str(launcher), "--host=127.0.0.1", f"--port={port}"],
+                    port=port, ready_path="/", log=workdir / "pubsub.log")
+
+
+def fake_gcs_server(workdir: Path, port: int | None = None, root: Path | None = None,
+                    events: tuple[Emulator, str, str] | None = None) -> Emulator:
+    """fake-gcs-server in memory, or on disk under `root`, whose objects outlive a restart;
+    with `events` (the Pub/Sub emulator, a project, a topic that must exist first) it
+    publishes a notification for every object finalized or deleted."""
+    port = port or free_port()
+    options = ["-backend", "memory"] if root is None else [
         "-backend", "filesystem", "-filesystem-root", str(root)]
+    env: dict[str, str] = {}
+    if events is not None:
+        pubsub, project, topic = events
+        options += ["-event.pubsub-project-id", project, "-event.pubsub-topic", topic,
+                    "-event.list", "finalize,delete"]
+        env["PUBSUB_EMULATOR_HOST"] = pubsub.host
     return Emulator(
         name="fake-gcs-server",
         argv=[
             str(fake_gcs_binary()),
             "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-            *backend,
+            *options,
             "-public-host", f"127.0.0.1:{port}",
             "-external-url", f"http://127.0.0.1:{port}",
             "-log-level", "warn",
@@ -147,6 +173,7 @@ def fake_gcs_server(workdir: Path, port: int | None = None,
         port=port,
         ready_path="/storage/v1/b",
         log=workdir / "fake-gcs-server.log",
+        env=env,
     )
 
 

@@ -1,4 +1,5 @@
-"""The Google client libraries we build on are bounded below their next major version.
+"""Every runtime dependency has an upper bound, and the Google client libraries we build on
+are bounded exactly below their next major version.
 
 The controller speaks to Firestore through the generated client, proto-plus and gRPC channel
 options directly; a major release of any of them may change those surfaces. `make
@@ -13,8 +14,8 @@ from packaging.version import Version
 
 from tests.support.dependencies import requirements
 
-BOUNDED = ("google-cloud-firestore", "google-cloud-storage", "google-api-core", "grpcio",
-           "protobuf", "proto-plus", "google-auth")
+BOUNDED = ("google-cloud-firestore", "google-cloud-storage", "google-cloud-pubsub",
+           "google-api-core", "grpcio", "protobuf", "proto-plus", "google-auth")
 
 
 def test_google_libraries_are_bounded_at_their_next_major_version() -> None:
@@ -33,4 +34,15 @@ def test_google_libraries_are_bounded_at_their_next_major_version() -> None:
                             f"not bounded at {installed.major + 1}")
         elif installed not in requirement.specifier:
             problems.append(f"{name} {installed}: outside {requirement.specifier}")
+    assert problems == []
+
+
+def test_every_runtime_dependency_has_an_upper_bound_that_admits_the_installed_one() -> None:
+    problems = []
+    for requirement in requirements(extras=()):
+        if not any(spec.operator == "<" for spec in requirement.specifier):
+            problems.append(f"{requirement.name}: no upper bound ({requirement.specifier})")
+        elif Version(version(requirement.name)) not in requirement.specifier:
+            problems.append(f"{requirement.name} {version(requirement.name)}: outside "
+                            f"{requirement.specifier}")
     assert problems == []

@@ -4,6 +4,7 @@ the plan is applied to the document and the policy run again must want no write 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -396,9 +397,45 @@ def test_last_reconciliation_summary() -> None:
     summary = plan.update["lastReconciliation"]
     assert summary == {"at": NOW, "action": "corrected", "originalStatus": "ready",
                        "correctedStatus": "draft", "verifiedClips": 0, "restoredClips": 1,
-                       "missingClips": 0, "basedOn": NOW - timedelta(hours=1)}
+                       "missingClips": 0, "basedOn": NOW - timedelta(hours=1),
+                       "healSeconds": 3600.0}
     assert set(plan.update) <= {"clipFilenames", "status", "errorInfo", "stitchedFilename",
                                 "lastReconciliation"}
+
+
+@pytest.mark.parametrize(("case", "data", "jobs", "changed", "wrong_for"), [
+    # stuck generating: since its job last showed life, not since the document's write
+    ("stuck generating, job silent 40 min", doc("generating", 2, []),
+     (job("processing", 2, updated=timedelta(minutes=40)),), None, timedelta(minutes=40)),
+    ("stuck generating, job failed 5 min ago", doc("generating", 2, []),
+     (job("failed", 2, updated=timedelta(minutes=5)),), None, timedelta(minutes=5)),
+    ("stuck generating, the newest job counts", doc("generating", 2, []),
+     (job("failed", 2, job_id=OLD_JOB, created=timedelta(hours=5),
+          updated=timedelta(hours=4)),
+      job("failed", 2, updated=timedelta(minutes=7))), None, timedelta(minutes=7)),
+    # a clip deleted behind a ready project: the notification's event time when one came
+    ("ready, clip gone, notified", doc("ready", 2, [clip(0), clip(2)]), (),
+     NOW - timedelta(seconds=3), timedelta(seconds=3)),
+    # otherwise the document's last write
+    ("ready, clip gone, found by a sweep", doc("ready", 2, [clip(0), clip(2)]), (), None,
+     timedelta(hours=1)),
+])
+def test_heal_time_counts_from_when_the_project_went_wrong(
+        case: str, data: dict[str, Any], jobs: tuple[Job, ...], changed: datetime | None,
+        wrong_for: timedelta) -> None:
+    observation = observe(data, jobs=jobs, objects=(obj(clip(0)), obj(clip(1))))  # no clip 2
+    if changed is not None:
+        observation = replace(observation, changed_at=changed)
+    plan = decide(observation, SETTINGS)
+    assert plan.update is not None, case
+    seconds = wrong_for.total_seconds()
+    assert plan.report.heal_seconds == seconds, case
+    assert plan.update["lastReconciliation"]["healSeconds"] == seconds, case
+
+
+def test_no_correction_has_no_heal_time() -> None:
+    plan = decide(observe(doc("ready", 1, [clip(0)]), objects=(obj(clip(0)),)), SETTINGS)
+    assert plan.update is None and plan.report.heal_seconds is None
 
 
 def test_report_uses_seed_keys() -> None:

@@ -1,7 +1,6 @@
-"""Domain types: what the controller reads (projects, jobs, objects) and what it decides.
+"""What the controller reads, parsed once into validated types: projects, jobs, objects.
 
-Documents are parsed here, once, into validated types; a document that does not
-parse is an `InvalidDocument`, never a crash further down.
+A document that does not parse is an `InvalidDocument`, never a crash further down.
 """
 
 from __future__ import annotations
@@ -9,8 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 from pydantic import (
     AwareDatetime,
@@ -21,9 +19,6 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from pydantic.alias_generators import to_camel
-
-from controller import defaults
 
 ProjectStatus = Literal["draft", "generating", "stitching", "ready", "error"]
 PROJECT_STATUSES: tuple[ProjectStatus, ...] = get_args(ProjectStatus)
@@ -34,44 +29,6 @@ ACTIVE_JOB_STATUSES: frozenset[str] = frozenset({"queued", "processing"})
 MAX_PROMPTS = 500
 MAX_CLAIMS = 1000
 MAX_OBJECT_NAME = 1024
-
-
-class Action(StrEnum):
-    NO_CHANGE = "no_change"
-    CORRECTED = "corrected"
-    DRIFT = "drift"
-    SKIPPED = "skipped"
-    CONFLICT = "conflict"
-    ERROR = "error"
-
-
-class Trigger(StrEnum):
-    """Why a reconcile runs; automatic triggers respect the settle window, forced ones do not."""
-
-    LISTENER = "listener"
-    SWEEP = "sweep"
-    STALE_JOB = "stale_job"
-    ANNOTATION = "annotation"
-    CLI = "cli"
-    API = "api"
-
-    @property
-    def forced(self) -> bool:
-        return self in (Trigger.ANNOTATION, Trigger.CLI, Trigger.API)
-
-
-class DriftKind(StrEnum):
-    """The fixed set of drift kinds; used as a metric label, so it must stay small."""
-
-    MISSING_CLIP = "missing_clip"
-    RESTORED_CLIP = "restored_clip"
-    STATUS_MISMATCH = "status_mismatch"
-    STUCK_GENERATING = "stuck_generating"
-    STUCK_STITCHING = "stuck_stitching"
-    STITCHED_MISSING = "stitched_missing"
-    RESTORED_STITCHED = "restored_stitched"
-    STALE_JOB = "stale_job"
-    INVALID_DOCUMENT = "invalid_document"
 
 
 class InvalidDocument(ValueError):
@@ -151,6 +108,19 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err['msg']}"
 
 
+Fields = TypeVar("Fields", bound=BaseModel)
+
+
+def _validated(model: type[Fields], data: Mapping[str, Any] | None) -> Fields:
+    """A document's fields as `model` reads them, or InvalidDocument saying what is wrong."""
+    if not isinstance(data, Mapping):
+        raise InvalidDocument("document has no fields")
+    try:
+        return model.model_validate(dict(data))
+    except ValidationError as exc:
+        raise InvalidDocument(_first_error(exc)) from exc
+
+
 @dataclass(frozen=True)
 class Project:
     """A project document as the policy sees it."""
@@ -174,12 +144,7 @@ class Project:
         cls, project_id: str, data: Mapping[str, Any] | None, update_time: datetime,
         location: Location,
     ) -> Project:
-        if not isinstance(data, Mapping):
-            raise InvalidDocument("document has no fields")
-        try:
-            fields = _ProjectFields.model_validate(dict(data))
-        except ValidationError as exc:
-            raise InvalidDocument(_first_error(exc)) from exc
+        fields = _validated(_ProjectFields, data)
         claim_objects = tuple(
             location.object_name(claim) if claim else None for claim in fields.clipFilenames
         )
@@ -242,12 +207,7 @@ class Job:
 
     @classmethod
     def parse(cls, job_id: str, data: Mapping[str, Any] | None, update_time: datetime) -> Job:
-        if not isinstance(data, Mapping):
-            raise InvalidDocument("document has no fields")
-        try:
-            fields = _JobFields.model_validate(dict(data))
-        except ValidationError as exc:
-            raise InvalidDocument(_first_error(exc)) from exc
+        fields = _validated(_JobFields, data)
         return cls(
             id=job_id,
             project_id=fields.projectId,
@@ -300,72 +260,3 @@ class ObjectInfo:
     updated: datetime
 
 
-@dataclass(frozen=True)
-class PolicySettings:
-    """The knobs the pure policy needs; filled from config."""
-
-    location: Location
-    stale_after: timedelta = defaults.STALE_TIMEOUT
-    settle: timedelta = defaults.SETTLE
-    stitch_after: timedelta | None = None
-    """How long a `stitching` project is the stitcher's; None: the stale timeout."""
-    hands_off: bool = True
-    """False only in the soak's proof that its checker catches a reconciler that fights."""
-
-    @property
-    def stitch_timeout(self) -> timedelta:
-        return self.stale_after if self.stitch_after is None else self.stitch_after
-
-
-@dataclass(frozen=True)
-class Observation:
-    """Everything the policy looks at for one project, read at one moment."""
-
-    project: Project
-    jobs: tuple[Job, ...]
-    objects: tuple[ObjectInfo, ...]
-    """Every object under the project's prefix (a complete listing)."""
-    outside: Mapping[str, ObjectInfo | None]
-    """Metadata reads of claimed paths outside the prefix: None means the object is absent."""
-    now: datetime
-    forced: bool = False
-    invalid_jobs: tuple[InvalidJob, ...] = ()
-
-
-class Report(BaseModel):
-    """What one reconcile found and did; keys are the seed's camelCase ones, plus more."""
-
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
-
-    project_id: str
-    original_status: str | None = None
-    corrected_status: str | None = None
-    claimed_clips: int = 0
-    verified_clips: int = 0
-    missing_clips: list[str] = Field(default_factory=list)
-    restored_clips: list[str] = Field(default_factory=list)
-    action: Action = Action.NO_CHANGE
-    error: str | None = None
-    reason: str | None = None
-    drift_kinds: list[DriftKind] = Field(default_factory=list)
-    extra_claims: list[str] = Field(default_factory=list)
-    stitched_missing: str | None = None
-    restored_stitched: str | None = None
-    stale_jobs: list[str] = Field(default_factory=list)
-    recovered_video_seconds: int = 0
-    attempts: int = 1
-    retry_after: float | None = None
-    """Skipped only until this many seconds have passed (a settle window, a stitch timeout)."""
-    unreachable: bool | None = None
-    """True when the error was an outage (a service unreachable), not a bad answer."""
-
-    def as_json(self) -> dict[str, Any]:
-        return self.model_dump(by_alias=True, mode="json", exclude_none=True)
-
-
-@dataclass(frozen=True)
-class Plan:
-    """The policy's decision: the Firestore fields to write (None: write nothing) and why."""
-
-    update: Mapping[str, Any] | None
-    report: Report

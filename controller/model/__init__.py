@@ -1,0 +1,33 @@
+"""Domain types: what the controller reads (`documents`) and what it decides (`decision`)."""
+
+from controller.model.decision import (
+    Action,
+    DriftKind,
+    Observation,
+    Plan,
+    PolicySettings,
+    Report,
+    Trigger,
+)
+from controller.model.documents import (
+    ACTIVE_JOB_STATUSES,
+    PROJECT_STATUSES,
+    InvalidDocument,
+    InvalidJob,
+    Job,
+    Location,
+    ObjectInfo,
+    Project,
+    ProjectStatus,
+    _JobFields,
+    _ProjectFields,
+    folder_user,
+    timeout_message,
+)
+
+__all__ = [
+    "ACTIVE_JOB_STATUSES", "PROJECT_STATUSES", "Action", "DriftKind", "InvalidDocument",
+    "InvalidJob", "Job", "Location", "ObjectInfo", "Observation", "Plan", "PolicySettings",
+    "Project", "ProjectStatus", "Report", "Trigger", "_JobFields", "_ProjectFields",
+    "folder_user", "timeout_message",
+]

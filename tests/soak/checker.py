@@ -8,7 +8,6 @@ A violation is concluded only from versions the history saw; a version it missed
 
 from __future__ import annotations
 
-import itertools
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -210,16 +209,18 @@ def _changed(versions: list[Version], version: Version) -> set[str]:
 
 def _check_war(verdict: Verdict, project_id: str, writes: list[Write], versions: list[Version],
                timing: Timing) -> None:
-    """Two writes of ours within a stale timeout that change the same field: we undid our
-    own correction, or fought someone who undid it. A second write that completes the first
-    (a reel uploaded after we gave up on its stitcher) changes other fields: no war."""
-    for first, second in itertools.pairwise(writes):
-        if second.at - first.at >= timing.stale:
+    """A war: three writes of ours within one stale timeout, each changing a field the one
+    before changed. We keep re-correcting what someone keeps undoing (or undo ourselves).
+    Two writes can be two honest corrections: a worker we healed around comes back and fails,
+    a reel lands after we gave up on its stitcher; a third within the window is a fight."""
+    for first, second, third in zip(writes, writes[1:], writes[2:], strict=False):
+        if third.at - first.at >= timing.stale:
             continue
-        fought = _changed(versions, first.version) & _changed(versions, second.version)
+        changed = [_changed(versions, write.version) for write in (first, second, third)]
+        fought = changed[0] & changed[1] & changed[2]
         if fought:
             verdict.flag("write_war", f"{project_id}: {sorted(fought)} written at "
-                         f"{first.at} and {second.at}")
+                         f"{first.at}, {second.at} and {third.at}")
 
 
 def _check_end(verdict: Verdict, project_id: str, versions: list[Version],

@@ -91,10 +91,19 @@ def test_a_clip_removed_while_its_object_existed() -> None:
     assert violations(judge(emptied, objects={})) == {}
 
 
-def test_two_writes_within_the_stale_timeout_are_a_war() -> None:
+def test_three_writes_within_the_stale_timeout_that_keep_undoing_are_a_war() -> None:
     war = [*STORY, (21, project("generating")),
-            (24, ours(project("ready"), at=23.8, based_on=21))]
+           (24, ours(project("ready"), at=23.8, based_on=21)), (25, project("generating")),
+           (26.5, ours(project("ready"), at=26.2, based_on=25))]
     assert "write_war" in violations(judge(war, STORY_JOBS))
+
+
+def test_two_honest_corrections_around_an_app_episode_are_no_war() -> None:
+    """We healed around a silent worker; it came back, failed, and we healed again."""
+    twice = [*STORY, (21, project("error", errorInfo={"message": "quota"})),
+             (24, ours(project("ready"), at=23.8, based_on=21,
+                       previousErrorInfo={"message": "quota"}))]
+    assert "write_war" not in violations(judge(twice, STORY_JOBS))
 
 
 def test_a_second_write_that_completes_the_first_is_no_war() -> None:

@@ -23,6 +23,7 @@ logged, or every other check would pass on a blind record."""
 EPSILON = timedelta(milliseconds=500)
 """Slack on time comparisons between the reconciler's clock and the server's."""
 ACTIVE = ("queued", "processing")
+STUCK_STATUSES = ("generating", "stitching")
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def _check_end(verdict: Verdict, project_id: str, versions: list[Version],
     last = versions[-1] if versions else None
     if last is None or last.data is None:
         return
-    if last.data.get("status") not in ("generating", "stitching"):
+    if last.data.get("status") not in STUCK_STATUSES:
         return
     if end - last.update_time < timing.heal_bound:
         return
@@ -256,6 +257,9 @@ def _resolution(versions: list[Version], writes: list[Write], event: Stuck
 
 def _check_heal(verdict: Verdict, event: Stuck, versions: list[Version], writes: list[Write],
                 outages: list[tuple[datetime, datetime]], end: datetime, timing: Timing) -> None:
+    state = _state_at(versions, event.at)
+    if state is not None and (state.data or {}).get("status") not in STUCK_STATUSES:
+        return  # healed before the episode ended: an outage held its worker past its hold
     bound = timing.heal_bound + timedelta(seconds=5)
     window_end = event.at + bound
     for start, stop in outages:

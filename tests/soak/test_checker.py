@@ -106,6 +106,17 @@ def test_two_honest_corrections_around_an_app_episode_are_no_war() -> None:
     assert "write_war" not in violations(judge(twice, STORY_JOBS))
 
 
+def test_an_episode_that_ends_after_we_healed_its_project_has_nothing_left_to_heal() -> None:
+    """A stitcher held up by a storage outage uploads after its hold ran out and we healed
+    the project: when it dies, the project is no longer stuck."""
+    healed = [(0, project("stitching")), (9.5, ours(project("ready"), at=9.2, based_on=0)),
+              (100, project("generating"))]
+    stuck = [Stuck("p", s(14), "stitcher died after its upload")]
+    assert "slow_heal" not in violations(judge(healed, stuck=stuck))
+    still = [(0, project("stitching")), (100, project("generating"))]
+    assert "slow_heal" in violations(judge(still, stuck=stuck))
+
+
 def test_a_second_write_that_completes_the_first_is_no_war() -> None:
     """The stitcher's upload lands after we gave up on it: the reel is restored next."""
     reel = "reel-maker/u/p/stitched/reel.mp4"

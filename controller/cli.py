@@ -21,19 +21,12 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from controller import __version__, defaults
-from controller.config import (
-    SUBSCRIPTION_ENV,
-    SUBSCRIPTION_PATTERN,
-    ConfigError,
-    Settings,
-    flag_for,
-    load_settings,
-    parse_duration,
-)
+from controller.config import ConfigError, Settings, flag_for, load_settings, parse_duration
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
 from controller.logs import add_log_arguments, setup_logging
 from controller.model import Action, Report
+from controller.spec import SUBSCRIPTION_ENV, SUBSCRIPTION_PATTERN
 from controller.usage import OneLineParser, fail, invalid, port_number
 
 EXIT_OK, EXIT_ERRORS = 0, 1

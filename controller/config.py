@@ -1,4 +1,5 @@
-"""Settings from flags, the environment and the ReelReconciler spec, validated once."""
+"""Settings from flags and the environment, validated once; the duration types and the error
+wording they share with the ReelReconciler spec (controller.spec)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import os
 import re
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AliasChoices, BeforeValidator, Field, ValidationError
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -62,14 +63,15 @@ Window = Annotated[timedelta, BeforeValidator(_window)]
 """A window that may be 0 (none), such as the settle window."""
 
 
-def _problem(err: ErrorDetails) -> str:
+def problem_of(err: ErrorDetails) -> str:
     """Pydantic's message without its "Value error, " prefix, starting lower-case."""
     cause = (err.get("ctx") or {}).get("error")
     text = str(cause) if err["type"] == "value_error" and cause else err["msg"]
     return text[:1].lower() + text[1:]
 
 
-def _value(err: ErrorDetails) -> object:
+def value_of(err: ErrorDetails) -> object:
+    """The value a validation error was about, if the user gave one."""
     return None if err["type"] == "missing" else err.get("input")
 
 
@@ -212,101 +214,6 @@ def load_settings(**overrides: Any) -> Settings:
         err = exc.errors()[0]
         field = str(err["loc"][0]) if err["loc"] else ""
         where = flag_for(field) if field in given else _env_name(field)
-        raise ConfigError(invalid(where, _problem(err), _value(err))) from exc
+        raise ConfigError(invalid(where, problem_of(err), value_of(err))) from exc
     settings.location  # noqa: B018 - validates that a bucket is configured
     return settings
-
-
-class _SpecPart(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-
-class FirestoreSpec(_SpecPart):
-    project: str | None = None
-    database: str = defaults.DATABASE
-    projects_collection: str = Field(default=defaults.PROJECTS_COLLECTION,
-                                     alias="projectsCollection", min_length=1)
-    jobs_collection: str = Field(default=defaults.JOBS_COLLECTION, alias="jobsCollection",
-                                 min_length=1)
-
-
-SUBSCRIPTION_PATTERN = r"^projects/[^/]+/subscriptions/[^/]+$"
-SUBSCRIPTION_ENV = "REEL_NOTIFICATIONS_SUBSCRIPTION"
-
-
-class NotificationsSpec(_SpecPart):
-    subscription: str = Field(pattern=SUBSCRIPTION_PATTERN)
-    """The Pub/Sub subscription on the bucket's notification topic."""
-
-
-class StorageSpec(_SpecPart):
-    bucket: str = Field(min_length=3, max_length=222)
-    root_prefix: str = Field(default=defaults.ROOT_PREFIX, alias="rootPrefix", min_length=1)
-    notifications: NotificationsSpec | None = None
-    """GCS object notifications; None: storage changes are found by sweeps only."""
-
-
-class SweepSpec(_SpecPart):
-    interval: Duration = defaults.SWEEP_INTERVAL
-
-
-class StaleJobsSpec(_SpecPart):
-    interval: Duration = defaults.STALE_INTERVAL
-    timeout: Duration = defaults.STALE_TIMEOUT
-
-
-class ListenersSpec(_SpecPart):
-    """Watchdog timing; the defaults suit production, tests shorten them."""
-
-    heartbeat_interval: Duration = Field(default=defaults.HEARTBEAT_INTERVAL,
-                                         alias="heartbeatInterval")
-    silence_threshold: Duration = Field(default=defaults.SILENCE_THRESHOLD,
-                                        alias="silenceThreshold")
-    resubscribe_interval: Duration = Field(default=defaults.RESUBSCRIBE_INTERVAL,
-                                           alias="resubscribeInterval")
-    heartbeat_collection: str = Field(default=defaults.HEARTBEAT_COLLECTION,
-                                      alias="heartbeatCollection", min_length=1)
-
-
-class ReconcilerSpec(_SpecPart):
-    """The spec of a ReelReconciler (docs/design.md, Kubernetes surface), validated once per
-    change."""
-
-    firestore: FirestoreSpec = Field(default_factory=FirestoreSpec)
-    storage: StorageSpec
-    mode: Literal["Enforce", "Observe"] = "Enforce"
-    suspend: bool = False
-    sweep: SweepSpec = Field(default_factory=SweepSpec)
-    stale_jobs: StaleJobsSpec = Field(default_factory=StaleJobsSpec, alias="staleJobs")
-    settle: Window = defaults.SETTLE
-    stitch_timeout: Duration | None = Field(default=None, alias="stitchTimeout")
-    """How long a `stitching` project is its stitcher's; unset: the stale-job timeout."""
-    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=256)
-    rate_limit: float = Field(default=defaults.RATE_LIMIT, gt=0, le=10_000, alias="rateLimit")
-    """Listener-triggered reconciles started per second, at most: a burst of events must not
-    turn into a burst of Firestore reads and writes. The default is the rate Firestore's
-    ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
-    listeners: ListenersSpec = Field(default_factory=ListenersSpec)
-
-    @classmethod
-    def parse(cls, spec: Any) -> ReconcilerSpec:
-        try:
-            return cls.model_validate(dict(spec or {}))
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(["spec", *(str(p) for p in err["loc"])])
-            raise ConfigError(invalid(where, _problem(err), _value(err))) from exc
-
-    @property
-    def observe(self) -> bool:
-        return self.mode == "Observe"
-
-    def settings(self) -> Settings:
-        """Engine settings; the environment still supplies timeouts and page sizes."""
-        return load_settings(
-            gcp_project=self.firestore.project, database=self.firestore.database,
-            bucket=self.storage.bucket, root_prefix=self.storage.root_prefix,
-            projects_collection=self.firestore.projects_collection,
-            jobs_collection=self.firestore.jobs_collection,
-            stale_timeout=self.stale_jobs.timeout, settle=self.settle,
-            stitch_timeout=self.stitch_timeout, concurrency=self.concurrency)

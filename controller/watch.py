@@ -14,9 +14,10 @@ from datetime import timedelta
 from typing import Literal
 
 from controller import defaults
-from controller.config import ConfigError, ReconcilerSpec, Settings
+from controller.config import ConfigError, Settings
 from controller.runtime import ReconcilerRuntime
 from controller.runtime.server import start_server
+from controller.spec import ReconcilerSpec
 from controller.usage import port_problem
 
 log = logging.getLogger(__name__)

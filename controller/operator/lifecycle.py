@@ -11,10 +11,11 @@ from typing import Any
 import kopf
 
 from controller.backoff import backoff
-from controller.config import ConfigError, ReconcilerSpec
+from controller.config import ConfigError
 from controller.engine import StaleCleanup, SweepResult
 from controller.operator.status import StatusWriter, sweep_summary
 from controller.runtime import Hooks, ReconcilerRuntime
+from controller.spec import ReconcilerSpec
 
 log = logging.getLogger(__name__)
 

@@ -14,13 +14,14 @@ from datetime import timedelta
 from functools import partial
 
 from controller import metrics
-from controller.config import ReconcilerSpec, Settings
+from controller.config import Settings
 from controller.engine import Engine, StaleCleanup, SweepResult, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
 from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from controller.engine.notification import ChangeTimes, route
 from controller.engine.queue import WorkQueue
 from controller.model import Action, Location, Report
+from controller.spec import ReconcilerSpec
 from controller.stores.subscription import Subscription
 
 log = logging.getLogger(__name__)

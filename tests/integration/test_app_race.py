@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
-from controller.config import ReconcilerSpec
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.model import Action, DriftKind, Report
 from controller.runtime import ReconcilerRuntime
+from controller.spec import ReconcilerSpec
 from tests.conftest import settings_for
 from tests.support.app import Generation, ReelApp, Timing
 from tests.support.recording import RecordingFirestore, recording_engine

@@ -29,11 +29,11 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from prometheus_client import start_http_server
 
-from controller.config import ReconcilerSpec
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.listener import ListenerSet, safe_beat
 from controller.model import Action, DriftKind
 from controller.runtime import ReconcilerRuntime
+from controller.spec import ReconcilerSpec
 from tests.monitoring.promserver import (
     MissingPrometheus,
     PrometheusServer,

@@ -10,12 +10,12 @@ import pytest
 
 from controller.config import (
     ConfigError,
-    ReconcilerSpec,
     Settings,
     check_emulator_hosts,
     load_settings,
     parse_duration,
 )
+from controller.spec import ReconcilerSpec
 
 MINIMAL: dict[str, Any] = {"storage": {"bucket": "reels-bucket"}}
 EMULATOR_VARS = ("STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")

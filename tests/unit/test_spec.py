@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.config import ConfigError, ReconcilerSpec
+from controller.config import ConfigError
 from controller.engine.listener import WatchdogSettings
 from controller.model import PolicySettings
+from controller.spec import ReconcilerSpec
 from tests.conftest import REPO
 
 CRD = REPO / "deploy" / "crds" / "reelreconcilers.reelmaker.io.yaml"

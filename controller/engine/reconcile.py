@@ -75,8 +75,7 @@ class Correction:
 class Outcomes:
     """A batch's reports as they become known, when each did, and the outage that ends it."""
 
-    def __init__(self, changed_at: Mapping[str, datetime] | None = None) -> None:
-        self.changed_at = changed_at or {}
+    def __init__(self) -> None:
         self.reports: dict[str, Report] = {}
         self.known_at: dict[str, float] = {}
         self.outage: str | None = None
@@ -135,20 +134,20 @@ class Pipeline:
         retries it). One report per distinct id, in the order given. `changed_at`: when
         storage notifications said the projects' objects changed."""
         ids = list(dict.fromkeys(project_ids))
-        started = time.monotonic()
-        outcomes = Outcomes(changed_at or {})
-        read = self._read(ids, outcomes, attempt=1)
-        return self._run(read, trigger, dry_run, started, outcomes, ids)
+        started, outcomes, changed = time.monotonic(), Outcomes(), changed_at or {}
+        read = self._read(ids, outcomes, 1, changed)
+        return self._run(read, trigger, dry_run, started, outcomes, ids, changed)
 
     def reconcile_read(self, read: Read, trigger: Trigger, dry_run: bool = False
                        ) -> list[Report]:
         """Projects whose documents (and perhaps more) the caller has read; the reports in
         the order of `read`."""
         ids = [project_id for project_id, _, _ in read]
-        return self._run(read, trigger, dry_run, time.monotonic(), Outcomes(), ids)
+        return self._run(read, trigger, dry_run, time.monotonic(), Outcomes(), ids, {})
 
     def _run(self, read: Read, trigger: Trigger, dry_run: bool, started: float,
-             outcomes: Outcomes, order: list[str]) -> list[Report]:
+             outcomes: Outcomes, order: list[str], changed_at: Mapping[str, datetime]
+             ) -> list[Report]:
         attempt = 1
         while read:
             corrections = self._decide_all(read, trigger, dry_run, attempt, outcomes)
@@ -164,13 +163,14 @@ class Pipeline:
             log.info("write conflict, re-reading",
                      extra={"projects": conflicted, "attempt": attempt})
             attempt += 1
-            read = self._read(conflicted, outcomes, attempt)
+            read = self._read(conflicted, outcomes, attempt, changed_at)
         for project_id in dict.fromkeys(order):
             self.recorder.record(outcomes.reports[project_id], trigger,
                                  outcomes.known_at[project_id] - started)
         return [outcomes.reports[project_id] for project_id in order]
 
-    def _read(self, ids: Sequence[str], outcomes: Outcomes, attempt: int) -> Read:
+    def _read(self, ids: Sequence[str], outcomes: Outcomes, attempt: int,
+              changed_at: Mapping[str, datetime]) -> Read:
         """Documents and jobs of `ids` in a few requests; on failure each is reported so."""
         try:
             documents = self.firestore.get_projects(ids)
@@ -181,7 +181,7 @@ class Pipeline:
             return []
         return [(project_id, documents.get(project_id),
                  Prefetched(jobs=jobs.get(project_id),
-                            changed_at=outcomes.changed_at.get(project_id)))
+                            changed_at=changed_at.get(project_id)))
                 for project_id in ids]
 
     def _decide_all(self, read: Read, trigger: Trigger, dry_run: bool, attempt: int,

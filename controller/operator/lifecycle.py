@@ -111,24 +111,22 @@ class Supervisor:
         await self.status.write(stale_summary(result))
 
     async def _publish_listeners(self, restarted: str | None) -> None:
-        if self.runtime is None:
+        listeners = self.runtime.listeners if self.runtime is not None else None
+        if listeners is None:
             return
-        listeners = self.runtime.listeners
-        problem = listeners.notifications_problem if listeners is not None else None
-        if self.runtime.healthy:
+        subscription, problem = listeners.notifications, listeners.notifications_problem
+        if listeners.healthy:
             live = "projects, jobs and heartbeat listeners are live"
-            if listeners is not None and listeners.notifications is not None:
+            if subscription is not None:
                 live += ", and the notification subscription is pulling"
             changed = self.status.set("ListenerHealthy", True, "Listening", live)
-        elif problem is not None and self.runtime.listeners_live:
+        elif subscription is not None and problem is not None and listeners.firestore_up:
             reason = {"subscription_missing": "SubscriptionMissing",
                       "connecting": "SubscriptionConnecting"}.get(problem, "SubscriptionFailed")
-            subscription = listeners.notifications if listeners is not None else None
-            where = subscription.path if subscription is not None else "the subscription"
-            error = subscription.error if subscription is not None else None
             changed = self.status.set(
                 "ListenerHealthy", False, reason,
-                f"{where}: {error or 'connecting'}; retried with backoff")
+                f"{subscription.path}: {subscription.error or 'connecting'}; retried with "
+                "backoff")
         else:
             reason = {"silence": "HeartbeatSilent", "closed": "ListenerClosed",
                       "callback_error": "CallbackFailed", "scheduled": "Resubscribing"}.get(

@@ -174,11 +174,6 @@ class ReconcilerRuntime:
     def healthy(self) -> bool:
         return self.listeners is not None and self.listeners.healthy
 
-    @property
-    def listeners_live(self) -> bool:
-        """The Firestore listeners are up, whatever the notification subscription's state."""
-        return self.listeners is not None and self.listeners.firestore_up
-
     def ready(self, now: float | None = None) -> bool:
         """Listeners up and a sweep within two intervals (or none due yet)."""
         now = time.time() if now is None else now

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from prometheus_client import generate_latest
 
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.model import Action, DriftKind, Report
@@ -24,6 +25,8 @@ from controller.runtime import ReconcilerRuntime
 from controller.spec import ReconcilerSpec
 from tests.conftest import settings_for
 from tests.support.app import Generation, ReelApp, Timing
+from tests.support.harness import metric
+from tests.support.notifications import Notifications
 from tests.support.recording import RecordingFirestore, recording_engine
 from tests.support.seed import World
 
@@ -293,30 +296,59 @@ def test_shapes_the_app_writes_are_valid_documents(world: World) -> None:
     assert world.project("p-long")["clipFilenames"] == [*paths, None, paths[0]]
 
 
-def test_listener_path_never_writes_a_live_or_failing_generation(world: World,
-                                                                 app: ReelApp) -> None:
-    spec = ReconcilerSpec.parse({
-        "firestore": {"projectsCollection": world.projects_collection,
-                      "jobsCollection": world.jobs_collection},
-        "storage": {"bucket": world.bucket}, "settle": "1s"})
+@contextmanager
+def running(spec: ReconcilerSpec) -> Iterator[ReconcilerRuntime]:
+    """A runtime as the operator runs one (listeners, queue, timers), our writes recorded."""
     runtime = ReconcilerRuntime("test", "race", spec, connector=recording_engine)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(60)
     try:
-        app.create_project("p-ok", prompts=3)
-        app.create_project("p-bad", prompts=4)
-        ok = app.generation("p-ok").start().run_in_thread()
-        bad = app.generation("p-bad", fail_at=2).start().run_in_thread()
-        assert (ok.join(), bad.join()) == ("completed", "failed")
-        time.sleep(2.5)  # past the settle window, for the last events to be judged
+        yield runtime
     finally:
         asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(60)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+def race_live_and_failing(world: World, app: ReelApp, runtime: ReconcilerRuntime) -> None:
+    """A generation that succeeds and one that fails at prompt 2, while `runtime` runs: the
+    reconciler writes neither, and each ends as its worker left it."""
+    app.create_project("p-ok", prompts=3)
+    app.create_project("p-bad", prompts=4)
+    ok = app.generation("p-ok").start().run_in_thread()
+    bad = app.generation("p-bad", fail_at=2).start().run_in_thread()
+    assert (ok.join(), bad.join()) == ("completed", "failed")
+    time.sleep(2.5)  # past the settle window, for the last events to be judged
     assert runtime.engine is not None
     assert writes(runtime.engine, "p-ok") == [] and writes(runtime.engine, "p-bad") == []
     assert world.project("p-ok")["status"] == "ready"
     bad_doc = world.project("p-bad")
     assert bad_doc["status"] == "error" and "quota" in bad_doc["errorInfo"]["message"]
+
+
+def spec_of(world: World, **storage: Any) -> ReconcilerSpec:
+    return ReconcilerSpec.parse({
+        "firestore": {"projectsCollection": world.projects_collection,
+                      "jobsCollection": world.jobs_collection},
+        "storage": {"bucket": world.bucket, **storage}, "settle": "1s"})
+
+
+def test_listener_path_never_writes_a_live_or_failing_generation(world: World,
+                                                                 app: ReelApp) -> None:
+    with running(spec_of(world)) as runtime:
+        race_live_and_failing(world, app, runtime)
+
+
+def test_notification_path_never_writes_a_live_or_failing_generation(
+        notified: tuple[World, Notifications]) -> None:
+    """Every clip the workers upload is a notification that queues its project while its
+    job is alive: the hands-off rules hold for this trigger too."""
+    world, notes = notified
+    app = ReelApp(world, Timing(window=0.1, per_prompt=0.3, exists_check=0.2))
+    with running(spec_of(world, notifications={"subscription": notes.path})) as runtime:
+        race_live_and_failing(world, app, runtime)
+        text = generate_latest().decode()
+    assert metric(text, "reel_reconciler_notifications_total", reconciler=runtime.label,
+                  event_type="OBJECT_FINALIZE", outcome="queued") >= 3 + 2

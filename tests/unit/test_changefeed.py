@@ -36,8 +36,13 @@ def feed() -> tuple[ChangeFeed, Recorder]:
     return ChangeFeed(None, {"query": {}}, ["projectId"], decode, recorder), recorder
 
 
+def raw(**response: Any) -> Any:
+    """A ListenResponse as the feed receives it: the raw protobuf, through proto-plus's `pb`."""
+    return ListenResponse.pb(ListenResponse(**response))
+
+
 def send(target: ChangeFeed, **response: Any) -> None:
-    target._handle(ListenResponse(**response)._pb)
+    target._handle(raw(**response))
 
 
 def changed(doc_id: str, project: str = "p-1", *, removed: bool = False,
@@ -146,8 +151,8 @@ def test_a_filter_count_that_disagrees_starts_over_and_one_that_agrees_does_not(
     f, seen = feed()
     initial(f, "a", "b")
     send(f, **changed("c"))
-    assert f._handle(ListenResponse(filter={"target_id": TARGET_ID, "count": 3})._pb)
-    assert not f._handle(ListenResponse(filter={"target_id": TARGET_ID, "count": 2})._pb)
+    assert f._handle(raw(filter={"target_id": TARGET_ID, "count": 3}))
+    assert not f._handle(raw(filter={"target_id": TARGET_ID, "count": 2}))
     assert f._resume_token is None  # the stream is opened again without it
     # the server resends what matches: the member it leaves out is reported gone
     send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: firebase-tools demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,16 @@ $(TOOLS)/bin/kube-score:
 	GOBIN=$(abspath $(TOOLS)/bin) $(GO) install github.com/zegl/kube-score/cmd/kube-score@$(KUBE_SCORE_VERSION)
 
 tools: $(TOOLS)/.installed $(TOOLS)/bin/kube-score
+
+# The Firebase Auth emulator, from npm (about a minute; its optional native module is not
+# built: the emulator does not need it).
+FIREBASE_TOOLS_VERSION := 15
+FIREBASE_CLI := .cache/firebase/node_modules/.bin/firebase
+$(FIREBASE_CLI):
+	mkdir -p .cache/firebase
+	npm install --prefix .cache/firebase --ignore-scripts --no-audit --no-fund --loglevel=error firebase-tools@$(FIREBASE_TOOLS_VERSION)
+
+firebase-tools: $(FIREBASE_CLI)
 
 ## Render deploy/ from the chart.
 manifests: $(STAMP)
@@ -78,14 +88,15 @@ prereqs:
 	$(if $(shell $(PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo ok),,$(call missing,$(PYTHON) >= 3.11 with venv (Debian packages python3 and python3-venv: apt-get install python3 python3-venv)))
 	$(if $(shell command -v $(GO) 2>/dev/null),,$(call missing,go >= 1.26 for the test control plane (tests/cluster/go.mod): install Go into /usr/local/go or put go on PATH))
 	$(if $(shell command -v java 2>/dev/null),,$(call missing,java 17+ for the Firestore emulator (Debian package default-jre-headless: apt-get install default-jre-headless)))
+	$(if $(shell command -v npm 2>/dev/null),,$(call missing,node 20+ with npm for the Firebase Auth emulator (Debian packages nodejs and npm: apt-get install nodejs npm)))
 	$(if $(shell command -v promtool 2>/dev/null),,$(call missing,promtool (Debian package prometheus: apt-get install prometheus)))
 	$(if $(wildcard $(FIRESTORE_EMULATOR_LAUNCHER)),,$(call missing,Google's Firestore emulator at $(FIRESTORE_EMULATOR_LAUNCHER) (gcloud components install cloud-firestore-emulator; or set FIRESTORE_EMULATOR_LAUNCHER)))
 	$(if $(wildcard $(PUBSUB_EMULATOR_LAUNCHER)),,$(call missing,Google's Pub/Sub emulator at $(PUBSUB_EMULATOR_LAUNCHER) (gcloud components install pubsub-emulator; or set PUBSUB_EMULATOR_LAUNCHER)))
-	@echo "prerequisites: python, go, java, promtool and the Firestore and Pub/Sub emulators are here"
+	@echo "prerequisites: python, go, java, npm, promtool and the Firestore and Pub/Sub emulators are here"
 
 ## The whole suite: lint, type check, then every test against the real emulators and the
 ## control plane. The control plane is built here, never inside a test's timeout.
-test: prereqs lint tools cluster-up
+test: prereqs lint tools firebase-tools cluster-up
 	$(BIN)/pytest -ra
 
 unit: $(STAMP)

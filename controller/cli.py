@@ -21,6 +21,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from controller import __version__, defaults
+from controller.api.settings import add_api_arguments, api_settings
 from controller.config import ConfigError, Settings, flag_for, load_settings, parse_duration
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.connect import connect
@@ -99,6 +100,7 @@ def _add_watch(commands: Any) -> None:
                        "the next sweep (default: REEL_NOTIFICATIONS_SUBSCRIPTION; none)")
     watch.add_argument("--metrics-port", type=port_number, default=defaults.METRICS_PORT,
                        metavar="PORT", help="port of /metrics and /readyz (default: %(default)s)")
+    add_api_arguments(watch, service_accounts=False)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,10 +151,14 @@ def _watch(args: argparse.Namespace) -> int:
         return fail(invalid(where, "expected projects/PROJECT/subscriptions/NAME",
                             subscription))
     try:
+        api = api_settings(args)
+        if api is not None and api.port == args.metrics_port:
+            raise ConfigError(f"port {api.port} is given to both --metrics-port and --api-port: "
+                              "choose another with --api-port")
         run_watch(_settings(args), WatchOptions(
             mode=args.mode, sweep_interval=intervals["--sweep-interval"],
             stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port,
-            notifications_subscription=subscription))
+            notifications_subscription=subscription, api=api))
     except ConfigError as exc:
         return fail(str(exc))
     return EXIT_OK

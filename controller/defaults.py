@@ -24,3 +24,7 @@ HEARTBEAT_COLLECTION = "reel_reconciler_heartbeats"
 
 METRICS_PORT = 9102
 HEALTH_PORT = 8080
+
+API_RATE_LIMIT = "30/minute"
+"""Reconcile requests per caller: a user opening projects one after another stays well
+inside it; a script looping on the endpoint does not."""

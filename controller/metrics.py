@@ -27,6 +27,10 @@ NOTIFICATIONS_TOTAL = Counter(
     f"{PREFIX}notifications_total",
     "GCS notifications received, by event type and what became of them",
     [R, "event_type", "outcome"])
+API_REQUESTS_TOTAL = Counter(
+    f"{PREFIX}api_requests_total",
+    "Answers of the reconcile endpoint, by caller kind (user, service, unknown) and status code",
+    ["caller", "code"])
 RECOVERED_VIDEO_SECONDS_TOTAL = Counter(
     f"{PREFIX}recovered_video_seconds_total",
     "Seconds of video restored from GCS instead of regenerated", [R])

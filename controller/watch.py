@@ -13,8 +13,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
+from kubernetes import client
+
 from controller import defaults
+from controller.api import ApiSettings, start_api
+from controller.api.service_accounts import ServiceAccounts
 from controller.config import ConfigError, Settings
+from controller.operator.preflight import check_kube_config
 from controller.runtime import ReconcilerRuntime
 from controller.runtime.server import start_server
 from controller.spec import ReconcilerSpec
@@ -35,6 +40,7 @@ class WatchOptions:
     metrics_port: int = defaults.METRICS_PORT
     metrics_host: str = "0.0.0.0"
     notifications_subscription: str | None = None
+    api: ApiSettings | None = None
 
     def spec(self, settings: Settings) -> ReconcilerSpec:
         """The spec a ReelReconciler with these settings would have."""
@@ -65,6 +71,14 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
     except OSError as exc:
         raise ConfigError(port_problem(options.metrics_port, "--metrics-port", exc)) from exc
     runtime = ReconcilerRuntime("local", NAME, spec, settings=settings)
+    runners = [server]
+    if options.api is not None:
+        try:
+            runners.append(await start_api(options.api, _service_accounts(options.api),
+                                           lambda: _served(runtime, options.api)))
+        except ConfigError:
+            await server.cleanup()
+            raise
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -84,8 +98,25 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
         log.info("stopping: draining the work in flight")
         await runtime.stop()
     finally:
-        await server.cleanup()
+        for runner in runners:
+            await runner.cleanup()
     log.info("stopped")
+
+
+def _service_accounts(api: ApiSettings) -> ServiceAccounts | None:
+    """Service callers need a cluster to ask: the kubeconfig's (or the pod's)."""
+    if not api.service_accounts:
+        return None
+    check_kube_config()
+    return ServiceAccounts(client.ApiClient(), api.token_audiences)
+
+
+def _served(runtime: ReconcilerRuntime, api: ApiSettings | None) -> dict[str, ReconcilerRuntime]:
+    """The one runtime, once started, under the ReelReconciler name service callers are
+    authorized for."""
+    if runtime.engine is None:
+        return {}
+    return {(api.reconciler if api is not None else None) or runtime.key: runtime}
 
 
 def run_watch(settings: Settings, options: WatchOptions) -> None:

@@ -78,6 +78,17 @@ def notified(emulators: Emulators, pubsub: Emulator, tmp_path: Path,
 
 
 @pytest.fixture
+def own_gcs(emulators: Emulators, tmp_path: Path,
+            monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulators]:
+    gcs = fake_gcs_server(tmp_path)
+    gcs.start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{gcs.host}")
+    emulators.reset_firestore()
+    yield Emulators(emulators.firestore, gcs, emulators.gcp_project)
+    gcs.stop()
+
+
+@pytest.fixture
 def world(emulators: Emulators) -> World:
     """Empty Firestore and a fresh bucket for each test."""
     emulators.reset_firestore()

@@ -9,8 +9,12 @@ import random
 from collections.abc import Sequence
 
 import kopf
+from kubernetes import client
 
 from controller import defaults
+from controller.api import ApiSettings, start_api
+from controller.api.service_accounts import ServiceAccounts
+from controller.api.settings import add_api_arguments, api_settings
 from controller.config import ConfigError, check_emulator_hosts
 from controller.logs import add_log_arguments, setup_logging
 from controller.operator.preflight import check_kube_config, check_ports
@@ -37,18 +41,23 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--peering", default=None, help="peering object name")
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: random, so one replica wins)")
+    add_api_arguments(parser, service_accounts=True)
     add_log_arguments(parser, "INFO")
     return parser
 
 
-async def _run(args: argparse.Namespace) -> None:
+async def _run(args: argparse.Namespace, api: ApiSettings | None) -> None:
     import controller.operator.handlers  # noqa: F401 - registers the handlers
 
     try:
         runner = await start_server(args.metrics_port)
     except OSError as exc:  # taken since the preflight check
         raise ConfigError(port_problem(args.metrics_port, "--metrics-port", exc)) from exc
+    runners = [runner]
     try:
+        if api is not None:
+            accounts = ServiceAccounts(client.ApiClient(), api.token_audiences)
+            runners.append(await start_api(api, accounts))
         await kopf.operator(
             standalone=args.standalone,
             peering_name=args.peering,
@@ -58,7 +67,8 @@ async def _run(args: argparse.Namespace) -> None:
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
         )
     finally:
-        await runner.cleanup()
+        for each in runners:
+            await each.cleanup()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,10 +77,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.all_namespaces = True
     setup_logging(args.log_level, args.log_format)
     try:
-        check_ports({"--metrics-port": args.metrics_port, "--health-port": args.health_port})
+        api = api_settings(args, service_accounts=True)
+        ports = {"--metrics-port": args.metrics_port, "--health-port": args.health_port}
+        if api is not None:
+            ports["--api-port"] = api.port
+        check_ports(ports)
         check_emulator_hosts()
         check_kube_config()
-        asyncio.run(_run(args))
+        asyncio.run(_run(args, api))
     except ConfigError as exc:
         return fail(str(exc), PROG)
     return 0

@@ -64,6 +64,11 @@ class Connection:
         """The prefix of every document name, and the parent of top-level collections."""
         return f"{self.database}/documents"
 
+    @property
+    def project(self) -> str:
+        """The GCP project: for a Firebase app, its Firebase project too."""
+        return self.database.split("/")[1]
+
     def name(self, collection: str, doc_id: str) -> str:
         """The full name of a document of a top-level collection."""
         return f"{self.documents}/{collection}/{doc_id}"

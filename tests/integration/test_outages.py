@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import REPO
-from tests.support.emulators import Emulator, Emulators, fake_gcs_server, firestore_emulator
+from tests.support.emulators import Emulator, Emulators, firestore_emulator
 from tests.support.patience import bound
 from tests.support.seed import World
 
@@ -73,17 +73,6 @@ def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[st
         raise AssertionError(f"the sweep went on {bound(60):.0f}s after the outage; its "
                              f"threads and last logs:\n{err[-12000:]}") from None
     return proc.returncode, json.loads(out), time.monotonic() - stopped
-
-
-@pytest.fixture
-def own_gcs(emulators: Emulators, tmp_path: Path,
-            monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulators]:
-    gcs = fake_gcs_server(tmp_path)
-    gcs.start()
-    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://{gcs.host}")
-    emulators.reset_firestore()
-    yield Emulators(emulators.firestore, gcs, emulators.gcp_project)
-    gcs.stop()
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ Firestore launcher script spawns.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -102,13 +103,19 @@ class Emulator:
             time.sleep(0.1)
 
 
+def _installed(variable: str, default: Path, missing: str) -> Path:
+    """The program `variable` names, else `default`; `missing` ({} for its path) if absent."""
+    path = Path(os.environ.get(variable, default))
+    if not path.exists():
+        raise MissingPrerequisite(missing.format(path))
+    return path
+
+
 def firestore_emulator(workdir: Path, port: int | None = None) -> Emulator:
-    launcher = Path(os.environ.get("FIRESTORE_EMULATOR_LAUNCHER", FIRESTORE_LAUNCHER))
-    if not launcher.exists():
-        raise MissingPrerequisite(
-            f"Google's Firestore emulator is missing: {launcher} (install the gcloud "
-            "component 'cloud-firestore-emulator' or set FIRESTORE_EMULATOR_LAUNCHER)"
-        )
+    launcher = _installed("FIRESTORE_EMULATOR_LAUNCHER", FIRESTORE_LAUNCHER,
+                          "Google's Firestore emulator is missing: {} (install the gcloud "
+                          "component 'cloud-firestore-emulator' or set "
+                          "FIRESTORE_EMULATOR_LAUNCHER)")
     if shutil.which("java") is None:
         raise MissingPrerequisite("Java 17+ is missing: the Firestore emulator needs `java`")
     port = port or free_port()
@@ -119,6 +126,31 @@ def firestore_emulator(workdir: Path, port: int | None = None) -> Emulator:
         ready_path="/",
         log=workdir / "firestore-emulator.log",
     )
+
+
+FIREBASE_CLI = Path(__file__).resolve().parents[2] / ".cache/firebase/node_modules/.bin/firebase"
+
+
+def firebase_auth_emulator(workdir: Path, project: str, port: int | None = None) -> Emulator:
+    """The Firebase Auth emulator (npm firebase-tools), for ID tokens as the app's frontend
+    gets them; its hub and logging ports are chosen free as well."""
+    cli = _installed("FIREBASE_CLI", FIREBASE_CLI,
+                     "the Firebase Auth emulator is missing: {} (make firebase-tools installs "
+                     "it: npm install --prefix .cache/firebase --ignore-scripts "
+                     "firebase-tools@15)")
+    port = port or free_port()
+    config = workdir / "firebase.json"
+    config.write_text(json.dumps({"emulators": {
+        "auth": {"host": "127.0.0.1", "port": port},
+        "hub": {"host": "127.0.0.1", "port": free_port()},
+        "logging": {"host": "127.0.0.1", "port": free_port()},
+        "ui": {"enabled": False}}}))
+    return Emulator(
+        name="firebase-auth",
+        argv=[str(cli), "emulators:start", "--only", "auth", "--project", project,
+              "--config", str(config)],
+        port=port, ready_path="/", log=workdir / "firebase-auth.log",
+        env={"NO_UPDATE_NOTIFIER": "1", "FIREBASE_CLI_EXPERIMENTS": ""})
 
 
 def fake_gcs_binary() -> Path:
@@ -136,11 +168,10 @@ def fake_gcs_binary() -> Path:
 
 
 def pubsub_emulator(workdir: Path, port: int | None = None) -> Emulator:
-    launcher = Path(os.environ.get("PUBSUB_EMULATOR_LAUNCHER", PUBSUB_LAUNCHER))
-    if not launcher.exists():
-        raise MissingPrerequisite(
-            f"the Pub/Sub emulator is missing at {launcher}: install it (gcloud components "
-            "install pubsub-emulator) or set PUBSUB_EMULATOR_LAUNCHER")
+    launcher = _installed("PUBSUB_EMULATOR_LAUNCHER", PUBSUB_LAUNCHER,
+                          "the Pub/Sub emulator is missing at {}: install it (gcloud "
+                          "components install pubsub-emulator) or set "
+                          "PUBSUB_EMULATOR_LAUNCHER")
     port = port or free_port()
     return Emulator(name="pubsub", argv=[str(launcher), "--host=127.0.0.1", f"--port={port}"],
                     port=port, ready_path="/", log=workdir / "pubsub.log")

@@ -54,10 +54,12 @@ class Watch:
 
 
 def start_watch(emulators: Emulators | None, world: World, log: Path, *args: str,
-                port: int | None = None) -> Watch:
-    """`watch` on the emulators' addresses (None: those already in the environment)."""
+                port: int | None = None, env: dict[str, str] | None = None) -> Watch:
+    """`watch` on the emulators' addresses (None: those already in the environment); `env`
+    is added to the process's environment."""
     port = port or free_port()
-    env = {**os.environ, **(emulators.env() if emulators else {}), "REEL_BUCKET": world.bucket}
+    env = {**os.environ, **(emulators.env() if emulators else {}), "REEL_BUCKET": world.bucket,
+           **(env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "controller.cli", "watch", "--metrics-port", str(port),

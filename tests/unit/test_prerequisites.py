@@ -38,8 +38,8 @@ def test_a_missing_firestore_emulator_is_named() -> None:
 
 
 def test_a_missing_promtool_is_named_with_its_package(tmp_path: Path) -> None:
-    """A PATH with java and go but no promtool (and this interpreter as python)."""
-    for tool in ("java", "go"):
+    """A PATH with java, go and npm but no promtool (and this interpreter as python)."""
+    for tool in ("java", "go", "npm"):
         found = shutil.which(tool) or shutil.which(tool, path="/usr/local/go/bin")
         assert found, f"{tool} is a prerequisite of the suite itself"
         (tmp_path / tool).symlink_to(Path(found).resolve())
@@ -47,6 +47,15 @@ def test_a_missing_promtool_is_named_with_its_package(tmp_path: Path) -> None:
     assert line.endswith(
         "missing prerequisite: promtool (Debian package prometheus: apt-get install "
         "prometheus).  Stop.")
+
+
+def test_a_missing_npm_is_named_with_its_package(tmp_path: Path) -> None:
+    for tool in ("java", "go"):
+        found = shutil.which(tool) or shutil.which(tool, path="/usr/local/go/bin")
+        assert found, f"{tool} is a prerequisite of the suite itself"
+        (tmp_path / tool).symlink_to(Path(found).resolve())
+    line = _one_line(make("prereqs", f"PYTHON={sys.executable}", path=str(tmp_path)))
+    assert "missing prerequisite: node 20+ with npm for the Firebase Auth emulator" in line
 
 
 def test_make_test_checks_then_builds_the_cluster_before_pytest() -> None:

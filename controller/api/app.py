@@ -1,0 +1,205 @@
+"""`POST /api/reel/projects/{projectId}/reconcile`: the seed's contract on a port of its own.
+Checks run cheapest first and each ends the request with its JSON error: the caller, its
+rate, the id, the body, then whether the project exists and is the caller's to see. Only
+then does the engine run, as a forced trigger under the policy's hands-off rules."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+import aiohttp_cors
+from aiohttp import web
+
+from controller import metrics
+from controller.api.callers import Audience, Caller, CallerKind, Callers
+from controller.api.errors import ApiError, error_response, unavailable
+from controller.api.firebase import FirebaseTokens, emulated
+from controller.api.openapi import RECONCILE_PATH, document
+from controller.api.rate import RateLimit
+from controller.api.service_accounts import ServiceAccounts
+from controller.api.settings import ApiSettings
+from controller.config import ConfigError
+from controller.model import Action, Trigger
+from controller.runtime import RUNTIMES, ReconcilerRuntime
+from controller.stores import Outage, StoreError
+from controller.usage import port_problem
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 16 * 1024
+OUTAGE_RETRY_AFTER = 30.0
+"""Seconds a caller waits after an outage: the stores' own retries have already given up."""
+MAX_ID_BYTES = 1500
+CALLER_KIND = "caller_kind"
+
+Runtimes = Callable[[], Mapping[str, ReconcilerRuntime]]
+
+
+class ReconcileEndpoint:
+    def __init__(self, settings: ApiSettings, accounts: ServiceAccounts | None,
+                 runtimes: Runtimes = lambda: RUNTIMES) -> None:
+        self.settings = settings
+        self.callers = Callers(FirebaseTokens(settings.firebase_certs_url), accounts)
+        self.runtimes = runtimes
+        self.per_caller = RateLimit(settings.rate())
+        self.per_peer = RateLimit(settings.rate())
+        """Failed authentications per client address: each may cost a TokenReview."""
+
+    def served(self) -> tuple[str, ReconcilerRuntime]:
+        """The reconciler this endpoint serves, as NAMESPACE/NAME and its runtime."""
+        runtimes = self.runtimes()
+        chosen = self.settings.reconciler
+        if chosen is not None:
+            runtime = runtimes.get(chosen)
+            if runtime is None:
+                raise unavailable(f"the ReelReconciler {chosen} is not running here",
+                                  OUTAGE_RETRY_AFTER)
+            return chosen, runtime
+        if len(runtimes) == 1:
+            return next(iter(runtimes.items()))
+        if not runtimes:
+            raise unavailable("no reconciler is running yet", OUTAGE_RETRY_AFTER)
+        raise ApiError(500, "misconfigured", "several ReelReconcilers run here: choose "
+                       "the one to serve with --api-reconciler NAMESPACE/NAME")
+
+    def audience(self, key: str, runtime: ReconcilerRuntime) -> Audience:
+        engine = runtime.engine
+        if engine is None:
+            raise unavailable("the reconciler is starting", OUTAGE_RETRY_AFTER)
+        project = self.settings.firebase_project or engine.firestore.connection.project
+        namespace, _, name = key.partition("/")
+        return Audience(project, namespace, name)
+
+    async def reconcile(self, request: web.Request) -> web.Response:
+        key, runtime = self.served()
+        audience = self.audience(key, runtime)
+        peer = request.remote or "unknown"
+        try:
+            caller = await asyncio.to_thread(
+                self.callers.identify, request.headers.get("Authorization"), audience)
+        except ApiError as exc:
+            if exc.status == 401:
+                self.per_peer.check(f"peer:{peer}", f"{peer} without valid credentials")
+            raise
+        request[CALLER_KIND] = caller.kind.value
+        self.per_caller.check(caller.key)
+        project_id = checked_id(request.match_info["project_id"])
+        await checked_body(request)
+        await asyncio.to_thread(_visible, runtime, project_id, caller)
+        (report,) = await runtime.reconcile([project_id], Trigger.API)
+        log.info("reconcile requested", extra={
+            "reconciler": runtime.key, "projectId": project_id, "caller": caller.id,
+            "callerKind": caller.kind.value, "action": report.action.value,
+            "reason": report.reason})
+        if report.unreachable:
+            raise unavailable(f"nothing was written: {report.error}", OUTAGE_RETRY_AFTER)
+        if report.action is Action.ERROR:
+            raise ApiError(500, "reconcile_failed", report.error or "the reconcile failed")
+        return web.json_response({"success": True, "report": report.as_json()})
+
+
+def _visible(runtime: ReconcilerRuntime, project_id: str, caller: Caller) -> None:
+    """404 alike for a missing project and another user's: existence is not told."""
+    assert runtime.engine is not None
+    try:
+        found = runtime.engine.firestore.get_projects([project_id])
+    except Outage as exc:
+        raise unavailable(f"Firestore is unreachable: {exc}", OUTAGE_RETRY_AFTER) from exc
+    except StoreError as exc:
+        raise ApiError(500, "reconcile_failed", f"the project cannot be read: {exc}") from exc
+    document = found.get(project_id)
+    owner = (document.data or {}).get("userId") if document is not None else None
+    if document is None or (caller.kind is CallerKind.USER and owner != caller.id):
+        raise ApiError(404, "not_found", f"no project {project_id!r}")
+
+
+def checked_id(project_id: str) -> str:
+    """A Firestore document id: 1-1500 bytes, no slash, not . or .., not __reserved__."""
+    size = len(project_id.encode())
+    reserved = project_id.startswith("__") and project_id.endswith("__")
+    if (not 0 < size <= MAX_ID_BYTES or "/" in project_id or project_id in (".", "..")
+            or reserved or not project_id.isprintable()):
+        raise ApiError(400, "invalid_project_id",
+                       f"{project_id[:80]!r} is not a project id (a Firestore document id)")
+    return project_id
+
+
+async def checked_body(request: web.Request) -> None:
+    """The body is optional; when sent, it is a JSON object (its keys are ignored)."""
+    body = await request.read()
+    if not body.strip():
+        return
+    try:
+        value = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiError(400, "invalid_body", f"the body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object, or empty")
+
+
+_HTTP_CODES = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+@web.middleware
+async def json_errors(request: web.Request,
+                      handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                      ) -> web.StreamResponse:
+    """Every answer is JSON, and every answer is counted."""
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        response = error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"),
+                                  exc.reason, headers=headers)
+    except Exception:
+        log.exception("reconcile endpoint failed", extra={"path": request.path})
+        response = error_response(500, "internal", "internal error; see the reconciler's log")
+    metrics.API_REQUESTS_TOTAL.labels(request.get(CALLER_KIND, "unknown"),
+                                      str(response.status)).inc()
+    return response
+
+
+async def _openapi(_: web.Request) -> web.Response:
+    return web.json_response(document())
+
+
+def application(endpoint: ReconcileEndpoint) -> web.Application:
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    route = app.router.add_post(RECONCILE_PATH.replace("{projectId}", "{project_id}"),
+                                endpoint.reconcile)
+    app.router.add_get("/openapi.json", _openapi)
+    origins = endpoint.settings.cors_origins
+    if origins:
+        options = aiohttp_cors.ResourceOptions(
+            allow_headers=("Authorization", "Content-Type"), expose_headers=("Retry-After",),
+            allow_methods=("POST",), max_age=600)
+        cors = aiohttp_cors.setup(app, defaults={origin: options for origin in origins})
+        cors.add(route)
+    return app
+
+
+async def start_api(settings: ApiSettings, accounts: ServiceAccounts | None,
+                    runtimes: Runtimes = lambda: RUNTIMES) -> web.AppRunner:
+    """Serve the endpoint; raises ConfigError when its port cannot be had."""
+    if emulated():
+        log.warning("FIREBASE_AUTH_EMULATOR_HOST is set: Firebase ID tokens are not "
+                    "signature-checked (the emulator's are unsigned); never in production")
+    runner = web.AppRunner(application(ReconcileEndpoint(settings, accounts, runtimes)),
+                           access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError(port_problem(settings.port, "--api-port", exc)) from exc
+    log.info("reconcile endpoint listening", extra={
+        "port": settings.port, "serviceAccounts": accounts is not None,
+        "corsOrigins": list(settings.cors_origins), "rateLimit": settings.rate_limit})
+    return runner

@@ -81,6 +81,8 @@ class ReconcileEndpoint:
             caller = await asyncio.to_thread(
                 self.callers.identify, request.headers.get("Authorization"), audience)
         except ApiError as exc:
+            if exc.status == 403:  # authenticated by the API server, not authorized
+                request[CALLER_KIND] = CallerKind.SERVICE.value
             if exc.status == 401:
                 self.per_peer.check(f"peer:{peer}", f"{peer} without valid credentials")
             raise

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from controller.operator.main import _parser
 from tests.chart.rendering import ALL_ON, VALUE_SETS, of_kind, render_text, run, template
 from tests.support.manifests import CHART, CRD_COPY, REPO, crd_copies, render
 
@@ -32,7 +33,9 @@ def test_values_schema_rejects_bad_values(helm: Path) -> None:
                 ["--set", "commonLabels.app\\.kubernetes\\.io/name=other"],
                 ["--set", "topologySpreadConstraints[0].maxSkew=1"],
                 ["--set", "operator.envFrom[0].prefix=X_"],
-                ["--set", "fullnameOverride=Not_A_Name"]):
+                ["--set", "fullnameOverride=Not_A_Name"],
+                ["--set", "api.rateLimit=lots"], ["--set", "api.reconciler=no-slash"],
+                ["--set", "api.corsOrigins[0]=*"]):
         out = run(helm, "template", "x", CHART, *bad)
         assert out.returncode != 0, f"{bad} was accepted"
         assert "schema" in out.stderr.lower() or "values don't meet" in out.stderr, out.stderr
@@ -56,6 +59,30 @@ def test_optional_features_render_only_when_asked(helm: Path) -> None:
                                          "--api-versions",
                                          "monitoring.coreos.com/v1/PrometheusRule")}
     assert {"ServiceMonitor", "PrometheusRule"} <= auto
+
+
+def test_the_endpoint_renders_only_when_enabled_and_its_args_parse(helm: Path) -> None:
+    default = template(helm)
+    assert not [d for d in default if "auth-delegator" in d["metadata"]["name"]]
+    assert "api" not in json.dumps(of_kind(default, "Service")["spec"]["ports"])
+    docs = template(helm, *ALL_ON)
+    container = of_kind(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "api", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
+    assert {"name": "api", "port": 8090, "targetPort": "api", "protocol": "TCP"} in (
+        of_kind(docs, "Service")["spec"]["ports"])
+    args = _parser().parse_args(container["args"])
+    assert (args.api_port, args.api_reconciler, args.api_cors_origin, args.api_token_audience) \
+        == (8090, "reels/reel-maker", ["https://reels.example.com"], ["reel-reconciler"])
+    [delegator] = [d for d in docs if d["kind"] == "ClusterRoleBinding"
+                   and d["roleRef"]["name"] == "system:auth-delegator"]
+    assert delegator["subjects"][0]["name"] == "reel-reconciler"
+    [caller] = [d for d in docs if d["kind"] == "ClusterRole"
+                and d["metadata"]["name"].endswith("-caller")]
+    assert caller["rules"] == [{"apiGroups": ["reelmaker.io"],
+                                "resources": ["reelreconcilers/reconcile"], "verbs": ["update"]}]
+    ingress = of_kind(docs, "NetworkPolicy")["spec"]["ingress"]
+    assert any(rule["ports"] == [{"port": "api", "protocol": "TCP"}] and rule.get("from")
+               for rule in ingress)
 
 
 def test_deployment_is_hardened(helm: Path) -> None:

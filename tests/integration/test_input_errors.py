@@ -113,7 +113,7 @@ def taken_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-@pytest.mark.parametrize("flag", ["--metrics-port", "--health-port"])
+@pytest.mark.parametrize("flag", ["--metrics-port", "--health-port", "--api-port"])
 def test_operator_port_in_use(taken_port: int, flag: str, tmp_path: Path) -> None:
     proc = operator(flag, str(taken_port), HOME=tmp_path)
     line = one_line_exit_2(proc)
@@ -127,3 +127,22 @@ def test_operator_without_a_cluster_fails_fast(tmp_path: Path) -> None:
     assert time.monotonic() - started < 20
     one_line_exit_2(proc, "set KUBECONFIG", "run the operator in a cluster",
                     str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(("args", "wanted"), [
+    (["--api-rate-limit", "lots"], "invalid --api-rate-limit 'lots': expected a rate such as "
+     "30/minute"),
+    (["--api-reconciler", "main"], "invalid --api-reconciler 'main': expected NAMESPACE/NAME"),
+    (["--api-port", "0"], "argument --api-port: '0' is not a port number"),
+])
+def test_operator_endpoint_input_errors(args: list[str], wanted: str, tmp_path: Path) -> None:
+    proc = operator("--api-port", str(free_port()), *args, HOME=tmp_path)
+    one_line_exit_2(proc, wanted)
+
+
+def test_watch_endpoint_input_errors(untouched: World, cli: Cli) -> None:
+    port = str(free_port())
+    same = cli("watch", "--metrics-port", port, "--api-port", port)
+    one_line_exit_2(same, f"port {port} is given to both --metrics-port and --api-port")
+    services = cli("watch", "--api-port", str(free_port()), "--api-service-accounts")
+    one_line_exit_2(services, "--api-service-accounts needs --api-reconciler NAMESPACE/NAME")

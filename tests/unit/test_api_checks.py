@@ -1,0 +1,48 @@
+"""The endpoint's pure checks: which ids are Firestore document ids, which headers carry a
+bearer token, how a rate is spelled."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.api.app import checked_id
+from controller.api.callers import bearer_token
+from controller.api.errors import ApiError
+from controller.api.settings import parse_rate
+from controller.config import ConfigError
+
+
+@pytest.mark.parametrize("project_id", ["p-7f3a", "4f1c2b9e-uuid", "x" * 1500, "é" * 750,
+                                        "a.b", "__not-reserved", "reserved__"])
+def test_document_ids_pass(project_id: str) -> None:
+    assert checked_id(project_id) == project_id
+
+
+@pytest.mark.parametrize("project_id", ["", ".", "..", "a/b", "__x__", "____", "x" * 1501,
+                                        "é" * 751, "line\nbreak", "tab\there"])
+def test_anything_else_is_400(project_id: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        checked_id(project_id)
+    assert (raised.value.status, raised.value.code) == (400, "invalid_project_id")
+
+
+@pytest.mark.parametrize(("header", "token"), [("Bearer abc", "abc"), ("bearer abc ", "abc"),
+                                               ("  Bearer   abc", "abc")])
+def test_bearer_tokens(header: str, token: str) -> None:
+    assert bearer_token(header) == token
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Bearer ", "Basic abc", "abc",
+                                    "Token abc"])
+def test_no_bearer_token_is_401(header: str | None) -> None:
+    with pytest.raises(ApiError) as raised:
+        bearer_token(header)
+    assert raised.value.status == 401
+    assert raised.value.headers == {"WWW-Authenticate": "Bearer"}
+
+
+def test_rates() -> None:
+    assert parse_rate("30/minute", "--api-rate-limit").amount == 30
+    assert parse_rate("5 per second", "--api-rate-limit").get_expiry() == 1
+    with pytest.raises(ConfigError, match="invalid --api-rate-limit 'often'"):
+        parse_rate("often", "--api-rate-limit")

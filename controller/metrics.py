@@ -30,7 +30,7 @@ NOTIFICATIONS_TOTAL = Counter(
 API_REQUESTS_TOTAL = Counter(
     f"{PREFIX}api_requests_total",
     "Answers of the reconcile endpoint, by caller kind (user, service, unknown) and status code",
-    ["caller", "code"])
+    [R, "caller", "code"])
 RECOVERED_VIDEO_SECONDS_TOTAL = Counter(
     f"{PREFIX}recovered_video_seconds_total",
     "Seconds of video restored from GCS instead of regenerated", [R])
@@ -70,6 +70,7 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
     (NOTIFICATIONS_TOTAL, (R, "event_type", "outcome")),
+    (API_REQUESTS_TOTAL, (R, "caller", "code")),
     (RECONCILE_DURATION_SECONDS, (R, "trigger")),
     (TIME_TO_HEAL_SECONDS, (R, "kind")),
     (SWEEP_DURATION_SECONDS, (R,)),

@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 
 import aiohttp_cors
 from aiohttp import web
@@ -33,7 +34,19 @@ MAX_BODY = 16 * 1024
 OUTAGE_RETRY_AFTER = 30.0
 """Seconds a caller waits after an outage: the stores' own retries have already given up."""
 MAX_ID_BYTES = 1500
-CALLER_KIND = "caller_kind"
+
+
+@dataclass
+class Labels:
+    """What an answer is counted by, learnt as the request goes through its checks."""
+
+    reconciler: str = "none"
+    caller: str = "unknown"
+
+    def count(self, response: web.StreamResponse) -> web.StreamResponse:
+        metrics.API_REQUESTS_TOTAL.labels(self.reconciler, self.caller,
+                                          str(response.status)).inc()
+        return response
 
 Runtimes = Callable[[], Mapping[str, ReconcilerRuntime]]
 
@@ -73,8 +86,20 @@ class ReconcileEndpoint:
         namespace, _, name = key.partition("/")
         return Audience(project, namespace, name)
 
-    async def reconcile(self, request: web.Request) -> web.Response:
+    async def reconcile(self, request: web.Request) -> web.StreamResponse:
+        """Every answer JSON, and counted."""
+        labels = Labels()
+        try:
+            response: web.StreamResponse = await self._reconcile(request, labels)
+        except ApiError as exc:
+            response = exc.response()
+        except web.HTTPException as exc:  # a body over the size limit
+            response = http_error(exc)
+        return labels.count(response)
+
+    async def _reconcile(self, request: web.Request, labels: Labels) -> web.Response:
         key, runtime = self.served()
+        labels.reconciler = runtime.label
         audience = self.audience(key, runtime)
         peer = request.remote or "unknown"
         try:
@@ -82,11 +107,11 @@ class ReconcileEndpoint:
                 self.callers.identify, request.headers.get("Authorization"), audience)
         except ApiError as exc:
             if exc.status == 403:  # authenticated by the API server, not authorized
-                request[CALLER_KIND] = CallerKind.SERVICE.value
+                labels.caller = CallerKind.SERVICE.value
             if exc.status == 401:
                 self.per_peer.check(f"peer:{peer}", f"{peer} without valid credentials")
             raise
-        request[CALLER_KIND] = caller.kind.value
+        labels.caller = caller.kind.value
         self.per_caller.check(caller.key)
         project_id = checked_id(request.match_info["project_id"])
         await checked_body(request)
@@ -149,23 +174,24 @@ _HTTP_CODES = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"
 async def json_errors(request: web.Request,
                       handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
                       ) -> web.StreamResponse:
-    """Every answer is JSON, and every answer is counted."""
+    """What the handlers do not answer themselves (no such route, a wrong method, a
+    failure of ours) is JSON too, and counted."""
     try:
-        response = await handler(request)
-    except ApiError as exc:
-        response = exc.response()
+        return await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        response = error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"),
-                                  exc.reason, headers=headers)
+        return Labels().count(http_error(exc))
     except Exception:
         log.exception("reconcile endpoint failed", extra={"path": request.path})
-        response = error_response(500, "internal", "internal error; see the reconciler's log")
-    metrics.API_REQUESTS_TOTAL.labels(request.get(CALLER_KIND, "unknown"),
-                                      str(response.status)).inc()
-    return response
+        return Labels().count(error_response(500, "internal",
+                                             "internal error; see the reconciler's log"))
+
+
+def http_error(exc: web.HTTPException) -> web.Response:
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    return error_response(exc.status, _HTTP_CODES.get(exc.status, "http_error"), exc.reason,
+                          headers=headers)
 
 
 async def _openapi(_: web.Request) -> web.Response:

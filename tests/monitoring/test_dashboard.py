@@ -25,10 +25,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from prometheus_client import start_http_server
 
+from controller.api import ApiSettings, start_api
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.listener import ListenerSet, safe_beat
 from controller.model import Action, DriftKind
@@ -109,7 +111,7 @@ def test_dashboard_covers_every_metric() -> None:
     exprs = " ".join(t.expr for p in panels(load_dashboard()) for t in p.targets)
     names = {m._name for m in vars(metrics).values()
              if hasattr(m, "_name") and hasattr(m, "labels")}
-    assert len(names) == 18
+    assert len(names) == 19
     for name in names:
         # prometheus_client strips `_total` from counter names
         assert re.search(rf"\b{name}(_total|_bucket|_sum|_count)?\{{", exprs), name
@@ -177,6 +179,15 @@ class LiveReconciler:
         self._loop_thread.start()
         self._call(self.runtime.start(), 30)
         self._watchdog.start()
+        self.api_port = free_port()
+        runtime = self.runtime
+        self._api = self._call(start_api(ApiSettings(port=self.api_port, host="127.0.0.1"),
+                                         None, lambda: {runtime.key: runtime}))
+
+    def call_endpoint(self, project_id: str) -> int:
+        """The reconcile endpoint without credentials: refused, and counted."""
+        url = f"http://127.0.0.1:{self.api_port}/api/reel/projects/{project_id}/reconcile"
+        return requests.post(url, timeout=bound(10)).status_code
 
     def _watch(self) -> None:
         while not self._stop.wait(0.3):
@@ -204,6 +215,7 @@ class LiveReconciler:
         self._stop.set()
         self._watchdog.join(10)
         if self._loop_thread.is_alive():
+            self._call(self._api.cleanup())
             self._call(self.runtime.stop())
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._loop_thread.join(10)
@@ -262,6 +274,7 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
     assert missing.action is Action.ERROR                      # project deleted meanwhile
     assert live.force_restart() == "silence"
     live.wait_healthy()
+    assert live.call_endpoint(f"deleted-{tag}") == 401
 
 
 @pytest.fixture

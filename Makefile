@@ -30,7 +30,7 @@ $(TOOLS)/bin/kube-score:
 
 tools: $(TOOLS)/.installed $(TOOLS)/bin/kube-score
 
-# The Firebase Auth emulator, from npm (about a minute; its optional native module is not
+# The Firebase Auth emulator, from npm (under a minute; its optional native module is not
 # built: the emulator does not need it).
 FIREBASE_TOOLS_VERSION := 15
 FIREBASE_CLI := .cache/firebase/node_modules/.bin/firebase

@@ -5,6 +5,7 @@ Each test runs its own emulator instance so that stopping it cannot disturb othe
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -23,6 +24,7 @@ from tests.support.patience import bound
 from tests.support.seed import World
 
 READY = 40
+PIPE_BYTES = 4096
 STUCK = 5
 
 
@@ -51,6 +53,9 @@ def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[st
          "--retry-deadline", "10", "--request-timeout", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     assert proc.stderr is not None
+    # A pipe of one page: the sweep can log only a few projects ahead of this reader, so a
+    # test process slowed by a loaded host cannot find the sweep already finished.
+    fcntl.fcntl(proc.stderr.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
     seen = 0
     for line in proc.stderr:
         if '"message": "reconciled"' in line:

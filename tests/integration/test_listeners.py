@@ -73,9 +73,16 @@ def jobs_feed_knows(found: ListenerSet, job_id: str) -> None:
     """Wait until the jobs feed has a job as a member. A job that enters and leaves the active
     set between two snapshots is never seen (the emulator, like Firestore, may fold both
     writes into one snapshot; seen here once in a few runs): its leaving can't be reported."""
-    feed = found.listeners[1]._feed
+    listener = found.listeners[1]
+    feed = listener._feed
     assert feed is not None
-    wait_until(lambda: job_id in feed._members, 10, lambda: None)
+    try:
+        wait_until(lambda: job_id in feed._members, 10, lambda: None)
+    except AssertionError:
+        raise AssertionError(
+            f"the jobs feed never listed {job_id}: closed={listener.closed}, "
+            f"error={listener.error!r}, last event {listener.last_event or 'never'}, "
+            f"members {sorted(feed._members)[:10]}") from None
 
 
 def test_job_leaving_active_set_enqueues_its_project(

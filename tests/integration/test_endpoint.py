@@ -154,6 +154,10 @@ def test_past_the_rate_limit_429_with_retry_after(emulators: Emulators, world: W
         assert 1 <= int(answers[3].headers["Retry-After"]) <= 60
         assert endpoint.reconcile("p-other", mint.token("bob")).status_code == 200, (
             "the limit is per caller")
+        # Failed logins count per address: each may cost the reconciler a token check.
+        failed = [endpoint.reconcile("p-busy", mint.forged("alice")) for _ in range(4)]
+        assert [a.status_code for a in failed] == [401, 401, 401, 429]
+        assert "without valid credentials" in error_of(failed[3])["message"]
 
 
 def test_an_outage_is_503_with_retry_after_and_nothing_written(

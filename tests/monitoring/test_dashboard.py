@@ -33,6 +33,7 @@ from prometheus_client import start_http_server
 from controller.api import ApiSettings, start_api
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.listener import ListenerSet, safe_beat
+from controller.metrics import NOTIFICATIONS_TOTAL
 from controller.model import Action, DriftKind
 from controller.runtime import ReconcilerRuntime
 from controller.spec import ReconcilerSpec
@@ -258,6 +259,7 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
     a listener restart and notifications about another bucket: each metric of
     docs/design.md (Metrics) moves."""
     engine = live.engine
+    notified = notifications_counted(engine.reconciler)
     other.blob(f"elsewhere-{tag}.bin").upload_from_string(b"not ours")
     burst = seed_phase(world, tag)
     wait_for(lambda: all(world.project(pid)["status"] == "ready" for pid in burst), 30,
@@ -275,6 +277,15 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
     assert live.force_restart() == "silence"
     live.wait_healthy()
     assert live.call_endpoint(f"deleted-{tag}") == 401
+    # Delivered late on a loaded host, it would move the counter after the scrapes.
+    wait_for(lambda: notifications_counted(engine.reconciler) > notified, 30,
+             f"the neighbour's notification of phase {tag}")
+
+
+def notifications_counted(reconciler: str) -> float:
+    return sum(sample.value for family in NOTIFICATIONS_TOTAL.collect()
+               for sample in family.samples
+               if sample.name.endswith("_total") and sample.labels["reconciler"] == reconciler)
 
 
 @pytest.fixture

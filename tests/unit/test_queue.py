@@ -8,6 +8,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from controller.engine.queue import WorkQueue
+from tests.support.patience import bound
 
 T = TypeVar("T")
 
@@ -21,7 +22,7 @@ async def drain(queue: WorkQueue, items: list[str]) -> None:
     queue.start()
     for item in items:
         queue.add(item)
-    await queue.wait_idle(5)
+    await queue.wait_idle(bound(5))
     await queue.stop()
 
 
@@ -62,7 +63,7 @@ def test_item_added_while_in_flight_runs_again_once() -> None:
         queue.add("p")
         queue.add("p")
         release.set()
-        await queue.wait_idle(5)
+        await queue.wait_idle(bound(5))
         await queue.stop()
 
     run(scenario())
@@ -121,7 +122,7 @@ def test_rate_limit() -> None:
         started = loop.time()
         for i in range(40):
             queue.add(f"p{i}")
-        await queue.wait_idle(10)
+        await queue.wait_idle(bound(10))
         await queue.stop()
         return loop.time() - started
 

@@ -27,6 +27,7 @@ from tests.conftest import settings_for
 from tests.support.app import Generation, ReelApp, Timing
 from tests.support.harness import metric
 from tests.support.notifications import Notifications
+from tests.support.patience import bound
 from tests.support.recording import RecordingFirestore, recording_engine
 from tests.support.seed import World
 
@@ -67,7 +68,7 @@ def hung_after_one_clip(app: ReelApp, project_id: str) -> Generation:
     """A generation of 3 prompts whose worker stops answering after its first clip."""
     app.create_project(project_id, prompts=3)
     generation = app.generation(project_id, hang_at=1).start().run_in_thread()
-    assert generation.hanging.wait(10)
+    assert generation.hanging.wait(bound(10))
     return generation
 
 
@@ -191,7 +192,7 @@ def test_scenario1_clips_under_an_older_job_end_ready(world: World, app: ReelApp
     first = app.generation("p-s1").start()
     assert first.run() == "completed"
     second = app.generation("p-s1", wipe=True, hang_at=0).start().run_in_thread()
-    assert second.hanging.wait(10)
+    assert second.hanging.wait(bound(10))
     second.crash()
     second.join()
     assert world.project("p-s1")["clipFilenames"] == []
@@ -303,7 +304,7 @@ def running(spec: ReconcilerSpec) -> Iterator[ReconcilerRuntime]:
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(60)
+    asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(bound(60))
     try:
         yield runtime
     finally:

@@ -21,6 +21,7 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from tests.support.patience import bound
 from tests.support.seed import CLIP_BYTES, World
 
 NOW = firestore.SERVER_TIMESTAMP
@@ -277,7 +278,7 @@ class Generation:
 
     def join(self, timeout: float = 60) -> str | None:
         assert self._thread is not None, "the worker was not started in a thread"
-        self._thread.join(timeout)
+        self._thread.join(bound(timeout))
         assert not self._thread.is_alive(), f"worker {self.job_id} still running"
         return self.outcome
 

@@ -27,10 +27,25 @@ NAME = "main"
 CALLER_RULE = {"apiGroups": ["reelmaker.io"], "resources": ["reelreconcilers/reconcile"],
                "verbs": ["update"], "resourceNames": [NAME]}
 """What the chart's example caller Role grants: reconcile through this reconciler only."""
+AUDIENCE = "reel-reconciler"
+"""The audience the operator requires of ServiceAccount tokens (--api-token-audience)."""
 
 
 def _token(kubeconfig: Path) -> str:
+    """The kubeconfig's token: bound to the API server's own audience."""
     token: str = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
+    return token
+
+
+def _token_for(api: client.ApiClient, namespace: str, account: str) -> str:
+    """A token of the ServiceAccount bound to the reconciler's audience, as a projected
+    volume with `audience: reel-reconciler` gives the caller's pods."""
+    request = client.AuthenticationV1TokenRequest(
+        spec=client.V1TokenRequestSpec(audiences=[AUDIENCE], expiration_seconds=600))
+    status = client.CoreV1Api(api).create_namespaced_service_account_token(
+        account, namespace, request).status
+    assert status is not None and status.token
+    token: str = status.token
     return token
 
 
@@ -46,7 +61,7 @@ def served(kube_cluster: Any, cluster: Cluster, emulators: Emulators, world: Wor
         op = harness.start_operator(
             cluster, emulators.env(), tmp_path / "operator.log", "--standalone",
             "--api-port", str(port), "--api-firebase-certs-url", mint.certs_url,
-            "--api-rate-limit", "600/minute")
+            "--api-rate-limit", "600/minute", "--api-token-audience", AUDIENCE)
         try:
             op.create(NAME, harness.spec_for(world))
             harness.started(op, NAME)
@@ -64,9 +79,11 @@ def test_service_callers_need_the_reconcile_subresource(
     _, paths = world.generated_project("p-svc", user="alice", status="ready", prompts=2,
                                        in_gcs=2, in_db=2)
     world.delete_object(paths[0])
-    allowed = _token(service_account_kubeconfig(kube_cluster, cluster.namespace, "caller",
-                                                rules=[CALLER_RULE]))
-    other = _token(service_account_kubeconfig(kube_cluster, cluster.namespace, "bystander"))
+    for_the_api_server = _token(service_account_kubeconfig(
+        kube_cluster, cluster.namespace, "caller", rules=[CALLER_RULE]))
+    allowed = _token_for(cluster.api, cluster.namespace, "caller")
+    service_account_kubeconfig(kube_cluster, cluster.namespace, "bystander")
+    other = _token_for(cluster.api, cluster.namespace, "bystander")
 
     def post(project_id: str, token: str) -> requests.Response:
         return requests.post(f"{base}/api/reel/projects/{project_id}/reconcile",
@@ -86,6 +103,11 @@ def test_service_callers_need_the_reconcile_subresource(
     assert world.project("p-svc")["clipFilenames"] == [None, paths[1]]
     missing = post("p-gone", allowed)
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
+
+    # The caller's own token for the API server: not for us, so not accepted.
+    misaddressed = post("p-svc", for_the_api_server)
+    assert misaddressed.status_code == 401, misaddressed.text
+    assert "token was refused" in error_of(misaddressed)["message"]
 
     # A token the API server never issued, shaped like one of its own.
     forged = mint.published.sign({"iss": "https://kubernetes.default.svc",

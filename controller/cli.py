@@ -151,14 +151,10 @@ def _watch(args: argparse.Namespace) -> int:
         return fail(invalid(where, "expected projects/PROJECT/subscriptions/NAME",
                             subscription))
     try:
-        api = api_settings(args)
-        if api is not None and api.port == args.metrics_port:
-            raise ConfigError(f"port {api.port} is given to both --metrics-port and --api-port: "
-                              "choose another with --api-port")
         run_watch(_settings(args), WatchOptions(
             mode=args.mode, sweep_interval=intervals["--sweep-interval"],
             stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port,
-            notifications_subscription=subscription, api=api))
+            notifications_subscription=subscription, api=api_settings(args)))
     except ConfigError as exc:
         return fail(str(exc))
     return EXIT_OK

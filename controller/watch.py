@@ -16,10 +16,11 @@ from typing import Literal
 from kubernetes import client
 
 from controller import defaults
-from controller.api import ApiSettings, start_api
+from controller.api.app import start_api
 from controller.api.service_accounts import ServiceAccounts
+from controller.api.settings import ApiSettings
 from controller.config import ConfigError, Settings
-from controller.operator.preflight import check_kube_config
+from controller.operator.preflight import check_kube_config, check_ports
 from controller.runtime import ReconcilerRuntime
 from controller.runtime.server import start_server
 from controller.spec import ReconcilerSpec
@@ -66,16 +67,25 @@ class WatchOptions:
 
 async def _serve(settings: Settings, options: WatchOptions) -> None:
     spec = options.spec(settings)
+    ports = {"--metrics-port": options.metrics_port}
+    if options.api is not None:
+        ports["--api-port"] = options.api.port
+    check_ports(ports)
     try:
         server = await start_server(options.metrics_port, options.metrics_host)
     except OSError as exc:
         raise ConfigError(port_problem(options.metrics_port, "--metrics-port", exc)) from exc
     runtime = ReconcilerRuntime("local", NAME, spec, settings=settings)
     runners = [server]
-    if options.api is not None:
+    api = options.api
+    if api is not None:
+        # Served under the ReelReconciler name service callers are authorized for, once
+        # started.
+        served_as = api.reconciler or runtime.key
         try:
-            runners.append(await start_api(options.api, _service_accounts(options.api),
-                                           lambda: _served(runtime, options.api)))
+            runners.append(await start_api(
+                api, _service_accounts(api),
+                lambda: {served_as: runtime} if runtime.engine is not None else {}))
         except ConfigError:
             await server.cleanup()
             raise
@@ -109,14 +119,6 @@ def _service_accounts(api: ApiSettings) -> ServiceAccounts | None:
         return None
     check_kube_config()
     return ServiceAccounts(client.ApiClient(), api.token_audiences)
-
-
-def _served(runtime: ReconcilerRuntime, api: ApiSettings | None) -> dict[str, ReconcilerRuntime]:
-    """The one runtime, once started, under the ReelReconciler name service callers are
-    authorized for."""
-    if runtime.engine is None:
-        return {}
-    return {(api.reconciler if api is not None else None) or runtime.key: runtime}
 
 
 def run_watch(settings: Settings, options: WatchOptions) -> None:

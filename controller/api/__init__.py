@@ -1,7 +1,3 @@
 """The seed's reconcile endpoint, served safely: authenticated callers, owner-only for end
-users, JSON errors, a rate limit per caller, an outage answered 503."""
-
-from controller.api.app import start_api
-from controller.api.settings import ApiSettings
-
-__all__ = ["ApiSettings", "start_api"]
+users, JSON errors, a rate limit per caller, an outage answered 503. `settings` holds the
+flags; `app` serves (imported only where the endpoint runs: it brings the token libraries)."""

@@ -23,7 +23,7 @@ from controller.api.rate import RateLimit
 from controller.api.service_accounts import ServiceAccounts
 from controller.api.settings import ApiSettings
 from controller.config import ConfigError
-from controller.model import Action, Trigger
+from controller.model import Action, Report, Trigger
 from controller.runtime import RUNTIMES, ReconcilerRuntime
 from controller.stores import Outage, StoreError
 from controller.usage import port_problem
@@ -115,8 +115,7 @@ class ReconcileEndpoint:
         self.per_caller.check(caller.key)
         project_id = checked_id(request.match_info["project_id"])
         await checked_body(request)
-        await asyncio.to_thread(_visible, runtime, project_id, caller)
-        (report,) = await runtime.reconcile([project_id], Trigger.API)
+        report = await asyncio.to_thread(_reconcile_visible, runtime, project_id, caller)
         log.info("reconcile requested", extra={
             "reconciler": runtime.key, "projectId": project_id, "caller": caller.id,
             "callerKind": caller.kind.value, "action": report.action.value,
@@ -128,11 +127,13 @@ class ReconcileEndpoint:
         return web.json_response({"success": True, "report": report.as_json()})
 
 
-def _visible(runtime: ReconcilerRuntime, project_id: str, caller: Caller) -> None:
-    """404 alike for a missing project and another user's: existence is not told."""
-    assert runtime.engine is not None
+def _reconcile_visible(runtime: ReconcilerRuntime, project_id: str, caller: Caller) -> Report:
+    """404 alike for a missing project and another user's (existence is not told); else the
+    document read for that check is the one reconciled: one read, not two."""
+    engine = runtime.engine
+    assert engine is not None
     try:
-        found = runtime.engine.firestore.get_projects([project_id])
+        found = engine.firestore.get_projects([project_id])
     except Outage as exc:
         raise unavailable(f"Firestore is unreachable: {exc}", OUTAGE_RETRY_AFTER) from exc
     except StoreError as exc:
@@ -141,6 +142,9 @@ def _visible(runtime: ReconcilerRuntime, project_id: str, caller: Caller) -> Non
     owner = (document.data or {}).get("userId") if document is not None else None
     if document is None or (caller.kind is CallerKind.USER and owner != caller.id):
         raise ApiError(404, "not_found", f"no project {project_id!r}")
+    (report,) = engine.reconcile_read([(project_id, document, None)], Trigger.API,
+                                      runtime.spec.observe)
+    return report
 
 
 def checked_id(project_id: str) -> str:

@@ -12,9 +12,9 @@ import kopf
 from kubernetes import client
 
 from controller import defaults
-from controller.api import ApiSettings, start_api
+from controller.api.app import start_api
 from controller.api.service_accounts import ServiceAccounts
-from controller.api.settings import add_api_arguments, api_settings
+from controller.api.settings import ApiSettings, add_api_arguments, api_settings
 from controller.config import ConfigError, check_emulator_hosts
 from controller.logs import add_log_arguments, setup_logging
 from controller.operator.preflight import check_kube_config, check_ports

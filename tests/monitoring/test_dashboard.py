@@ -30,7 +30,8 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from prometheus_client import start_http_server
 
-from controller.api import ApiSettings, start_api
+from controller.api.app import start_api
+from controller.api.settings import ApiSettings
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.engine.listener import ListenerSet, safe_beat
 from controller.metrics import NOTIFICATIONS_TOTAL

@@ -24,6 +24,8 @@ class Inbox:
     def __init__(self) -> None:
         self.ids: list[str] = []
         self._lock = threading.Lock()
+        self.listeners: ListenerSet | None = None
+        """Whose state a failed wait reports."""
 
     def __call__(self, ids: list[str]) -> None:
         with self._lock:
@@ -36,7 +38,8 @@ class Inbox:
                 if item in self.ids:
                     return time.monotonic() - started
             time.sleep(0.02)
-        raise AssertionError(f"{item} never enqueued; got {self.ids}")
+        states = feed_states(self.listeners) if self.listeners is not None else "unknown"
+        raise AssertionError(f"{item} never enqueued; got {self.ids}; listeners: {states}")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, step: Callable[[], object]) -> None:
@@ -54,6 +57,7 @@ def listeners(world: World) -> Iterator[tuple[ListenerSet, Inbox]]:
     inbox = Inbox()
     store = FirestoreStore(settings_for(world))
     found = ListenerSet(store, inbox, reconciler="test")
+    inbox.listeners = found
     found.start()
     yield found, inbox
     found.stop()
@@ -73,16 +77,21 @@ def jobs_feed_knows(found: ListenerSet, job_id: str) -> None:
     """Wait until the jobs feed has a job as a member. A job that enters and leaves the active
     set between two snapshots is never seen (the emulator, like Firestore, may fold both
     writes into one snapshot; seen here once in a few runs): its leaving can't be reported."""
-    listener = found.listeners[1]
-    feed = listener._feed
+    feed = found.listeners[1]._feed
     assert feed is not None
     try:
         wait_until(lambda: job_id in feed._members, 10, lambda: None)
     except AssertionError:
-        raise AssertionError(
-            f"the jobs feed never listed {job_id}: closed={listener.closed}, "
-            f"error={listener.error!r}, last event {listener.last_event or 'never'}, "
-            f"members {sorted(feed._members)[:10]}") from None
+        raise AssertionError(f"the jobs feed never listed {job_id}: members "
+                             f"{sorted(feed._members)[:10]}; {feed_states(found)}") from None
+
+
+def feed_states(found: ListenerSet) -> str:
+    """Each listener's state, for a wait that ends empty-handed: closed, its error, when it
+    last heard from Firestore."""
+    return "; ".join(
+        f"{listener.name}: closed={listener.closed}, error={listener.error!r}, "
+        f"last event {listener.last_event or 'never'}" for listener in found.listeners)
 
 
 def test_job_leaving_active_set_enqueues_its_project(

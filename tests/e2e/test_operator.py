@@ -272,7 +272,9 @@ def test_two_replicas_one_active_and_failover(cluster: Cluster, emulators: Emula
         wait_for(lambda: world.project("second")["status"] == "ready", 75,
                  f"the standby to take over\n{standby.logs()}")
         assert time.monotonic() - killed < 60
-        assert '"projectId": "second"' in standby.logs()
+        # The log line follows the write it reports: it may land a moment after.
+        wait_for(lambda: '"projectId": "second"' in standby.logs(), 10,
+                 "the standby's log of its correction")
     finally:
         if standby is not None:
             stop_operator(standby)

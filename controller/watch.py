@@ -72,7 +72,7 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
         ports["--api-port"] = options.api.port
     check_ports(ports)
     try:
-        server = await start_server(options.metrics_port, options.metrics_host)
+        server = await start_server(options.metrics_port, options.metrics_host, expected=1)
     except OSError as exc:
         raise ConfigError(port_problem(options.metrics_port, "--metrics-port", exc)) from exc
     runtime = ReconcilerRuntime("local", NAME, spec, settings=settings)

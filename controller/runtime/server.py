@@ -4,11 +4,14 @@ endpoint is Kopf's own)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from controller.runtime.reconciler import RUNTIMES
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 async def _metrics(_: web.Request) -> web.Response:
@@ -17,21 +20,29 @@ async def _metrics(_: web.Request) -> web.Response:
     return response
 
 
-async def _readyz(_: web.Request) -> web.Response:
-    """Ready when every running reconciler has live listeners and a recent sweep."""
-    runtimes = list(RUNTIMES.values())
-    not_ready = {rt.key: {"listenersHealthy": rt.healthy, "lastSweepAt": rt.last_sweep_at}
-                 for rt in runtimes if not rt.ready()}
-    body = json.dumps({"ready": not not_ready, "reconcilers": len(runtimes),
-                       "notReady": not_ready})
-    return web.Response(status=503 if not_ready else 200, text=body,
-                        content_type="application/json")
+def _readyz(expected: int) -> Handler:
+    """Ready when at least `expected` reconcilers run (a process started for one is not
+    ready before it has started it) and each has live listeners and a recent sweep."""
+
+    async def readyz(_: web.Request) -> web.Response:
+        runtimes = list(RUNTIMES.values())
+        not_ready = {rt.key: {"listenersHealthy": rt.healthy, "lastSweepAt": rt.last_sweep_at}
+                     for rt in runtimes if not rt.ready()}
+        ready = not not_ready and len(runtimes) >= expected
+        body = json.dumps({"ready": ready, "reconcilers": len(runtimes),
+                           "expected": expected, "notReady": not_ready})
+        return web.Response(status=200 if ready else 503, text=body,
+                            content_type="application/json")
+
+    return readyz
 
 
-async def start_server(port: int, host: str = "0.0.0.0") -> web.AppRunner:
+async def start_server(port: int, host: str = "0.0.0.0", expected: int = 0) -> web.AppRunner:
+    """`expected`: reconcilers that must run before /readyz says ready (the operator runs
+    as many as there are resources, zero included)."""
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/readyz", _readyz(expected))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

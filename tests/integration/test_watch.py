@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
@@ -97,3 +98,33 @@ def test_unreachable_firestore_is_one_line_and_exit_2(emulators: Emulators, worl
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "FIRESTORE_EMULATOR_HOST" in lines[0], done.stderr
+
+
+def test_not_ready_before_its_reconciler_runs(emulators: Emulators, world: World,
+                                              tmp_path: Path) -> None:
+    """/readyz answers while the start-up still probes Firestore (unreachable here, retried
+    for a while): it must say not ready, or a test or a Service would send work too early."""
+    port = free_port()
+    env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
+           "REEL_RETRY_DEADLINE": "30", "REEL_REQUEST_TIMEOUT": "2",
+           "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}"}
+    with (tmp_path / "starting.log").open("w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "watch",
+                                 "--metrics-port", str(port)], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    try:
+        answer: list[requests.Response] = []
+
+        def answered() -> bool:
+            try:
+                answer.append(requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2))
+            except requests.ConnectionError:
+                return False
+            return True
+
+        wait_for(lambda: proc.poll() is None and answered(), 20, "/readyz to answer")
+        assert answer[-1].status_code == 503, answer[-1].text
+        assert answer[-1].json()["reconcilers"] == 0
+    finally:
+        proc.kill()
+        proc.wait(10)

@@ -104,27 +104,22 @@ def test_not_ready_before_its_reconciler_runs(emulators: Emulators, world: World
                                               tmp_path: Path) -> None:
     """/readyz answers while the start-up still probes Firestore (unreachable here, retried
     for a while): it must say not ready, or a test or a Service would send work too early."""
-    port = free_port()
-    env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
-           "REEL_RETRY_DEADLINE": "30", "REEL_REQUEST_TIMEOUT": "2",
-           "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}"}
-    with (tmp_path / "starting.log").open("w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "controller.cli", "watch",
-                                 "--metrics-port", str(port)], cwd=REPO, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+    running = start_watch(emulators, world, tmp_path / "starting.log", env={
+        "REEL_RETRY_DEADLINE": "30", "REEL_REQUEST_TIMEOUT": "2",
+        "FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}"})
     try:
         answer: list[requests.Response] = []
 
         def answered() -> bool:
             try:
-                answer.append(requests.get(f"http://127.0.0.1:{port}/readyz", timeout=2))
+                answer.append(running.get("/readyz"))
             except requests.ConnectionError:
                 return False
             return True
 
-        wait_for(lambda: proc.poll() is None and answered(), 20, "/readyz to answer")
+        wait_for(lambda: running.proc.poll() is None and answered(), 20,
+                 lambda: f"/readyz to answer\n{running.logs()}")
         assert answer[-1].status_code == 503, answer[-1].text
         assert answer[-1].json()["reconcilers"] == 0
     finally:
-        proc.kill()
-        proc.wait(10)
+        running.kill()

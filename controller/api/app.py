@@ -48,6 +48,7 @@ class Labels:
                                           str(response.status)).inc()
         return response
 
+
 Runtimes = Callable[[], Mapping[str, ReconcilerRuntime]]
 
 

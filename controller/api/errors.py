@@ -3,7 +3,6 @@ status code a client acts on (refresh its token, back off, give up)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -41,5 +40,4 @@ def error_response(status: int, code: str, message: str, retry_after: float | No
     if retry_after is not None:
         all_headers["Retry-After"] = str(max(1, round(retry_after)))
     body = {"success": False, "error": {"code": code, "message": message}}
-    return web.Response(status=status, text=json.dumps(body), content_type="application/json",
-                        headers=all_headers)
+    return web.json_response(body, status=status, headers=all_headers)

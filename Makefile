@@ -68,8 +68,8 @@ SOAK_DURATION ?= 600
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_DURATION)
 
-## The soak's checker must catch deliberately broken reconcilers (hands-off off, no
-## preconditions): each run exits 0 only if it does.
+## The soak's checker must catch deliberately broken reconcilers (hands-off off, writes over
+## versions not read; test doubles in tests/soak/broken.py): each run exits 0 only if it does.
 SOAK_CHECK_DURATION ?= 80
 soak-check: $(STAMP)
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken hands-off

@@ -146,13 +146,6 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, ge=1, le=20, validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
     )
-    test_no_hands_off: bool = Field(default=False,
-                                    validation_alias=_env("REEL_TEST_NO_HANDS_OFF"))
-    """Test only (never in help): write whoever owns the project, so that the soak's checker
-    can prove it sees a reconciler that fights the app."""
-    test_no_precondition: bool = Field(default=False,
-                                       validation_alias=_env("REEL_TEST_NO_PRECONDITION"))
-    """Test only (never in help): write without preconditions, for the same proof."""
 
     @property
     def location(self) -> Location:
@@ -167,8 +160,7 @@ class Settings(BaseSettings):
     @property
     def policy(self) -> PolicySettings:
         return PolicySettings(location=self.location, stale_after=self.stale_timeout,
-                              settle=self.settle, stitch_after=self.stitch_timeout,
-                              hands_off=not self.test_no_hands_off)
+                              settle=self.settle, stitch_after=self.stitch_timeout)
 
 
 def flag_for(field: str) -> str:

@@ -63,8 +63,6 @@ class PolicySettings:
     settle: timedelta = defaults.SETTLE
     stitch_after: timedelta | None = None
     """How long a `stitching` project is the stitcher's; None: the stale timeout."""
-    hands_off: bool = True
-    """False only in the soak's proof that its checker catches a reconciler that fights."""
 
     @property
     def stitch_timeout(self) -> timedelta:

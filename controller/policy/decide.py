@@ -100,7 +100,7 @@ def went_wrong_at(observation: Observation, drift: list[DriftKind]) -> datetime:
 
 def decide(observation: Observation, settings: PolicySettings) -> Plan:
     """Apply the policy to one project; the result is a fixed point (D5)."""
-    hold = hold_reason(observation, settings) if settings.hands_off else None
+    hold = hold_reason(observation, settings)
     if hold is not None:
         return _skip(observation, hold)
 

@@ -60,8 +60,6 @@ class FirestoreStore:
                            timeout=settings.retry_deadline)
         self.requests = RequestLog("firestore", FIRESTORE_REQUESTS_TOTAL, reconciler)
         self.stream_timeout = STREAM_TIMEOUT
-        self.guarded = not settings.test_no_precondition
-        """False only in the soak's proof that its checker catches blind writes."""
 
     # Reads
 
@@ -156,7 +154,7 @@ class FirestoreStore:
                        read_update_time: datetime) -> datetime:
         """Write `fields` only if the document is still the one we read (D4)."""
         name = self.connection.name(self.projects, project_id)
-        write = writes.update(name, fields, SERVER_TIME, self._guard(read_update_time))
+        write = writes.update(name, fields, SERVER_TIME, read_update_time)
         with self.requests.call("update_project", project_id):
             return self._commit([write])[0]
 
@@ -166,14 +164,10 @@ class FirestoreStore:
         read: one stale document fails them all (Conflict) and nothing is written. The
         emulator pushes its listeners once per commit rather than once per document."""
         name = self.connection.name
-        batch = [writes.update(name(self.projects, project_id), fields, SERVER_TIME,
-                               self._guard(read_time))
+        batch = [writes.update(name(self.projects, project_id), fields, SERVER_TIME, read_time)
                  for project_id, (fields, read_time) in updates.items()]
         with self.requests.call("update_projects", f"{len(updates)} projects"):
             self._commit(batch)
-
-    def _guard(self, read_update_time: datetime) -> datetime | None:
-        return read_update_time if self.guarded else None
 
     def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> None:
         """Mark a stale job failed, only if nobody touched it since we read it. `timedOutAt`

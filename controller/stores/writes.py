@@ -35,18 +35,15 @@ def _write(name: str, fields: Mapping[str, Any], server_time: Collection[str]) -
 
 
 def update(name: str, fields: Mapping[str, Any], server_time: Collection[str],
-           read_update_time: datetime | None) -> RawWrite:
+           read_update_time: datetime) -> RawWrite:
     """Set the top-level `fields` (a map replaces the whole map) of document `name`, only if
-    its update time is still `read_update_time`; the rest of the document is kept. None:
-    only if it exists (the app's own blind update; for us, only the soak's broken run)."""
+    its update time is still `read_update_time`; the rest of the document is kept. There is
+    no blind variant: an update that may land on a version we did not read is not ours."""
     raw = _write(name, fields, server_time)
     raw.update_mask.field_paths.extend(field_path(key) for key in fields
                                        if key not in server_time)
     raw.update_mask.SetInParent()  # a mask of server times only still keeps the rest
-    if read_update_time is None:
-        raw.current_document.exists = True
-    else:
-        raw.current_document.update_time.CopyFrom(timestamp_pb(read_update_time))
+    raw.current_document.update_time.CopyFrom(timestamp_pb(read_update_time))
     return raw
 
 

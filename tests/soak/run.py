@@ -5,8 +5,8 @@ faults on a schedule, then judged from the recorded history of every document.
     python -m tests.soak.run --duration 60 --broken hands-off   # must report violations
 
 Prints a table, then one JSON line; exits 1 on any violation (0 otherwise). `--broken` runs a
-reconciler with a test-only switch (hands-off disabled, or writes without preconditions) to
-prove the checker sees what it must.
+deliberately broken reconciler instead (tests/soak/broken.py: hands-off disabled, or writes
+over versions it did not read) to prove the checker sees what it must.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tests.soak.broken import BREAKS
 from tests.soak.checker import INVARIANTS, Stuck, Timing, Verdict, check
 from tests.soak.faults import Faults, Reconciler
 from tests.soak.history import History
@@ -42,9 +43,6 @@ from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
 STALE, SETTLE, SWEEP, STALE_INTERVAL = 8.0, 2.0, 15.0, 2.0
-BROKEN = {"hands-off": {"REEL_TEST_NO_HANDS_OFF": "1"},
-          "precondition": {"REEL_TEST_NO_PRECONDITION": "1"}}
-"""Test-only switches of the reconciler, never in its help: what the checker must catch."""
 CAUGHT_BY = {"hands-off": "hands_off", "precondition": "precondition"}
 """The invariant each broken reconciler must be caught by."""
 
@@ -153,14 +151,17 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
     history.start()
     port = free_port()
     env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
-           "REEL_STITCH_TIMEOUT": f"{STALE:g}s", **BROKEN.get(broken or "", {})}
+           "REEL_STITCH_TIMEOUT": f"{STALE:g}s"}
     log = (workdir / "watch.log").open("ab")
     args = ["--settle", f"{SETTLE:g}s", "--stale-timeout", f"{STALE:g}s", "--stale-interval",
             f"{STALE_INTERVAL:g}s", "--sweep-interval", f"{SWEEP:g}s", "--metrics-port",
             str(port), "--log-format", "json", "--request-timeout", "5", "--retry-deadline", "5"]
 
+    # The broken reconcilers are the product wrapped by a test double, in its own process.
+    entry = ["tests.soak.broken", broken] if broken else ["controller.cli"]
+
     def start() -> subprocess.Popen[bytes]:
-        return subprocess.Popen([sys.executable, "-m", "controller.cli", "watch", *args],
+        return subprocess.Popen([sys.executable, "-m", *entry, "watch", *args],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
     reconciler = Reconciler(start)
@@ -285,7 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float,
                         default=float(os.environ.get("SOAK_DURATION", "600")),
                         help="seconds (default: SOAK_DURATION or 600)")
-    parser.add_argument("--broken", choices=sorted(BROKEN), default=None,
+    parser.add_argument("--broken", choices=sorted(BREAKS), default=None,
                         help="run a deliberately broken reconciler (the checker's own test): "
                         "exits 0 only if the checker catches it")
     parser.add_argument("--seed", type=int, default=7, help="the workload's random seed")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from prometheus_client import Counter, Gauge, Histogram
 
 from controller.model import Action, DriftKind, Trigger
@@ -31,6 +33,10 @@ API_REQUESTS_TOTAL = Counter(
     f"{PREFIX}api_requests_total",
     "Answers of the reconcile endpoint, by caller kind (user, service, unknown) and status code",
     [R, "caller", "code"])
+HEARTBEAT_CONFLICTS_TOTAL = Counter(
+    f"{PREFIX}heartbeat_conflicts_total",
+    "Heartbeat writes that found another writer's beat since our own (two processes run one "
+    "reconciler)", [R])
 RECOVERED_VIDEO_SECONDS_TOTAL = Counter(
     f"{PREFIX}recovered_video_seconds_total",
     "Seconds of video restored from GCS instead of regenerated", [R])
@@ -56,6 +62,16 @@ LISTENER_LAST_EVENT = Gauge(f"{PREFIX}listener_last_event_timestamp_seconds",
 LAST_SWEEP_TIMESTAMP = Gauge(f"{PREFIX}last_sweep_timestamp_seconds",
                              "When the last full sweep completed", [R])
 QUEUE_DEPTH = Gauge(f"{PREFIX}queue_depth", "Project ids waiting in the work queue", [R])
+RUNNING = Gauge(f"{PREFIX}running",
+                "1 while a runtime of this reconciler runs in this process; 0 while it is "
+                "wanted but not running (connecting, retrying, an invalid spec)", [R])
+WANTED = Gauge(f"{PREFIX}wanted",
+               "1 when this reconciler should run (not suspended), as this process sees it",
+               [R])
+RESOURCES_WANTED = Gauge(f"{PREFIX}resources_wanted",
+                         "ReelReconcilers not suspended, as this operator last saw them")
+RESOURCES_RUNNING = Gauge(f"{PREFIX}resources_running",
+                          "ReelReconcilers whose runtime runs in this operator process")
 
 LISTENERS = ("projects", "jobs", "heartbeat")
 """The Firestore listeners; `notifications` joins them where a subscription is set."""
@@ -69,6 +85,7 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (GCS_REQUESTS_TOTAL, (R, "op", "outcome")),
     (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
+    (HEARTBEAT_CONFLICTS_TOTAL, (R,)),
     (NOTIFICATIONS_TOTAL, (R, "event_type", "outcome")),
     (API_REQUESTS_TOTAL, (R, "caller", "code")),
     (RECONCILE_DURATION_SECONDS, (R, "trigger")),
@@ -96,8 +113,23 @@ def prime(reconciler: str) -> None:
         for reason in RESTART_REASONS:
             LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)
     STALE_JOBS_TOTAL.labels(reconciler)
+    HEARTBEAT_CONFLICTS_TOTAL.labels(reconciler)
     RECOVERED_VIDEO_SECONDS_TOTAL.labels(reconciler)
     QUEUE_DEPTH.labels(reconciler).set(0)
+
+
+def presence(reconciler: str, wanted: bool, running: bool) -> None:
+    """Whether a reconciler should run and does, here: the series that shows a reconciler
+    that is not running (its other series exist only while it runs)."""
+    WANTED.labels(reconciler).set(1 if wanted else 0)
+    RUNNING.labels(reconciler).set(1 if running else 0)
+
+
+def absent(reconciler: str) -> None:
+    """This process no longer supervises the reconciler (deleted, or handed to a replica)."""
+    for gauge in (WANTED, RUNNING):
+        with contextlib.suppress(KeyError):
+            gauge.remove(reconciler)
 
 
 def forget(reconciler: str) -> None:

@@ -47,6 +47,8 @@ class WorkQueue:
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[asyncio.Task[None]] = []
+        self._running: set[asyncio.Task[Collection[str]]] = set()
+        self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -56,6 +58,8 @@ class WorkQueue:
 
     def add(self, item: str) -> None:
         """Enqueue unless already waiting; if being processed, process again afterwards."""
+        if self._closed:
+            return
         timer = self._retry_timers.pop(item, None)
         if timer is not None:
             timer.cancel()
@@ -82,15 +86,30 @@ class WorkQueue:
         self._workers = [asyncio.create_task(self._work(), name=f"reconcile-worker-{i}")
                          for i in range(self._concurrency)]
 
-    async def stop(self) -> None:
-        """Stop taking new items; items in flight finish (a write is never cut in half)."""
+    async def stop(self, drain_timeout: float = 60.0) -> None:
+        """Take nothing more, cancel every retry timer, and wait for the batches in flight (a
+        write is never cut in half) up to `drain_timeout` seconds. Completes even when the
+        owner is cancelled (the runtime's stop shields it), so that no worker or timer of a
+        stopped queue is left behind."""
+        self._closed = True
         for timer in self._retry_timers.values():
             timer.cancel()
         self._retry_timers.clear()
         for worker in self._workers:
             worker.cancel()
-        await asyncio.gather(*self._workers, return_exceptions=True)
-        self._workers = []
+        workers, self._workers = self._workers, []
+        pending = [*workers, *self._running]
+        if pending:
+            await asyncio.wait(pending, timeout=drain_timeout)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def in_flight(self) -> int:
+        """Workers and batches still running (0 once a stop has drained)."""
+        return sum(not task.done() for task in (*self._workers, *self._running))
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """For tests and shutdown: wait until nothing is waiting or in flight."""
@@ -106,7 +125,10 @@ class WorkQueue:
             self._publish_depth()
             try:
                 await self._limiter.acquire(len(batch))
-                retry = await asyncio.shield(self._run(batch))
+                run = asyncio.ensure_future(self._run(batch))
+                self._running.add(run)
+                run.add_done_callback(self._running.discard)
+                retry = await asyncio.shield(run)
             finally:
                 self._active.difference_update(batch)
                 for _ in batch:
@@ -130,6 +152,8 @@ class WorkQueue:
             return set(batch)
 
     def _schedule_retry(self, item: str) -> None:
+        if self._closed:
+            return
         failures = self._failures.get(item, 0) + 1
         self._failures[item] = failures
         delay = backoff(failures, self._backoff_base, self._backoff_max)
@@ -141,6 +165,8 @@ class WorkQueue:
     def add_after(self, item: str, delay: float) -> None:
         """Queue `item` again in `delay` seconds: a hold that ends by itself, not a failure
         (no backoff). An earlier timer for the item stands."""
+        if self._closed:
+            return
         assert self._loop is not None
         timer = self._retry_timers.get(item)
         if timer is not None:

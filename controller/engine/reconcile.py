@@ -13,6 +13,7 @@ no write (D2).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -113,10 +114,18 @@ class Pipeline:
         self.gcs = gcs
         self.recorder = recorder
         self.clock = clock
+        self.halted = threading.Event()
+        """Set when the reconciler is told to stop: from then on nothing is written (a write
+        already sent finishes: it is one precondition-guarded commit)."""
 
     @property
     def reconciler(self) -> str:
         return self.recorder.reconciler
+
+    def halt(self) -> None:
+        """Refuse every write from now on, on every thread: a stop (Observe, suspend, delete,
+        failover, SIGTERM) must not wait for a sweep or a batch to end before it bites."""
+        self.halted.set()
 
     def request_count(self) -> tuple[int, int]:
         """(GCS, Firestore) requests made so far, for run summaries."""
@@ -208,7 +217,12 @@ class Pipeline:
     def _commit(self, corrections: dict[str, Correction], attempt: int,
                 outcomes: Outcomes) -> list[str]:
         """Write the corrections together, or one by one if one of them is stale (a single
-        one is written alone at once); returns the projects someone wrote since we read them."""
+        one is written alone at once); returns the projects someone wrote since we read them.
+        A halted pipeline writes nothing: each correction is reported as not written."""
+        if self.halted.is_set():
+            for correction in corrections.values():
+                outcomes.set(_halted(correction.report))
+            return []
         if len(corrections) > 1:
             return self._commit_together(corrections, attempt, outcomes)
         return self._commit_each(corrections, attempt, outcomes)
@@ -237,6 +251,9 @@ class Pipeline:
         for project_id, correction in corrections.items():
             if outcomes.outage is not None:
                 outcomes.not_attempted(project_id, attempt)
+                continue
+            if self.halted.is_set():
+                outcomes.set(_halted(correction.report))
                 continue
             try:
                 self.firestore.update_project(project_id, correction.update,
@@ -311,6 +328,14 @@ class Engine(Pipeline):
 def _error(project_id: str, message: str, attempts: int, outage: bool = False) -> Report:
     return Report(project_id=project_id, action=Action.ERROR, error=message, attempts=attempts,
                   unreachable=outage or None)
+
+
+HALTED = "not written: the reconciler is stopping"
+
+
+def _halted(report: Report) -> Report:
+    """A decided correction that a stop kept from being written: drift seen, nothing done."""
+    return report.model_copy(update={"action": Action.SKIPPED, "reason": HALTED})
 
 
 def store_failure(project_id: str, exc: StoreError, attempts: int = 1) -> Report:

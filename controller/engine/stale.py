@@ -39,6 +39,8 @@ def _mark_failed(engine: Engine, job: Job) -> bool:
     timeout = engine.settings.stale_timeout
     message = timeout_message(timeout)
     for _ in range(engine.settings.max_attempts):
+        if engine.halted.is_set():
+            return False
         try:
             engine.firestore.fail_job(job.id, message, job.update_time)
             return True
@@ -76,6 +78,8 @@ def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleClean
     now = engine.clock()
     projects: list[str] = []
     for doc in engine.firestore.active_jobs():
+        if engine.halted.is_set():
+            return
         try:
             job = Job.parse(doc.id, doc.data, doc.update_time)
         except InvalidDocument as exc:

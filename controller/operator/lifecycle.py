@@ -10,17 +10,24 @@ from typing import Any
 
 import kopf
 
+from controller import metrics
 from controller.backoff import backoff
 from controller.config import ConfigError
 from controller.engine import StaleCleanup, SweepResult
 from controller.operator.status import StatusWriter, sweep_summary
 from controller.runtime import Hooks, ReconcilerRuntime
+from controller.runtime.liveness import forget_loop, watch_loop
 from controller.spec import ReconcilerSpec
 
 log = logging.getLogger(__name__)
 
-IDLE_POLL = 5.0
+GENERATION_POLL = 1.0
+"""Seconds between looks at the object's generation: a spec change (Observe, suspend) stops
+the old runtime's writes within about this long."""
 RETRY_MIN, RETRY_MAX = 5.0, 300.0
+SUPERVISOR_TOLERANCE = 300.0
+"""Seconds a supervisor's loop may go without turning before the process counts as hung: a
+restart may wait for the old runtime's drain and a new connect's retries, never this long."""
 
 
 class Supervisor:
@@ -35,26 +42,32 @@ class Supervisor:
         self._generation: Any = object()
         self._failures = 0
         self._retry_at: float | None = None
+        self.label = f"{namespace}.{name}"
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
+        loop = watch_loop(f"{self.namespace}/{self.name} supervisor", SUPERVISOR_TOLERANCE)
         try:
             while not stopped:
+                loop.tick()
                 generation = self.body.get("metadata", {}).get("generation")
                 due = self._retry_at is not None and time.monotonic() >= self._retry_at
                 if generation != self._generation or due:
                     self._generation = generation
                     await self._restart(generation)
-                interval = IDLE_POLL
-                if self.runtime is not None:
-                    interval = self.runtime.spec.listeners.heartbeat_interval.total_seconds()
-                await stopped.wait(interval)
+                await stopped.wait(GENERATION_POLL)
         finally:
-            await self._stop()
+            forget_loop(loop)
+            try:
+                await self._stop()
+            finally:
+                metrics.absent(self.label)
 
     async def _stop(self) -> None:
+        """The runtime's writes end before the first await (see ReconcilerRuntime.stop)."""
         runtime, self.runtime = self.runtime, None
         self.memo["runtime"] = None
         if runtime is not None:
+            metrics.presence(self.label, wanted=True, running=False)
             await runtime.stop()
 
     async def _restart(self, generation: int | None) -> None:
@@ -63,8 +76,10 @@ class Supervisor:
         try:
             spec = ReconcilerSpec.parse(self.body.get("spec"))
         except ConfigError as exc:
+            metrics.presence(self.label, wanted=True, running=False)
             await self._not_ready("InvalidSpec", str(exc), generation)
             return
+        metrics.presence(self.label, wanted=not spec.suspend, running=False)
         if spec.suspend:
             self.status.set("Ready", False, "Suspended", "spec.suspend is true: no work is done",
                             generation)
@@ -74,9 +89,11 @@ class Supervisor:
         runtime = ReconcilerRuntime(self.namespace, self.name, spec, hooks=Hooks(
             on_sweep=self._publish_sweep, on_stale=self._publish_cleanup,
             on_tick=self._publish_listeners))
+        self.runtime = runtime  # a stop while it connects stops it too
         try:
             await runtime.start()
         except ConfigError as exc:
+            self.runtime = None
             await runtime.stop()
             self._failures += 1
             delay = backoff(self._failures, RETRY_MIN, RETRY_MAX)
@@ -85,8 +102,8 @@ class Supervisor:
                                   generation)
             return
         self._failures = 0
-        self.runtime = runtime
         self.memo["runtime"] = runtime
+        metrics.presence(self.label, wanted=True, running=True)
         mode = "observe mode: drift is reported, nothing written" if spec.observe else "enforce"
         self.status.set("Ready", True, "Started",
                         f"watching {spec.storage.bucket} and Firestore "

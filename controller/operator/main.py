@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import random
 from collections.abc import Sequence
 
 import kopf
@@ -17,6 +16,7 @@ from controller.api.service_accounts import ServiceAccounts
 from controller.api.settings import ApiSettings, add_api_arguments, api_settings
 from controller.config import ConfigError, check_emulator_hosts
 from controller.logs import add_log_arguments, setup_logging
+from controller.operator.peering import choose_priority
 from controller.operator.preflight import check_kube_config, check_ports
 from controller.runtime.server import start_server
 from controller.usage import OneLineParser, fail, port_number, port_problem
@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="no peering: run even if other replicas are active")
     parser.add_argument("--peering", default=None, help="peering object name")
     parser.add_argument("--priority", type=int, default=None,
-                        help="peering priority (default: random, so one replica wins)")
+                        help="peering priority (default: drawn at random, never equal to a live "
+                        "peer's, so that exactly one replica runs)")
     add_api_arguments(parser, service_accounts=True)
     add_log_arguments(parser, "INFO")
     return parser
@@ -58,10 +59,14 @@ async def _run(args: argparse.Namespace, api: ApiSettings | None) -> None:
         if api is not None:
             accounts = ServiceAccounts(client.ApiClient(), api.token_audiences)
             runners.append(await start_api(api, accounts))
+        priority = args.priority
+        if priority is None and not args.standalone:
+            priority = await asyncio.to_thread(choose_priority, args.peering,
+                                               args.all_namespaces, args.namespace)
         await kopf.operator(
             standalone=args.standalone,
             peering_name=args.peering,
-            priority=args.priority if args.priority is not None else random.randint(1, 10_000),
+            priority=priority,
             clusterwide=args.all_namespaces,
             namespaces=args.namespace,
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",

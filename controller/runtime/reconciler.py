@@ -21,6 +21,7 @@ from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from controller.engine.notification import ChangeTimes, route
 from controller.engine.queue import WorkQueue
 from controller.model import Action, Location, Report
+from controller.runtime.liveness import Loop, forget_loop, watch_loop
 from controller.spec import ReconcilerSpec
 from controller.stores.subscription import Subscription
 
@@ -31,10 +32,21 @@ MAX_BATCH = 100
 HOLD_MARGIN = 0.25
 """Seconds past the end of a hold before the project is looked at again."""
 DRAIN_TIMEOUT = 60.0
-"""Seconds a stopping runtime waits for a sweep or a batch in flight."""
+"""Seconds a stopping runtime waits for a batch in flight or a sweep to reach its next user
+(writes have ended already: this bounds only how long threads may linger)."""
+LIVENESS_BEATS = 10
+"""Heartbeat intervals without a watchdog tick (beyond one slow heartbeat write) before the
+process counts as hung."""
 
 RUNTIMES: dict[str, ReconcilerRuntime] = {}
 """Every started runtime of this process, for the readiness endpoint."""
+_STOPPING: dict[str, asyncio.Task[None]] = {}
+"""The drain of each runtime still stopping, by key: a successor waits for it."""
+
+
+def _stopped(key: str, drain: asyncio.Task[None]) -> None:
+    if _STOPPING.get(key) is drain:
+        del _STOPPING[key]
 
 Connector = Callable[[Settings, str], Engine]
 """Builds a reconciler's engine and proves its services answer (raises ConfigError)."""
@@ -80,12 +92,24 @@ class ReconcilerRuntime:
         self.changes = ChangeTimes()
         """When notified changes happened, for the time to heal of the projects queued."""
         self._stopping = asyncio.Event()
-        self._timers: list[asyncio.Task[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Timers and forced sweeps: what a stop waits for."""
+        self._drain: asyncio.Task[None] | None = None
+        self._liveness: Loop | None = None
+        """The watchdog timer's ticks: the liveness probe fails when they stop."""
 
     async def start(self) -> None:
-        """Connect (raises ConfigError), then start the queue, the listeners and the timers."""
+        """Connect (raises ConfigError), then start the queue, the listeners and the timers.
+        A runtime of the same name still stopping is let finish first: its last act forgets
+        the metric series this one is about to create."""
+        previous = _STOPPING.get(self.key)
+        if previous is not None:
+            await asyncio.shield(previous)
         settings = self.settings or self.spec.settings()
         engine = await asyncio.to_thread(self.connector, settings, self.label)
+        if self._stopping.is_set():
+            engine.halt()
+            return
         metrics.prime(self.label)
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
                           rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,
@@ -103,33 +127,80 @@ class ReconcilerRuntime:
                 silence_threshold=timing.silence_threshold.total_seconds(),
                 resubscribe_every=timing.resubscribe_interval.total_seconds()),
             notifications=subscription)
-        await asyncio.to_thread(listeners.start)
+        # Owned before the first await below, so that a stop meanwhile closes them too.
         self.engine, self.queue, self.listeners = engine, queue, listeners
+        await asyncio.to_thread(listeners.start)
+        if self._stopping.is_set():  # stopped while the listeners started: close them again
+            await asyncio.shield(asyncio.to_thread(listeners.stop))
+            return
         RUNTIMES[self.key] = self
-        self._timers = [
+        beat = timing.heartbeat_interval.total_seconds()
+        self._liveness = watch_loop(
+            f"{self.key} watchdog",
+            LIVENESS_BEATS * beat + settings.request_timeout + settings.retry_deadline)
+        self._tasks = {
             asyncio.create_task(self._every(lambda: timing.heartbeat_interval, self._watchdog,
                                             jitter=False), name=f"{self.label}-watchdog"),
             asyncio.create_task(self._every(lambda: self.spec.sweep.interval, self._timed_sweep),
                                 name=f"{self.label}-sweep"),
             asyncio.create_task(self._every(lambda: self.spec.stale_jobs.interval,
                                             self._timed_cleanup), name=f"{self.label}-stale"),
-        ]
+        }
 
     async def stop(self) -> None:
-        """Stop the timers (a sweep in flight finishes), close the listeners, then let the
-        queue's in-flight reconciles finish: each is one precondition-guarded write."""
+        """Stop: writes end at once, the rest drains. Nothing is written from the moment this
+        is called (the engine is halted before the first await; a commit already sent
+        finishes), the queue takes nothing more and its retry timers go, a sweep in flight
+        ends at its next user, the listeners close, and the metric series are forgotten.
+        The drain runs in a task of its own: a caller cancelled meanwhile (Kopf cancels a
+        daemon that does not exit in time) does not cut it short."""
         RUNTIMES.pop(self.key, None)
         self._stopping.set()
-        if self._timers:
-            _done, pending = await asyncio.wait(self._timers, timeout=DRAIN_TIMEOUT)
+        if self._liveness is not None:
+            forget_loop(self._liveness)
+        if self.engine is not None:
+            self.engine.halt()
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._drain_all(), name=f"{self.label}-stop")
+            _STOPPING[self.key] = self._drain
+            self._drain.add_done_callback(partial(_stopped, self.key))
+        await asyncio.shield(self._drain)
+
+    async def _drain_all(self) -> None:
+        if self.queue is not None:
+            await self.queue.stop(DRAIN_TIMEOUT)
+        if self._tasks:
+            _done, pending = await asyncio.wait(self._tasks, timeout=DRAIN_TIMEOUT)
             for task in pending:
+                log.warning("a timer outlived the drain: cancelled",
+                            extra={"reconciler": self.label, "task": task.get_name()})
                 task.cancel()
-            self._timers = []
         if self.listeners is not None:
             await asyncio.to_thread(self.listeners.stop)
-        if self.queue is not None:
-            await self.queue.stop()
         metrics.forget(self.label)
+        log.info("reconciler stopped", extra={"reconciler": self.label})
+
+    @property
+    def stopped(self) -> bool:
+        """Fully stopped: nothing of this runtime runs any more."""
+        return self._drain is not None and self._drain.done()
+
+    def request_sweep(self, on_done: Callable[[SweepResult], Awaitable[None]]) -> None:
+        """A forced full sweep, run by the runtime (not by its caller, who returns at once):
+        a stop ends it like a timed one. `on_done` sees its result unless a stop ended it."""
+        if self._stopping.is_set():
+            return
+        task = asyncio.create_task(self._forced_sweep(on_done), name=f"{self.label}-forced")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _forced_sweep(self, on_done: Callable[[SweepResult], Awaitable[None]]) -> None:
+        try:
+            result = await self.sweep(Trigger.ANNOTATION)
+            if not self._stopping.is_set():
+                await on_done(result)
+        except Exception:
+            log.exception("forced sweep failed", extra={"reconciler": self.label})
 
     async def _every(self, interval: Callable[[], timedelta],
                      work: Callable[[], Awaitable[None]], jitter: bool = True) -> None:
@@ -162,6 +233,8 @@ class ReconcilerRuntime:
         queue.add_threadsafe([routed.project_id])
 
     async def _watchdog(self) -> None:
+        if self._liveness is not None:
+            self._liveness.tick()
         await self.hooks.on_tick(await self.tick())
 
     async def _timed_sweep(self) -> None:

@@ -28,7 +28,7 @@ from google.cloud.firestore_v1.types import (
 )
 
 from controller.config import Settings
-from controller.metrics import FIRESTORE_REQUESTS_TOTAL
+from controller.metrics import FIRESTORE_REQUESTS_TOTAL, HEARTBEAT_CONFLICTS_TOTAL
 from controller.model import ACTIVE_JOB_STATUSES
 from controller.stores import RequestLog, queries, writes
 from controller.stores.changefeed import ChangeFeed, OnChanges
@@ -59,6 +59,7 @@ class FirestoreStore:
         self.retry = Retry(predicate=retryable, initial=0.2, maximum=2.0, multiplier=2.0,
                            timeout=settings.retry_deadline)
         self.requests = RequestLog("firestore", FIRESTORE_REQUESTS_TOTAL, reconciler)
+        self.reconciler = reconciler
         self.stream_timeout = STREAM_TIMEOUT
 
     # Reads
@@ -207,7 +208,11 @@ class FirestoreStore:
         with self.requests.call("heartbeat", name):
             try:
                 return self._commit([write])[0]
-            except (gexc.AlreadyExists, gexc.NotFound, gexc.FailedPrecondition):
+            except (gexc.AlreadyExists, gexc.NotFound, gexc.FailedPrecondition) as exc:
+                if isinstance(exc, gexc.FailedPrecondition):
+                    # Our own last write is no longer the latest: another process beats under
+                    # this reconciler's name (two replicas running it: split brain).
+                    HEARTBEAT_CONFLICTS_TOTAL.labels(self.reconciler).inc()
                 found = self._get(collection, [name]).get(name)
                 return found.update_time if found is not None else None
 

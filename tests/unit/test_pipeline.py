@@ -178,3 +178,39 @@ def test_a_missing_document_is_an_error_not_a_write(missing: bool) -> None:
     if missing:
         assert reports[0].action is Action.ERROR and "not found" in (reports[0].error or "")
     assert reports[-1].action is Action.CORRECTED
+
+
+def test_a_halted_pipeline_decides_but_writes_nothing() -> None:
+    """A stop halts the engine before anything else: decided corrections are reported as
+    not written, on every path (one alone, a batch, a batch after a conflict)."""
+    engine, projects, objects, _ = pipeline()
+    ids = ["p0", "p1", "p2"]
+    for project_id in ids:
+        stuck(projects, objects, project_id)
+    before = {i: projects.projects[i] for i in ids}
+    engine.halt()
+    reports = [engine.reconcile("p0", Trigger.CLI), *engine.reconcile_many(ids[1:],
+                                                                            Trigger.LISTENER)]
+    assert {r.action for r in reports} == {Action.SKIPPED}
+    assert all(r.reason == "not written: the reconciler is stopping" for r in reports)
+    assert all(r.drift_kinds for r in reports), "the drift is still reported"
+    assert projects.writes == [] and {i: projects.projects[i] for i in ids} == before
+    assert "update_project" not in projects.requests.by_op()
+    assert "update_projects" not in projects.requests.by_op()
+
+
+def test_a_halt_between_a_conflict_and_its_retry_writes_nothing() -> None:
+    engine, projects, objects, _ = pipeline()
+    stuck(projects, objects, "p0")
+    stuck(projects, objects, "p1")
+
+    def app_writes_then_we_stop() -> None:
+        if not engine.halted.is_set():
+            data = dict(projects.projects["p1"].data or {})
+            projects.put_project("p1", {**data, "title": "renamed"})
+            engine.halt()
+
+    projects.before_commit = app_writes_then_we_stop
+    reports = engine.reconcile_many(["p0", "p1"], Trigger.LISTENER)
+    assert projects.writes == []
+    assert [r.action for r in reports] == [Action.SKIPPED, Action.SKIPPED]

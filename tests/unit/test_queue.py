@@ -222,3 +222,70 @@ def test_add_after_runs_an_item_again_once_its_hold_passes_without_backoff() -> 
     run(scenario())
     assert [item for item, _ in seen] == ["p", "p"]
     assert 0.2 <= seen[1][1] < 1.0
+
+
+def test_a_stop_cancels_retry_timers_waits_for_the_batch_in_flight_and_takes_nothing_more(
+) -> None:
+    """The batch in flight finishes (a write is never cut in half); the failing item's retry
+    timer and everything added later are dropped, and no worker or batch outlives stop()."""
+    handled: list[list[str]] = []
+
+    async def scenario() -> WorkQueue:
+        release = asyncio.Event()
+
+        async def handle(batch: list[str]) -> set[str]:
+            handled.append(batch)
+            if batch == ["slow"]:
+                await release.wait()
+                return set()
+            return set(batch)  # fails: a retry timer is set
+
+        queue = WorkQueue(handle, concurrency=2, rate_per_second=1000, max_batch=1,
+                          backoff_base=0.05)
+        queue.start()
+        queue.add("failing")
+        queue.add("slow")
+        while len(handled) < 2:
+            await asyncio.sleep(0.01)
+        stopping = asyncio.create_task(queue.stop())
+        await asyncio.sleep(0.3)  # six backoff bases: a retry not cancelled would have run
+        assert not stopping.done(), "stop() must wait for the batch in flight"
+        queue.add("late")
+        release.set()
+        await asyncio.wait_for(stopping, bound(5))
+        queue.add("later")
+        await asyncio.sleep(0.1)
+        return queue
+
+    queue = run(scenario())
+    assert handled == [["failing"], ["slow"]]
+    assert queue.closed and queue.in_flight == 0
+
+
+def test_a_stop_whose_caller_is_cancelled_still_drains() -> None:
+    """Kopf cancels a daemon that does not exit in time; the queue's drain must not stop
+    half-way (the runtime shields it, as here)."""
+
+    async def scenario() -> WorkQueue:
+        release = asyncio.Event()
+        finished: list[str] = []
+
+        async def handle(batch: list[str]) -> set[str]:
+            await release.wait()
+            finished.extend(batch)
+            return set()
+
+        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=1)
+        queue.start()
+        queue.add("p")
+        await asyncio.sleep(0.05)
+        drain_task = asyncio.ensure_future(queue.stop())
+        caller = asyncio.ensure_future(asyncio.shield(drain_task))
+        await asyncio.sleep(0.05)
+        caller.cancel()
+        release.set()
+        await asyncio.wait_for(drain_task, bound(5))
+        assert finished == ["p"]
+        return queue
+
+    assert run(scenario()).in_flight == 0

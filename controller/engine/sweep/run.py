@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from controller.engine.reconcile import Engine, Prefetched, store_failure
+from controller.engine.reconcile import HALTED, Engine, Prefetched, store_failure
 from controller.engine.sweep.cursor import FolderListing, JobsByUser
 from controller.engine.sweep.order import UserGroup, in_folder_order, user_groups
 from controller.engine.sweep.prefetch import Prefetch
@@ -120,7 +120,9 @@ class _Sweep:
 
     @property
     def stopped(self) -> bool:
-        return self.stop.is_set() or self.result.aborted is not None
+        """An outage, or the reconciler told to stop: checked between users."""
+        return (self.stop.is_set() or self.engine.halted.is_set()
+                or self.result.aborted is not None)
 
     def work(self, group: UserGroup, root: str, listing: FolderListing, jobs: JobsByUser,
              active: dict[str, list[Document]]) -> Work:
@@ -157,13 +159,13 @@ class _Sweep:
     def reconcile(self, work: Work) -> list[Report]:
         """A user's projects decided on what the streams read, their corrections in one
         commit; a project the streams could not read (no usable userId) reads itself."""
-        if self.stop.is_set():
+        if self.stopped:
             return []
         engine = self.engine
         read = [item for item in work if item[1] is not None]
         reports = engine.reconcile_read(read, self.trigger, self.dry_run) if read else []
         unread = [project_id for project_id, doc, _ in work if doc is None]
-        if unread and not self.stop.is_set():
+        if unread and not self.stopped:
             reports += engine.reconcile_many(unread, self.trigger, self.dry_run)
         if any(report.unreachable for report in reports):
             self.stop.set()
@@ -216,6 +218,8 @@ def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEE
         finally:
             state.close()
             state.drain()
+    if engine.halted.is_set() and result.aborted is None:
+        result.aborted = HALTED
 
     result.reports.sort(key=lambda report: report.project_id)
     gcs1, fs1 = engine.request_count()

@@ -6,7 +6,7 @@ from typing import Any
 
 import kopf
 
-from controller.engine import Trigger
+from controller.engine import SweepResult, Trigger
 from controller.operator import GROUP, PLURAL, RECONCILE_PROJECTS, REQUESTED_AT, VERSION
 from controller.operator.lifecycle import publish_sweep, runtime_of
 from controller.operator.status import report_summary
@@ -25,11 +25,16 @@ def _started(memo: kopf.Memo) -> ReconcilerRuntime:
 @kopf.on.field(GROUP, VERSION, PLURAL, id="reconcile-requested-at",
                field=("metadata", "annotations", REQUESTED_AT))
 async def reconcile_requested(new: Any, memo: kopf.Memo, **_: Any) -> None:
+    """Hands the full sweep to the runtime and returns: a suspend, an Observe switch or a
+    delete must not wait behind it. Status echoes the token once the sweep ends."""
     if not new:
         return
     runtime = _started(memo)
-    result = await runtime.sweep(Trigger.ANNOTATION)
-    await publish_sweep(memo, runtime, result, {"lastHandledReconcileAt": str(new)})
+
+    async def done(result: SweepResult) -> None:
+        await publish_sweep(memo, runtime, result, {"lastHandledReconcileAt": str(new)})
+
+    runtime.request_sweep(done)
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, id="reconcile-projects",

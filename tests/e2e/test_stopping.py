@@ -1,0 +1,273 @@
+"""Stop means stop, on the real kube-apiserver and emulators: mid-sweep over tens of thousands
+of drifted projects, an Observe switch, a suspend, a delete and a pause by a replica of higher
+priority each end the old runtime's writes within seconds of the API server accepting the
+change; the sweep does not run on to its end, and the operator goes on running. Cycles of
+stop and start leave one runtime, a steady thread count and no series of what was deleted."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from kubernetes import client
+
+from controller.operator import GROUP, PLURAL, REQUESTED_AT, VERSION
+from tests.support.emulators import Emulators
+from tests.support.harness import (
+    Cluster,
+    Operator,
+    metric,
+    spec_for,
+    start_operator,
+    started,
+    stop_operator,
+    wait_for,
+)
+from tests.support.patience import bound
+from tests.support.seed import World
+
+pytestmark = pytest.mark.cluster
+
+DRIFTED = 30_000
+PER_USER = 10
+WRITERS = 4
+STOP_WITHIN = 5.0
+"""Seconds from the API server's acceptance of a change to the old runtime's last write."""
+LOOK = 8.0
+"""Seconds to keep watching for late writes after a stop."""
+
+
+def seed_drifted(world: World, count: int = DRIFTED) -> None:
+    """`ready` projects each claiming a clip that is not in the bucket: every one is a
+    correction for a sweep (the listeners' start leaves `ready` projects alone)."""
+    ids = [f"p{i:06d}" for i in range(count)]
+    chunks = [ids[i:i + 500] for i in range(0, count, 500)]
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        while True:
+            with lock:
+                if not chunks:
+                    return
+                chunk = chunks.pop()
+            batch = world.db.batch()
+            for project_id in chunk:
+                user = f"user-{int(project_id[1:]) // PER_USER:05d}"
+                batch.set(world.projects().document(project_id), {
+                    "userId": user, "title": "drifted", "status": "ready",
+                    "promptList": ["a"], "durationSeconds": 8,
+                    "clipFilenames": [world.clip_path(user, project_id, "reeljob-0", 0)]})
+            try:
+                batch.commit(timeout=120)
+            except Exception as exc:  # surfaced below, in the test's thread
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def written_times(world: World) -> list[datetime]:
+    """When each project we corrected was written (ours carry lastReconciliation)."""
+    found = []
+    for snap in world.projects().select(["lastReconciliation"]).stream():
+        if (snap.to_dict() or {}).get("lastReconciliation") and snap.update_time is not None:
+            found.append(snap.update_time)
+    return found
+
+
+def corrected(op: Operator, name: str) -> float:
+    return metric(op.metrics(), "reel_reconciler_reconcile_total", trigger="annotation",
+                  action="corrected", reconciler=f"{op.namespace}.{name}")
+
+
+def sweep_under_way(op: Operator, name: str) -> None:
+    """A forced full sweep, asked for and answered at once, that has begun writing."""
+    asked = time.monotonic()
+    op.annotate(name, REQUESTED_AT, uuid.uuid4().hex)
+    annotated = time.monotonic() - asked
+    assert annotated < bound(5), "the annotation's handler must not hold the API call"
+    wait_for(lambda: corrected(op, name) >= 300, 60,
+             lambda: f"the forced sweep to start correcting\n{op.logs()}")
+
+
+def assert_stopped_within(world: World, accepted: float, op: Operator) -> None:
+    time.sleep(LOOK)
+    times = written_times(world)
+    assert times, "the sweep wrote before the stop"
+    last = max(t.timestamp() for t in times)
+    lag = last - accepted
+    print(f"stopped: {len(times)} of {DRIFTED} written; last write {lag:+.3f}s after the "
+          "change was accepted")
+    assert lag <= bound(STOP_WITHIN), (
+        f"a write {lag:.1f}s after the stop was accepted\n{op.logs()}")
+    assert len(times) < DRIFTED, "the sweep ran to its end: the stop did not end it"
+    assert op.proc.poll() is None, f"the operator exited\n{op.logs()}"
+
+
+@pytest.fixture
+def operator(cluster: Cluster, emulators: Emulators, world: World,
+             tmp_path: Path) -> Iterator[Operator]:
+    seed_drifted(world)
+    handle = start_operator(cluster, emulators.env(), tmp_path / "operator.log", "--standalone")
+    try:
+        yield handle
+    finally:
+        stop_operator(handle)
+
+
+def _patch_spec(op: Operator, name: str, spec: dict[str, Any]) -> None:
+    op.api.patch_namespaced_custom_object(GROUP, VERSION, op.namespace, PLURAL, name,
+                                          {"spec": spec})
+
+
+def _names(op: Operator) -> list[str]:
+    found: Any = op.api.list_namespaced_custom_object(GROUP, VERSION, op.namespace, PLURAL)
+    return [item["metadata"]["name"] for item in found["items"]]
+
+
+def _delete(op: Operator, name: str) -> None:
+    op.api.delete_namespaced_custom_object(GROUP, VERSION, op.namespace, PLURAL, name)
+
+
+CHANGES: dict[str, Callable[[Operator, str], None]] = {
+    "observe": lambda op, name: _patch_spec(op, name, {"mode": "Observe"}),
+    "suspend": lambda op, name: _patch_spec(op, name, {"suspend": True}),
+    "delete": _delete,
+}
+
+
+@pytest.mark.parametrize("change", sorted(CHANGES))
+def test_a_change_ends_the_writes_of_a_sweep_in_flight_within_seconds(
+        operator: Operator, world: World, change: str) -> None:
+    operator.create("main", spec_for(world))
+    started(operator, "main")
+    sweep_under_way(operator, "main")
+    CHANGES[change](operator, "main")
+    accepted = time.time()
+    assert_stopped_within(world, accepted, operator)
+    if change == "delete":
+        wait_for(lambda: "main" not in _names(operator), 30,
+                 f"the deleted resource to be gone, not stuck\n{operator.logs()}")
+        assert 'reconciler="' + f'{operator.namespace}.main"' not in operator.metrics()
+
+
+def test_a_pause_by_a_replica_of_higher_priority_ends_the_writes_within_seconds(
+        cluster: Cluster, emulators: Emulators, world: World, tmp_path: Path) -> None:
+    seed_drifted(world)
+    peering: Any = client.CustomObjectsApi(cluster.api)
+    peering.create_namespaced_custom_object(
+        "kopf.dev", "v1", cluster.namespace, "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+         "metadata": {"name": "reel-reconciler", "namespace": cluster.namespace}})
+    args = ("--peering", "reel-reconciler")
+    first = start_operator(cluster, emulators.env(), tmp_path / "first.log", *args,
+                           "--priority", "100")
+    second: Operator | None = None
+    try:
+        first.create("main", spec_for(world))
+        started(first, "main")
+        sweep_under_way(first, "main")
+        second = start_operator(cluster, emulators.env(), tmp_path / "second.log", *args,
+                                "--priority", "200")
+        # The pause is accepted once the second replica's keep-alive is in the peering object.
+        wait_for(lambda: len(peering.get_namespaced_custom_object(
+            "kopf.dev", "v1", cluster.namespace, "kopfpeerings", "reel-reconciler")
+            .get("status", {})) == 2, 60, "the second replica in the peering object")
+        accepted = time.time()
+        assert_stopped_within(world, accepted, first)
+        wait_for(lambda: requests.get(f"http://127.0.0.1:{first.metrics_port}/readyz",
+                                      timeout=5).json()["reconcilers"] == 0, 30,
+                 f"the paused replica to run no reconciler\n{first.logs()}")
+    finally:
+        if second is not None:
+            stop_operator(second)
+        stop_operator(first)
+
+
+def _threads(op: Operator) -> int:
+    for line in Path(f"/proc/{op.proc.pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no thread count")
+
+
+def _running(op: Operator) -> int:
+    body: dict[str, int] = requests.get(f"http://127.0.0.1:{op.metrics_port}/readyz",
+                                        timeout=5).json()
+    return body["reconcilers"]
+
+
+def test_twenty_stop_start_cycles_leave_one_runtime_and_no_leaks(
+        cluster: Cluster, emulators: Emulators, world: World, tmp_path: Path) -> None:
+    op = start_operator(cluster, emulators.env(), tmp_path / "operator.log", "--standalone")
+    label = f'reconciler="{op.namespace}.cycle"'
+    try:
+        counts: list[int] = []
+        for cycle in range(20):
+            if cycle % 2 == 0:
+                op.create("cycle", spec_for(world))
+                started(op, "cycle")
+                _delete(op, "cycle")
+                wait_for(lambda: _running(op) == 0 and label not in op.metrics(), 30,
+                         f"the deleted reconciler's runtime and series to go\n{op.logs()}")
+            else:
+                op.create("cycle", spec_for(world))
+                started(op, "cycle")
+                _patch_spec(op, "cycle", {"suspend": True})
+                wait_for(lambda: _running(op) == 0, 30, "the suspended runtime to stop")
+                _patch_spec(op, "cycle", {"suspend": False})
+                started(op, "cycle")
+                assert _running(op) == 1
+                _delete(op, "cycle")
+                wait_for(lambda: _running(op) == 0 and label not in op.metrics(), 30,
+                         f"the deleted reconciler's runtime and series to go\n{op.logs()}")
+            wait_for(lambda: "cycle" not in _names(op), 30, "the resource to be gone")
+            counts.append(_threads(op))
+        print(f"threads after each cycle: {counts}")
+        assert max(counts[10:]) <= max(counts[:5]) + 2, f"threads grow: {counts}"
+        op.create("cycle", spec_for(world))
+        started(op, "cycle")
+        assert _running(op) == 1
+        text = op.metrics()
+        assert metric(text, "reel_reconciler_running", reconciler=f"{op.namespace}.cycle") == 1
+        assert metric(text, "reel_reconciler_resources_running") == 1
+    finally:
+        stop_operator(op)
+
+
+def test_a_reconciler_that_cannot_connect_shows_as_wanted_but_not_running(
+        cluster: Cluster, emulators: Emulators, world: World, tmp_path: Path) -> None:
+    """The series that the ReelReconcilerNotRunning alert reads, from a live operator."""
+    op = start_operator(cluster, emulators.env(), tmp_path / "operator.log", "--standalone")
+    try:
+        spec = spec_for(world)
+        spec["storage"] = {"bucket": f"missing-{uuid.uuid4().hex[:8]}"}
+        op.create("broken", spec)
+        wait_for(lambda: (op.condition("broken", "Ready") or {}).get("reason")
+                 == "ConnectFailed", 60, f"ConnectFailed\n{op.logs()}")
+        mine = {"reconciler": f"{op.namespace}.broken"}
+        text = op.metrics()
+        assert metric(text, "reel_reconciler_wanted", **mine) == 1
+        assert metric(text, "reel_reconciler_running", **mine) == 0
+        assert metric(text, "reel_reconciler_resources_wanted") == 1
+        assert metric(text, "reel_reconciler_resources_running") == 0
+        _patch_spec(op, "broken", {"suspend": True})
+        wait_for(lambda: metric(op.metrics(), "reel_reconciler_wanted", **mine) == 0, 30,
+                 "a suspended reconciler is not wanted")
+        assert metric(op.metrics(), "reel_reconciler_resources_wanted") == 0
+    finally:
+        stop_operator(op)

@@ -57,6 +57,11 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* Where the key file of gcpCredentials.existingSecret is mounted. */}}
+{{- define "reel-reconciler.gcpCredentialsDir" -}}
+/var/run/secrets/google
+{{- end -}}
+
 {{- define "reel-reconciler.peering" -}}
 {{- if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
 {{- end -}}
@@ -89,3 +94,4 @@ annotations:
   {{- toYaml . | nindent 2 }}
 {{- end -}}
 {{- end -}}
+

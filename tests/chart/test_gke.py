@@ -1,5 +1,5 @@
-"""What GKE needs from the chart: egress to the metadata server under a NetworkPolicy, and a
-key file as the alternative to Workload Identity."""
+"""What GKE needs from the chart: egress to the metadata server under a NetworkPolicy, a key
+file as the alternative to Workload Identity, and an uninstall that leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
-from tests.chart.rendering import ALL_ON, of_kind, run, template
+from controller.operator.deletion import _parser as deletion_parser
+from tests.chart.rendering import ALL_ON, hook_of_kind, is_hook, of_kind, run, template
 from tests.support.manifests import CHART
 
 NETWORK_POLICY = ["--set", "networkPolicy.enabled=true"]
+WITH_RECONCILER = ["--set", "reconciler.create=true",
+                   "--set", "reconciler.spec.storage.bucket=my-reels"]
 
 
 def _peer_allows(peer: dict[str, Any], ip: str) -> bool:
@@ -100,6 +103,8 @@ def test_extra_egress_rules_are_appended_as_given(helm: Path) -> None:
     ["--set", "gcpCredentials.key=dir/key.json"],
     ["--set", "gcpCredentials.key=.."],
     ["--set", "gcpCredentials.keyFile=x"],
+    ["--set", "reconciler.uninstallHook.timeoutSeconds=0"],
+    ["--set", "reconciler.uninstallHook.timeout=60s"],
 ], ids=lambda bad: bad[1])
 def test_schema_rejects_bad_gke_values(helm: Path, bad: list[str]) -> None:
     out = run(helm, "template", "x", CHART, *bad)
@@ -158,3 +163,58 @@ def test_no_key_file_by_default(helm: Path) -> None:
     pod, container = _operator(template(helm))
     assert not [v for v in pod["volumes"] if "secret" in v]
     assert "GOOGLE_APPLICATION_CREDENTIALS" not in {e["name"] for e in container["env"]}
+
+
+def test_uninstall_hook_deletes_the_chart_reconciler_with_a_role_for_it_alone(
+        helm: Path) -> None:
+    assert not [d for d in template(helm) if is_hook(d)]
+    off = template(helm, *WITH_RECONCILER, "--set", "reconciler.uninstallHook.enabled=false")
+    assert not [d for d in off if is_hook(d)]
+
+    docs = template(helm, *WITH_RECONCILER, "--set", "reconciler.name=reels",
+                    "--set", "reconciler.uninstallHook.timeoutSeconds=45")
+    hooks = [d for d in docs if is_hook(d)]
+    assert {d["kind"] for d in hooks} == {"ServiceAccount", "Role", "RoleBinding", "Job"}
+    for doc in hooks:
+        annotations = doc["metadata"]["annotations"]
+        assert annotations["helm.sh/hook"] == "pre-delete"
+        assert "hook-succeeded" in annotations["helm.sh/hook-delete-policy"]
+    job = hook_of_kind(docs, "Job")
+    weight = {d["kind"]: int(d["metadata"]["annotations"]["helm.sh/hook-weight"])
+              for d in hooks}
+    assert max(weight[k] for k in ("ServiceAccount", "Role", "RoleBinding")) < weight["Job"]
+
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["command"] == ["reel-reconciler", "delete-reconciler"]
+    args = deletion_parser().parse_args(container["args"])
+    assert (args.name, args.namespace, args.timeout) == ("reels", "reel-reconciler", "45s")
+    assert job["spec"]["activeDeadlineSeconds"] > 2 * 45
+    assert container["image"] == _operator(docs)[1]["image"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+
+    role = hook_of_kind(docs, "Role")
+    assert role["rules"] == [{"apiGroups": ["reelmaker.io"], "resources": ["reelreconcilers"],
+                              "resourceNames": ["reels"], "verbs": ["get", "delete", "patch"]}]
+    binding = hook_of_kind(docs, "RoleBinding")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": pod["serviceAccountName"],
+                                    "namespace": "reel-reconciler"}]
+    assert hook_of_kind(docs, "ServiceAccount")["metadata"]["name"] == pod["serviceAccountName"]
+
+
+def test_uninstall_hook_pod_is_not_taken_for_an_operator_pod(helm: Path) -> None:
+    """The Service, the PodDisruptionBudget and the operator's NetworkPolicy select the
+    operator's pods; the Job's pod has its own NetworkPolicy (DNS and the API server)."""
+    docs = template(helm, *WITH_RECONCILER, *NETWORK_POLICY)
+    labels = hook_of_kind(docs, "Job")["spec"]["template"]["metadata"]["labels"]
+    selectors = [of_kind(docs, "Service")["spec"]["selector"],
+                 of_kind(docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
+                 of_kind(docs, "NetworkPolicy")["spec"]["podSelector"]["matchLabels"]]
+    for selector in selectors:
+        assert not selector.items() <= labels.items(), selector
+    own = hook_of_kind(docs, "NetworkPolicy")
+    assert own["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    assert egress_allows(own, "10.96.0.1", 443) and egress_allows(own, "10.0.0.10", 53, "UDP")
+    assert not egress_allows(own, "169.254.169.254", 80)
+    assert own["spec"]["ingress"] == []

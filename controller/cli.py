@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_watch(commands)
     commands.add_parser("operator", add_help=False,
                         help="run the Kubernetes operator (see `operator --help`)")
+    commands.add_parser("delete-reconciler", add_help=False,
+                        help="delete a ReelReconciler and wait until it is gone, even with "
+                        "no operator running (see `delete-reconciler --help`)")
     return parser
 
 
@@ -266,6 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from controller.operator.main import main as operator_main
 
         return operator_main(argv[1:])
+    if argv[:1] == ["delete-reconciler"]:
+        from controller.operator.deletion import main as delete_main
+
+        return delete_main(argv[1:])
     args = _parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     if args.command == "watch":

@@ -36,7 +36,7 @@ def check_ports(ports: dict[str, int]) -> None:
         check_port(port, flag)
 
 
-def check_kube_config() -> None:
+def check_kube_config(what: str = "the operator") -> None:
     """In a cluster (its service account) or a kubeconfig, as Kopf will log in; without one
     Kopf would retry its login every minute and never say what is missing."""
     try:
@@ -45,4 +45,4 @@ def check_kube_config() -> None:
         where = os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ConfigError(
             f"no Kubernetes cluster to talk to ({where}: {exc}): set KUBECONFIG to a "
-            "kubeconfig file, or run the operator in a cluster") from exc
+            f"kubeconfig file, or run {what} in a cluster") from exc

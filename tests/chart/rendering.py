@@ -32,10 +32,21 @@ def template(helm: Path, *args: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(render_text(helm, "--include-crds", *args)) if doc]
 
 
+def is_hook(doc: dict[str, Any]) -> bool:
+    return "helm.sh/hook" in (doc["metadata"].get("annotations") or {})
+
+
 def of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
-    """The one object of a kind (fails when there are none or several)."""
-    found = [doc for doc in docs if doc["kind"] == kind]
+    """The one release object of a kind, hooks aside (fails when there are none or several)."""
+    found = [doc for doc in docs if doc["kind"] == kind and not is_hook(doc)]
     assert len(found) == 1, f"expected one {kind}, rendered {len(found)}"
+    return found[0]
+
+
+def hook_of_kind(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The one Helm hook object of a kind."""
+    found = [doc for doc in docs if doc["kind"] == kind and is_hook(doc)]
+    assert len(found) == 1, f"expected one {kind} hook, rendered {len(found)}"
     return found[0]
 
 

@@ -86,9 +86,10 @@ def test_topology_spread_constraints_default_to_the_pod_selector(helm: Path) -> 
 
 def test_extra_volumes_are_added_to_the_tmp_volume(helm: Path) -> None:
     docs = template(helm, *ALL_ON)
-    assert [v["name"] for v in pod_spec(docs)["volumes"]] == ["tmp", "extra-ca"]
-    assert pod_spec(docs)["volumes"][1]["configMap"] == {"name": "extra-ca"}
-    assert container(docs)["volumeMounts"][1] == {
+    assert [v["name"] for v in pod_spec(docs)["volumes"]] == ["tmp", "gcp-credentials",
+                                                               "extra-ca"]
+    assert pod_spec(docs)["volumes"][2]["configMap"] == {"name": "extra-ca"}
+    assert container(docs)["volumeMounts"][2] == {
         "name": "extra-ca", "mountPath": "/etc/extra-ca", "readOnly": True}
     assert [v["name"] for v in pod_spec(template(helm))["volumes"]] == ["tmp"]
 

@@ -140,6 +140,27 @@ def test_operator_endpoint_input_errors(args: list[str], wanted: str, tmp_path: 
     one_line_exit_2(proc, wanted)
 
 
+@pytest.mark.parametrize(("args", "wanted"), [
+    (["main", "-n", "reels", "--timeout", "banana"],
+     "invalid --timeout 'banana': not a duration such as 30s, 5m or 1h"),
+    (["main", "-n", "reels", "--timeout", "0s"], "invalid --timeout '0s': must be more than 0"),
+    (["main"], "the following arguments are required: -n/--namespace"),
+])
+def test_delete_reconciler_input_errors(args: list[str], wanted: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "delete-reconciler", *args],
+                          capture_output=True, text=True, timeout=30, cwd=REPO, check=False)
+    one_line_exit_2(proc, "reel-reconciler delete-reconciler: " + wanted)
+
+
+def test_delete_reconciler_without_a_cluster(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    proc = subprocess.run([sys.executable, "-m", "controller.cli", "delete-reconciler", "main",
+                           "-n", "reels"], capture_output=True, text=True, timeout=30, cwd=REPO,
+                          check=False, env={**env, "HOME": str(tmp_path),
+                                            "KUBECONFIG": str(tmp_path / "missing")})
+    one_line_exit_2(proc, "set KUBECONFIG", "or run it in a cluster", str(tmp_path / "missing"))
+
+
 def test_watch_endpoint_input_errors(untouched: World, cli: Cli) -> None:
     port = str(free_port())
     same = cli("watch", "--metrics-port", port, "--api-port", port)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from controller import cli
+from controller.operator import deletion
 from controller.operator import main as operator_main
 
 
@@ -34,8 +35,8 @@ def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
     return missing
 
 
-@pytest.mark.parametrize("parser", [cli._parser(), operator_main._parser()],
-                         ids=["reel-reconciler", "operator"])
+@pytest.mark.parametrize("parser", [cli._parser(), operator_main._parser(), deletion._parser()],
+                         ids=["reel-reconciler", "operator", "delete-reconciler"])
 def test_every_option_and_argument_has_help(parser: argparse.ArgumentParser) -> None:
     assert _undocumented(parser) == []
 

@@ -57,6 +57,11 @@ true
 {{- end -}}
 {{- end -}}
 
+{{/* Where the key file of gcpCredentials.existingSecret is mounted. */}}
+{{- define "reel-reconciler.gcpCredentialsDir" -}}
+/var/run/secrets/google
+{{- end -}}
+
 {{- define "reel-reconciler.peering" -}}
 {{- if gt (int .Values.replicaCount) 1 -}}true{{- end -}}
 {{- end -}}
@@ -88,4 +93,30 @@ metadata.annotations from (list namespace map): the map plus the CKV_K8S_21 skip
 annotations:
   {{- toYaml . | nindent 2 }}
 {{- end -}}
+{{- end -}}
+
+{{/* The uninstall hook's pods: not the operator's selector, so that neither the Service,
+the PodDisruptionBudget nor the operator's NetworkPolicy picks them. */}}
+{{- define "reel-reconciler.uninstallSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-uninstall" (include "reel-reconciler.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "reel-reconciler.uninstallLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "reel-reconciler.uninstallSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/component: uninstall-hook
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* A pre-delete hook object of the given weight, deleted once every hook succeeded (a
+failed one stays for `kubectl describe`, until the next attempt replaces it). */}}
+{{- define "reel-reconciler.uninstallHook" -}}
+helm.sh/hook: pre-delete
+helm.sh/hook-weight: {{ . | quote }}
+helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 {{- end -}}

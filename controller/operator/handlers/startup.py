@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from controller.operator import KOPF_FINALIZER
 from controller.operator.status import load_kube_config
 
 KOPF_PREFIX = "kopf.reelmaker.io"
@@ -20,6 +21,8 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=KOPF_PREFIX)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=KOPF_PREFIX, key="last-handled-configuration")
+    # Kopf's default, set here so that `delete-reconciler` removes the same one.
+    settings.persistence.finalizer = KOPF_FINALIZER
     settings.posting.level = logging.INFO
     # A replica that dies without a goodbye is given up on after this many seconds.
     settings.peering.lifetime = 30

@@ -178,7 +178,8 @@ class ReconcilerRuntime:
         if self.listeners is not None:
             await asyncio.to_thread(self.listeners.stop)
         metrics.forget(self.label)
-        log.info("reconciler stopped", extra={"reconciler": self.label})
+        if self.engine is not None:  # a runtime that never connected has nothing to report
+            log.info("reconciler stopped", extra={"reconciler": self.label})
 
     @property
     def stopped(self) -> bool:

@@ -1,5 +1,5 @@
-"""/metrics for Prometheus and /readyz for Kubernetes, on one port (the operator's liveness
-endpoint is Kopf's own)."""
+"""/metrics for Prometheus, /readyz and /livez for Kubernetes, on one port (the operator's
+Kopf /healthz runs the same liveness check)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
+from controller.runtime.liveness import stalled
 from controller.runtime.reconciler import RUNTIMES
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
@@ -37,12 +38,20 @@ def _readyz(expected: int) -> Handler:
     return readyz
 
 
+async def _livez(_: web.Request) -> web.Response:
+    """503 when a watchdog timer or a supervisor has stopped turning: restart the process."""
+    hung = stalled()
+    return web.Response(status=503 if hung else 200, content_type="application/json",
+                        text=json.dumps({"alive": not hung, "stalled": hung}))
+
+
 async def start_server(port: int, host: str = "0.0.0.0", expected: int = 0) -> web.AppRunner:
     """`expected`: reconcilers that must run before /readyz says ready (the operator runs
     as many as there are resources, zero included)."""
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/readyz", _readyz(expected))
+    app.router.add_get("/livez", _livez)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

@@ -6,11 +6,9 @@ stop and start leave one runtime, a steady thread count and no series of what wa
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +17,7 @@ import requests
 from kubernetes import client
 
 from controller.operator import GROUP, PLURAL, REQUESTED_AT, VERSION
+from tests.support.drifted import seed_drifted, written_times
 from tests.support.emulators import Emulators
 from tests.support.harness import (
     Cluster,
@@ -36,57 +35,10 @@ from tests.support.seed import World
 pytestmark = pytest.mark.cluster
 
 DRIFTED = 30_000
-PER_USER = 10
-WRITERS = 4
 STOP_WITHIN = 5.0
 """Seconds from the API server's acceptance of a change to the old runtime's last write."""
 LOOK = 8.0
 """Seconds to keep watching for late writes after a stop."""
-
-
-def seed_drifted(world: World, count: int = DRIFTED) -> None:
-    """`ready` projects each claiming a clip that is not in the bucket: every one is a
-    correction for a sweep (the listeners' start leaves `ready` projects alone)."""
-    ids = [f"p{i:06d}" for i in range(count)]
-    chunks = [ids[i:i + 500] for i in range(0, count, 500)]
-    lock = threading.Lock()
-    failures: list[BaseException] = []
-
-    def writer() -> None:
-        while True:
-            with lock:
-                if not chunks:
-                    return
-                chunk = chunks.pop()
-            batch = world.db.batch()
-            for project_id in chunk:
-                user = f"user-{int(project_id[1:]) // PER_USER:05d}"
-                batch.set(world.projects().document(project_id), {
-                    "userId": user, "title": "drifted", "status": "ready",
-                    "promptList": ["a"], "durationSeconds": 8,
-                    "clipFilenames": [world.clip_path(user, project_id, "reeljob-0", 0)]})
-            try:
-                batch.commit(timeout=120)
-            except Exception as exc:  # surfaced below, in the test's thread
-                failures.append(exc)
-                return
-
-    threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if failures:
-        raise failures[0]
-
-
-def written_times(world: World) -> list[datetime]:
-    """When each project we corrected was written (ours carry lastReconciliation)."""
-    found = []
-    for snap in world.projects().select(["lastReconciliation"]).stream():
-        if (snap.to_dict() or {}).get("lastReconciliation") and snap.update_time is not None:
-            found.append(snap.update_time)
-    return found
 
 
 def corrected(op: Operator, name: str) -> float:
@@ -121,7 +73,7 @@ def assert_stopped_within(world: World, accepted: float, op: Operator) -> None:
 @pytest.fixture
 def operator(cluster: Cluster, emulators: Emulators, world: World,
              tmp_path: Path) -> Iterator[Operator]:
-    seed_drifted(world)
+    seed_drifted(world, DRIFTED)
     handle = start_operator(cluster, emulators.env(), tmp_path / "operator.log", "--standalone")
     try:
         yield handle
@@ -167,7 +119,7 @@ def test_a_change_ends_the_writes_of_a_sweep_in_flight_within_seconds(
 
 def test_a_pause_by_a_replica_of_higher_priority_ends_the_writes_within_seconds(
         cluster: Cluster, emulators: Emulators, world: World, tmp_path: Path) -> None:
-    seed_drifted(world)
+    seed_drifted(world, DRIFTED)
     peering: Any = client.CustomObjectsApi(cluster.api)
     peering.create_namespaced_custom_object(
         "kopf.dev", "v1", cluster.namespace, "kopfpeerings",
@@ -271,3 +223,37 @@ def test_a_reconciler_that_cannot_connect_shows_as_wanted_but_not_running(
         assert metric(op.metrics(), "reel_reconciler_resources_wanted") == 0
     finally:
         stop_operator(op)
+
+
+def test_two_replicas_with_default_priorities_keep_exactly_one_running(
+        cluster: Cluster, emulators: Emulators, world: World, tmp_path: Path) -> None:
+    """No --priority: each replica draws one that no live peer holds, so Kopf never pauses
+    both (a tie pauses every replica that has it)."""
+    peering: Any = client.CustomObjectsApi(cluster.api)
+    peering.create_namespaced_custom_object(
+        "kopf.dev", "v1", cluster.namespace, "kopfpeerings",
+        {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
+         "metadata": {"name": "reel-reconciler", "namespace": cluster.namespace}})
+    args = ("--peering", "reel-reconciler")
+    first = start_operator(cluster, emulators.env(), tmp_path / "first.log", *args)
+    second: Operator | None = None
+    try:
+        first.create("main", spec_for(world))
+        started(first, "main")
+        second = start_operator(cluster, emulators.env(), tmp_path / "second.log", *args)
+        peers = wait_for(lambda: (lambda s: s if len(s) == 2 else None)(
+            peering.get_namespaced_custom_object("kopf.dev", "v1", cluster.namespace,
+                                                 "kopfpeerings", "reel-reconciler")
+            .get("status", {})), 60, "both replicas in the peering object")
+        priorities = {peer["priority"] for peer in peers.values()}
+        assert len(priorities) == 2, f"the replicas drew one priority: {peers}"
+        both = (first, second)
+        wait_for(lambda: sum(_running(op) for op in both) == 1, 60,
+                 lambda: f"exactly one replica running\n{first.logs()}\n{second.logs()}")
+        for _ in range(10):
+            time.sleep(1)
+            assert sum(_running(op) for op in both) == 1
+    finally:
+        if second is not None:
+            stop_operator(second)
+        stop_operator(first)

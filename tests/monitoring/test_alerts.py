@@ -18,7 +18,8 @@ RULE_TESTS = Path(__file__).resolve().parent / "alerts_test.yaml"
 ALERTS = {
     "ReelReconcilerDown", "ReelReconcilerListenerStale", "ReelReconcilerReconcileErrorsHigh",
     "ReelReconcilerSweepNotCompleting", "ReelReconcilerPersistentDrift",
-    "ReelReconcilerStaleJobsSpike", "ReelReconcilerSlowHeal",
+    "ReelReconcilerStaleJobsSpike", "ReelReconcilerSlowHeal", "ReelReconcilerNotRunning",
+    "ReelReconcilerSplitBrain",
 }
 
 

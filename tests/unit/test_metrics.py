@@ -12,7 +12,8 @@ DESIGN_NAMES = [
     "listener_restarts_total", "gcs_requests_total", "firestore_requests_total",
     "recovered_video_seconds_total", "reconcile_duration_seconds", "sweep_duration_seconds",
     "projects", "projects_drifted", "listener_up", "listener_last_event_timestamp_seconds",
-    "last_sweep_timestamp_seconds", "queue_depth",
+    "last_sweep_timestamp_seconds", "queue_depth", "heartbeat_conflicts_total", "running",
+    "wanted", "resources_wanted", "resources_running",
 ]
 
 
@@ -36,3 +37,17 @@ def test_prime_then_forget() -> None:
     assert 'reconciler="ns.primed"' not in text
     assert 'reel_reconciler_stale_jobs_total{reconciler="ns.other"} 0.0' in text
     metrics.forget("ns.other")
+
+
+def test_presence_is_kept_apart_from_the_runtimes_series() -> None:
+    """A runtime's stop forgets its series; whether it is wanted and running stays with its
+    supervisor until the resource is gone from this process."""
+    metrics.prime("ns.seen")
+    metrics.presence("ns.seen", wanted=True, running=False)
+    metrics.forget("ns.seen")
+    text = generate_latest(REGISTRY).decode()
+    assert 'reel_reconciler_wanted{reconciler="ns.seen"} 1.0' in text
+    assert 'reel_reconciler_running{reconciler="ns.seen"} 0.0' in text
+    metrics.absent("ns.seen")
+    metrics.absent("ns.seen")
+    assert 'reconciler="ns.seen"' not in generate_latest(REGISTRY).decode()

@@ -1,0 +1,57 @@
+"""Many drifted projects, fast, and when we wrote them: for the tests that stop a reconciler
+in the middle of a sweep and look for writes that came too late."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime
+
+from tests.support.seed import World
+
+PER_USER = 10
+WRITERS = 4
+
+
+def seed_drifted(world: World, count: int) -> None:
+    """`ready` projects each claiming a clip that is not in the bucket: every one is a
+    correction for a sweep (the listeners' start leaves `ready` projects alone)."""
+    ids = [f"p{i:06d}" for i in range(count)]
+    chunks = [ids[i:i + 500] for i in range(0, count, 500)]
+    lock = threading.Lock()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        while True:
+            with lock:
+                if not chunks:
+                    return
+                chunk = chunks.pop()
+            batch = world.db.batch()
+            for project_id in chunk:
+                user = f"user-{int(project_id[1:]) // PER_USER:05d}"
+                batch.set(world.projects().document(project_id), {
+                    "userId": user, "title": "drifted", "status": "ready",
+                    "promptList": ["a"], "durationSeconds": 8,
+                    "clipFilenames": [world.clip_path(user, project_id, "reeljob-0", 0)]})
+            try:
+                batch.commit(timeout=120)
+            except Exception as exc:  # surfaced below, in the test's thread
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=writer) for _ in range(WRITERS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+
+
+def written_times(world: World) -> list[datetime]:
+    """When each project we corrected was written (ours carry lastReconciliation)."""
+    found = []
+    for snap in world.projects().select(["lastReconciliation"]).stream():
+        if (snap.to_dict() or {}).get("lastReconciliation") and snap.update_time is not None:
+            found.append(snap.update_time)
+    return found

@@ -28,3 +28,16 @@ HEALTH_PORT = 8080
 API_RATE_LIMIT = "30/minute"
 """Reconcile requests per caller: a user opening projects one after another stays well
 inside it; a script looping on the endpoint does not."""
+
+# The Kubernetes API. A connection a network blip broke without a FIN or RST (a load balancer
+# or NAT that forgot the flow) looks open and quiet to the client: every wait on it is bounded.
+KUBE_REQUEST_TIMEOUT = timedelta(seconds=5)
+"""Each call this product makes with the `kubernetes` client (status patches, TokenReview,
+SubjectAccessReview): small requests the API server answers in milliseconds."""
+KOPF_REQUEST_TIMEOUT = timedelta(seconds=15)
+"""Kopf's own requests (patches, events, peering), which Kopf retries with backoff."""
+KUBE_CONNECT_TIMEOUT = timedelta(seconds=5)
+WATCH_SERVER_TIMEOUT = timedelta(seconds=60)
+"""The API server ends each watch-stream after this long and Kopf resumes it where it was."""
+WATCH_CLIENT_TIMEOUT = WATCH_SERVER_TIMEOUT + timedelta(seconds=5)
+"""A stream the server did not end on time is dead: at most this long goes unseen."""

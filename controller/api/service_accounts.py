@@ -12,6 +12,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from controller import defaults
 from controller.api.errors import ApiError, forbidden, unauthenticated, unavailable
 
 GROUP = "reelmaker.io"
@@ -38,9 +39,11 @@ class ServiceAccounts:
     def authorize(self, token: str, namespace: str, name: str) -> ServiceCaller:
         """Who the token belongs to, if it may reconcile for this ReelReconciler; raises
         ApiError: 401, 403, or 503 when the API server cannot be asked."""
+        # Bounded, so a caller whose review went out on a dead connection gets a 503, not a hang.
+        timeout = defaults.KUBE_REQUEST_TIMEOUT.total_seconds()
         spec = client.V1TokenReviewSpec(token=token, audiences=list(self.audiences) or None)
         review = self._call(lambda: self._authentication.create_token_review(
-            client.V1TokenReview(spec=spec)), "tokenreviews")
+            client.V1TokenReview(spec=spec), _request_timeout=timeout), "tokenreviews")
         status = review.status
         user = status.user if status is not None else None
         username = user.username if user is not None else None
@@ -54,7 +57,8 @@ class ServiceAccounts:
             user=user.username, groups=user.groups, uid=user.uid, extra=user.extra,
             resource_attributes=attributes))
         decision = self._call(
-            lambda: self._authorization.create_subject_access_review(access),
+            lambda: self._authorization.create_subject_access_review(
+                access, _request_timeout=timeout),
             "subjectaccessreviews")
         if decision.status is None or not decision.status.allowed:
             raise forbidden(f"{username} may not {VERB} {RESOURCE}/{SUBRESOURCE} "

@@ -13,13 +13,14 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from controller import defaults
+
 log = logging.getLogger(__name__)
 
 KOPF_GROUP, KOPF_VERSION = "kopf.dev", "v1"
 DEFAULT_PEERING = "default"
 HIGHEST = 2**31 - 1
 """Kubernetes keeps integers as int64; Kopf compares them as Python ints."""
-READ_TIMEOUT = 5.0
 
 
 def live_priorities(status: dict[str, Any], now: datetime | None = None) -> set[int]:
@@ -60,11 +61,11 @@ def peer_status(name: str | None, clusterwide: bool, namespaces: list[str]) -> d
         if clusterwide or not namespaces:
             body = api.get_cluster_custom_object(KOPF_GROUP, KOPF_VERSION,
                                                  "clusterkopfpeerings", peering,
-                                                 _request_timeout=READ_TIMEOUT)
+                                                 _request_timeout=defaults.KUBE_REQUEST_TIMEOUT.total_seconds())
         else:
             body = api.get_namespaced_custom_object(KOPF_GROUP, KOPF_VERSION, namespaces[0],
                                                     "kopfpeerings", peering,
-                                                    _request_timeout=READ_TIMEOUT)
+                                                    _request_timeout=defaults.KUBE_REQUEST_TIMEOUT.total_seconds())
     except (ApiException, OSError) as exc:
         log.info("peering object not read: priority drawn unguarded",
                  extra={"peering": peering, "error": str(exc).splitlines()[0]})

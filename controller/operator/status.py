@@ -9,14 +9,20 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from controller import defaults
 from controller.engine.sweep import SweepResult
 from controller.model import Action, Report
 from controller.operator import GROUP, PLURAL, VERSION
 
 log = logging.getLogger(__name__)
+
+WRITE_ATTEMPTS = 3
+"""Each attempt that times out drops the dead connection it went out on; writes that ran at
+the same time can have left more than one in the client's pool."""
 
 
 def _now() -> str:
@@ -82,16 +88,27 @@ class StatusWriter:
         return before != after
 
     async def write(self, extra: Mapping[str, Any] | None = None) -> None:
+        """A write that fails is logged, not raised: the next one carries every condition."""
         body = {"status": {"conditions": self.conditions, **(extra or {})}}
-        try:
-            await asyncio.to_thread(
-                self._api.patch_namespaced_custom_object_status, GROUP, VERSION,
-                self.namespace, PLURAL, self.name, body)
-        except ApiException as exc:
-            if exc.status == 404:
-                return  # the object is being deleted
-            log.warning("status write failed", extra={"reconciler": self.name,
-                                                      "status": exc.status})
+        timeout = defaults.KUBE_REQUEST_TIMEOUT.total_seconds()
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await asyncio.to_thread(
+                    self._api.patch_namespaced_custom_object_status, GROUP, VERSION,
+                    self.namespace, PLURAL, self.name, body, _request_timeout=timeout)
+                return
+            except ApiException as exc:
+                if exc.status == 404:
+                    return  # the object is being deleted
+                log.warning("status write failed", extra={"reconciler": self.name,
+                                                          "status": exc.status})
+                return
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                # The client closes the connection that failed; the next attempt opens another.
+                # A merge patch of the same body is safe to send twice.
+                if attempt == WRITE_ATTEMPTS:
+                    log.warning("status write failed", extra={
+                        "reconciler": self.name, "attempts": attempt, "error": str(exc)})
 
 
 def load_kube_config() -> None:

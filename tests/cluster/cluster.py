@@ -34,6 +34,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -532,26 +533,7 @@ def _start(state_dir: Path, timeout: float, started_by: str) -> Cluster:
             lambda: _etcd_healthy(etcd_url), cluster.pids["etcd"], "etcd", state_dir, timeout
         )
         cluster.pids["kube-apiserver"] = _spawn(
-            "kube-apiserver",
-            [
-                f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                f"--secure-port={api_port}",
-                f"--tls-cert-file={pki / 'apiserver.crt'}",
-                f"--tls-private-key-file={pki / 'apiserver.key'}",
-                f"--client-ca-file={pki / 'ca.crt'}",
-                "--authorization-mode=Node,RBAC",
-                f"--service-account-issuer={server}",
-                f"--service-account-key-file={pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={pki / 'sa.key'}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                # No kubelets or node network: do not publish 127.0.0.1 as an Endpoint.
-                "--endpoint-reconciler-type=none",
-                "--allow-privileged=true",
-                "--profiling=false",
-            ],
-            state_dir,
+            "kube-apiserver", _apiserver_args(cluster), state_dir
         )
         admin = {
             "client-certificate-data": base64.b64encode(cluster.admin_cert.read_bytes()).decode(),
@@ -561,16 +543,46 @@ def _start(state_dir: Path, timeout: float, started_by: str) -> Cluster:
             cluster.kubeconfig, kubeconfig_dict(server, cluster.ca_file, admin, "admin")
         )
         cluster.save()
-
-        def ready() -> bool:
-            status, body = cluster.get("/readyz", timeout=3.0)
-            return status == 200 and body.strip() == "ok"
-
-        _wait_until(ready, cluster.pids["kube-apiserver"], "kube-apiserver", state_dir, timeout)
+        _wait_until_ready(cluster, timeout)
     except BaseException:
         _stop_recorded(cluster)
         raise
     return cluster
+
+
+def _apiserver_args(cluster: Cluster) -> list[str]:
+    """kube-apiserver's flags: a function of the recorded cluster, so a restart repeats them."""
+    pki = cluster.ca_file.parent
+    port = urllib.parse.urlsplit(cluster.server).port
+    return [
+        f"--etcd-servers={cluster.etcd_url}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--tls-cert-file={pki / 'apiserver.crt'}",
+        f"--tls-private-key-file={pki / 'apiserver.key'}",
+        f"--client-ca-file={pki / 'ca.crt'}",
+        "--authorization-mode=Node,RBAC",
+        f"--service-account-issuer={cluster.server}",
+        f"--service-account-key-file={pki / 'sa.pub'}",
+        f"--service-account-signing-key-file={pki / 'sa.key'}",
+        f"--service-cluster-ip-range={SERVICE_CIDR}",
+        # No kubelets or node network: do not publish 127.0.0.1 as an Endpoint.
+        "--endpoint-reconciler-type=none",
+        "--allow-privileged=true",
+        "--profiling=false",
+    ]
+
+
+def _wait_until_ready(cluster: Cluster, timeout: float) -> None:
+    """Until the apiserver's /readyz answers ok (its post-start hooks have all run)."""
+
+    def ready() -> bool:
+        status, body = cluster.get("/readyz", timeout=3.0)
+        return status == 200 and body.strip() == "ok"
+
+    _wait_until(ready, cluster.pids["kube-apiserver"], "kube-apiserver", cluster.state_dir,
+                timeout)
 
 
 def _stop_recorded(cluster: Cluster) -> None:
@@ -652,6 +664,26 @@ def up(
             _users_dir(cluster).mkdir(exist_ok=True)
             (_users_dir(cluster) / str(os.getpid())).touch()
         return cluster
+
+
+def restart_apiserver(cluster: Cluster, timeout: float = READY_TIMEOUT) -> None:
+    """Stop kube-apiserver and start it again on the same port, returning once it is ready.
+
+    etcd, its data and the certificates are kept, so objects, ServiceAccount tokens and
+    kubeconfigs stay valid: to other tests sharing the cluster it is the one they had. Its
+    clients see their connections closed and the port refuse connections meanwhile, as in a
+    control-plane upgrade. ``cluster`` (and the recorded state) get the new pid.
+    """
+    name = "kube-apiserver"
+    with _locked():
+        recorded = Cluster.load(cluster.state_dir)
+        if recorded is None or recorded.server != cluster.server or not recorded.healthy():
+            raise ClusterError(f"no healthy cluster recorded at {cluster.server} to restart")
+        _stop_group(recorded.pids[name], name)
+        recorded.pids[name] = _spawn(name, _apiserver_args(recorded), recorded.state_dir)
+        cluster.pids[name] = recorded.pids[name]
+        recorded.save()
+        _wait_until_ready(recorded, timeout)
 
 
 def release() -> bool:

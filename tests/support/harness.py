@@ -103,9 +103,12 @@ def stop_operator(op: Operator) -> None:
     op.proc.send_signal(signal.SIGTERM)
     try:
         op.proc.wait(timeout=patience.bound(30))
+        return
     except subprocess.TimeoutExpired:
         op.proc.kill()
-        raise AssertionError(f"operator ignored SIGTERM:\n{op.logs()}") from None
+        op.proc.wait()
+    # Raised out here, so that a test failure this stops after stays in the report.
+    raise AssertionError(f"operator ignored SIGTERM:\n{op.logs()}")
 
 
 def spec_for(world: World, **overrides: Any) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import kopf
 
+from controller import defaults
 from controller.operator import KOPF_FINALIZER
 from controller.operator.status import load_kube_config
 
@@ -30,6 +31,15 @@ async def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # that long for it in place, instead of re-checking after the cancellation backoff (a
     # deleted ReelReconciler would sit in Terminating for a minute).
     settings.background.instant_exit_timeout = INSTANT_EXIT
-    settings.watching.server_timeout = 120
-    settings.networking.request_timeout = 30
+    # The server ends each watch-stream on this schedule; Kopf resumes from the last version.
+    # Whole seconds: Kopf sends it as written and the API server rejects "60.0" (400).
+    settings.watching.server_timeout = int(defaults.WATCH_SERVER_TIMEOUT.total_seconds())
+    # A stream the server has not ended by then went deaf (a blip ate the close): reconnect.
+    settings.watching.client_timeout = defaults.WATCH_CLIENT_TIMEOUT.total_seconds()
+    # A connection opens in milliseconds; one that does not is retried instead of awaited.
+    settings.watching.connect_timeout = defaults.KUBE_CONNECT_TIMEOUT.total_seconds()
+    # Kopf's default (300 s) would hold an object's handlers that long on a dead connection.
+    settings.networking.request_timeout = defaults.KOPF_REQUEST_TIMEOUT.total_seconds()
+    # The same for opening the connections of Kopf's patches, events and peering.
+    settings.networking.connect_timeout = defaults.KUBE_CONNECT_TIMEOUT.total_seconds()
     load_kube_config()

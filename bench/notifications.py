@@ -80,7 +80,9 @@ def run(projects: int, deletions: int, spread: float, workdir: Path) -> dict[str
         history.start()
         watch = start_watch(None, world, workdir / "watch.log", "--settle", "0s",
                             "--sweep-interval", "1h", "--stale-interval", "1h",
-                            "--notifications-subscription", notes.path, "--log-level", "WARNING")
+                            "--notifications-subscription", notes.path, "--log-level", "WARNING",
+                            # every deletion is destructive: the brake is not what is measured
+                            "--max-destructive", "100000")
         watch.wait_ready()
         _wait(lambda: metric(_metrics(watch.port), "reel_reconciler_notifications_total",
                              outcome="queued") >= len(clips), 120, "the seed's notifications")

@@ -24,6 +24,7 @@ from controller import __version__, defaults
 from controller.api.settings import add_api_arguments, api_settings
 from controller.config import ConfigError, Settings, flag_for, load_settings, parse_duration
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
+from controller.engine.breaker import Breaker
 from controller.engine.connect import connect
 from controller.logs import add_log_arguments, setup_logging
 from controller.model import Action, Report
@@ -58,6 +59,11 @@ _SETTING_FLAGS: list[tuple[str, str, str]] = [
      "(default: REEL_SETTLE or 30s)"),
     ("stitch_timeout", "DURATION", "a `stitching` project is the stitcher's this long "
      "(default: REEL_STITCH_TIMEOUT, else the stale timeout)"),
+    ("max_destructive", "N", "destructive corrections (a claimed clip emptied, a stitched reel "
+     "dropped, a ready project demoted) allowed per --destructive-window before the breaker "
+     "trips and pauses them (default: REEL_MAX_DESTRUCTIVE or 50; 0: none)"),
+    ("destructive_window", "DURATION",
+     "the breaker's window (default: REEL_DESTRUCTIVE_WINDOW or 10m)"),
 ]
 
 
@@ -126,6 +132,17 @@ def _parser() -> argparse.ArgumentParser:
                                 "projects")
     stale.add_argument("--timeout", action=_Removed,
                        replacement="--stale-timeout with a duration, e.g. --stale-timeout 5m")
+    settings_only = OneLineParser(add_help=False, parents=[_settings_parent("WARNING")])
+    resume = commands.add_parser(
+        "resume-writes", parents=[settings_only],
+        help="after the breaker tripped and the configuration is right again: let "
+        "destructive corrections go on")
+    resume.add_argument("token", metavar="TOKEN",
+                        help="any word that says who resumed and why (kept in the breaker's "
+                        "document and logged)")
+    resume.add_argument("--reconciler", default="local.watch", metavar="NAME",
+                        help="whose breaker: local.watch for `watch` (the default), cli for "
+                        "the commands, NAMESPACE.NAME for a ReelReconciler")
     _add_watch(commands)
     commands.add_parser("operator", add_help=False,
                         help="run the Kubernetes operator (see `operator --help`)")
@@ -254,10 +271,22 @@ def _cmd_cleanup(engine: Engine, args: argparse.Namespace, out: Console) -> int:
     return EXIT_ERRORS if result.failed else EXIT_OK
 
 
+def _cmd_resume(engine: Engine, args: argparse.Namespace, out: Console) -> int:
+    settings = engine.settings
+    breaker = Breaker(engine.firestore, settings.breaker_collection, args.reconciler,
+                      settings.max_destructive, settings.destructive_window.total_seconds())
+    was = breaker.load()
+    breaker.resume(args.token)
+    out.print(f"✓ destructive corrections of {args.reconciler} resumed"
+              + (f" (it had tripped: {was.reason})" if was.tripped else " (it had not tripped)"))
+    return EXIT_OK
+
+
 COMMANDS: dict[str, Callable[[Engine, argparse.Namespace, Console], int]] = {
     "reconcile": _cmd_reconcile,
     "sweep": _cmd_sweep,
     "cleanup-stale-jobs": _cmd_cleanup,
+    "resume-writes": _cmd_resume,
 }
 
 

@@ -143,6 +143,17 @@ class Settings(BaseSettings):
         default=defaults.CONCURRENCY, ge=1, le=256,
         validation_alias=_env("concurrency", "REEL_CONCURRENCY")
     )
+    max_destructive: int = Field(
+        default=defaults.MAX_DESTRUCTIVE, ge=0, le=100_000,
+        validation_alias=_env("max_destructive", "REEL_MAX_DESTRUCTIVE"))
+    """Destructive corrections allowed per `destructive_window` before the breaker trips (0:
+    none at all). There is no "off": a breaker that trips on a wrong bucket is the point."""
+    destructive_window: Duration = Field(
+        default=defaults.DESTRUCTIVE_WINDOW,
+        validation_alias=_env("destructive_window", "REEL_DESTRUCTIVE_WINDOW"))
+    breaker_collection: str = Field(
+        default=defaults.BREAKER_COLLECTION, min_length=1,
+        validation_alias=_env("breaker_collection", "REEL_BREAKER_COLLECTION"))
     max_attempts: int = Field(
         default=3, ge=1, le=20, validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
     )

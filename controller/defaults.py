@@ -22,6 +22,14 @@ SILENCE_THRESHOLD = timedelta(seconds=30)
 RESUBSCRIBE_INTERVAL = timedelta(minutes=30)
 HEARTBEAT_COLLECTION = "reel_reconciler_heartbeats"
 
+MAX_DESTRUCTIVE = 50
+DESTRUCTIVE_WINDOW = timedelta(minutes=10)
+"""The breaker: at most this many destructive corrections (a claimed clip emptied, a stitched
+reel dropped, a `ready` project demoted) per window, per reconciler. Real deletions come a
+few at a time (a user removing clips, a lifecycle rule on old objects); a wrong bucket or a
+changed prefix makes every project look destructive at once."""
+BREAKER_COLLECTION = "reel_reconciler_breakers"
+
 METRICS_PORT = 9102
 HEALTH_PORT = 8080
 

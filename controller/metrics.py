@@ -62,6 +62,8 @@ LISTENER_LAST_EVENT = Gauge(f"{PREFIX}listener_last_event_timestamp_seconds",
 LAST_SWEEP_TIMESTAMP = Gauge(f"{PREFIX}last_sweep_timestamp_seconds",
                              "When the last full sweep completed", [R])
 QUEUE_DEPTH = Gauge(f"{PREFIX}queue_depth", "Project ids waiting in the work queue", [R])
+BREAKER_TRIPPED = Gauge(f"{PREFIX}breaker_tripped",
+                        "1 while destructive corrections are paused by the breaker", [R])
 RUNNING = Gauge(f"{PREFIX}running",
                 "1 while a runtime of this reconciler runs in this process; 0 while it is "
                 "wanted but not running (connecting, retrying, an invalid spec)", [R])
@@ -86,6 +88,7 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
     (HEARTBEAT_CONFLICTS_TOTAL, (R,)),
+    (BREAKER_TRIPPED, (R,)),
     (NOTIFICATIONS_TOTAL, (R, "event_type", "outcome")),
     (API_REQUESTS_TOTAL, (R, "caller", "code")),
     (RECONCILE_DURATION_SECONDS, (R, "trigger")),
@@ -114,6 +117,7 @@ def prime(reconciler: str) -> None:
             LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)
     STALE_JOBS_TOTAL.labels(reconciler)
     HEARTBEAT_CONFLICTS_TOTAL.labels(reconciler)
+    BREAKER_TRIPPED.labels(reconciler).set(0)
     RECOVERED_VIDEO_SECONDS_TOTAL.labels(reconciler)
     QUEUE_DEPTH.labels(reconciler).set(0)
 

@@ -58,6 +58,14 @@ class StaleJobsSpec(_SpecPart):
     timeout: Duration = defaults.STALE_TIMEOUT
 
 
+class SafetySpec(_SpecPart):
+    """The breaker on destructive corrections (docs/design.md, The breaker)."""
+
+    max_destructive: int = Field(default=defaults.MAX_DESTRUCTIVE, ge=0, le=100_000,
+                                 alias="maxDestructive")
+    window: Duration = defaults.DESTRUCTIVE_WINDOW
+
+
 class ListenersSpec(_SpecPart):
     """Watchdog timing; the defaults suit production, tests shorten them."""
 
@@ -90,6 +98,7 @@ class ReconcilerSpec(_SpecPart):
     turn into a burst of Firestore reads and writes. The default is the rate Firestore's
     ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
     listeners: ListenersSpec = Field(default_factory=ListenersSpec)
+    safety: SafetySpec = Field(default_factory=SafetySpec)
 
     @classmethod
     def parse(cls, spec: Any) -> ReconcilerSpec:
@@ -112,4 +121,6 @@ class ReconcilerSpec(_SpecPart):
             projects_collection=self.firestore.projects_collection,
             jobs_collection=self.firestore.jobs_collection,
             stale_timeout=self.stale_jobs.timeout, settle=self.settle,
-            stitch_timeout=self.stitch_timeout, concurrency=self.concurrency)
+            stitch_timeout=self.stitch_timeout, concurrency=self.concurrency,
+            max_destructive=self.safety.max_destructive,
+            destructive_window=self.safety.window)

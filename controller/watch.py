@@ -55,6 +55,8 @@ class WatchOptions:
                           "jobsCollection": settings.jobs_collection},
             "storage": storage,
             "mode": self.mode, "settle": settings.settle, "concurrency": settings.concurrency,
+            "safety": {"maxDestructive": settings.max_destructive,
+                       "window": settings.destructive_window},
         }
         stale_jobs: dict[str, object] = {"timeout": settings.stale_timeout}
         if self.stale_interval is not None:

@@ -1,4 +1,5 @@
-"""Build an engine for one reconciler and prove both services answer before it starts."""
+"""Build an engine for one reconciler, prove both services answer, and read its breaker's
+state before it starts."""
 
 from __future__ import annotations
 
@@ -29,4 +30,9 @@ def connect(settings: Settings, reconciler: str = "cli") -> Engine:
         gcs.probe()
     except StoreError as exc:
         raise ConfigError(f"{exc} (set STORAGE_EMULATOR_HOST or check credentials)") from exc
-    return Engine(settings, firestore, gcs, reconciler=reconciler)
+    engine = Engine(settings, firestore, gcs, reconciler=reconciler)
+    try:
+        engine.breaker.load()  # a breaker tripped before this start stays tripped
+    except StoreError as exc:
+        raise ConfigError(f"the breaker's state could not be read: {exc}") from exc
+    return engine

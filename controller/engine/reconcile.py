@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.config import Settings
+from controller.engine.breaker import Breaker
 from controller.engine.recorder import Recorder
 from controller.engine.stores import ObjectStore, ProjectStore
 from controller.model import (
@@ -36,6 +37,7 @@ from controller.model import (
     Trigger,
 )
 from controller.policy import decide, outside_names
+from controller.policy.destructive import is_destructive
 from controller.stores import Conflict, Outage, StoreError
 from controller.stores.firestore import Document, FirestoreStore
 from controller.stores.gcs import GcsStore
@@ -114,6 +116,9 @@ class Pipeline:
         self.gcs = gcs
         self.recorder = recorder
         self.clock = clock
+        self.breaker = Breaker(firestore, settings.breaker_collection, recorder.reconciler,
+                               settings.max_destructive,
+                               settings.destructive_window.total_seconds())
         self.halted = threading.Event()
         """Set when the reconciler is told to stop: from then on nothing is written (a write
         already sent finishes: it is one precondition-guarded commit)."""
@@ -210,9 +215,21 @@ class Pipeline:
                 outcomes.set(decided)
             elif dry_run:
                 outcomes.set(decided.report.model_copy(update={"action": Action.DRIFT}))
+            elif (held := self._brake(decided.report)) is not None:
+                outcomes.set(held)
             else:
                 corrections[project_id] = decided
         return corrections
+
+    def _brake(self, report: Report) -> Report | None:
+        """A destructive correction the breaker refuses: reported, not written."""
+        if not is_destructive(report):
+            return None
+        refused = self.breaker.allow()
+        if refused is None:
+            return None
+        return report.model_copy(update={"action": Action.SKIPPED,
+                                         "reason": f"{BREAKER_HELD}: {refused}"})
 
     def _commit(self, corrections: dict[str, Correction], attempt: int,
                 outcomes: Outcomes) -> list[str]:
@@ -331,6 +348,7 @@ def _error(project_id: str, message: str, attempts: int, outage: bool = False) -
 
 
 HALTED = "not written: the reconciler is stopping"
+BREAKER_HELD = "not written: the breaker on destructive corrections is tripped"
 
 
 def _halted(report: Report) -> Report:

@@ -35,6 +35,15 @@ class ProjectStore(Protocol):
         """All or nothing; raises Conflict if any document changed since its read."""
         ...
 
+    def breaker(self, collection: str, name: str) -> Document | None:
+        """The breaker's document (controller.engine.breaker)."""
+        ...
+
+    def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
+                    read_update_time: datetime | None) -> datetime:
+        """Created where none is, else only over the version read; raises Conflict."""
+        ...
+
 
 class ObjectStore(Protocol):
     """The bucket, read only."""
@@ -43,6 +52,10 @@ class ObjectStore(Protocol):
 
     def list_prefix(self, prefix: str) -> list[ObjectInfo]:
         """Every object under `prefix`."""
+        ...
+
+    def any_under(self, prefix: str) -> bool:
+        """Whether any object's name starts with `prefix`."""
         ...
 
     def stat(self, name: str) -> ObjectInfo | None:

@@ -14,6 +14,8 @@ from controller import metrics
 from controller.backoff import backoff
 from controller.config import ConfigError
 from controller.engine import StaleCleanup, SweepResult
+from controller.engine.breaker import BreakerState
+from controller.operator import RESUME_WRITES
 from controller.operator.status import StatusWriter, sweep_summary
 from controller.runtime import Hooks, ReconcilerRuntime
 from controller.runtime.liveness import forget_loop, watch_loop
@@ -88,7 +90,7 @@ class Supervisor:
             return
         runtime = ReconcilerRuntime(self.namespace, self.name, spec, hooks=Hooks(
             on_sweep=self._publish_sweep, on_stale=self._publish_cleanup,
-            on_tick=self._publish_listeners))
+            on_tick=self._publish_listeners, on_breaker=self._publish_breaker))
         self.runtime = runtime  # a stop while it connects stops it too
         try:
             await runtime.start()
@@ -111,6 +113,8 @@ class Supervisor:
         self.status.set("ListenerHealthy", False, "Connecting", "waiting for the first heartbeat")
         await self.status.write({"observedGeneration": generation})
         kopf.info(self.body, reason="Started", message=f"reconciler started ({mode})")
+        if runtime.breaker_state.tripped:
+            await self._publish_breaker(runtime.breaker_state)
 
     async def _not_ready(self, reason: str, message: str, generation: int | None) -> None:
         log.error("reconciler not ready", extra={"reconciler": f"{self.namespace}/{self.name}",
@@ -123,6 +127,22 @@ class Supervisor:
     async def _publish_sweep(self, result: SweepResult) -> None:
         if self.runtime is not None:
             await publish_sweep(self.memo, self.runtime, result)
+
+    async def _publish_breaker(self, state: BreakerState) -> None:
+        """A trip is rare and a person must act: an Event and the Drifted condition say so,
+        until a resume."""
+        if state.tripped:
+            message = (f"destructive corrections paused: {state.reason}; fix the configuration, "
+                       f"then annotate {RESUME_WRITES}=<token> (other corrections go on)")
+            self.status.set("Drifted", True, "BreakerTripped", message)
+            kopf.warn(self.body, reason="BreakerTripped", message=message)
+            await self.status.write()
+        else:
+            self.status.set("Drifted", False, "WritesResumed",
+                            "destructive corrections resumed; the next sweep shows the drift")
+            kopf.info(self.body, reason="WritesResumed",
+                      message=f"destructive corrections resumed ({state.resumed_token})")
+            await self.status.write({"lastHandledResumeWrites": state.resumed_token})
 
     async def _publish_cleanup(self, result: StaleCleanup) -> None:
         await self.status.write(stale_summary(result))
@@ -164,7 +184,9 @@ async def publish_sweep(memo: kopf.Memo, runtime: ReconcilerRuntime, result: Swe
     """Last sweep summary and the Drifted condition, from one sweep's result."""
     status: StatusWriter = memo["status"]
     drift = result.actions["drift"]
-    if runtime.spec.observe:
+    if runtime.breaker_state.tripped:
+        pass  # Drifted names the breaker until writes are resumed
+    elif runtime.spec.observe:
         status.set("Drifted", drift > 0, "DriftFound" if drift else "InSync",
                    f"{drift} project(s) drift from GCS; observe mode writes nothing"
                    if drift else "no drift in the last sweep")

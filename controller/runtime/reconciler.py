@@ -16,6 +16,7 @@ from functools import partial
 from controller import metrics
 from controller.config import Settings
 from controller.engine import Engine, StaleCleanup, SweepResult, Trigger, cleanup_stale_jobs, sweep
+from controller.engine.breaker import BreakerState
 from controller.engine.connect import connect
 from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from controller.engine.notification import ChangeTimes, route
@@ -23,6 +24,7 @@ from controller.engine.queue import WorkQueue
 from controller.model import Action, Location, Report
 from controller.runtime.liveness import Loop, forget_loop, watch_loop
 from controller.spec import ReconcilerSpec
+from controller.stores import StoreError
 from controller.stores.subscription import Subscription
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,8 @@ class Hooks:
     on_stale: Callable[[StaleCleanup], Awaitable[None]] = _nothing
     on_tick: Callable[[str | None], Awaitable[None]] = _nothing
     """After each watchdog check: why the listeners were restarted, if they were."""
+    on_breaker: Callable[[BreakerState], Awaitable[None]] = _nothing
+    """When the breaker's state changed (tripped here or elsewhere, resumed)."""
 
 
 def jittered(seconds: float, spread: float = 0.1) -> float:
@@ -95,6 +99,8 @@ class ReconcilerRuntime:
         self._tasks: set[asyncio.Task[None]] = set()
         """Timers and forced sweeps: what a stop waits for."""
         self._drain: asyncio.Task[None] | None = None
+        self.breaker_state = BreakerState()
+        """As of the last watchdog tick (a trip on a worker shows at the next one)."""
         self._liveness: Loop | None = None
         """The watchdog timer's ticks: the liveness probe fails when they stop."""
 
@@ -110,6 +116,7 @@ class ReconcilerRuntime:
         if self._stopping.is_set():
             engine.halt()
             return
+        self.breaker_state = engine.breaker.state
         metrics.prime(self.label)
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
                           rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,
@@ -237,6 +244,26 @@ class ReconcilerRuntime:
         if self._liveness is not None:
             self._liveness.tick()
         await self.hooks.on_tick(await self.tick())
+        await self._look_at_the_breaker()
+
+    async def _look_at_the_breaker(self) -> None:
+        """Its state as the store has it (a resume from the CLI, a trip on another replica)."""
+        assert self.engine is not None
+        try:
+            state = await asyncio.to_thread(self.engine.breaker.load)
+        except StoreError as exc:
+            log.warning("breaker state not read", extra={"reconciler": self.label,
+                                                         "error": str(exc)})
+            return
+        if state != self.breaker_state:
+            self.breaker_state = state
+            await self.hooks.on_breaker(state)
+
+    async def resume_writes(self, token: str) -> None:
+        """A person says the configuration is right again: destructive writes go on."""
+        assert self.engine is not None
+        await asyncio.to_thread(self.engine.breaker.resume, token)
+        await self._look_at_the_breaker()
 
     async def _timed_sweep(self) -> None:
         await self.hooks.on_sweep(await self.sweep(Trigger.SWEEP))

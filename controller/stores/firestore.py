@@ -216,6 +216,21 @@ class FirestoreStore:
                 found = self._get(collection, [name]).get(name)
                 return found.update_time if found is not None else None
 
+    def breaker(self, collection: str, name: str) -> Document | None:
+        """The breaker document of reconciler `name` (None: never tripped)."""
+        with self.requests.call("get_breaker", name):
+            return self._get(collection, [name]).get(name)
+
+    def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
+                    read_update_time: datetime | None) -> datetime:
+        """Create the breaker document, or update the version read (raises Conflict when
+        another process wrote it since): a trip and a resume never overwrite each other."""
+        document = self.connection.name(collection, name)
+        write = (writes.create(document, fields, ("at",)) if read_update_time is None
+                 else writes.update(document, fields, ("at",), read_update_time))
+        with self.requests.call("put_breaker", name):
+            return self._commit([write])[0]
+
     def _watch(self, query: StructuredQuery, fields: Sequence[str],
                on_changes: OnChanges) -> ChangeFeed:
         target = {"query": Target.QueryTarget(parent=self.connection.documents,

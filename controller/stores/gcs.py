@@ -44,6 +44,13 @@ class GcsStore:
                 raise ConfigError(f"bucket {self.bucket_name!r} does not exist") from exc
             raise
 
+    def any_under(self, prefix: str) -> bool:
+        """Whether at least one object's name starts with `prefix` (one listing call)."""
+        with self.requests.call("list", prefix):
+            blobs = self.client.list_blobs(self.bucket_name, prefix=prefix, max_results=1,
+                                           timeout=self.timeout, retry=self.retry)
+            return any(True for _ in blobs)
+
     def list_prefix(self, prefix: str) -> list[ObjectInfo]:
         """Every object under `prefix`; one request per page of `gcs_page_size` objects."""
         objects: list[ObjectInfo] = []

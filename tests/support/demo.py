@@ -2,13 +2,15 @@
 write-up's cases, starts `reel-reconciler watch`, and lets the app simulator run live
 generations beside it (one succeeds, one fails part-way, one stalls, one goes zombie, one
 stitcher dies after its upload) while a live view shows projects going wrong and healing;
-then a before/after table with each case's time to heal.
+then a before/after table with each case's time to heal. Last, the breaker: a sweep pointed
+at an empty bucket trips instead of emptying every project.
 
 The timings are shortened so that it all fits in a minute: a job is stale after 6 s instead
 of 30 minutes, and so is a stitch."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +26,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from controller import defaults
 from tests.support.app import ReelApp, Timing
 from tests.support.demo_cases import seed
 from tests.support.emulators import free_port, running_emulators
@@ -166,6 +169,32 @@ def _summary(cases: list[Case], before: dict[str, tuple[str, str]],
     return table
 
 
+def _wrong_bucket(world: World, env: dict[str, str]) -> bool:
+    """The breaker: a one-shot sweep in Enforce pointed at an existing but empty bucket (a
+    typo, a new environment) trips instead of emptying every project."""
+    wrong = "reel-maker-demo-empty"
+    world.gcs.create_bucket(wrong)
+    before = _documents(world)
+    run = subprocess.run([sys.executable, "-m", "controller.cli", "sweep", "--bucket", wrong,
+                          "--settle", "0s", "--output", "json"],
+                         env=env, capture_output=True, text=True, timeout=120, check=False)
+    after = _documents(world)
+    changed = sorted(pid for pid in before if before[pid] != after.get(pid))
+    breaker = world.db.collection(defaults.BREAKER_COLLECTION).document("cli").get().to_dict()
+    actions = json.loads(run.stdout).get("actions", {}) if run.stdout.strip() else {}
+    table = Table(title=f"a wrong bucket: `reel-reconciler sweep --bucket {wrong}` (Enforce)",
+                  title_justify="left")
+    for column in ("projects", "held (skipped)", "written", "breaker"):
+        table.add_column(column)
+    tripped = bool(breaker and breaker.get("tripped"))
+    table.add_row(str(len(before)), str(actions.get("skipped", 0)), str(len(changed)),
+                  f"tripped: {breaker.get('reason')}" if breaker and tripped else "not tripped")
+    console.print(table)
+    console.print("resume with `reel-reconciler resume-writes TOKEN --reconciler cli` once "
+                  "the bucket is right; `sweep --dry-run` lists what that would write")
+    return tripped and not changed
+
+
 def main() -> int:
     console.print("Starting Google's Firestore emulator and fake-gcs-server ...")
     with running_emulators() as emulators:
@@ -213,7 +242,9 @@ def main() -> int:
         console.print()
         console.print(_summary(cases, before, docs, started))
         console.print(f"watch stopped on SIGTERM with exit status {code}")
-        return 0 if code == 0 and _settled(cases, docs) else 1
+        console.print()
+        braked = _wrong_bucket(world, env)
+        return 0 if code == 0 and _settled(cases, docs) and braked else 1
 
 
 if __name__ == "__main__":

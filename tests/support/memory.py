@@ -31,6 +31,7 @@ class MemoryProjects:
         """Every call fails as an unreachable Firestore does."""
         self.before_commit: Callable[[], None] | None = None
         """Runs before each of our writes: another writer's moment."""
+        self.breakers: dict[str, Document] = {}
         self._ticks = 0
 
     def _tick(self) -> datetime:
@@ -94,6 +95,22 @@ class MemoryProjects:
         for project_id, (fields, _) in updates.items():
             self._write(project_id, fields)
 
+    def breaker(self, collection: str, name: str) -> Document | None:
+        self._call("get_breaker", name)
+        return self.breakers.get(f"{collection}/{name}")
+
+    def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
+                    read_update_time: datetime | None) -> datetime:
+        self._call("put_breaker", name)
+        key = f"{collection}/{name}"
+        current = self.breakers.get(key)
+        if (current.update_time if current is not None else None) != read_update_time:
+            raise Conflict(f"firestore put_breaker {name}: precondition failed")
+        written = self._tick()
+        self.breakers[key] = Document(name, {**(current.data or {} if current else {}),
+                                             **fields}, written)
+        return written
+
 
 class MemoryObjects:
     """A bucket's objects by name; a listing can be slowed down or fail as an outage."""
@@ -118,6 +135,10 @@ class MemoryObjects:
         self.requests.count("list")
         time.sleep(self.slow.get(prefix, 0.0))
         return [obj for name, obj in sorted(self.objects.items()) if name.startswith(prefix)]
+
+    def any_under(self, prefix: str) -> bool:
+        self.requests.count("list")
+        return any(name.startswith(prefix) for name in self.objects)
 
     def stat(self, name: str) -> ObjectInfo | None:
         self.requests.count("get_metadata")

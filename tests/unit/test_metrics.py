@@ -13,7 +13,7 @@ DESIGN_NAMES = [
     "recovered_video_seconds_total", "reconcile_duration_seconds", "sweep_duration_seconds",
     "projects", "projects_drifted", "listener_up", "listener_last_event_timestamp_seconds",
     "last_sweep_timestamp_seconds", "queue_depth", "heartbeat_conflicts_total", "running",
-    "wanted", "resources_wanted", "resources_running",
+    "wanted", "resources_wanted", "resources_running", "breaker_tripped",
 ]
 
 

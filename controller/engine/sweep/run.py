@@ -33,7 +33,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from controller.engine.reconcile import HALTED, Engine, Prefetched, store_failure
+from controller.engine.reconcile import HALTED, Engine, Pipeline, Prefetched, store_failure
 from controller.engine.sweep.cursor import FolderListing, JobsByUser
 from controller.engine.sweep.order import UserGroup, in_folder_order, user_groups
 from controller.engine.sweep.prefetch import Prefetch
@@ -196,6 +196,17 @@ class _Sweep:
             stream.close()
 
 
+def suspect_an_empty_bucket(engine: Pipeline) -> None:
+    """A bucket with nothing under the root while projects claim clips is a configuration
+    error (a wrong bucket or prefix), not a mass deletion: the first destructive correction of
+    such a sweep trips the breaker instead of being written."""
+    location = engine.policy.location
+    root = location.root_prefix + "/"
+    if not engine.gcs.any_under(root):
+        engine.breaker.suspect(f"bucket {location.bucket!r} lists nothing under {root} while "
+                               "projects claim clips there: a wrong bucket or prefix?")
+
+
 def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEEP,
           on_report: Callable[[Report], None] | None = None,
           keep_reports: bool = True) -> SweepResult:
@@ -210,6 +221,8 @@ def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEE
     with ThreadPoolExecutor(max_workers=engine.settings.concurrency,
                             thread_name_prefix="sweep") as pool:
         try:
+            if not dry_run:
+                suspect_an_empty_bucket(engine)
             state.run(pool)
         except StoreError as exc:
             state.stop.set()
@@ -218,6 +231,7 @@ def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEE
         finally:
             state.close()
             state.drain()
+            engine.breaker.clear_suspicion()
     if engine.halted.is_set() and result.aborted is None:
         result.aborted = HALTED
 

@@ -1,4 +1,5 @@
-"""Forced reconciles through annotations (Flux style): a full sweep, or named projects."""
+"""Forced reconciles through annotations (Flux style): a full sweep, or named projects; and a
+person's word that destructive corrections may resume after the breaker tripped."""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ from typing import Any
 import kopf
 
 from controller.engine import SweepResult, Trigger
-from controller.operator import GROUP, PLURAL, RECONCILE_PROJECTS, REQUESTED_AT, VERSION
+from controller.operator import (
+    GROUP,
+    PLURAL,
+    RECONCILE_PROJECTS,
+    REQUESTED_AT,
+    RESUME_WRITES,
+    VERSION,
+)
 from controller.operator.lifecycle import publish_sweep, runtime_of
 from controller.operator.status import report_summary
 from controller.runtime import ReconcilerRuntime
@@ -54,3 +62,12 @@ async def reconcile_projects(new: Any, body: kopf.Body, memo: kopf.Memo, **_: An
         post(body, reason="ProjectReconciled", message=report_summary(report))
     status = memo["status"]
     await status.write({"lastProjectReports": [report.as_json() for report in reports]})
+
+
+@kopf.on.field(GROUP, VERSION, PLURAL, id="resume-writes",
+               field=("metadata", "annotations", RESUME_WRITES))
+async def resume_writes(new: Any, memo: kopf.Memo, **_: Any) -> None:
+    """Echoed to status.lastHandledResumeWrites once the breaker's document says so."""
+    if not new:
+        return
+    await _started(memo).resume_writes(str(new))

@@ -4,6 +4,7 @@ run here, and a liveness probe that fails when a supervisor or a watchdog timer 
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -17,6 +18,15 @@ WANTED: dict[str, bool] = {}
 """Every ReelReconciler this operator has seen, by namespace/name: True unless suspended or
 being deleted."""
 
+class _Quiet(logging.Filter):
+    """This handler runs at every watch event: its success is not news (Kopf logs every
+    handler's at INFO)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "Handler 'presence' succeeded."
+
+
+logging.getLogger("kopf.objects").addFilter(_Quiet())
 metrics.RESOURCES_WANTED.set_function(lambda: sum(WANTED.values()))
 metrics.RESOURCES_RUNNING.set_function(lambda: len(RUNTIMES))
 

@@ -1,0 +1,130 @@
+"""The breaker on the real emulators: a reconciler pointed at an existing but empty bucket
+trips instead of emptying 5,000 projects, stays tripped across a restart and a fix of its
+bucket, shows in a dry run what it would write, and after `resume-writes` makes exactly the
+right corrections; a storm of deletion notifications writes at most the budget."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import datetime
+
+from prometheus_client import generate_latest
+
+from controller.engine import sweep
+from controller.engine.connect import connect
+from controller.model import Action
+from controller.runtime import ReconcilerRuntime
+from controller.spec import ReconcilerSpec
+from tests.conftest import settings_for
+from tests.support.drifted import PER_USER, seed_drifted
+from tests.support.harness import metric, wait_for
+from tests.support.notifications import Notifications
+from tests.support.patience import bound
+from tests.support.seed import World
+
+PROJECTS = 5_000
+REALLY_GONE = 10
+
+
+def _clip(world: World, index: int) -> str:
+    project_id = f"p{index:06d}"
+    return world.clip_path(f"user-{index // PER_USER:05d}", project_id, "reeljob-0", 0)
+
+
+def _upload(world: World, names: list[str]) -> None:
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(world.put_object, names))
+
+
+def _update_times(world: World) -> dict[str, datetime]:
+    return {snap.id: snap.update_time for snap in world.projects().select([]).stream()
+            if snap.update_time is not None}
+
+
+def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
+        world: World, cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+    seed_drifted(world, PROJECTS)
+    _upload(world, [_clip(world, i) for i in range(REALLY_GONE, PROJECTS)])
+    wrong = f"empty-{uuid.uuid4().hex[:8]}"
+    world.gcs.create_bucket(wrong)
+    before = _update_times(world)
+    name = f"test.breaker-{uuid.uuid4().hex[:6]}"
+
+    engine = connect(settings_for(world, bucket=wrong), name)
+    result = sweep(engine)
+    assert _update_times(world) == before, "nothing written: not one project emptied"
+    assert engine.breaker.state.tripped, result.as_json()
+    assert "lists nothing under reel-maker/" in (engine.breaker.state.reason or "")
+    assert result.actions[Action.SKIPPED.value] >= 1
+    assert metric(generate_latest().decode(), "reel_reconciler_breaker_tripped",
+                  reconciler=name) == 1
+
+    restarted = connect(settings_for(world, bucket=wrong), name)
+    assert restarted.breaker.state.tripped, "a restart must not reset a tripped breaker"
+    fixed = connect(settings_for(world), name)
+    assert fixed.breaker.state.tripped, "fixing the bucket is not a person's resume"
+    assert sweep(fixed).actions[Action.CORRECTED.value] == 0
+    dry = sweep(fixed, dry_run=True)
+    assert sorted(r.project_id for r in dry.reports if r.action is Action.DRIFT) == [
+        f"p{i:06d}" for i in range(REALLY_GONE)], "a dry run shows what resuming would write"
+
+    resumed = cli("resume-writes", "checked-the-bucket", "--reconciler", name)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout and "lists nothing" in resumed.stdout
+    fixed.breaker.load()
+    done = sweep(fixed)
+    assert done.actions[Action.CORRECTED.value] == REALLY_GONE
+    changed = {pid for pid, at in _update_times(world).items() if at != before[pid]}
+    assert changed == {f"p{i:06d}" for i in range(REALLY_GONE)}
+    assert not fixed.breaker.state.tripped
+    assert fixed.breaker.state.resumed_token == "checked-the-bucket"
+
+
+@contextmanager
+def running(spec: ReconcilerSpec) -> Iterator[ReconcilerRuntime]:
+    runtime = ReconcilerRuntime("test", f"storm-{uuid.uuid4().hex[:6]}", spec)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(bound(60))
+    try:
+        yield runtime
+    finally:
+        asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(bound(60))
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def test_a_storm_of_deletion_notifications_writes_at_most_the_budget(
+        notified: tuple[World, Notifications]) -> None:
+    world, notes = notified
+    budget = 20
+    seed_drifted(world, PROJECTS)
+    _upload(world, [_clip(world, i) for i in range(PROJECTS)])
+    spec = ReconcilerSpec.parse({
+        "firestore": {"projectsCollection": world.projects_collection,
+                      "jobsCollection": world.jobs_collection},
+        "storage": {"bucket": world.bucket, "notifications": {"subscription": notes.path}},
+        "settle": "0s", "sweep": {"interval": "1h"},
+        "safety": {"maxDestructive": budget, "window": "1h"}})
+    with running(spec) as runtime:
+        time.sleep(2)  # the uploads' notifications: each project checked, nothing to write
+        before = _update_times(world)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(world.delete_object, [_clip(world, i) for i in range(PROJECTS)]))
+        wait_for(lambda: runtime.breaker_state.tripped, 60,
+                 "the breaker to trip under the storm")
+        time.sleep(5)  # the rest of the storm arrives and is held
+        changed = {pid for pid, at in _update_times(world).items() if at != before[pid]}
+        assert len(changed) <= budget, f"{len(changed)} projects emptied, budget {budget}"
+        assert len(changed) == budget, "the budget itself is spent before the trip"
+        assert "more than 20 destructive corrections" in (runtime.breaker_state.reason or "")
+        assert metric(generate_latest().decode(), "reel_reconciler_breaker_tripped",
+                      reconciler=runtime.label) == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import math
 import os
 import re
 import signal
@@ -31,6 +32,7 @@ from controller.spec import SUBSCRIPTION_ENV, SUBSCRIPTION_PATTERN
 from controller.usage import OneLineParser, fail, invalid, port_number
 
 EXIT_OK, EXIT_ERRORS = 0, 1
+_HAS_UNIT = re.compile(r"\d\s*(ms|s|m|h)\s*$")
 
 # Values stay strings here: Settings validates flags and environment variables alike, so a
 # bad value reads the same whichever way it came (`invalid --stale-timeout 'banana': ...`).
@@ -59,19 +61,6 @@ _SETTING_FLAGS: list[tuple[str, str, str]] = [
     ("stitch_timeout", "DURATION", "a `stitching` project is the stitcher's this long "
      "(default: REEL_STITCH_TIMEOUT, else the stale timeout)"),
 ]
-
-
-class _Removed(argparse.Action):
-    """A flag that no longer exists, kept hidden so that old scripts learn what replaced it."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, replacement: str = "",
-                 **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
-        self.replacement = replacement
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        parser.error(f"{option_string} was removed: use {self.replacement}")
 
 
 def _settings_parent(log_level: str) -> argparse.ArgumentParser:
@@ -124,8 +113,10 @@ def _parser() -> argparse.ArgumentParser:
     stale = commands.add_parser("cleanup-stale-jobs", parents=[common],
                                 help="fail jobs silent past --stale-timeout, reconcile their "
                                 "projects")
-    stale.add_argument("--timeout", action=_Removed,
-                       replacement="--stale-timeout with a duration, e.g. --stale-timeout 5m")
+    stale.add_argument("--timeout", dest="timeout_minutes", metavar="MINUTES", default=None,
+                       help="the stale timeout in minutes, more than 0: the seed script's "
+                       "spelling (--timeout 30), kept for its cron lines; the same setting as "
+                       "--stale-timeout, so give one of the two")
     _add_watch(commands)
     commands.add_parser("operator", add_help=False,
                         help="run the Kubernetes operator (see `operator --help`)")
@@ -165,6 +156,28 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**{dest: getattr(args, dest) for dest, _, _ in _SETTING_FLAGS})
+
+
+def _seed_timeout(args: argparse.Namespace) -> None:
+    """`cleanup-stale-jobs --timeout MINUTES`, the seed script's spelling, becomes the stale
+    timeout (raises ConfigError): a number of minutes, more than 0, and not beside
+    --stale-timeout, which would leave the reader guessing which one wins."""
+    text = getattr(args, "timeout_minutes", None)
+    if text is None:
+        return
+    if args.stale_timeout is not None:
+        raise ConfigError("--timeout and --stale-timeout set the same timeout: give one "
+                          "(--timeout MINUTES or --stale-timeout DURATION)")
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not math.isfinite(minutes) or minutes <= 0:
+        hint = " (for a duration with a unit use --stale-timeout)" if _HAS_UNIT.search(
+            text) else ""
+        raise ConfigError(invalid("--timeout", "expected a number of minutes, more than 0, "
+                                  f"e.g. --timeout 30{hint}", text))
+    args.stale_timeout = timedelta(minutes=minutes)
 
 
 def _status(r: Report) -> str:
@@ -278,6 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "watch":
         return _watch(args)
     try:
+        _seed_timeout(args)
         engine = connect(_settings(args))
     except ConfigError as exc:
         return fail(str(exc))

@@ -174,6 +174,25 @@ def test_cleanup_stale_timeout_flag_takes_a_duration(world: World, cli: Cli) -> 
     assert world.job(job)["error"] == "Job timed out after 5 minutes"
 
 
+def test_cleanup_takes_the_seeds_timeout_in_minutes(world: World, cli: Cli) -> None:
+    """The seed's cron line (`cleanup_stale_reel_jobs.py --timeout 30`, or no flag at all)
+    works unchanged: --timeout is minutes; it wins over REEL_STALE_TIMEOUT as a flag does."""
+    job, _ = world.generated_project("p", status="generating", prompts=1, in_gcs=1, in_db=0,
+                                     job_status="processing",
+                                     job_updated_ago=timedelta(minutes=10))
+    bare = cli("cleanup-stale-jobs")
+    assert bare.returncode == 0, bare.stderr
+    assert "No stale jobs found" in bare.stdout
+    seed = cli("cleanup-stale-jobs", "--timeout", "30", "--output", "json")
+    assert seed.returncode == 0, seed.stderr
+    assert _json(seed)["staleJobs"] == []
+    assert world.job(job)["status"] == "processing"
+    text = cli("cleanup-stale-jobs", "--timeout", "5", env={"REEL_STALE_TIMEOUT": "1h"})
+    assert text.returncode == 0, text.stderr
+    assert "Cleaned up 1 stale project(s):" in text.stdout
+    assert world.job(job)["error"] == "Job timed out after 5 minutes"
+
+
 def test_skipped_rows_show_the_status_and_why(world: World, cli: Cli) -> None:
     """A skip keeps the project's status (no `draft → ?`) and says why in the action."""
     job, _ = world.generated_project("busy", status="generating", prompts=2, in_gcs=1,

@@ -60,6 +60,9 @@ _SETTING_FLAGS: list[tuple[str, str, str]] = [
      "(default: REEL_SETTLE or 30s)"),
     ("stitch_timeout", "DURATION", "a `stitching` project is the stitcher's this long "
      "(default: REEL_STITCH_TIMEOUT, else the stale timeout)"),
+    ("opt_out_field", "NAME", "a project whose document has this field set to true is "
+     "reported, never written, nor are its jobs (default: REEL_OPT_OUT_FIELD or "
+     "reconcilerOptOut)"),
 ]
 
 
@@ -262,6 +265,9 @@ def _cmd_cleanup(engine: Engine, args: argparse.Namespace, out: Console) -> int:
             out.print(_report_table(result.reports, f"{len(result.stale_jobs)} stale job(s)"))
         else:
             out.print("✓ No stale jobs found")
+        if result.opted_out:
+            out.print(f"{len(result.opted_out)} stale job(s) left alone: their projects "
+                      "opted out")
         if result.error:
             out.print(f"[red]{result.error}[/]")
     return EXIT_ERRORS if result.failed else EXIT_OK

@@ -15,6 +15,8 @@ SETTLE = timedelta(seconds=30)
 SWEEP_INTERVAL = timedelta(minutes=30)
 STALE_INTERVAL = timedelta(minutes=5)
 CONCURRENCY = 8
+OPT_OUT_FIELD = "reconcilerOptOut"
+"""A project document with this field set to true is observed and reported, never written."""
 RATE_LIMIT = 500.0
 
 HEARTBEAT_INTERVAL = timedelta(seconds=5)

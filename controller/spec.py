@@ -11,6 +11,7 @@ from controller import defaults
 from controller.config import (
     ConfigError,
     Duration,
+    OptOutField,
     Settings,
     Window,
     load_settings,
@@ -90,6 +91,8 @@ class ReconcilerSpec(_SpecPart):
     turn into a burst of Firestore reads and writes. The default is the rate Firestore's
     ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
     listeners: ListenersSpec = Field(default_factory=ListenersSpec)
+    opt_out_field: OptOutField = Field(default=defaults.OPT_OUT_FIELD, alias="optOutField")
+    """A project whose document has this field set to true is observed, never written."""
 
     @classmethod
     def parse(cls, spec: Any) -> ReconcilerSpec:
@@ -112,4 +115,5 @@ class ReconcilerSpec(_SpecPart):
             projects_collection=self.firestore.projects_collection,
             jobs_collection=self.firestore.jobs_collection,
             stale_timeout=self.stale_jobs.timeout, settle=self.settle,
-            stitch_timeout=self.stitch_timeout, concurrency=self.concurrency)
+            stitch_timeout=self.stitch_timeout, concurrency=self.concurrency,
+            opt_out_field=self.opt_out_field)

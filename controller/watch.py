@@ -55,6 +55,7 @@ class WatchOptions:
                           "jobsCollection": settings.jobs_collection},
             "storage": storage,
             "mode": self.mode, "settle": settings.settle, "concurrency": settings.concurrency,
+            "optOutField": settings.opt_out_field,
         }
         stale_jobs: dict[str, object] = {"timeout": settings.stale_timeout}
         if self.stale_interval is not None:

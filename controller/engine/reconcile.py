@@ -291,7 +291,8 @@ class Pipeline:
         known = prefetched or Prefetched()
         location = self.policy.location
         try:
-            project = Project.parse(doc.id, doc.data, doc.update_time, location)
+            project = Project.parse(doc.id, doc.data, doc.update_time, location,
+                                    self.policy.opt_out_field)
         except InvalidDocument as exc:
             status = doc.data.get("status") if doc.data else None
             return Report(project_id=doc.id, original_status=str(status) if status else None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from controller import metrics
@@ -21,6 +22,8 @@ class StaleCleanup:
     stale_jobs: list[str] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
     error: str | None = None
+    opted_out: list[str] = field(default_factory=list)
+    """Stale jobs left as they are: their project opted out of every write of ours."""
 
     @property
     def failed(self) -> bool:
@@ -29,6 +32,8 @@ class StaleCleanup:
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"staleJobs": self.stale_jobs,
                                 "reports": [report.as_json() for report in self.reports]}
+        if self.opted_out:
+            body["optedOut"] = self.opted_out
         if self.error:
             body["error"] = self.error
         return body
@@ -73,20 +78,45 @@ def cleanup_stale_jobs(engine: Engine, dry_run: bool = False,
     return result
 
 
-def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleCleanup) -> None:
-    timeout = engine.settings.stale_timeout
-    now = engine.clock()
-    projects: list[str] = []
+def _stale(engine: Engine, now: datetime) -> list[Job]:
+    """The queued and processing jobs silent past the timeout."""
+    found = []
     for doc in engine.firestore.active_jobs():
-        if engine.halted.is_set():
-            return
         try:
             job = Job.parse(doc.id, doc.data, doc.update_time)
         except InvalidDocument as exc:
             log.warning("invalid job document skipped", extra={"jobId": doc.id,
                                                                 "reason": str(exc)})
             continue
-        if not is_stale(job, now, timeout):
+        if is_stale(job, now, engine.settings.stale_timeout):
+            found.append(job)
+    return found
+
+
+def _opted_out(engine: Engine, jobs: list[Job]) -> set[str]:
+    """The projects among the jobs' that opted out: their jobs are not ours to fail either.
+    Any value but absent, null or false keeps us off (a malformed one too)."""
+    field_name = engine.policy.opt_out_field
+    ids = sorted({job.project_id for job in jobs})
+    documents = engine.firestore.get_projects(ids) if ids else {}
+    values = {project_id: (doc.data or {}).get(field_name)
+              for project_id, doc in documents.items()}
+    return {project_id for project_id, value in values.items()
+            if value is not None and value is not False}
+
+
+def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleCleanup) -> None:
+    now = engine.clock()
+    stale = _stale(engine, now)
+    spared = _opted_out(engine, stale)
+    projects: list[str] = []
+    for job in stale:
+        if engine.halted.is_set():
+            return
+        if job.project_id in spared:
+            log.warning("stale job left alone: its project opted out", extra={
+                "jobId": job.id, "projectId": job.project_id, "status": job.status})
+            result.opted_out.append(job.id)
             continue
         sign = job.last_sign_of_life
         log.warning("stale job", extra={

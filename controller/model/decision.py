@@ -63,6 +63,8 @@ class PolicySettings:
     settle: timedelta = defaults.SETTLE
     stitch_after: timedelta | None = None
     """How long a `stitching` project is the stitcher's; None: the stale timeout."""
+    opt_out_field: str = defaults.OPT_OUT_FIELD
+    """The project field whose `true` keeps every write of ours off the project."""
 
     @property
     def stitch_timeout(self) -> timedelta:

@@ -20,10 +20,16 @@ from pydantic import (
     field_validator,
 )
 
+from controller.defaults import OPT_OUT_FIELD
+
 ProjectStatus = Literal["draft", "generating", "stitching", "ready", "error"]
 PROJECT_STATUSES: tuple[ProjectStatus, ...] = get_args(ProjectStatus)
 JobStatus = Literal["queued", "processing", "completed", "failed"]
 ACTIVE_JOB_STATUSES: frozenset[str] = frozenset({"queued", "processing"})
+
+WRITTEN_FIELDS = ("clipFilenames", "status", "errorInfo", "stitchedFilename", "updatedAt",
+                  "lastReconciliation")
+"""Every project field a correction may write; nothing else of a project is ever ours."""
 
 # Bounds on what a sane document holds; anything beyond is an "absurd size".
 MAX_PROMPTS = 500
@@ -138,13 +144,19 @@ class Project:
     error_info: Mapping[str, Any] | None
     duration_seconds: int | None
     update_time: datetime
+    opted_out: bool = False
+    """Its owner asked us to keep off (the opt-out field is true): observed, never written."""
 
     @classmethod
     def parse(
         cls, project_id: str, data: Mapping[str, Any] | None, update_time: datetime,
-        location: Location,
+        location: Location, opt_out_field: str = OPT_OUT_FIELD,
     ) -> Project:
         fields = _validated(_ProjectFields, data)
+        opted_out = (data or {}).get(opt_out_field)
+        if opted_out is not None and not isinstance(opted_out, bool):
+            raise InvalidDocument(f"{opt_out_field}: must be true or false, not "
+                                  f"{type(opted_out).__name__}")
         claim_objects = tuple(
             location.object_name(claim) if claim else None for claim in fields.clipFilenames
         )
@@ -161,6 +173,7 @@ class Project:
             error_info=fields.errorInfo,
             duration_seconds=fields.durationSeconds,
             update_time=_utc(update_time),
+            opted_out=opted_out is True,
         )
 
 

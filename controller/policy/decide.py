@@ -99,11 +99,30 @@ def went_wrong_at(observation: Observation, drift: list[DriftKind]) -> datetime:
 
 
 def decide(observation: Observation, settings: PolicySettings) -> Plan:
-    """Apply the policy to one project; the result is a fixed point (D5)."""
+    """Apply the policy to one project; the result is a fixed point (D5). A project its
+    owner opted out is looked at all the same, so that its report tells the drift we would
+    have corrected, and is never written, whatever the trigger."""
     hold = hold_reason(observation, settings)
+    if observation.project.opted_out:
+        return _opted_out(observation, settings, hold)
     if hold is not None:
         return _skip(observation, hold)
+    return _correct(observation, settings)
 
+
+def _opted_out(observation: Observation, settings: PolicySettings, hold: Hold | None) -> Plan:
+    """Skipped, with the drift found when nobody else owns the project; no retry is due:
+    the opt-out ends with a write of its owner, which a trigger sees like any other."""
+    reason = f"opted out: {settings.opt_out_field} is true, nothing is written"
+    if hold is not None:
+        return _skip(observation, Hold(f"{reason} ({hold.reason})"))
+    seen = _correct(observation, settings).report
+    return Plan(update=None, report=seen.model_copy(update={
+        "action": Action.SKIPPED, "reason": reason, "heal_seconds": None}))
+
+
+def _correct(observation: Observation, settings: PolicySettings) -> Plan:
+    """The correction of a project nobody else owns: what to write, or nothing."""
     project = observation.project
     prefix = settings.location.project_prefix(project.user_id, project.id)
     presence = Presence(observation, prefix)

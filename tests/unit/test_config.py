@@ -24,7 +24,8 @@ EMULATOR_VARS = ("STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what a test sets: a bucket, no REEL_* value and no emulator address."""
-    for name in ("REEL_STALE_TIMEOUT", "REEL_SETTLE", "REEL_STITCH_TIMEOUT", *EMULATOR_VARS):
+    for name in ("REEL_STALE_TIMEOUT", "REEL_SETTLE", "REEL_STITCH_TIMEOUT",
+                 "REEL_OPT_OUT_FIELD", *EMULATOR_VARS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REEL_BUCKET", "reels-bucket")
 
@@ -146,3 +147,30 @@ def test_bare_field_names_in_the_environment_are_someone_elses(
     settings = Settings()
     assert settings.database == "(default)" and settings.concurrency == 8
     assert settings.bucket == "reels"
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("a.b", "a top-level field name"),
+    ("", "a top-level field name"),
+    ("9lives", "a top-level field name"),
+    ("x" * 129, "a top-level field name"),
+    ("status", "status is a field of the project already"),
+    ("lastReconciliation", "lastReconciliation is a field of the project already"),
+])
+def test_the_opt_out_field_is_a_name_of_its_own(name: str, problem: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _error(opt_out_field=name).startswith(f"invalid --opt-out-field {name!r}: {problem}")
+    with pytest.raises(ConfigError, match=rf"^invalid spec\.optOutField .*{problem}"):
+        ReconcilerSpec.parse({**MINIMAL, "optOutField": name})
+    if name:
+        monkeypatch.setenv("REEL_OPT_OUT_FIELD", name)
+        assert _error().startswith(f"invalid REEL_OPT_OUT_FIELD {name!r}: {problem}")
+
+
+def test_the_opt_out_field_reaches_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().policy.opt_out_field == "reconcilerOptOut"
+    monkeypatch.setenv("REEL_OPT_OUT_FIELD", "keepOff")
+    assert load_settings().policy.opt_out_field == "keepOff"
+    assert load_settings(opt_out_field="handsOff").policy.opt_out_field == "handsOff"
+    spec = ReconcilerSpec.parse({**MINIMAL, "optOutField": "noReconciler"})
+    assert spec.settings().policy.opt_out_field == "noReconciler"

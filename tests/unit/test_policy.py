@@ -511,6 +511,8 @@ MALFORMED = [
     ("empty object name", doc(claims=["gs://reels/"]), "not a valid object name"),
     ("name too long", doc(claims=["a/" * 600 + "x.mp4"]), "not a valid object name"),
     ("double slash", doc(claims=["reel-maker//u1/x.mp4"]), "normal form"),
+    ("opt-out not a boolean", doc(reconcilerOptOut="yes"), "reconcilerOptOut: must be true"),
+    ("opt-out a number", doc(reconcilerOptOut=1), "reconcilerOptOut: must be true or false"),
 ]
 
 
@@ -716,3 +718,56 @@ def test_holds_that_pass_with_time_say_when() -> None:
     assert settling.report.retry_after == 25 and starting.report.retry_after == 25
     assert stitch.report.retry_after == 20 * 60
     assert live.report.retry_after is None
+
+
+# --- opt-out ------------------------------------------------------------------------------
+
+def stuck_with_clips(**extra: Any) -> tuple[dict[str, Any], tuple[Job, ...],
+                                            tuple[ObjectInfo, ...]]:
+    """Generating for ever, its job failed, both clips in the bucket and none listed."""
+    return (doc("generating", 2, [], **extra), (job("failed", 2),),
+            (obj(clip(0)), obj(clip(1))))
+
+
+@pytest.mark.parametrize("forced", [False, True], ids=["automatic", "forced"])
+def test_an_opted_out_project_is_reported_never_written(forced: bool) -> None:
+    data, jobs, objects = stuck_with_clips(reconcilerOptOut=True)
+    plan = decide(observe(data, jobs=jobs, objects=objects, forced=forced), SETTINGS)
+    assert plan.update is None
+    report = plan.report
+    assert report.action is Action.SKIPPED and report.retry_after is None
+    assert report.reason == "opted out: reconcilerOptOut is true, nothing is written"
+    # Observed all the same: the report says what a correction would have been.
+    assert report.corrected_status == "ready" and report.restored_clips == [clip(0), clip(1)]
+    assert DriftKind.STUCK_GENERATING in report.drift_kinds
+    assert report.heal_seconds is None
+
+
+def test_an_opted_out_project_someone_else_owns_says_both() -> None:
+    data = doc("generating", 2, [], reconcilerOptOut=True)
+    live = (job("processing", 2, updated=timedelta(minutes=1)),)
+    plan = decide(observe(data, jobs=live, forced=True), SETTINGS)
+    assert plan.update is None and plan.report.action is Action.SKIPPED
+    assert (plan.report.reason or "").startswith("opted out: reconcilerOptOut is true")
+    assert f"active job {JOB}" in (plan.report.reason or "")
+    assert plan.report.drift_kinds == [] and plan.report.retry_after is None
+
+
+@pytest.mark.parametrize("value", [False, None])
+def test_an_opt_out_field_that_is_not_true_changes_nothing(value: bool | None) -> None:
+    data, jobs, objects = stuck_with_clips(reconcilerOptOut=value)
+    plan = decide(observe(data, jobs=jobs, objects=objects), SETTINGS)
+    assert plan.update is not None and plan.update["status"] == "ready"
+
+
+def test_the_opt_out_field_is_a_setting() -> None:
+    data, jobs, objects = stuck_with_clips(keepOff=True, reconcilerOptOut=False)
+    own = replace(SETTINGS, opt_out_field="keepOff")
+    project = Project.parse("p1", data, NOW - timedelta(hours=1), LOC, own.opt_out_field)
+    observation = Observation(project=project, jobs=jobs, objects=objects, outside={},
+                              now=NOW, forced=True)
+    plan = decide(observation, own)
+    assert plan.update is None and plan.report.reason == (
+        "opted out: keepOff is true, nothing is written")
+    # Under the default name the same document is an ordinary stuck project.
+    assert decide(observe(data, jobs=jobs, objects=objects), SETTINGS).update is not None

@@ -4,15 +4,20 @@ reconcile their projects by the usual rules."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from controller import metrics
+from controller.engine import changelog
+from controller.engine.changelog import Outcome
 from controller.engine.reconcile import Engine
-from controller.model import InvalidDocument, Job, Report, Trigger, timeout_message
+from controller.model import DriftKind, InvalidDocument, Job, Report, Trigger, timeout_message
 from controller.policy import is_stale
 from controller.stores import Conflict, StoreError
+from controller.stores.firestore import JOB_SERVER_TIME, Document, failed_job
 
 log = logging.getLogger(__name__)
 
@@ -39,26 +44,40 @@ class StaleCleanup:
         return body
 
 
-def _mark_failed(engine: Engine, job: Job) -> bool:
-    """Fail the job unless it moved since we read it; a job that moved is judged again."""
+def _mark_failed(engine: Engine, job: Job, data: Mapping[str, Any] | None,
+                 trigger: Trigger = Trigger.STALE_JOB) -> bool:
+    """Fail the job unless it moved since we read it; a job that moved is judged again.
+    `data`: the job's fields as read, for the change log's line of each attempt."""
     timeout = engine.settings.stale_timeout
     message = timeout_message(timeout)
-    for _ in range(engine.settings.max_attempts):
+    for attempt in range(1, engine.settings.max_attempts + 1):
         if engine.halted.is_set():
             return False
+        logged = partial(changelog.record, document="job", doc_id=job.id,
+                         project_id=job.project_id, trigger=trigger,
+                         drift=[DriftKind.STALE_JOB], before=data, fields=failed_job(message),
+                         server_time=JOB_SERVER_TIME, precondition=job.update_time,
+                         reconciler=engine.reconciler, attempt=attempt)
         try:
-            engine.firestore.fail_job(job.id, message, job.update_time)
-            return True
+            written = engine.firestore.fail_job(job.id, message, job.update_time)
         except Conflict:
-            doc = engine.firestore.get_job(job.id)
-            if doc is None:
-                return False
-            try:
-                job = Job.parse(doc.id, doc.data, doc.update_time)
-            except InvalidDocument:
-                return False
-            if not is_stale(job, engine.clock(), timeout):
-                return False
+            logged(outcome=Outcome.CONFLICT)
+        except StoreError as exc:
+            logged(outcome=Outcome.ERROR, error=str(exc))
+            raise
+        else:
+            logged(outcome=Outcome.WRITTEN, written=written)
+            return True
+        doc = engine.firestore.get_job(job.id)
+        if doc is None:
+            return False
+        try:
+            job = Job.parse(doc.id, doc.data, doc.update_time)
+        except InvalidDocument:
+            return False
+        data = doc.data
+        if not is_stale(job, engine.clock(), timeout):
+            return False
     return False
 
 
@@ -78,8 +97,8 @@ def cleanup_stale_jobs(engine: Engine, dry_run: bool = False,
     return result
 
 
-def _stale(engine: Engine, now: datetime) -> list[Job]:
-    """The queued and processing jobs silent past the timeout."""
+def _stale(engine: Engine, now: datetime) -> list[tuple[Job, Document]]:
+    """The queued and processing jobs silent past the timeout, with their documents."""
     found = []
     for doc in engine.firestore.active_jobs():
         try:
@@ -89,7 +108,7 @@ def _stale(engine: Engine, now: datetime) -> list[Job]:
                                                                 "reason": str(exc)})
             continue
         if is_stale(job, now, engine.settings.stale_timeout):
-            found.append(job)
+            found.append((job, doc))
     return found
 
 
@@ -108,9 +127,9 @@ def _opted_out(engine: Engine, jobs: list[Job]) -> set[str]:
 def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleCleanup) -> None:
     now = engine.clock()
     stale = _stale(engine, now)
-    spared = _opted_out(engine, stale)
+    spared = _opted_out(engine, [job for job, _ in stale])
     projects: list[str] = []
-    for job in stale:
+    for job, doc in stale:
         if engine.halted.is_set():
             return
         if job.project_id in spared:
@@ -122,7 +141,7 @@ def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleClean
         log.warning("stale job", extra={
             "jobId": job.id, "projectId": job.project_id, "status": job.status,
             "silentMinutes": round((now - sign).total_seconds() / 60, 1) if sign else None})
-        if dry_run or _mark_failed(engine, job):
+        if dry_run or _mark_failed(engine, job, doc.data, trigger):
             result.stale_jobs.append(job.id)
             if not dry_run:
                 metrics.STALE_JOBS_TOTAL.labels(engine.reconciler).inc()

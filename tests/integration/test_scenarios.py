@@ -230,7 +230,7 @@ def test_stale_job_touched_concurrently_is_not_failed(world: World, make_engine:
     from controller.engine.stale import _mark_failed
     from controller.model import Job
 
-    assert _mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time)) is False
+    assert _mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time), doc.data) is False
     assert world.job(job)["status"] == "processing"
     assert cleanup_stale_jobs(engine).stale_jobs == []
 

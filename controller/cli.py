@@ -63,6 +63,12 @@ _SETTING_FLAGS: list[tuple[str, str, str]] = [
     ("opt_out_field", "NAME", "a project whose document has this field set to true is "
      "reported, never written, nor are its jobs (default: REEL_OPT_OUT_FIELD or "
      "reconcilerOptOut)"),
+    ("flap_corrections", "N", "a project whose corrections another writer undid this many "
+     "times within --flap-window is held (default: REEL_FLAP_CORRECTIONS or 2)"),
+    ("flap_window", "DURATION", "the window in which undone corrections count (default: "
+     "REEL_FLAP_WINDOW or 1h)"),
+    ("flap_hold", "DURATION", "a flapping project is retried this long after its last "
+     "correction (default: REEL_FLAP_HOLD or 1h)"),
 ]
 
 

@@ -170,6 +170,16 @@ class Settings(BaseSettings):
         validation_alias=_env("opt_out_field", "REEL_OPT_OUT_FIELD"),
     )
     """A project document with this field true is observed and reported, never written."""
+    flap_corrections: int = Field(
+        default=defaults.FLAP_CORRECTIONS, ge=1, le=100,
+        validation_alias=_env("flap_corrections", "REEL_FLAP_CORRECTIONS"))
+    """Corrections of one project that another writer may undo within the flap window;
+    when this many were undone, the project is held."""
+    flap_window: Duration = Field(
+        default=defaults.FLAP_WINDOW, validation_alias=_env("flap_window", "REEL_FLAP_WINDOW"))
+    flap_hold: Duration = Field(
+        default=defaults.FLAP_HOLD, validation_alias=_env("flap_hold", "REEL_FLAP_HOLD"))
+    """How long a flapping project is held, from its last correction."""
 
     @property
     def location(self) -> Location:
@@ -185,7 +195,9 @@ class Settings(BaseSettings):
     def policy(self) -> PolicySettings:
         return PolicySettings(location=self.location, stale_after=self.stale_timeout,
                               settle=self.settle, stitch_after=self.stitch_timeout,
-                              opt_out_field=self.opt_out_field)
+                              opt_out_field=self.opt_out_field,
+                              flap_corrections=self.flap_corrections,
+                              flap_window=self.flap_window, flap_hold=self.flap_hold)
 
 
 def flag_for(field: str) -> str:

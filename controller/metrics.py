@@ -37,6 +37,10 @@ HEARTBEAT_CONFLICTS_TOTAL = Counter(
     f"{PREFIX}heartbeat_conflicts_total",
     "Heartbeat writes that found another writer's beat since our own (two processes run one "
     "reconciler)", [R])
+FLAPPING_HOLDS_TOTAL = Counter(
+    f"{PREFIX}flapping_holds_total",
+    "Projects held because another writer kept undoing their corrections (each hold once)",
+    [R])
 RECOVERED_VIDEO_SECONDS_TOTAL = Counter(
     f"{PREFIX}recovered_video_seconds_total",
     "Seconds of video restored from GCS instead of regenerated", [R])
@@ -86,6 +90,7 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
     (HEARTBEAT_CONFLICTS_TOTAL, (R,)),
+    (FLAPPING_HOLDS_TOTAL, (R,)),
     (NOTIFICATIONS_TOTAL, (R, "event_type", "outcome")),
     (API_REQUESTS_TOTAL, (R, "caller", "code")),
     (RECONCILE_DURATION_SECONDS, (R, "trigger")),
@@ -114,6 +119,7 @@ def prime(reconciler: str) -> None:
             LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)
     STALE_JOBS_TOTAL.labels(reconciler)
     HEARTBEAT_CONFLICTS_TOTAL.labels(reconciler)
+    FLAPPING_HOLDS_TOTAL.labels(reconciler)
     RECOVERED_VIDEO_SECONDS_TOTAL.labels(reconciler)
     QUEUE_DEPTH.labels(reconciler).set(0)
 

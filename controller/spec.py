@@ -59,6 +59,14 @@ class StaleJobsSpec(_SpecPart):
     timeout: Duration = defaults.STALE_TIMEOUT
 
 
+class FlappingSpec(_SpecPart):
+    """When a project whose corrections another writer keeps undoing is held."""
+
+    corrections: int = Field(default=defaults.FLAP_CORRECTIONS, ge=1, le=100)
+    window: Duration = defaults.FLAP_WINDOW
+    hold: Duration = defaults.FLAP_HOLD
+
+
 class ListenersSpec(_SpecPart):
     """Watchdog timing; the defaults suit production, tests shorten them."""
 
@@ -93,6 +101,7 @@ class ReconcilerSpec(_SpecPart):
     listeners: ListenersSpec = Field(default_factory=ListenersSpec)
     opt_out_field: OptOutField = Field(default=defaults.OPT_OUT_FIELD, alias="optOutField")
     """A project whose document has this field set to true is observed, never written."""
+    flapping: FlappingSpec = Field(default_factory=FlappingSpec)
 
     @classmethod
     def parse(cls, spec: Any) -> ReconcilerSpec:
@@ -116,4 +125,5 @@ class ReconcilerSpec(_SpecPart):
             jobs_collection=self.firestore.jobs_collection,
             stale_timeout=self.stale_jobs.timeout, settle=self.settle,
             stitch_timeout=self.stitch_timeout, concurrency=self.concurrency,
-            opt_out_field=self.opt_out_field)
+            opt_out_field=self.opt_out_field, flap_corrections=self.flapping.corrections,
+            flap_window=self.flapping.window, flap_hold=self.flapping.hold)

@@ -16,6 +16,7 @@ from controller.model.documents import (
     InvalidDocument,
     InvalidJob,
     Job,
+    LastCorrection,
     Location,
     ObjectInfo,
     Project,
@@ -28,7 +29,7 @@ from controller.model.documents import (
 
 __all__ = [
     "ACTIVE_JOB_STATUSES", "PROJECT_STATUSES", "WRITTEN_FIELDS", "Action", "DriftKind",
-    "InvalidDocument", "InvalidJob", "Job", "Location", "ObjectInfo", "Observation", "Plan",
-    "PolicySettings", "Project", "ProjectStatus", "Report", "Trigger", "_JobFields",
-    "_ProjectFields", "folder_user", "timeout_message",
+    "InvalidDocument", "InvalidJob", "Job", "LastCorrection", "Location", "ObjectInfo",
+    "Observation", "Plan", "PolicySettings", "Project", "ProjectStatus", "Report", "Trigger",
+    "_JobFields", "_ProjectFields", "folder_user", "timeout_message",
 ]

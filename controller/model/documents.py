@@ -127,6 +127,33 @@ def _validated(model: type[Fields], data: Mapping[str, Any] | None) -> Fields:
         raise InvalidDocument(_first_error(exc)) from exc
 
 
+MAX_STREAK = 100
+"""Times of one correction kept in `lastReconciliation.streak`, at most (the flap setting's
+own bound)."""
+
+
+@dataclass(frozen=True)
+class LastCorrection:
+    """What our last correction of a project left in its `lastReconciliation`: which
+    correction it was (its fingerprint) and when the same one was written before, within the
+    flap window: how many times another writer undid it."""
+
+    fingerprint: str
+    streak: tuple[datetime, ...]
+
+    @classmethod
+    def parse(cls, summary: object) -> LastCorrection | None:
+        """None for a summary without them (older versions of ours wrote none): our own
+        bookkeeping never makes a document invalid."""
+        if not isinstance(summary, Mapping):
+            return None
+        fingerprint, streak = summary.get("fingerprint"), summary.get("streak")
+        if not isinstance(fingerprint, str) or not isinstance(streak, list):
+            return None
+        times = tuple(_utc(t) for t in streak[-MAX_STREAK:] if isinstance(t, datetime))
+        return cls(fingerprint, times)
+
+
 @dataclass(frozen=True)
 class Project:
     """A project document as the policy sees it."""
@@ -146,6 +173,7 @@ class Project:
     update_time: datetime
     opted_out: bool = False
     """Its owner asked us to keep off (the opt-out field is true): observed, never written."""
+    last_correction: LastCorrection | None = None
 
     @classmethod
     def parse(
@@ -174,6 +202,7 @@ class Project:
             duration_seconds=fields.durationSeconds,
             update_time=_utc(update_time),
             opted_out=opted_out is True,
+            last_correction=LastCorrection.parse((data or {}).get("lastReconciliation")),
         )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -107,7 +110,56 @@ def decide(observation: Observation, settings: PolicySettings) -> Plan:
         return _opted_out(observation, settings, hold)
     if hold is not None:
         return _skip(observation, hold)
-    return _correct(observation, settings)
+    plan = _correct(observation, settings)
+    if plan.update is None:
+        return plan
+    return _unless_flapping(observation, settings, plan.update, plan.report)
+
+
+def fingerprint(update: Mapping[str, Any]) -> str:
+    """Which correction this is: the fields it writes and their values, its summary aside.
+    The same correction needed again means its result was undone: our write is a fixed
+    point (D5), and a change in the bucket alone calls for another correction, not this one."""
+    fields = {name: value for name, value in update.items() if name != "lastReconciliation"}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _span(length: timedelta) -> str:
+    seconds = round(length.total_seconds(), 3)
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _unless_flapping(observation: Observation, settings: PolicySettings,
+                     update: Mapping[str, Any], report: Report) -> Plan:
+    """The correction, unless another writer undid it `flap_corrections` times within the
+    window: the project is then held until `flap_hold` after our last correction, instead of
+    a write war. The count lives in the document (`lastReconciliation.streak`: when the same
+    correction was written before), so it holds across reconciles, replicas and restarts, and
+    a write of the owner that ends the war (any other correction) starts it again."""
+    now = observation.now
+    mark = fingerprint(update)
+    last = observation.project.last_correction
+    streak: list[datetime] = []
+    if last is not None and last.fingerprint == mark:
+        streak = [at for at in last.streak if now - at < settings.flap_window]
+    if len(streak) >= settings.flap_corrections:
+        until = max(streak) + settings.flap_hold
+        if now < until:
+            return Plan(update=None, report=report.model_copy(update={
+                "action": Action.SKIPPED,
+                "reason": (f"flapping: corrected {len(streak)} times in "
+                           f"{_span(settings.flap_window)} and undone by another writer each "
+                           f"time; held until {until:%Y-%m-%dT%H:%M:%SZ}"),
+                "drift_kinds": [*report.drift_kinds, DriftKind.FLAPPING],
+                "retry_after": round((until - now).total_seconds(), 3),
+                "held_until": until, "heal_seconds": None}))
+        streak = []  # the hold is over: tried again, and counted afresh
+    summary = {**update["lastReconciliation"], "fingerprint": mark, "streak": [*streak, now]}
+    return Plan(update={**update, "lastReconciliation": summary}, report=report)
 
 
 def _opted_out(observation: Observation, settings: PolicySettings, hold: Hold | None) -> Plan:

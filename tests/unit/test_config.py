@@ -25,7 +25,8 @@ EMULATOR_VARS = ("STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what a test sets: a bucket, no REEL_* value and no emulator address."""
     for name in ("REEL_STALE_TIMEOUT", "REEL_SETTLE", "REEL_STITCH_TIMEOUT",
-                 "REEL_OPT_OUT_FIELD", *EMULATOR_VARS):
+                 "REEL_OPT_OUT_FIELD", "REEL_FLAP_CORRECTIONS", "REEL_FLAP_WINDOW",
+                 "REEL_FLAP_HOLD", *EMULATOR_VARS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REEL_BUCKET", "reels-bucket")
 
@@ -174,3 +175,32 @@ def test_the_opt_out_field_reaches_the_policy(monkeypatch: pytest.MonkeyPatch) -
     assert load_settings(opt_out_field="handsOff").policy.opt_out_field == "handsOff"
     spec = ReconcilerSpec.parse({**MINIMAL, "optOutField": "noReconciler"})
     assert spec.settings().policy.opt_out_field == "noReconciler"
+
+
+def test_flapping_settings_reach_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = load_settings().policy
+    assert (policy.flap_corrections, policy.flap_window, policy.flap_hold) == (
+        2, timedelta(hours=1), timedelta(hours=1))
+    monkeypatch.setenv("REEL_FLAP_HOLD", "2h")
+    policy = load_settings(flap_corrections="3", flap_window="10m").policy
+    assert (policy.flap_corrections, policy.flap_window, policy.flap_hold) == (
+        3, timedelta(minutes=10), timedelta(hours=2))
+    spec = ReconcilerSpec.parse({**MINIMAL, "flapping": {"corrections": 4, "hold": "5m"}})
+    policy = spec.settings().policy
+    assert (policy.flap_corrections, policy.flap_window, policy.flap_hold) == (
+        4, timedelta(hours=1), timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(("flag", "value", "problem"), [
+    ("flap_corrections", "0", "greater than or equal to 1"),
+    ("flap_corrections", "101", "less than or equal to 100"),
+    ("flap_window", "0s", "must be more than 0"),
+    ("flap_hold", "0s", "must be more than 0"),
+])
+def test_flapping_cannot_be_turned_off(flag: str, value: str, problem: str) -> None:
+    """No setting turns the safety rule off: a hold of 0 or no count at all is refused."""
+    assert problem in _error(**{flag: value})
+    spec = {"corrections": int(value)} if flag == "flap_corrections" else {
+        flag.removeprefix("flap_"): value}
+    with pytest.raises(ConfigError, match=r"^invalid spec\.flapping\."):
+        ReconcilerSpec.parse({**MINIMAL, "flapping": spec})

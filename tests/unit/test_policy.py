@@ -24,7 +24,14 @@ from controller.model import (
     Project,
     ProjectStatus,
 )
-from controller.policy import decide, is_active, is_stale, restore_sources, target_status
+from controller.policy import (
+    decide,
+    fingerprint,
+    is_active,
+    is_stale,
+    restore_sources,
+    target_status,
+)
 
 LOC = Location(bucket="reels", root_prefix="reel-maker")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -398,7 +405,8 @@ def test_last_reconciliation_summary() -> None:
     assert summary == {"at": NOW, "action": "corrected", "originalStatus": "ready",
                        "correctedStatus": "draft", "verifiedClips": 0, "restoredClips": 1,
                        "missingClips": 0, "basedOn": NOW - timedelta(hours=1),
-                       "healSeconds": 3600.0}
+                       "healSeconds": 3600.0, "fingerprint": fingerprint(plan.update),
+                       "streak": [NOW]}
     assert set(plan.update) <= {"clipFilenames", "status", "errorInfo", "stitchedFilename",
                                 "lastReconciliation"}
 
@@ -771,3 +779,86 @@ def test_the_opt_out_field_is_a_setting() -> None:
         "opted out: keepOff is true, nothing is written")
     # Under the default name the same document is an ordinary stuck project.
     assert decide(observe(data, jobs=jobs, objects=objects), SETTINGS).update is not None
+
+
+# --- flapping -----------------------------------------------------------------------------
+
+FLAPPY = replace(SETTINGS, flap_corrections=2, flap_window=timedelta(minutes=60),
+                 flap_hold=timedelta(minutes=30))
+
+
+def war(reverts: list[timedelta], settings: PolicySettings = FLAPPY,
+        revert: Mapping[str, Any] | None = None) -> list[Plan]:
+    """A stuck project corrected, then put back by another writer after each delay (the
+    decision comes a minute after each revert): the plan of each decision."""
+    data, jobs, objects = stuck_with_clips()
+    undo = dict(revert or {"status": "generating", "clipFilenames": []})
+    plans, now = [], NOW
+    for delay in [timedelta(0), *reverts]:
+        now += delay
+        project = Project.parse("p1", data, now - timedelta(minutes=1), LOC)
+        plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                                  now=now), settings)
+        plans.append(plan)
+        data = {**apply(data, plan), **undo}
+    return plans
+
+
+def test_a_correction_undone_n_times_is_held_then_tried_again() -> None:
+    m = timedelta(minutes=1)
+    plans = war([5 * m, 5 * m, 5 * m, 20 * m, 6 * m])
+    written = [plan.update is not None for plan in plans]
+    # two corrections (each undone), then held: until 30 minutes after the second one
+    assert written == [True, True, False, False, True, True]
+    held = plans[2].report
+    assert held.action is Action.SKIPPED and DriftKind.FLAPPING in held.drift_kinds
+    assert DriftKind.STUCK_GENERATING in held.drift_kinds, "the drift is still reported"
+    assert held.held_until == NOW + 5 * m + 30 * m
+    assert held.retry_after == (30 - 5) * 60
+    assert (held.reason or "").startswith(
+        "flapping: corrected 2 times in 1h and undone by another writer each time")
+    assert plans[3].report.retry_after == (35 - 15) * 60
+    # after the hold the count starts again: the next one is written, then one more
+    streaks = [len((p.update or {}).get("lastReconciliation", {}).get("streak", []))
+               for p in plans]
+    assert streaks == [1, 2, 0, 0, 1, 2]
+
+
+def test_corrections_far_apart_are_not_flapping() -> None:
+    plans = war([timedelta(minutes=61)] * 4)
+    assert all(plan.update is not None for plan in plans)
+    assert all(DriftKind.FLAPPING not in plan.report.drift_kinds for plan in plans)
+
+
+def test_a_different_correction_each_time_is_not_flapping() -> None:
+    """The writer does not undo what we did: it edits the prompts each time, so each
+    correction has another result, and is written."""
+    data, jobs, objects = stuck_with_clips()
+    jobs = (*jobs, job("failed", 1, job_id=OLD_JOB))
+    now = NOW
+    for prompts in (2, 1, 2, 1, 2):
+        data = {**data, "status": "generating", "clipFilenames": [],
+                "promptList": [f"prompt {i}" for i in range(prompts)]}
+        project = Project.parse("p1", data, now - timedelta(minutes=1), LOC)
+        plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                                  now=now), FLAPPY)
+        assert plan.update is not None and DriftKind.FLAPPING not in plan.report.drift_kinds
+        data = apply(data, plan)
+        now += timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("corrections", [1, 3])
+def test_the_number_of_corrections_is_a_setting(corrections: int) -> None:
+    plans = war([timedelta(minutes=1)] * 4, replace(FLAPPY, flap_corrections=corrections))
+    assert [plan.update is not None for plan in plans] == (
+        [True] * corrections + [False] * (5 - corrections))
+
+
+def test_a_summary_without_a_streak_counts_nothing() -> None:
+    """Older versions of ours wrote no fingerprint: the count starts with the next one."""
+    data, jobs, objects = stuck_with_clips(lastReconciliation={"at": NOW, "basedOn": "x"})
+    project = Project.parse("p1", data, NOW - timedelta(hours=1), LOC)
+    assert project.last_correction is None
+    plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                              now=NOW), FLAPPY)
+    assert plan.update is not None and plan.update["lastReconciliation"]["streak"] == [NOW]

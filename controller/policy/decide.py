@@ -144,7 +144,8 @@ def _unless_flapping(observation: Observation, settings: PolicySettings,
     mark = fingerprint(update)
     last = observation.project.last_correction
     streak: list[datetime] = []
-    if last is not None and last.fingerprint == mark:
+    if last is not None and last.fingerprint == mark and not _owner_came_back(
+            observation, report, max(last.streak, default=now)):
         streak = [at for at in last.streak if now - at < settings.flap_window]
     if len(streak) >= settings.flap_corrections:
         until = max(streak) + settings.flap_hold
@@ -160,6 +161,18 @@ def _unless_flapping(observation: Observation, settings: PolicySettings,
         streak = []  # the hold is over: tried again, and counted afresh
     summary = {**update["lastReconciliation"], "fingerprint": mark, "streak": [*streak, now]}
     return Plan(update={**update, "lastReconciliation": summary}, report=report)
+
+
+def _owner_came_back(observation: Observation, report: Report, since: datetime) -> bool:
+    """Whether the project's owner worked on it since our last correction, so that needing
+    the same correction again is a new episode, not an undo: a job of the project was
+    created or showed life since (a generation started again and died), or the project is a
+    stuck stitch (a stitcher owned it for the whole stitch timeout, so such corrections come
+    no faster than one per timeout)."""
+    if DriftKind.STUCK_STITCHING in report.drift_kinds:
+        return True
+    return any(job.created > since or (job.last_sign_of_life or job.created) > since
+               for job in observation.jobs)
 
 
 def _opted_out(observation: Observation, settings: PolicySettings, hold: Hold | None) -> Plan:

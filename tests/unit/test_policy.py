@@ -862,3 +862,36 @@ def test_a_summary_without_a_streak_counts_nothing() -> None:
     plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
                               now=NOW), FLAPPY)
     assert plan.update is not None and plan.update["lastReconciliation"]["streak"] == [NOW]
+
+
+def test_a_new_generation_between_corrections_is_a_new_episode() -> None:
+    """The user starts a generation again and its worker dies: the same correction is due,
+    but the owner worked on the project in between; nothing was undone."""
+    data, jobs, objects = stuck_with_clips()
+    now = NOW
+    for attempt in range(4):
+        project = Project.parse("p1", data, now - timedelta(minutes=1), LOC)
+        plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                                  now=now), FLAPPY)
+        assert plan.update is not None, attempt
+        data = {**apply(data, plan), "status": "generating", "clipFilenames": []}
+        now += timedelta(minutes=3)
+        retry = job("failed", 2, job_id=f"reeljob-{attempt:012d}", created=timedelta(0),
+                    updated=timedelta(0))
+        jobs = (*jobs, replace(retry, created_at=now - timedelta(minutes=2),
+                               updated_at=now - timedelta(minutes=1)))
+
+
+def test_a_stitch_that_dies_again_and_again_is_not_flapping() -> None:
+    """Each stuck stitch waited out the stitch timeout: the stitcher owned the project."""
+    claims = [clip(0), clip(1)]
+    data = doc("stitching", 2, claims)
+    objects = (obj(clip(0)), obj(clip(1)))
+    now = NOW
+    for attempt in range(4):
+        project = Project.parse("p1", data, now - timedelta(minutes=31), LOC)
+        plan = decide(Observation(project=project, jobs=(), objects=objects, outside={},
+                                  now=now), FLAPPY)
+        assert plan.update is not None and plan.update["status"] == "ready", attempt
+        data = {**apply(data, plan), "status": "stitching"}
+        now += timedelta(minutes=1)

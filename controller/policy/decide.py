@@ -171,7 +171,7 @@ def _owner_came_back(observation: Observation, report: Report, since: datetime) 
     no faster than one per timeout)."""
     if DriftKind.STUCK_STITCHING in report.drift_kinds:
         return True
-    return any(job.created > since or (job.last_sign_of_life or job.created) > since
+    return any(max(job.created, job.last_sign_of_life or job.created) > since
                for job in observation.jobs)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import faulthandler
 import json
+import math
 import os
 import re
 import signal
@@ -32,6 +33,7 @@ from controller.spec import SUBSCRIPTION_ENV, SUBSCRIPTION_PATTERN
 from controller.usage import OneLineParser, fail, invalid, port_number
 
 EXIT_OK, EXIT_ERRORS = 0, 1
+_HAS_UNIT = re.compile(r"\d\s*(ms|s|m|h)\s*$")
 
 # Values stay strings here: Settings validates flags and environment variables alike, so a
 # bad value reads the same whichever way it came (`invalid --stale-timeout 'banana': ...`).
@@ -64,20 +66,16 @@ _SETTING_FLAGS: list[tuple[str, str, str]] = [
      "trips and pauses them (default: REEL_MAX_DESTRUCTIVE or 50; 0: none)"),
     ("destructive_window", "DURATION",
      "the breaker's window (default: REEL_DESTRUCTIVE_WINDOW or 10m)"),
+    ("opt_out_field", "NAME", "a project whose document has this field set to true is "
+     "reported, never written, nor are its jobs (default: REEL_OPT_OUT_FIELD or "
+     "reconcilerOptOut)"),
+    ("flap_corrections", "N", "a project whose corrections another writer undid this many "
+     "times within --flap-window is held (default: REEL_FLAP_CORRECTIONS or 2)"),
+    ("flap_window", "DURATION", "the window in which undone corrections count (default: "
+     "REEL_FLAP_WINDOW or 1h)"),
+    ("flap_hold", "DURATION", "a flapping project is retried this long after its last "
+     "correction (default: REEL_FLAP_HOLD or 1h)"),
 ]
-
-
-class _Removed(argparse.Action):
-    """A flag that no longer exists, kept hidden so that old scripts learn what replaced it."""
-
-    def __init__(self, option_strings: Sequence[str], dest: str, replacement: str = "",
-                 **kwargs: Any) -> None:
-        super().__init__(option_strings, dest, nargs="?", help=argparse.SUPPRESS, **kwargs)
-        self.replacement = replacement
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        parser.error(f"{option_string} was removed: use {self.replacement}")
 
 
 def _settings_parent(log_level: str) -> argparse.ArgumentParser:
@@ -130,8 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     stale = commands.add_parser("cleanup-stale-jobs", parents=[common],
                                 help="fail jobs silent past --stale-timeout, reconcile their "
                                 "projects")
-    stale.add_argument("--timeout", action=_Removed,
-                       replacement="--stale-timeout with a duration, e.g. --stale-timeout 5m")
+    stale.add_argument("--timeout", dest="timeout_minutes", metavar="MINUTES", default=None,
+                       help="the stale timeout in minutes, more than 0: the seed script's "
+                       "spelling (--timeout 30), kept for its cron lines; the same setting as "
+                       "--stale-timeout, so give one of the two")
     settings_only = OneLineParser(add_help=False, parents=[_settings_parent("WARNING")])
     resume = commands.add_parser(
         "resume-writes", parents=[settings_only],
@@ -182,6 +182,28 @@ def _watch(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(**{dest: getattr(args, dest) for dest, _, _ in _SETTING_FLAGS})
+
+
+def _seed_timeout(args: argparse.Namespace) -> None:
+    """`cleanup-stale-jobs --timeout MINUTES`, the seed script's spelling, becomes the stale
+    timeout (raises ConfigError): a number of minutes, more than 0, and not beside
+    --stale-timeout, which would leave the reader guessing which one wins."""
+    text = getattr(args, "timeout_minutes", None)
+    if text is None:
+        return
+    if args.stale_timeout is not None:
+        raise ConfigError("--timeout and --stale-timeout set the same timeout: give one "
+                          "(--timeout MINUTES or --stale-timeout DURATION)")
+    try:
+        minutes = float(text)
+    except ValueError:
+        minutes = math.nan
+    if not math.isfinite(minutes) or minutes <= 0:
+        hint = " (for a duration with a unit use --stale-timeout)" if _HAS_UNIT.search(
+            text) else ""
+        raise ConfigError(invalid("--timeout", "expected a number of minutes, more than 0, "
+                                  f"e.g. --timeout 30{hint}", text))
+    args.stale_timeout = timedelta(minutes=minutes)
 
 
 def _status(r: Report) -> str:
@@ -266,6 +288,9 @@ def _cmd_cleanup(engine: Engine, args: argparse.Namespace, out: Console) -> int:
             out.print(_report_table(result.reports, f"{len(result.stale_jobs)} stale job(s)"))
         else:
             out.print("✓ No stale jobs found")
+        if result.opted_out:
+            out.print(f"{len(result.opted_out)} stale job(s) left alone: their projects "
+                      "opted out")
         if result.error:
             out.print(f"[red]{result.error}[/]")
     return EXIT_ERRORS if result.failed else EXIT_OK
@@ -307,6 +332,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "watch":
         return _watch(args)
     try:
+        _seed_timeout(args)
         engine = connect(_settings(args))
     except ConfigError as exc:
         return fail(str(exc))

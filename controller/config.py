@@ -14,7 +14,7 @@ from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from controller import defaults
-from controller.model import Location, PolicySettings
+from controller.model import WRITTEN_FIELDS, Location, PolicySettings, _ProjectFields
 from controller.usage import invalid
 
 _DURATION = re.compile(r"(-)?((?:\d+(?:\.\d+)?(?:ms|s|m|h))+)")
@@ -57,6 +57,25 @@ def _window(value: Any) -> timedelta:
     return parse_duration(value, allow_zero=True)
 
 
+_FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+OURS = frozenset(_ProjectFields.model_fields) | frozenset(WRITTEN_FIELDS)
+"""Project fields the app or the reconciler already gives a meaning."""
+
+
+def opt_out_field(value: Any) -> str:
+    """A top-level field name of its own: a plain identifier (no path into a map), and not a
+    field the app or we already use for something else."""
+    if not isinstance(value, str) or not _FIELD_NAME.fullmatch(value):
+        raise ValueError("a top-level field name: up to 128 letters, digits or _, not "
+                         "starting with a digit, e.g. reconcilerOptOut")
+    if value in OURS:
+        raise ValueError(f"{value} is a field of the project already; choose a name of its "
+                         "own, e.g. reconcilerOptOut")
+    return value
+
+
+OptOutField = Annotated[str, BeforeValidator(opt_out_field)]
+"""The opt-out field's name, checked the same way in flags, variables and the spec."""
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 """A timeout or an interval: more than 0."""
 Window = Annotated[timedelta, BeforeValidator(_window)]
@@ -157,6 +176,21 @@ class Settings(BaseSettings):
     max_attempts: int = Field(
         default=3, ge=1, le=20, validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
     )
+    opt_out_field: OptOutField = Field(
+        default=defaults.OPT_OUT_FIELD,
+        validation_alias=_env("opt_out_field", "REEL_OPT_OUT_FIELD"),
+    )
+    """A project document with this field true is observed and reported, never written."""
+    flap_corrections: int = Field(
+        default=defaults.FLAP_CORRECTIONS, ge=1, le=100,
+        validation_alias=_env("flap_corrections", "REEL_FLAP_CORRECTIONS"))
+    """Corrections of one project that another writer may undo within the flap window;
+    when this many were undone, the project is held."""
+    flap_window: Duration = Field(
+        default=defaults.FLAP_WINDOW, validation_alias=_env("flap_window", "REEL_FLAP_WINDOW"))
+    flap_hold: Duration = Field(
+        default=defaults.FLAP_HOLD, validation_alias=_env("flap_hold", "REEL_FLAP_HOLD"))
+    """How long a flapping project is held, from its last correction."""
 
     @property
     def location(self) -> Location:
@@ -171,7 +205,10 @@ class Settings(BaseSettings):
     @property
     def policy(self) -> PolicySettings:
         return PolicySettings(location=self.location, stale_after=self.stale_timeout,
-                              settle=self.settle, stitch_after=self.stitch_timeout)
+                              settle=self.settle, stitch_after=self.stitch_timeout,
+                              opt_out_field=self.opt_out_field,
+                              flap_corrections=self.flap_corrections,
+                              flap_window=self.flap_window, flap_hold=self.flap_hold)
 
 
 def flag_for(field: str) -> str:

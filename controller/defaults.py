@@ -15,6 +15,16 @@ SETTLE = timedelta(seconds=30)
 SWEEP_INTERVAL = timedelta(minutes=30)
 STALE_INTERVAL = timedelta(minutes=5)
 CONCURRENCY = 8
+OPT_OUT_FIELD = "reconcilerOptOut"
+"""A project document with this field set to true is observed and reported, never written."""
+FLAP_CORRECTIONS = 2
+"""Corrections of one project another writer may undo within the window; the next is held.
+Two, as two honest corrections can follow each other (a worker healed around comes back and
+fails); a third in a row is a fight."""
+FLAP_WINDOW = timedelta(hours=1)
+FLAP_HOLD = timedelta(hours=1)
+"""How long a flapping project is left alone after its last correction: at least the stale
+timeout, so that a war costs at most two writes per stale timeout."""
 RATE_LIMIT = 500.0
 
 HEARTBEAT_INTERVAL = timedelta(seconds=5)

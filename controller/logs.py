@@ -14,6 +14,9 @@ from rich.logging import RichHandler
 
 LogFormat = Literal["auto", "json", "text"]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+CHANGES = "controller.changes"
+"""The change log's logger: one line per write, shown down to INFO even where the commands'
+default level is WARNING (a write is never silent unless --log-level ERROR asks for it)."""
 
 
 def add_log_arguments(parser: argparse.ArgumentParser, level: str) -> None:
@@ -46,6 +49,8 @@ def setup_logging(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    logging.getLogger(CHANGES).setLevel(min(root.level, logging.INFO)
+                                        if root.level <= logging.WARNING else root.level)
     for noisy in ("google", "urllib3", "grpc"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 

@@ -37,6 +37,10 @@ HEARTBEAT_CONFLICTS_TOTAL = Counter(
     f"{PREFIX}heartbeat_conflicts_total",
     "Heartbeat writes that found another writer's beat since our own (two processes run one "
     "reconciler)", [R])
+FLAPPING_HOLDS_TOTAL = Counter(
+    f"{PREFIX}flapping_holds_total",
+    "Projects held because another writer kept undoing their corrections (each hold once)",
+    [R])
 RECOVERED_VIDEO_SECONDS_TOTAL = Counter(
     f"{PREFIX}recovered_video_seconds_total",
     "Seconds of video restored from GCS instead of regenerated", [R])
@@ -89,6 +93,7 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
     (HEARTBEAT_CONFLICTS_TOTAL, (R,)),
     (BREAKER_TRIPPED, (R,)),
+    (FLAPPING_HOLDS_TOTAL, (R,)),
     (NOTIFICATIONS_TOTAL, (R, "event_type", "outcome")),
     (API_REQUESTS_TOTAL, (R, "caller", "code")),
     (RECONCILE_DURATION_SECONDS, (R, "trigger")),
@@ -118,6 +123,7 @@ def prime(reconciler: str) -> None:
     STALE_JOBS_TOTAL.labels(reconciler)
     HEARTBEAT_CONFLICTS_TOTAL.labels(reconciler)
     BREAKER_TRIPPED.labels(reconciler).set(0)
+    FLAPPING_HOLDS_TOTAL.labels(reconciler)
     RECOVERED_VIDEO_SECONDS_TOTAL.labels(reconciler)
     QUEUE_DEPTH.labels(reconciler).set(0)
 

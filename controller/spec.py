@@ -11,6 +11,7 @@ from controller import defaults
 from controller.config import (
     ConfigError,
     Duration,
+    OptOutField,
     Settings,
     Window,
     load_settings,
@@ -64,6 +65,12 @@ class SafetySpec(_SpecPart):
     max_destructive: int = Field(default=defaults.MAX_DESTRUCTIVE, ge=0, le=100_000,
                                  alias="maxDestructive")
     window: Duration = defaults.DESTRUCTIVE_WINDOW
+class FlappingSpec(_SpecPart):
+    """When a project whose corrections another writer keeps undoing is held."""
+
+    corrections: int = Field(default=defaults.FLAP_CORRECTIONS, ge=1, le=100)
+    window: Duration = defaults.FLAP_WINDOW
+    hold: Duration = defaults.FLAP_HOLD
 
 
 class ListenersSpec(_SpecPart):
@@ -99,6 +106,9 @@ class ReconcilerSpec(_SpecPart):
     ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
     listeners: ListenersSpec = Field(default_factory=ListenersSpec)
     safety: SafetySpec = Field(default_factory=SafetySpec)
+    opt_out_field: OptOutField = Field(default=defaults.OPT_OUT_FIELD, alias="optOutField")
+    """A project whose document has this field set to true is observed, never written."""
+    flapping: FlappingSpec = Field(default_factory=FlappingSpec)
 
     @classmethod
     def parse(cls, spec: Any) -> ReconcilerSpec:
@@ -123,4 +133,6 @@ class ReconcilerSpec(_SpecPart):
             stale_timeout=self.stale_jobs.timeout, settle=self.settle,
             stitch_timeout=self.stitch_timeout, concurrency=self.concurrency,
             max_destructive=self.safety.max_destructive,
-            destructive_window=self.safety.window)
+            destructive_window=self.safety.window,
+            opt_out_field=self.opt_out_field, flap_corrections=self.flapping.corrections,
+            flap_window=self.flapping.window, flap_hold=self.flapping.hold)

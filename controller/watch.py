@@ -57,6 +57,9 @@ class WatchOptions:
             "mode": self.mode, "settle": settings.settle, "concurrency": settings.concurrency,
             "safety": {"maxDestructive": settings.max_destructive,
                        "window": settings.destructive_window},
+            "optOutField": settings.opt_out_field,
+            "flapping": {"corrections": settings.flap_corrections,
+                         "window": settings.flap_window, "hold": settings.flap_hold},
         }
         stale_jobs: dict[str, object] = {"timeout": settings.stale_timeout}
         if self.stale_interval is not None:

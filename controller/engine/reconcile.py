@@ -21,7 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from controller.config import Settings
+from controller.engine import changelog
 from controller.engine.breaker import Breaker
+from controller.engine.changelog import Outcome
 from controller.engine.recorder import Recorder
 from controller.engine.stores import ObjectStore, ProjectStore
 from controller.model import (
@@ -39,7 +41,7 @@ from controller.model import (
 from controller.policy import decide, outside_names
 from controller.policy.destructive import is_destructive
 from controller.stores import Conflict, Outage, StoreError
-from controller.stores.firestore import Document, FirestoreStore
+from controller.stores.firestore import SERVER_TIME, Document, FirestoreStore
 from controller.stores.gcs import GcsStore
 
 log = logging.getLogger(__name__)
@@ -68,11 +70,15 @@ Read = Sequence[tuple[str, Document | None, Prefetched | None]]
 
 @dataclass(frozen=True)
 class Correction:
-    """A decided write, not made yet: the report it stands for and its precondition."""
+    """A decided write, not made yet: the report it stands for and its precondition, and
+    what the change log needs of it."""
 
     report: Report
     update: Mapping[str, Any]
     read_update_time: datetime
+    trigger: Trigger
+    before: Mapping[str, Any] | None
+    """The fields of the version read, which the write replaces."""
 
 
 class Outcomes:
@@ -244,20 +250,36 @@ class Pipeline:
             return self._commit_together(corrections, attempt, outcomes)
         return self._commit_each(corrections, attempt, outcomes)
 
+    def _logged(self, project_id: str, correction: Correction, outcome: Outcome,
+                written: datetime | None = None, error: str | None = None) -> None:
+        """The change log's line of one project write."""
+        changelog.record(
+            document="project", doc_id=project_id, trigger=correction.trigger,
+            drift=correction.report.drift_kinds, before=correction.before,
+            fields=correction.update, server_time=SERVER_TIME,
+            precondition=correction.read_update_time, outcome=outcome,
+            reconciler=self.reconciler, attempt=correction.report.attempts, written=written,
+            error=error)
+
     def _commit_together(self, corrections: dict[str, Correction], attempt: int,
                          outcomes: Outcomes) -> list[str]:
+        """One commit; a stale document in it refuses them all, and each is then written
+        alone (so the change log has a line per project write, not for the refused batch)."""
         try:
-            self.firestore.update_projects({project_id: (c.update, c.read_update_time)
-                                            for project_id, c in corrections.items()})
+            written = self.firestore.update_projects(
+                {project_id: (c.update, c.read_update_time)
+                 for project_id, c in corrections.items()})
         except Conflict as exc:
             log.info("batched write conflict, writing one by one",
                      extra={"projects": len(corrections), "error": str(exc)})
         except StoreError as exc:
-            for project_id in corrections:
+            for project_id, correction in corrections.items():
+                self._logged(project_id, correction, Outcome.ERROR, error=str(exc))
                 outcomes.set(store_failure(project_id, exc, attempt))
             return []
         else:
-            for correction in corrections.values():
+            for project_id, correction in corrections.items():
+                self._logged(project_id, correction, Outcome.WRITTEN, written.get(project_id))
                 outcomes.set(correction.report)
             return []
         return self._commit_each(corrections, attempt, outcomes)
@@ -273,13 +295,16 @@ class Pipeline:
                 outcomes.set(_halted(correction.report))
                 continue
             try:
-                self.firestore.update_project(project_id, correction.update,
-                                              correction.read_update_time)
+                written = self.firestore.update_project(project_id, correction.update,
+                                                        correction.read_update_time)
             except Conflict:
+                self._logged(project_id, correction, Outcome.CONFLICT)
                 conflicted.append(project_id)
             except StoreError as exc:
+                self._logged(project_id, correction, Outcome.ERROR, error=str(exc))
                 outcomes.set(store_failure(project_id, exc, attempt))
             else:
+                self._logged(project_id, correction, Outcome.WRITTEN, written)
                 outcomes.set(correction.report)
         return conflicted
 
@@ -300,7 +325,8 @@ class Pipeline:
             report = report.model_copy(update={"attempts": attempt})
         if plan.update is None:
             return report
-        return Correction(report, plan.update, observation.project.update_time)
+        return Correction(report, plan.update, observation.project.update_time, trigger,
+                          doc.data)
 
     def _observe(self, doc: Document, trigger: Trigger,
                  prefetched: Prefetched | None) -> Observation | Report:
@@ -308,7 +334,8 @@ class Pipeline:
         known = prefetched or Prefetched()
         location = self.policy.location
         try:
-            project = Project.parse(doc.id, doc.data, doc.update_time, location)
+            project = Project.parse(doc.id, doc.data, doc.update_time, location,
+                                    self.policy.opt_out_field)
         except InvalidDocument as exc:
             status = doc.data.get("status") if doc.data else None
             return Report(project_id=doc.id, original_status=str(status) if status else None,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from controller import metrics
 from controller.model import Action, DriftKind, Report, Trigger
@@ -15,6 +18,43 @@ class Recorder:
 
     def __init__(self, reconciler: str) -> None:
         self.reconciler = reconciler
+        self.on_flapping: Callable[[Report], None] | None = None
+        """Told of each new hold of a flapping project, once (the operator posts an Event);
+        called on the reconciling thread."""
+        self._holds: dict[str, datetime] = {}
+        """The holds already told, by project: a held project is seen again at every event
+        and sweep until its hold ends."""
+        self._lock = threading.Lock()
+
+    def _new_hold(self, report: Report) -> bool:
+        """True the first time this hold of this project is seen; forgets ended holds."""
+        until = report.held_until
+        if until is None:
+            return False
+        with self._lock:
+            now = datetime.now(UTC)
+            for project_id, ends in list(self._holds.items()):
+                if ends <= now:
+                    del self._holds[project_id]
+            if self._holds.get(report.project_id) == until:
+                return False
+            self._holds[report.project_id] = until
+            return True
+
+    def flapping(self, report: Report) -> None:
+        """A project held for flapping: counted, logged and told once per hold."""
+        if not self._new_hold(report):
+            return
+        metrics.FLAPPING_HOLDS_TOTAL.labels(self.reconciler).inc()
+        log.warning("project held: its corrections keep being undone", extra={
+            "projectId": report.project_id, "heldUntil": report.held_until.isoformat()
+            if report.held_until else None, "reason": report.reason,
+            "drift": [kind.value for kind in report.drift_kinds]})
+        if self.on_flapping is not None:
+            try:
+                self.on_flapping(report)
+            except Exception:
+                log.exception("flapping notice failed", extra={"projectId": report.project_id})
 
     def invalid_job(self) -> None:
         metrics.DRIFT_DETECTED_TOTAL.labels(self.reconciler,
@@ -34,6 +74,8 @@ class Recorder:
                         report.heal_seconds)
         if report.action is Action.CORRECTED:
             metrics.RECOVERED_VIDEO_SECONDS_TOTAL.labels(r).inc(report.recovered_video_seconds)
+        if DriftKind.FLAPPING in report.drift_kinds:
+            self.flapping(report)
         quiet = report.action in (Action.NO_CHANGE, Action.SKIPPED) and not report.drift_kinds
         if quiet and not log.isEnabledFor(logging.DEBUG):
             return

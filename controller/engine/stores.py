@@ -27,12 +27,14 @@ class ProjectStore(Protocol):
 
     def update_project(self, project_id: str, fields: Mapping[str, Any],
                        read_update_time: datetime) -> datetime:
-        """Raises Conflict if the document changed since `read_update_time`."""
+        """Raises Conflict if the document changed since `read_update_time`; returns the new
+        version's update time."""
         ...
 
     def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
-                        ) -> None:
-        """All or nothing; raises Conflict if any document changed since its read."""
+                        ) -> dict[str, datetime]:
+        """All or nothing; raises Conflict if any document changed since its read. Returns
+        each document's new update time."""
         ...
 
     def breaker(self, collection: str, name: str) -> Document | None:

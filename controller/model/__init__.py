@@ -12,9 +12,11 @@ from controller.model.decision import (
 from controller.model.documents import (
     ACTIVE_JOB_STATUSES,
     PROJECT_STATUSES,
+    WRITTEN_FIELDS,
     InvalidDocument,
     InvalidJob,
     Job,
+    LastCorrection,
     Location,
     ObjectInfo,
     Project,
@@ -26,8 +28,8 @@ from controller.model.documents import (
 )
 
 __all__ = [
-    "ACTIVE_JOB_STATUSES", "PROJECT_STATUSES", "Action", "DriftKind", "InvalidDocument",
-    "InvalidJob", "Job", "Location", "ObjectInfo", "Observation", "Plan", "PolicySettings",
-    "Project", "ProjectStatus", "Report", "Trigger", "_JobFields", "_ProjectFields",
-    "folder_user", "timeout_message",
+    "ACTIVE_JOB_STATUSES", "PROJECT_STATUSES", "WRITTEN_FIELDS", "Action", "DriftKind",
+    "InvalidDocument", "InvalidJob", "Job", "LastCorrection", "Location", "ObjectInfo",
+    "Observation", "Plan", "PolicySettings", "Project", "ProjectStatus", "Report", "Trigger",
+    "_JobFields", "_ProjectFields", "folder_user", "timeout_message",
 ]

@@ -52,6 +52,8 @@ class DriftKind(StrEnum):
     RESTORED_STITCHED = "restored_stitched"
     STALE_JOB = "stale_job"
     INVALID_DOCUMENT = "invalid_document"
+    FLAPPING = "flapping"
+    """Our corrections keep being undone by another writer: the project is held."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,13 @@ class PolicySettings:
     settle: timedelta = defaults.SETTLE
     stitch_after: timedelta | None = None
     """How long a `stitching` project is the stitcher's; None: the stale timeout."""
+    opt_out_field: str = defaults.OPT_OUT_FIELD
+    """The project field whose `true` keeps every write of ours off the project."""
+    flap_corrections: int = defaults.FLAP_CORRECTIONS
+    """Corrections another writer may undo within `flap_window` before the project is held."""
+    flap_window: timedelta = defaults.FLAP_WINDOW
+    flap_hold: timedelta = defaults.FLAP_HOLD
+    """How long a flapping project is held, from its last correction."""
 
     @property
     def stitch_timeout(self) -> timedelta:
@@ -114,6 +123,8 @@ class Report(BaseModel):
     """Skipped only until this many seconds have passed (a settle window, a stitch timeout)."""
     unreachable: bool | None = None
     """True when the error was an outage (a service unreachable), not a bad answer."""
+    held_until: datetime | None = None
+    """A flapping project: when its hold ends and a correction is tried again."""
 
     def as_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json", exclude_none=True)

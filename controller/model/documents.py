@@ -20,10 +20,16 @@ from pydantic import (
     field_validator,
 )
 
+from controller.defaults import OPT_OUT_FIELD
+
 ProjectStatus = Literal["draft", "generating", "stitching", "ready", "error"]
 PROJECT_STATUSES: tuple[ProjectStatus, ...] = get_args(ProjectStatus)
 JobStatus = Literal["queued", "processing", "completed", "failed"]
 ACTIVE_JOB_STATUSES: frozenset[str] = frozenset({"queued", "processing"})
+
+WRITTEN_FIELDS = ("clipFilenames", "status", "errorInfo", "stitchedFilename", "updatedAt",
+                  "lastReconciliation")
+"""Every project field a correction may write; nothing else of a project is ever ours."""
 
 # Bounds on what a sane document holds; anything beyond is an "absurd size".
 MAX_PROMPTS = 500
@@ -121,6 +127,33 @@ def _validated(model: type[Fields], data: Mapping[str, Any] | None) -> Fields:
         raise InvalidDocument(_first_error(exc)) from exc
 
 
+MAX_STREAK = 100
+"""Times of one correction kept in `lastReconciliation.streak`, at most (the flap setting's
+own bound)."""
+
+
+@dataclass(frozen=True)
+class LastCorrection:
+    """What our last correction of a project left in its `lastReconciliation`: which
+    correction it was (its fingerprint) and when the same one was written before, within the
+    flap window: how many times another writer undid it."""
+
+    fingerprint: str
+    streak: tuple[datetime, ...]
+
+    @classmethod
+    def parse(cls, summary: object) -> LastCorrection | None:
+        """None for a summary without them (older versions of ours wrote none): our own
+        bookkeeping never makes a document invalid."""
+        if not isinstance(summary, Mapping):
+            return None
+        fingerprint, streak = summary.get("fingerprint"), summary.get("streak")
+        if not isinstance(fingerprint, str) or not isinstance(streak, list):
+            return None
+        times = tuple(_utc(t) for t in streak[-MAX_STREAK:] if isinstance(t, datetime))
+        return cls(fingerprint, times)
+
+
 @dataclass(frozen=True)
 class Project:
     """A project document as the policy sees it."""
@@ -138,13 +171,20 @@ class Project:
     error_info: Mapping[str, Any] | None
     duration_seconds: int | None
     update_time: datetime
+    opted_out: bool = False
+    """Its owner asked us to keep off (the opt-out field is true): observed, never written."""
+    last_correction: LastCorrection | None = None
 
     @classmethod
     def parse(
         cls, project_id: str, data: Mapping[str, Any] | None, update_time: datetime,
-        location: Location,
+        location: Location, opt_out_field: str = OPT_OUT_FIELD,
     ) -> Project:
         fields = _validated(_ProjectFields, data)
+        opted_out = (data or {}).get(opt_out_field)
+        if opted_out is not None and not isinstance(opted_out, bool):
+            raise InvalidDocument(f"{opt_out_field}: must be true or false, not "
+                                  f"{type(opted_out).__name__}")
         claim_objects = tuple(
             location.object_name(claim) if claim else None for claim in fields.clipFilenames
         )
@@ -161,6 +201,8 @@ class Project:
             error_info=fields.errorInfo,
             duration_seconds=fields.durationSeconds,
             update_time=_utc(update_time),
+            opted_out=opted_out is True,
+            last_correction=LastCorrection.parse((data or {}).get("lastReconciliation")),
         )
 
 

@@ -15,6 +15,7 @@ from controller.backoff import backoff
 from controller.config import ConfigError
 from controller.engine import StaleCleanup, SweepResult
 from controller.engine.breaker import BreakerState
+from controller.model import Report
 from controller.operator import RESUME_WRITES
 from controller.operator.status import StatusWriter, sweep_summary
 from controller.runtime import Hooks, ReconcilerRuntime
@@ -90,7 +91,8 @@ class Supervisor:
             return
         runtime = ReconcilerRuntime(self.namespace, self.name, spec, hooks=Hooks(
             on_sweep=self._publish_sweep, on_stale=self._publish_cleanup,
-            on_tick=self._publish_listeners, on_breaker=self._publish_breaker))
+            on_tick=self._publish_listeners, on_breaker=self._publish_breaker,
+            on_flapping=self._publish_flapping))
         self.runtime = runtime  # a stop while it connects stops it too
         try:
             await runtime.start()
@@ -146,6 +148,11 @@ class Supervisor:
 
     async def _publish_cleanup(self, result: StaleCleanup) -> None:
         await self.status.write(stale_summary(result))
+
+    async def _publish_flapping(self, report: Report) -> None:
+        """One Event per hold: rare by design, unlike corrections, which only log."""
+        kopf.warn(self.body, reason="ProjectFlapping",
+                  message=f"project {report.project_id}: {report.reason}")
 
     async def _publish_listeners(self, restarted: str | None) -> None:
         listeners = self.runtime.listeners if self.runtime is not None else None

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,20 +56,13 @@ def sweep_summary(result: SweepResult) -> dict[str, Any]:
     }
 
 
-def report_summary(report: Report) -> str:
-    """One line for a Kubernetes Event: what happened to one project."""
-    parts = [f"project {report.project_id}: {report.action.value}"]
-    if report.original_status != report.corrected_status:
-        parts.append(f"status {report.original_status} -> {report.corrected_status}")
-    if report.missing_clips:
-        parts.append(f"{len(report.missing_clips)} missing clip(s)")
-    if report.restored_clips:
-        parts.append(f"{len(report.restored_clips)} restored clip(s)")
-    if report.verified_clips:
-        parts.append(f"{report.verified_clips} verified")
-    if report.error or report.reason:
-        parts.append(report.error or report.reason or "")
-    return "; ".join(parts)
+def reports_summary(reports: Sequence[Report]) -> str:
+    """One line for one Kubernetes Event: what a request for named projects did, by action;
+    the projects themselves are in status.lastProjectReports and the change log."""
+    actions = Counter(report.action.value for report in reports)
+    counts = ", ".join(f"{action} {count}" for action, count in sorted(actions.items()))
+    return (f"{len(reports)} project(s) reconciled: {counts}; see "
+            "status.lastProjectReports")
 
 
 class StatusWriter:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,11 +102,92 @@ def went_wrong_at(observation: Observation, drift: list[DriftKind]) -> datetime:
 
 
 def decide(observation: Observation, settings: PolicySettings) -> Plan:
-    """Apply the policy to one project; the result is a fixed point (D5)."""
+    """Apply the policy to one project; the result is a fixed point (D5). A project its
+    owner opted out is looked at all the same, so that its report tells the drift we would
+    have corrected, and is never written, whatever the trigger."""
     hold = hold_reason(observation, settings)
+    if observation.project.opted_out:
+        return _opted_out(observation, settings, hold)
     if hold is not None:
         return _skip(observation, hold)
+    plan = _correct(observation, settings)
+    if plan.update is None:
+        return plan
+    return _unless_flapping(observation, settings, plan.update, plan.report)
 
+
+def fingerprint(update: Mapping[str, Any]) -> str:
+    """Which correction this is: the fields it writes and their values, its summary aside.
+    The same correction needed again means its result was undone: our write is a fixed
+    point (D5), and a change in the bucket alone calls for another correction, not this one."""
+    fields = {name: value for name, value in update.items() if name != "lastReconciliation"}
+    text = json.dumps(fields, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _span(length: timedelta) -> str:
+    seconds = round(length.total_seconds(), 3)
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def _unless_flapping(observation: Observation, settings: PolicySettings,
+                     update: Mapping[str, Any], report: Report) -> Plan:
+    """The correction, unless another writer undid it `flap_corrections` times within the
+    window: the project is then held until `flap_hold` after our last correction, instead of
+    a write war. The count lives in the document (`lastReconciliation.streak`: when the same
+    correction was written before), so it holds across reconciles, replicas and restarts, and
+    a write of the owner that ends the war (any other correction) starts it again."""
+    now = observation.now
+    mark = fingerprint(update)
+    last = observation.project.last_correction
+    streak: list[datetime] = []
+    if last is not None and last.fingerprint == mark and not _owner_came_back(
+            observation, report, max(last.streak, default=now)):
+        streak = [at for at in last.streak if now - at < settings.flap_window]
+    if len(streak) >= settings.flap_corrections:
+        until = max(streak) + settings.flap_hold
+        if now < until:
+            return Plan(update=None, report=report.model_copy(update={
+                "action": Action.SKIPPED,
+                "reason": (f"flapping: corrected {len(streak)} times in "
+                           f"{_span(settings.flap_window)} and undone by another writer each "
+                           f"time; held until {until:%Y-%m-%dT%H:%M:%SZ}"),
+                "drift_kinds": [*report.drift_kinds, DriftKind.FLAPPING],
+                "retry_after": round((until - now).total_seconds(), 3),
+                "held_until": until, "heal_seconds": None}))
+        streak = []  # the hold is over: tried again, and counted afresh
+    summary = {**update["lastReconciliation"], "fingerprint": mark, "streak": [*streak, now]}
+    return Plan(update={**update, "lastReconciliation": summary}, report=report)
+
+
+def _owner_came_back(observation: Observation, report: Report, since: datetime) -> bool:
+    """Whether the project's owner worked on it since our last correction, so that needing
+    the same correction again is a new episode, not an undo: a job of the project was
+    created or showed life since (a generation started again and died), or the project is a
+    stuck stitch (a stitcher owned it for the whole stitch timeout, so such corrections come
+    no faster than one per timeout)."""
+    if DriftKind.STUCK_STITCHING in report.drift_kinds:
+        return True
+    return any(max(job.created, job.last_sign_of_life or job.created) > since
+               for job in observation.jobs)
+
+
+def _opted_out(observation: Observation, settings: PolicySettings, hold: Hold | None) -> Plan:
+    """Skipped, with the drift found when nobody else owns the project; no retry is due:
+    the opt-out ends with a write of its owner, which a trigger sees like any other."""
+    reason = f"opted out: {settings.opt_out_field} is true, nothing is written"
+    if hold is not None:
+        return _skip(observation, Hold(f"{reason} ({hold.reason})"))
+    seen = _correct(observation, settings).report
+    return Plan(update=None, report=seen.model_copy(update={
+        "action": Action.SKIPPED, "reason": reason, "heal_seconds": None}))
+
+
+def _correct(observation: Observation, settings: PolicySettings) -> Plan:
+    """The correction of a project nobody else owns: what to write, or nothing."""
     project = observation.project
     prefix = settings.location.project_prefix(project.user_id, project.id)
     presence = Presence(observation, prefix)

@@ -69,6 +69,8 @@ class Hooks:
     """After each watchdog check: why the listeners were restarted, if they were."""
     on_breaker: Callable[[BreakerState], Awaitable[None]] = _nothing
     """When the breaker's state changed (tripped here or elsewhere, resumed)."""
+    on_flapping: Callable[[Report], Awaitable[None]] = _nothing
+    """A project newly held because its corrections keep being undone (once per hold)."""
 
 
 def jittered(seconds: float, spread: float = 0.1) -> float:
@@ -118,6 +120,7 @@ class ReconcilerRuntime:
             return
         self.breaker_state = engine.breaker.state
         metrics.prime(self.label)
+        engine.recorder.on_flapping = partial(self._flapping, asyncio.get_running_loop())
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
                           rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,
                           reconciler=self.label)
@@ -239,6 +242,19 @@ class ReconcilerRuntime:
         if routed.changed_at is not None:
             self.changes.note(routed.project_id, routed.changed_at)
         queue.add_threadsafe([routed.project_id])
+
+    def _flapping(self, loop: asyncio.AbstractEventLoop, report: Report) -> None:
+        """On a reconciling thread: the owner's hook runs on the loop (an Event, for the
+        operator), without holding up the batch."""
+        if not self._stopping.is_set():
+            asyncio.run_coroutine_threadsafe(self._tell_flapping(report), loop)
+
+    async def _tell_flapping(self, report: Report) -> None:
+        try:
+            await self.hooks.on_flapping(report)
+        except Exception:
+            log.exception("flapping hook failed", extra={"reconciler": self.label,
+                                                         "projectId": report.project_id})
 
     async def _watchdog(self) -> None:
         if self._liveness is not None:

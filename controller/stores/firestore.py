@@ -43,6 +43,13 @@ IN_LIMIT = 30
 """Values Firestore allows in one `in` filter."""
 SERVER_TIME = ("updatedAt",)
 """Stamped with the server's time of every write, as the app stamps its own."""
+JOB_SERVER_TIME = ("updatedAt", "timedOutAt")
+"""A failed job's two stamps: one server time for both."""
+
+
+def failed_job(message: str) -> dict[str, Any]:
+    """The fields a stale job's failure writes besides its server times."""
+    return {"status": "failed", "error": message}
 
 T = TypeVar("T")
 
@@ -160,25 +167,26 @@ class FirestoreStore:
             return self._commit([write])[0]
 
     def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
-                        ) -> None:
+                        ) -> dict[str, datetime]:
         """Every update in one atomic commit, each only if its document is still the one we
         read: one stale document fails them all (Conflict) and nothing is written. The
-        emulator pushes its listeners once per commit rather than once per document."""
+        emulator pushes its listeners once per commit rather than once per document.
+        Returns each document's new update time."""
         name = self.connection.name
         batch = [writes.update(name(self.projects, project_id), fields, SERVER_TIME, read_time)
                  for project_id, (fields, read_time) in updates.items()]
         with self.requests.call("update_projects", f"{len(updates)} projects"):
-            self._commit(batch)
+            written = self._commit(batch)
+        return dict(zip(updates, written, strict=True))
 
-    def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> None:
+    def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> datetime:
         """Mark a stale job failed, only if nobody touched it since we read it. `timedOutAt`
         and `updatedAt` get the same server time, so a later `updatedAt` is a worker that was
-        only slow (a zombie), never us."""
+        only slow (a zombie), never us. Returns the new version's update time."""
         write = writes.update(self.connection.name(self.jobs, job_id),
-                              {"status": "failed", "error": message},
-                              ("updatedAt", "timedOutAt"), read_update_time)
+                              failed_job(message), JOB_SERVER_TIME, read_update_time)
         with self.requests.call("fail_job", job_id):
-            self._commit([write])
+            return self._commit([write])[0]
 
     # Listeners and their heartbeat
 

@@ -15,6 +15,7 @@ import pytest
 import requests
 from kubernetes import client
 
+from tests.support.app import ReelApp
 from tests.support.emulators import Emulators, firestore_emulator
 from tests.support.harness import (
     GROUP,
@@ -128,8 +129,9 @@ def test_annotations_force_reconciles_and_report(operator: Operator, world: Worl
     operator.annotate("main", "reelmaker.io/reconcile-projects", "behind,no-such-project")
     wait_for(lambda: world.project("behind")["status"] == "draft", 15,
              f"the annotation to correct the project\n{operator.logs()}")
-    messages = wait_for(lambda: operator.events("ProjectReconciled") or None, 15, "events")
-    assert any("project behind: corrected" in m and "1 missing clip" in m for m in messages)
+    messages = wait_for(lambda: operator.events("ProjectsReconciled") or None, 15, "events")
+    assert messages == ["2 project(s) reconciled: corrected 1, error 1; see "
+                        "status.lastProjectReports"], "one Event per request"
     reports = wait_for(lambda: operator.get("main")["status"].get("lastProjectReports"), 10,
                        "reports in status")
     assert [r["projectId"] for r in reports] == ["behind", "no-such-project"]
@@ -139,6 +141,40 @@ def test_annotations_force_reconciles_and_report(operator: Operator, world: Worl
     wait_for(lambda: operator.get("main")["status"].get("lastHandledReconcileAt")
              == "2026-11-24T10:00:00Z", 20, f"the echo\n{operator.logs()}")
     assert operator.get("main")["status"]["lastSweep"]["scanned"] == 1
+
+
+def test_a_project_whose_corrections_are_undone_is_one_event_not_a_war(
+        operator: Operator, world: World) -> None:
+    """Another writer puts the project back after each correction: after two, one
+    ProjectFlapping Event, however often it goes on; corrections themselves post none."""
+    world.generated_project("p-flap", status="generating", prompts=2, in_gcs=2, in_db=0,
+                            job_status="failed")
+    operator.create("main", spec_for(world, flapping={"corrections": 2, "hold": "1h"}))
+    started(operator, "main")
+    app = ReelApp(world)
+    back = {"status": "generating", "clipFilenames": []}
+    for _ in (1, 2):
+        wait_for(lambda: world.project("p-flap")["status"] == "ready", 30,
+                 lambda: f"a correction\n{operator.logs()}")
+        app.update_project("p-flap", back)
+    messages = wait_for(lambda: operator.events("ProjectFlapping") or None, 30,
+                        lambda: f"the flapping Event\n{operator.logs()}")
+    assert len(messages) == 1 and messages[0].startswith("project p-flap: flapping: "), messages
+    mine = {"reconciler": f"{operator.namespace}.main"}
+
+    def held() -> float:
+        return metric(operator.metrics(), "reel_reconciler_drift_detected_total",
+                      kind="flapping", **mine)
+
+    seen = held()
+    app.update_project("p-flap", back)
+    wait_for(lambda: held() > seen, 30, lambda: f"the next look at p-flap\n{operator.logs()}")
+    assert world.project("p-flap")["status"] == "generating", "held, not fought"
+    text = operator.metrics()
+    assert metric(text, "reel_reconciler_flapping_holds_total", **mine) == 1
+    assert metric(text, "reel_reconciler_reconcile_total", action="corrected", **mine) == 2
+    assert len(operator.events("ProjectFlapping")) == 1
+    assert operator.events("ProjectsReconciled") == []
 
 
 def test_sweep_timer_finds_clip_deleted_behind_ready_project(operator: Operator,

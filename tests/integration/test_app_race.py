@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -21,13 +21,16 @@ from prometheus_client import generate_latest
 
 from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from controller.model import Action, DriftKind, Report
-from controller.runtime import ReconcilerRuntime
+from controller.runtime import Hooks, ReconcilerRuntime
 from controller.spec import ReconcilerSpec
 from tests.conftest import settings_for
+from tests.soak.checker import Timing as CheckerTiming
+from tests.soak.checker import check
+from tests.soak.history import History
 from tests.support.app import Generation, ReelApp, Timing
 from tests.support.harness import metric
 from tests.support.notifications import Notifications
-from tests.support.patience import bound
+from tests.support.patience import bound, wait_for
 from tests.support.recording import RecordingFirestore, recording_engine
 from tests.support.seed import World
 
@@ -298,9 +301,9 @@ def test_shapes_the_app_writes_are_valid_documents(world: World) -> None:
 
 
 @contextmanager
-def running(spec: ReconcilerSpec) -> Iterator[ReconcilerRuntime]:
+def running(spec: ReconcilerSpec, hooks: Hooks | None = None) -> Iterator[ReconcilerRuntime]:
     """A runtime as the operator runs one (listeners, queue, timers), our writes recorded."""
-    runtime = ReconcilerRuntime("test", "race", spec, connector=recording_engine)
+    runtime = ReconcilerRuntime("test", "race", spec, connector=recording_engine, hooks=hooks)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
@@ -353,3 +356,62 @@ def test_notification_path_never_writes_a_live_or_failing_generation(
         text = generate_latest().decode()
     assert metric(text, "reel_reconciler_notifications_total", reconciler=runtime.label,
                   event_type="OBJECT_FINALIZE", outcome="queued") >= 3 + 2
+
+
+def test_a_correction_the_app_keeps_undoing_is_held_not_fought(world: World,
+                                                               app: ReelApp) -> None:
+    """Another writer (an old deployment of the app with its own idea of the project) puts
+    the project back each time we correct it. After two corrections the project is held:
+    reported as flapping, told once, counted, and written again only after the hold. The
+    soak's checker, which knows nothing of the policy, sees no write war in the history."""
+    world.generated_project("p-flap", status="generating", prompts=2, in_gcs=2, in_db=0,
+                            job_status="failed")
+    back = {"status": "generating", "clipFilenames": []}
+    told: list[Report] = []
+
+    async def flapping(report: Report) -> None:
+        told.append(report)
+
+    stale, hold = timedelta(seconds=8), timedelta(seconds=10)
+    spec = ReconcilerSpec.parse({
+        "firestore": {"projectsCollection": world.projects_collection,
+                      "jobsCollection": world.jobs_collection},
+        "storage": {"bucket": world.bucket}, "settle": "1s",
+        "staleJobs": {"timeout": f"{stale.seconds}s"},
+        "flapping": {"corrections": 2, "window": "10m", "hold": f"{hold.seconds}s"}})
+    history = History(world)
+    history.start(timeout=bound(30))
+    try:
+        with running(spec, Hooks(on_flapping=flapping)) as runtime:
+            assert runtime.engine is not None
+            engine = runtime.engine
+
+            def written(n: int) -> Callable[[], bool]:
+                return lambda: len(writes(engine, "p-flap")) == n
+
+            for n in (1, 2):
+                wait_for(written(n), 30, f"correction {n}")
+                app.update_project("p-flap", back)
+            wait_for(lambda: told, 30, "the project to be held")
+            for _ in range(3):  # the other writer goes on; a held project is not fought
+                app.update_project("p-flap", back)
+            wait_for(written(3), 60, lambda: f"the correction after the hold; told: {told}")
+            text = generate_latest().decode()
+            label = runtime.label
+    finally:
+        history.stop()
+    [held] = told
+    assert held.action is Action.SKIPPED and DriftKind.FLAPPING in held.drift_kinds
+    assert held.held_until is not None and (held.reason or "").startswith("flapping:")
+    assert metric(text, "reel_reconciler_flapping_holds_total", reconciler=label) == 1
+    assert metric(text, "reel_reconciler_drift_detected_total", reconciler=label,
+                  kind="flapping") >= 1
+    made = [fields["lastReconciliation"]["at"] for fields in writes(engine, "p-flap")]
+    assert made[1] < held.held_until <= made[2], "written again only after the hold"
+    assert world.project("p-flap")["status"] == "ready"
+    verdict = check(history, CheckerTiming(stale=stale, settle=timedelta(seconds=1),
+                                           sweep=timedelta(hours=1), stitch=stale),
+                    [], {}, [], datetime.now(UTC))
+    assert verdict.writes == 3
+    assert verdict.violations["write_war"] == 0, verdict.examples
+    assert verdict.violations["precondition"] == 0, verdict.examples

@@ -74,14 +74,14 @@ class _AppWritesBeforeCommit(FirestoreStore):
         self.commits = 0
 
     def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
-                        ) -> None:
+                        ) -> dict[str, datetime]:
         if self.commits == 0:
             writer = threading.Thread(target=self.world.projects().document(
                 self.project_id).update, args=({"title": "renamed by the app"},))
             writer.start()
             writer.join()
         self.commits += 1
-        super().update_projects(updates)
+        return super().update_projects(updates)
 
 
 def test_a_stale_document_fails_the_commit_then_each_project_is_written_alone(

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from subprocess import CompletedProcess
 from typing import Any
 
+from controller.engine.changelog import loggable, rfc3339
 from tests.support.seed import World
 
 Cli = Callable[..., CompletedProcess[str]]
@@ -172,6 +173,88 @@ def test_cleanup_stale_timeout_flag_takes_a_duration(world: World, cli: Cli) -> 
     assert "Cleaned up 1 stale project(s):" in text.stdout
     assert "  - p" in text.stdout
     assert world.job(job)["error"] == "Job timed out after 5 minutes"
+
+
+def test_cleanup_takes_the_seeds_timeout_in_minutes(world: World, cli: Cli) -> None:
+    """The seed's cron line (`cleanup_stale_reel_jobs.py --timeout 30`, or no flag at all)
+    works unchanged: --timeout is minutes; it wins over REEL_STALE_TIMEOUT as a flag does."""
+    job, _ = world.generated_project("p", status="generating", prompts=1, in_gcs=1, in_db=0,
+                                     job_status="processing",
+                                     job_updated_ago=timedelta(minutes=10))
+    bare = cli("cleanup-stale-jobs")
+    assert bare.returncode == 0, bare.stderr
+    assert "No stale jobs found" in bare.stdout
+    seed = cli("cleanup-stale-jobs", "--timeout", "30", "--output", "json")
+    assert seed.returncode == 0, seed.stderr
+    assert _json(seed)["staleJobs"] == []
+    assert world.job(job)["status"] == "processing"
+    text = cli("cleanup-stale-jobs", "--timeout", "5", env={"REEL_STALE_TIMEOUT": "1h"})
+    assert text.returncode == 0, text.stderr
+    assert "Cleaned up 1 stale project(s):" in text.stdout
+    assert world.job(job)["error"] == "Job timed out after 5 minutes"
+
+
+def _change_lines(proc: CompletedProcess[str]) -> list[dict[str, Any]]:
+    """The change log's lines of one run (JSON logs on stderr)."""
+    lines = []
+    for text in proc.stderr.splitlines():
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if record.get("logger") == "controller.changes":
+            lines.append(record)
+    return lines
+
+
+def test_each_write_is_in_the_change_log_and_can_be_undone_from_it(world: World,
+                                                                     cli: Cli) -> None:
+    """The log's before values rebuild every document as it was: a stale job and its
+    project, a forced reconcile (a full read) and a sweep (its reads are projections)."""
+    world.generated_project("p-forced", status="error", prompts=3, in_gcs=3, in_db=1,
+                            job_status="failed",
+                            errorInfo={"message": "quota", "timestamp": datetime.now(UTC)})
+    _, paths = world.generated_project("p-swept", status="ready", prompts=3, in_gcs=3,
+                                       in_db=3)
+    world.delete_object(paths[1])
+    job, _ = world.generated_project("p-stale", status="generating", prompts=2, in_gcs=2,
+                                     in_db=0, job_status="processing",
+                                     job_updated_ago=timedelta(hours=2))
+    projects = ("p-forced", "p-swept", "p-stale")
+    before = {("project", pid): world.project(pid) for pid in projects}
+    before[("job", job)] = world.job(job)
+    runs = [cli("cleanup-stale-jobs", "--log-format", "json"),
+            cli("reconcile", "p-forced", "--log-format", "json"),
+            cli("sweep", "--log-format", "json")]
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+    lines = [line for run in runs for line in _change_lines(run)]
+    written = {(line["document"], line.get("jobId") or line["projectId"]): line
+               for line in lines}
+    assert [line["outcome"] for line in lines] == ["written"] * 4, lines
+    assert set(written) == set(before), "one line per write, and only those"
+    assert written[("job", job)]["projectId"] == "p-stale"
+    assert written[("job", job)]["driftKinds"] == ["stale_job"]
+    assert "missing_clip" in written[("project", "p-swept")]["driftKinds"]
+    for (document, doc_id), line in written.items():
+        now = world.job(doc_id) if document == "job" else world.project(doc_id)
+        read = world.jobs() if document == "job" else world.projects()
+        snapshot = read.document(doc_id).get()
+        assert line["updateTime"] == rfc3339(snapshot.update_time)
+        assert line["trigger"] == "cli"
+        assert line["precondition"]["updateTime"] < line["updateTime"]
+        rebuilt = loggable(now)
+        for name, change in line["fields"].items():
+            if "after" in change:
+                assert change["after"] == rebuilt[name], (doc_id, name)
+            else:
+                assert change == {"serverTime": True} or set(change) == {"before",
+                                                                        "serverTime"}
+            if "before" in change:
+                rebuilt[name] = change["before"]
+            else:
+                rebuilt.pop(name)
+        assert rebuilt == loggable(before[(document, doc_id)]), doc_id
 
 
 def test_skipped_rows_show_the_status_and_why(world: World, cli: Cli) -> None:

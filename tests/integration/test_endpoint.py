@@ -3,9 +3,13 @@ signed by keys minted here and published as Google publishes its own."""
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
 
 import pytest
 from openapi_spec_validator import validate
@@ -15,7 +19,7 @@ from tests.support.app import ReelApp, Timing
 from tests.support.emulators import Emulator, Emulators, MissingPrerequisite, firebase_auth_emulator
 from tests.support.endpoint import SEED_KEYS, Endpoint, error_of, start_endpoint
 from tests.support.harness import metric
-from tests.support.patience import bound
+from tests.support.patience import bound, wait_for
 from tests.support.seed import World
 from tests.support.tokens import TokenMint, emulator_user, published_keys
 
@@ -225,6 +229,70 @@ def test_a_live_generation_raced_through_the_endpoint_is_never_written(
     assert doc["status"] == "ready" and doc["clipFilenames"] == generation.made
     assert "lastReconciliation" not in doc
     assert Action.CORRECTED.value not in {r["action"] for r in actions}
+
+
+def _log_records(endpoint: Endpoint) -> list[dict[str, Any]]:
+    records = []
+    for line in endpoint.watch.log.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def _opted_out_skips(endpoint: Endpoint, project_id: str) -> int:
+    return sum(1 for r in _log_records(endpoint)
+               if r.get("projectId") == project_id and r.get("trigger") == "listener"
+               and r.get("action") == "skipped"
+               and str(r.get("reason", "")).startswith("opted out"))
+
+
+def test_an_opted_out_project_is_never_written_by_any_trigger(
+        emulators: Emulators, world: World, tmp_path: Path, mint: TokenMint,
+        cli: Callable[..., CompletedProcess[str]]) -> None:
+    """Stuck for ever, with a stale job: every trigger would correct it, and each one only
+    reports it. A twin without the opt-out proves the listeners were at work."""
+    job, _ = world.generated_project("p-out", user="alice", status="generating", prompts=2,
+                                     in_gcs=2, in_db=0, job_status="processing",
+                                     job_updated_ago=timedelta(hours=2), reconcilerOptOut=True)
+    world.generated_project("p-twin", user="alice", status="generating", prompts=2, in_gcs=2,
+                            in_db=0, job_status="failed")
+    ref = world.projects().document("p-out")
+    endpoint = start_endpoint(emulators, world, tmp_path / "watch.log", "--settle", "0s",
+                              "--api-firebase-certs-url", mint.certs_url)
+    try:
+        wait_for(lambda: world.project("p-twin")["status"] == "ready", 30,
+                 lambda: f"the listeners to correct the twin\n{endpoint.watch.logs()}")
+        wait_for(lambda: _opted_out_skips(endpoint, "p-out") >= 1, 30,
+                 lambda: f"the listeners to report p-out\n{endpoint.watch.logs()}")
+        seen = _opted_out_skips(endpoint, "p-out")
+        written = ref.update({"title": "renamed by the app"}).update_time  # a fresh event
+        snapshot = (ref.get().to_dict(), world.job(job))
+        wait_for(lambda: _opted_out_skips(endpoint, "p-out") > seen, 30,
+                 lambda: f"the listeners to report p-out again\n{endpoint.watch.logs()}")
+        answer = endpoint.reconcile("p-out", mint.token("alice"))
+        assert answer.status_code == 200, answer.text
+        report = answer.json()["report"]
+        assert report["action"] == "skipped", report
+        assert report["reason"] == "opted out: reconcilerOptOut is true, nothing is written"
+        assert report["correctedStatus"] == "ready", "observed: the drift is reported"
+    finally:
+        endpoint.watch.kill()
+    forced = [cli("reconcile", "p-out", "--output", "json"),
+              cli("sweep", "--output", "json"),
+              cli("cleanup-stale-jobs", "--output", "json")]
+    for proc in forced:
+        assert proc.returncode == 0, proc.stderr
+    [reconciled] = json.loads(forced[0].stdout)
+    assert reconciled["action"] == "skipped"
+    swept = {r["projectId"]: r for r in json.loads(forced[1].stdout)["reports"]}
+    assert swept["p-out"]["action"] == "skipped" and "p-twin" not in swept
+    cleanup = json.loads(forced[2].stdout)
+    assert cleanup["staleJobs"] == [] and cleanup["optedOut"] == [job]
+    assert ref.get().update_time == written, "written by a trigger"
+    assert (ref.get().to_dict(), world.job(job)) == snapshot
+    assert world.job(job)["status"] == "processing"
 
 
 FIREBASE_PROJECT = "demo-reels"

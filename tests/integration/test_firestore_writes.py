@@ -53,13 +53,29 @@ def test_a_write_on_a_version_not_read_is_a_conflict_and_writes_nothing(
     assert not world.projects().document("missing").get().exists
 
 
+def test_a_commit_of_many_returns_each_documents_new_update_time(
+        world: World, make_engine: Make) -> None:
+    """What the change log gives as each write's `updateTime`: the version it made."""
+    store = make_engine().firestore
+    for project_id in ("a", "b"):
+        world.projects().document(project_id).set({"userId": "u", "status": "generating"})
+    read = store.get_projects(["a", "b"])
+    written = store.update_projects({pid: ({"status": "ready"}, doc.update_time)
+                                     for pid, doc in read.items()})
+    assert set(written) == {"a", "b"}
+    for project_id, update_time in written.items():
+        assert world.update_time(project_id) == update_time
+        assert update_time > read[project_id].update_time
+
+
 def test_a_failed_job_gets_one_server_time_for_both_stamps(world: World,
                                                            make_engine: Make) -> None:
     store = make_engine().firestore
     world.jobs().document("j").set({"projectId": "p", "status": "processing"})
     read = store.get_job("j")
     assert read is not None
-    store.fail_job("j", "timed out", read.update_time)
+    written = store.fail_job("j", "timed out", read.update_time)
+    assert world.jobs().document("j").get().update_time == written
     job = world.jobs().document("j").get().to_dict()
     assert job["status"] == "failed" and job["error"] == "timed out"
     assert job["timedOutAt"] == job["updatedAt"]

@@ -66,9 +66,13 @@ def test_bad_durations(untouched: World, cli: Cli, args: list[str], env: dict[st
 
 
 @pytest.mark.parametrize(("args", "needles"), [
-    (["--timeout", "0"], ["--timeout was removed", "--stale-timeout 5m"]),
-    (["--timeout", "-5"], ["--timeout was removed", "--stale-timeout 5m"]),
-    (["--timeout", "5"], ["--timeout was removed", "--stale-timeout 5m"]),
+    (["--timeout", "0"], ["invalid --timeout '0': expected a number of minutes, more than 0"]),
+    (["--timeout", "-5"], ["invalid --timeout '-5': expected a number of minutes"]),
+    (["--timeout", "nan"], ["invalid --timeout 'nan': expected a number of minutes"]),
+    (["--timeout", "banana"], ["invalid --timeout 'banana': expected a number of minutes"]),
+    (["--timeout", "5m"], ["invalid --timeout '5m'", "use --stale-timeout"]),
+    (["--timeout", "5", "--stale-timeout", "5m"], ["--timeout and --stale-timeout set the "
+                                                   "same timeout: give one"]),
     (["--stale-timeout", "0s"], ["invalid --stale-timeout '0s': must be more than 0"]),
     (["--stale-timeout", "-5"], ["invalid --stale-timeout '-5': must be more than 0"]),
     (["--stale-timeout", "5"], ["invalid --stale-timeout '5': a duration needs a unit"]),

@@ -230,6 +230,25 @@ def test_stale_job_touched_concurrently_is_not_failed(world: World, make_engine:
     from controller.engine.stale import _mark_failed
     from controller.model import Job
 
-    assert _mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time)) is False
+    assert _mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time), doc.data) is False
     assert world.job(job)["status"] == "processing"
     assert cleanup_stale_jobs(engine).stale_jobs == []
+
+
+def test_the_sweep_reads_the_opt_out_field_it_is_told(world: World, make_engine: Make) -> None:
+    """The sweep reads only the fields it needs: the opt-out field is one of them, by the
+    name configured, whatever it is."""
+    from controller.engine import sweep
+
+    world.generated_project("p-kept", status="generating", prompts=2, in_gcs=2, in_db=0,
+                            job_status="failed", keepOff=True)
+    world.generated_project("p-other", status="generating", prompts=2, in_gcs=2, in_db=0,
+                            job_status="failed", reconcilerOptOut=True)
+    before = world.update_time("p-kept")
+    result = sweep(make_engine(opt_out_field="keepOff"))
+    reports = {r.project_id: r for r in result.reports}
+    assert reports["p-kept"].action is Action.SKIPPED
+    assert reports["p-kept"].reason == "opted out: keepOff is true, nothing is written"
+    assert DriftKind.STUCK_GENERATING in reports["p-kept"].drift_kinds
+    assert world.update_time("p-kept") == before
+    assert reports["p-other"].action is Action.CORRECTED, "another name is just a field"

@@ -54,10 +54,10 @@ def write_over_newer_versions() -> None:
         now = current(self, [project_id]).get(project_id, read_update_time)
         return update_project(self, project_id, fields, now)
 
-    def blind_update_projects(self: FirestoreStore, updates: Updates) -> None:
+    def blind_update_projects(self: FirestoreStore, updates: Updates) -> dict[str, datetime]:
         now = current(self, list(updates))
-        update_projects(self, {project_id: (fields, now.get(project_id, read))
-                                for project_id, (fields, read) in updates.items()})
+        return update_projects(self, {project_id: (fields, now.get(project_id, read))
+                                      for project_id, (fields, read) in updates.items()})
 
     FirestoreStore.update_project = blind_update_project  # type: ignore[method-assign]
     FirestoreStore.update_projects = blind_update_projects  # type: ignore[method-assign]

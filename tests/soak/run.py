@@ -30,6 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from controller.logs import CHANGES
 from tests.soak.broken import BREAKS
 from tests.soak.checker import INVARIANTS, Stuck, Timing, Verdict, check
 from tests.soak.faults import Faults, Reconciler
@@ -192,7 +193,8 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
     log.close()
     lines = (workdir / "watch.log").read_text(errors="replace").splitlines()
     conflicts = sum(1 for line in lines if "write conflict" in line)
-    logged = sum(1 for line in lines if '"action": "corrected"' in line)
+    logged = sum(1 for record in map(_record, lines) if record.get("logger") == CHANGES
+                 and record.get("document") == "project" and record.get("outcome") == "written")
     history.stop()
     end = datetime.now(UTC)
     objects = {blob.name: blob.time_created for blob in world.gcs.list_blobs(world.bucket)}
@@ -214,6 +216,15 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
         verdict.flag("rss_growth", f"{rss_start:.0f} MiB after warm-up, {rss_end:.0f} at the end")
     return _summary(duration, workload, faults, verdict, rss_start, rss_end, history, broken,
                     conflicts)
+
+
+def _record(line: str) -> dict[str, Any]:
+    """One JSON log line; {} for anything else (a stack dump, a line cut by a kill)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 ARTIFACTS = REPO / ".cache" / "soak"

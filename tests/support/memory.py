@@ -86,14 +86,14 @@ class MemoryProjects:
         return self._write(project_id, fields)
 
     def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
-                        ) -> None:
+                        ) -> dict[str, datetime]:
         if self.before_commit is not None:
             self.before_commit()
         self._call("update_projects", f"{len(updates)} projects")
         for project_id, (_, read_update_time) in updates.items():
             self._check(project_id, read_update_time)
-        for project_id, (fields, _) in updates.items():
-            self._write(project_id, fields)
+        return {project_id: self._write(project_id, fields)
+                for project_id, (fields, _) in updates.items()}
 
     def breaker(self, collection: str, name: str) -> Document | None:
         self._call("get_breaker", name)

@@ -36,10 +36,11 @@ class RecordingFirestore(FirestoreStore):
         return written
 
     def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
-                        ) -> None:
-        super().update_projects(updates)
+                        ) -> dict[str, datetime]:
+        written = super().update_projects(updates)
         for project_id, (fields, _) in updates.items():
             self._record(project_id, fields)
+        return written
 
     def written(self, project_id: str, since: float = 0.0) -> list[dict[str, Any]]:
         """The fields of every write to `project_id` after `since` (time.monotonic())."""

@@ -28,9 +28,7 @@ def _undocumented(parser: argparse.ArgumentParser) -> list[str]:
     missing = []
     for prog, action in _walk(parser):
         name = "/".join(action.option_strings) or action.metavar or action.dest
-        if isinstance(action, cli._Removed):
-            assert action.help == argparse.SUPPRESS, f"{prog} {name}: removed flags stay hidden"
-        elif not action.help or action.help == argparse.SUPPRESS:
+        if not action.help or action.help == argparse.SUPPRESS:
             missing.append(f"{prog} {name}")
     return missing
 

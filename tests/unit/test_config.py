@@ -24,7 +24,9 @@ EMULATOR_VARS = ("STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Only what a test sets: a bucket, no REEL_* value and no emulator address."""
-    for name in ("REEL_STALE_TIMEOUT", "REEL_SETTLE", "REEL_STITCH_TIMEOUT", *EMULATOR_VARS):
+    for name in ("REEL_STALE_TIMEOUT", "REEL_SETTLE", "REEL_STITCH_TIMEOUT",
+                 "REEL_OPT_OUT_FIELD", "REEL_FLAP_CORRECTIONS", "REEL_FLAP_WINDOW",
+                 "REEL_FLAP_HOLD", *EMULATOR_VARS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("REEL_BUCKET", "reels-bucket")
 
@@ -146,3 +148,59 @@ def test_bare_field_names_in_the_environment_are_someone_elses(
     settings = Settings()
     assert settings.database == "(default)" and settings.concurrency == 8
     assert settings.bucket == "reels"
+
+
+@pytest.mark.parametrize(("name", "problem"), [
+    ("a.b", "a top-level field name"),
+    ("", "a top-level field name"),
+    ("9lives", "a top-level field name"),
+    ("x" * 129, "a top-level field name"),
+    ("status", "status is a field of the project already"),
+    ("lastReconciliation", "lastReconciliation is a field of the project already"),
+])
+def test_the_opt_out_field_is_a_name_of_its_own(name: str, problem: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    assert _error(opt_out_field=name).startswith(f"invalid --opt-out-field {name!r}: {problem}")
+    with pytest.raises(ConfigError, match=rf"^invalid spec\.optOutField .*{problem}"):
+        ReconcilerSpec.parse({**MINIMAL, "optOutField": name})
+    if name:
+        monkeypatch.setenv("REEL_OPT_OUT_FIELD", name)
+        assert _error().startswith(f"invalid REEL_OPT_OUT_FIELD {name!r}: {problem}")
+
+
+def test_the_opt_out_field_reaches_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().policy.opt_out_field == "reconcilerOptOut"
+    monkeypatch.setenv("REEL_OPT_OUT_FIELD", "keepOff")
+    assert load_settings().policy.opt_out_field == "keepOff"
+    assert load_settings(opt_out_field="handsOff").policy.opt_out_field == "handsOff"
+    spec = ReconcilerSpec.parse({**MINIMAL, "optOutField": "noReconciler"})
+    assert spec.settings().policy.opt_out_field == "noReconciler"
+
+
+def test_flapping_settings_reach_the_policy(monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = load_settings().policy
+    assert (policy.flap_corrections, policy.flap_window, policy.flap_hold) == (
+        2, timedelta(hours=1), timedelta(hours=1))
+    monkeypatch.setenv("REEL_FLAP_HOLD", "2h")
+    policy = load_settings(flap_corrections="3", flap_window="10m").policy
+    assert (policy.flap_corrections, policy.flap_window, policy.flap_hold) == (
+        3, timedelta(minutes=10), timedelta(hours=2))
+    spec = ReconcilerSpec.parse({**MINIMAL, "flapping": {"corrections": 4, "hold": "5m"}})
+    policy = spec.settings().policy
+    assert (policy.flap_corrections, policy.flap_window, policy.flap_hold) == (
+        4, timedelta(hours=1), timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(("flag", "value", "problem"), [
+    ("flap_corrections", "0", "greater than or equal to 1"),
+    ("flap_corrections", "101", "less than or equal to 100"),
+    ("flap_window", "0s", "must be more than 0"),
+    ("flap_hold", "0s", "must be more than 0"),
+])
+def test_flapping_cannot_be_turned_off(flag: str, value: str, problem: str) -> None:
+    """No setting turns the safety rule off: a hold of 0 or no count at all is refused."""
+    assert problem in _error(**{flag: value})
+    spec = {"corrections": int(value)} if flag == "flap_corrections" else {
+        flag.removeprefix("flap_"): value}
+    with pytest.raises(ConfigError, match=r"^invalid spec\.flapping\."):
+        ReconcilerSpec.parse({**MINIMAL, "flapping": spec})

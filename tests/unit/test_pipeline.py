@@ -3,14 +3,17 @@ loop, one outage short-circuit, each project's own duration, every write guarded
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from controller.config import Settings
+from controller.engine.changelog import loggable, rfc3339
 from controller.engine.reconcile import Pipeline, Prefetched
 from controller.engine.recorder import Recorder
+from controller.logs import CHANGES
 from controller.model import Action, Report, Trigger
 from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
 
@@ -214,3 +217,64 @@ def test_a_halt_between_a_conflict_and_its_retry_writes_nothing() -> None:
     reports = engine.reconcile_many(["p0", "p1"], Trigger.LISTENER)
     assert projects.writes == []
     assert [r.action for r in reports] == [Action.SKIPPED, Action.SKIPPED]
+
+
+def _changes(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    """The change log's lines, as the JSON formatter would show their fields."""
+    keys = ("document", "projectId", "trigger", "driftKinds", "fields", "precondition",
+            "outcome", "attempt", "updateTime")
+    return [{key: getattr(record, key, None) for key in keys}
+            for record in caplog.records if record.name == CHANGES]
+
+
+def test_every_write_leaves_one_change_line_that_can_undo_it(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A commit of three, refused for p1 (the app wrote it since), then one by one: a line
+    per project write, p1's conflict included, each with the values before and after."""
+    caplog.set_level(logging.INFO, logger=CHANGES)
+    engine, projects, objects, _ = pipeline()
+    ids = ["p0", "p1", "p2"]
+    for project_id in ids:
+        stuck(projects, objects, project_id)
+    projects.put_project("p2", {**(projects.projects["p2"].data or {}), "status": "error",
+                                "errorInfo": {"message": "quota",
+                                              "timestamp": EPOCH}})
+    renamed: dict[str, Any] = {}
+
+    def app_renames_p1() -> None:
+        if not renamed:
+            renamed.update(projects.projects["p1"].data or {}, title="renamed by the app")
+            projects.put_project("p1", renamed)
+            read_again["p1"] = projects.projects["p1"].update_time
+
+    projects.before_commit = app_renames_p1
+    read = {i: projects.projects[i] for i in ids}
+    read_again = {i: read[i].update_time for i in ids}
+    engine.reconcile_many(ids, Trigger.LISTENER)
+    lines = _changes(caplog)
+    assert [(c["projectId"], c["outcome"], c["attempt"]) for c in lines] == [
+        ("p0", "written", 1), ("p1", "conflict", 1), ("p2", "written", 1), ("p1", "written", 2)]
+    conflict = lines[1]
+    assert conflict["updateTime"] is None
+    assert conflict["precondition"] == {"updateTime": rfc3339(read["p1"].update_time)}
+    for line in (lines[0], lines[2], lines[3]):
+        project_id = line["projectId"]
+        assert line["document"] == "project" and line["trigger"] == "listener"
+        assert "restored_clip" in line["driftKinds"]
+        now = projects.projects[project_id]
+        assert line["updateTime"] == rfc3339(now.update_time)
+        previous = renamed if project_id == "p1" else read[project_id].data
+        assert line["precondition"] == {"updateTime": rfc3339(read_again[project_id])}
+        assert set(line["fields"]) == {"clipFilenames", "status", "lastReconciliation",
+                                       "updatedAt", *(["errorInfo"] if project_id == "p2"
+                                                      else [])}
+        assert line["fields"]["updatedAt"] == {"serverTime": True}
+        rebuilt = loggable(dict(now.data or {}))
+        for name, change in line["fields"].items():
+            if name in (now.data or {}) and "after" in change:
+                assert change["after"] == rebuilt[name], (project_id, name)
+            if "before" in change:
+                rebuilt[name] = change["before"]
+            else:
+                rebuilt.pop(name, None)
+        assert rebuilt == loggable(dict(previous or {})), project_id

@@ -24,7 +24,14 @@ from controller.model import (
     Project,
     ProjectStatus,
 )
-from controller.policy import decide, is_active, is_stale, restore_sources, target_status
+from controller.policy import (
+    decide,
+    fingerprint,
+    is_active,
+    is_stale,
+    restore_sources,
+    target_status,
+)
 
 LOC = Location(bucket="reels", root_prefix="reel-maker")
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -398,7 +405,8 @@ def test_last_reconciliation_summary() -> None:
     assert summary == {"at": NOW, "action": "corrected", "originalStatus": "ready",
                        "correctedStatus": "draft", "verifiedClips": 0, "restoredClips": 1,
                        "missingClips": 0, "basedOn": NOW - timedelta(hours=1),
-                       "healSeconds": 3600.0}
+                       "healSeconds": 3600.0, "fingerprint": fingerprint(plan.update),
+                       "streak": [NOW]}
     assert set(plan.update) <= {"clipFilenames", "status", "errorInfo", "stitchedFilename",
                                 "lastReconciliation"}
 
@@ -511,6 +519,8 @@ MALFORMED = [
     ("empty object name", doc(claims=["gs://reels/"]), "not a valid object name"),
     ("name too long", doc(claims=["a/" * 600 + "x.mp4"]), "not a valid object name"),
     ("double slash", doc(claims=["reel-maker//u1/x.mp4"]), "normal form"),
+    ("opt-out not a boolean", doc(reconcilerOptOut="yes"), "reconcilerOptOut: must be true"),
+    ("opt-out a number", doc(reconcilerOptOut=1), "reconcilerOptOut: must be true or false"),
 ]
 
 
@@ -716,3 +726,172 @@ def test_holds_that_pass_with_time_say_when() -> None:
     assert settling.report.retry_after == 25 and starting.report.retry_after == 25
     assert stitch.report.retry_after == 20 * 60
     assert live.report.retry_after is None
+
+
+# --- opt-out ------------------------------------------------------------------------------
+
+def stuck_with_clips(**extra: Any) -> tuple[dict[str, Any], tuple[Job, ...],
+                                            tuple[ObjectInfo, ...]]:
+    """Generating for ever, its job failed, both clips in the bucket and none listed."""
+    return (doc("generating", 2, [], **extra), (job("failed", 2),),
+            (obj(clip(0)), obj(clip(1))))
+
+
+@pytest.mark.parametrize("forced", [False, True], ids=["automatic", "forced"])
+def test_an_opted_out_project_is_reported_never_written(forced: bool) -> None:
+    data, jobs, objects = stuck_with_clips(reconcilerOptOut=True)
+    plan = decide(observe(data, jobs=jobs, objects=objects, forced=forced), SETTINGS)
+    assert plan.update is None
+    report = plan.report
+    assert report.action is Action.SKIPPED and report.retry_after is None
+    assert report.reason == "opted out: reconcilerOptOut is true, nothing is written"
+    # Observed all the same: the report says what a correction would have been.
+    assert report.corrected_status == "ready" and report.restored_clips == [clip(0), clip(1)]
+    assert DriftKind.STUCK_GENERATING in report.drift_kinds
+    assert report.heal_seconds is None
+
+
+def test_an_opted_out_project_someone_else_owns_says_both() -> None:
+    data = doc("generating", 2, [], reconcilerOptOut=True)
+    live = (job("processing", 2, updated=timedelta(minutes=1)),)
+    plan = decide(observe(data, jobs=live, forced=True), SETTINGS)
+    assert plan.update is None and plan.report.action is Action.SKIPPED
+    assert (plan.report.reason or "").startswith("opted out: reconcilerOptOut is true")
+    assert f"active job {JOB}" in (plan.report.reason or "")
+    assert plan.report.drift_kinds == [] and plan.report.retry_after is None
+
+
+@pytest.mark.parametrize("value", [False, None])
+def test_an_opt_out_field_that_is_not_true_changes_nothing(value: bool | None) -> None:
+    data, jobs, objects = stuck_with_clips(reconcilerOptOut=value)
+    plan = decide(observe(data, jobs=jobs, objects=objects), SETTINGS)
+    assert plan.update is not None and plan.update["status"] == "ready"
+
+
+def test_the_opt_out_field_is_a_setting() -> None:
+    data, jobs, objects = stuck_with_clips(keepOff=True, reconcilerOptOut=False)
+    own = replace(SETTINGS, opt_out_field="keepOff")
+    project = Project.parse("p1", data, NOW - timedelta(hours=1), LOC, own.opt_out_field)
+    observation = Observation(project=project, jobs=jobs, objects=objects, outside={},
+                              now=NOW, forced=True)
+    plan = decide(observation, own)
+    assert plan.update is None and plan.report.reason == (
+        "opted out: keepOff is true, nothing is written")
+    # Under the default name the same document is an ordinary stuck project.
+    assert decide(observe(data, jobs=jobs, objects=objects), SETTINGS).update is not None
+
+
+# --- flapping -----------------------------------------------------------------------------
+
+FLAPPY = replace(SETTINGS, flap_corrections=2, flap_window=timedelta(minutes=60),
+                 flap_hold=timedelta(minutes=30))
+
+
+def war(reverts: list[timedelta], settings: PolicySettings = FLAPPY,
+        revert: Mapping[str, Any] | None = None) -> list[Plan]:
+    """A stuck project corrected, then put back by another writer after each delay (the
+    decision comes a minute after each revert): the plan of each decision."""
+    data, jobs, objects = stuck_with_clips()
+    undo = dict(revert or {"status": "generating", "clipFilenames": []})
+    plans, now = [], NOW
+    for delay in [timedelta(0), *reverts]:
+        now += delay
+        project = Project.parse("p1", data, now - timedelta(minutes=1), LOC)
+        plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                                  now=now), settings)
+        plans.append(plan)
+        data = {**apply(data, plan), **undo}
+    return plans
+
+
+def test_a_correction_undone_n_times_is_held_then_tried_again() -> None:
+    m = timedelta(minutes=1)
+    plans = war([5 * m, 5 * m, 5 * m, 20 * m, 6 * m])
+    written = [plan.update is not None for plan in plans]
+    # two corrections (each undone), then held: until 30 minutes after the second one
+    assert written == [True, True, False, False, True, True]
+    held = plans[2].report
+    assert held.action is Action.SKIPPED and DriftKind.FLAPPING in held.drift_kinds
+    assert DriftKind.STUCK_GENERATING in held.drift_kinds, "the drift is still reported"
+    assert held.held_until == NOW + 5 * m + 30 * m
+    assert held.retry_after == (30 - 5) * 60
+    assert (held.reason or "").startswith(
+        "flapping: corrected 2 times in 1h and undone by another writer each time")
+    assert plans[3].report.retry_after == (35 - 15) * 60
+    # after the hold the count starts again: the next one is written, then one more
+    streaks = [len((p.update or {}).get("lastReconciliation", {}).get("streak", []))
+               for p in plans]
+    assert streaks == [1, 2, 0, 0, 1, 2]
+
+
+def test_corrections_far_apart_are_not_flapping() -> None:
+    plans = war([timedelta(minutes=61)] * 4)
+    assert all(plan.update is not None for plan in plans)
+    assert all(DriftKind.FLAPPING not in plan.report.drift_kinds for plan in plans)
+
+
+def test_a_different_correction_each_time_is_not_flapping() -> None:
+    """The writer does not undo what we did: it edits the prompts each time, so each
+    correction has another result, and is written."""
+    data, jobs, objects = stuck_with_clips()
+    jobs = (*jobs, job("failed", 1, job_id=OLD_JOB))
+    now = NOW
+    for prompts in (2, 1, 2, 1, 2):
+        data = {**data, "status": "generating", "clipFilenames": [],
+                "promptList": [f"prompt {i}" for i in range(prompts)]}
+        project = Project.parse("p1", data, now - timedelta(minutes=1), LOC)
+        plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                                  now=now), FLAPPY)
+        assert plan.update is not None and DriftKind.FLAPPING not in plan.report.drift_kinds
+        data = apply(data, plan)
+        now += timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("corrections", [1, 3])
+def test_the_number_of_corrections_is_a_setting(corrections: int) -> None:
+    plans = war([timedelta(minutes=1)] * 4, replace(FLAPPY, flap_corrections=corrections))
+    assert [plan.update is not None for plan in plans] == (
+        [True] * corrections + [False] * (5 - corrections))
+
+
+def test_a_summary_without_a_streak_counts_nothing() -> None:
+    """Older versions of ours wrote no fingerprint: the count starts with the next one."""
+    data, jobs, objects = stuck_with_clips(lastReconciliation={"at": NOW, "basedOn": "x"})
+    project = Project.parse("p1", data, NOW - timedelta(hours=1), LOC)
+    assert project.last_correction is None
+    plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                              now=NOW), FLAPPY)
+    assert plan.update is not None and plan.update["lastReconciliation"]["streak"] == [NOW]
+
+
+def test_a_new_generation_between_corrections_is_a_new_episode() -> None:
+    """The user starts a generation again and its worker dies: the same correction is due,
+    but the owner worked on the project in between; nothing was undone."""
+    data, jobs, objects = stuck_with_clips()
+    now = NOW
+    for attempt in range(4):
+        project = Project.parse("p1", data, now - timedelta(minutes=1), LOC)
+        plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
+                                  now=now), FLAPPY)
+        assert plan.update is not None, attempt
+        data = {**apply(data, plan), "status": "generating", "clipFilenames": []}
+        now += timedelta(minutes=3)
+        retry = job("failed", 2, job_id=f"reeljob-{attempt:012d}", created=timedelta(0),
+                    updated=timedelta(0))
+        jobs = (*jobs, replace(retry, created_at=now - timedelta(minutes=2),
+                               updated_at=now - timedelta(minutes=1)))
+
+
+def test_a_stitch_that_dies_again_and_again_is_not_flapping() -> None:
+    """Each stuck stitch waited out the stitch timeout: the stitcher owned the project."""
+    claims = [clip(0), clip(1)]
+    data = doc("stitching", 2, claims)
+    objects = (obj(clip(0)), obj(clip(1)))
+    now = NOW
+    for attempt in range(4):
+        project = Project.parse("p1", data, now - timedelta(minutes=31), LOC)
+        plan = decide(Observation(project=project, jobs=(), objects=objects, outside={},
+                                  now=now), FLAPPY)
+        assert plan.update is not None and plan.update["status"] == "ready", attempt
+        data = {**apply(data, plan), "status": "stitching"}
+        now += timedelta(minutes=1)

@@ -9,7 +9,7 @@ import pytest
 from controller.engine.sweep import JOB_FIELDS, PROJECT_FIELDS
 from controller.engine.sweep.cursor import FolderListing, JobsByUser, OrderedCursor
 from controller.engine.sweep.order import UserGroup, in_folder_order, user_groups
-from controller.model import ObjectInfo, _JobFields, _ProjectFields, folder_user
+from controller.model import WRITTEN_FIELDS, ObjectInfo, _JobFields, _ProjectFields, folder_user
 from controller.stores.firestore import Document
 
 
@@ -51,7 +51,7 @@ def test_listing_never_answers_for_a_folder_it_has_passed() -> None:
 
 
 def test_streams_read_every_field_the_policy_reads() -> None:
-    assert set(PROJECT_FIELDS) == set(_ProjectFields.model_fields)
+    assert set(PROJECT_FIELDS) == set(_ProjectFields.model_fields) | set(WRITTEN_FIELDS)
     assert set(JOB_FIELDS) == set(_JobFields.model_fields) | {"userId"}
 
 

@@ -46,9 +46,10 @@ from controller.stores.values import by_project
 T = TypeVar("T")
 
 PROJECT_FIELDS = ("userId", "status", "promptList", "clipFilenames", "stitchedFilename",
-                  "errorInfo", "durationSeconds")
-"""The project fields the policy reads (controller.model.Project): decoding the others (title,
-timestamps, ...) would cost the sweep as much as the reads it saves."""
+                  "errorInfo", "durationSeconds", "updatedAt", "lastReconciliation")
+"""The project fields the policy reads (controller.model.Project) and those a correction
+writes (their values before it go to the change log), plus the opt-out field: decoding the
+others (title, timestamps, ...) would cost the sweep as much as the reads it saves."""
 JOB_FIELDS = ("projectId", "userId", "status", "promptCount", "createdAt", "startedAt",
               "updatedAt", "timedOutAt", "error")
 """The job fields the policy reads (controller.model.Job) plus the join key."""
@@ -92,7 +93,8 @@ class _Sweep:
             self.prefetch(firestore.jobs_by_user(batch, JOB_FIELDS), "firestore jobs stream"))))
         active = by_project(firestore.active_jobs())
         projects = in_folder_order(user_groups(
-            self.prefetch(firestore.projects_by_user(batch, PROJECT_FIELDS),
+            self.prefetch(firestore.projects_by_user(
+                batch, (*PROJECT_FIELDS, self.engine.policy.opt_out_field)),
                           "firestore projects stream")))
         streamed = 0
         counted: Future[int] | None = None

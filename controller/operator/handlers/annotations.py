@@ -17,7 +17,7 @@ from controller.operator import (
     VERSION,
 )
 from controller.operator.lifecycle import publish_sweep, runtime_of
-from controller.operator.status import report_summary
+from controller.operator.status import reports_summary
 from controller.runtime import ReconcilerRuntime
 
 MAX_PROJECTS = 100
@@ -48,6 +48,8 @@ async def reconcile_requested(new: Any, memo: kopf.Memo, **_: Any) -> None:
 @kopf.on.field(GROUP, VERSION, PLURAL, id="reconcile-projects",
                field=("metadata", "annotations", RECONCILE_PROJECTS))
 async def reconcile_projects(new: Any, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The named projects, now: one Event for the request (Events are for rare things, never
+    one per correction), the reports in status, each write in the change log."""
     ids = [part.strip() for part in str(new or "").split(",") if part.strip()]
     if not ids:
         return
@@ -57,9 +59,9 @@ async def reconcile_projects(new: Any, body: kopf.Body, memo: kopf.Memo, **_: An
         ids = ids[:MAX_PROJECTS]
     runtime = _started(memo)
     reports = await runtime.reconcile(ids, Trigger.ANNOTATION)
-    for report in reports:
-        post = kopf.warn if report.action.value in ("error", "conflict") else kopf.info
-        post(body, reason="ProjectReconciled", message=report_summary(report))
+    failed = any(report.action.value in ("error", "conflict") for report in reports)
+    post = kopf.warn if failed else kopf.info
+    post(body, reason="ProjectsReconciled", message=reports_summary(reports))
     status = memo["status"]
     await status.write({"lastProjectReports": [report.as_json() for report in reports]})
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ from controller.api.callers import Audience, Caller, CallerKind, Callers, Refuse
 from controller.api.errors import ApiError, error_response, unavailable
 from controller.api.firebase import FirebaseTokens
 from controller.api.keys import PublishedKeys
-from controller.api.openapi import RECONCILE_PATH, document
+from controller.api.openapi import PROJECT_ID_PATTERN, RECONCILE_PATH, document
 from controller.api.outbound import Outbound
 from controller.api.peers import client_address, limit_key
 from controller.api.rate import Rate, RateLimit
@@ -44,6 +45,9 @@ MAX_BODY_NESTING = 32
 OUTAGE_RETRY_AFTER = 30.0
 """Seconds a caller waits after an outage: the stores' own retries have already given up."""
 MAX_ID_BYTES = 1500
+MAX_REQUEST_LINE = 20 * 1024
+"""Room for any id the description allows (1,500 characters, each up to 4 bytes of UTF-8,
+each byte percent-encoded: 18,000) to reach the id check and get its JSON 400."""
 SERVER = "reel-reconciler"
 """The Server header: no versions of Python or aiohttp to look vulnerabilities up by."""
 
@@ -193,13 +197,19 @@ def _reconcile_visible(runtime: ReconcilerRuntime, project_id: str, caller: Call
 
 
 def checked_id(project_id: str) -> str:
-    """A Firestore document id: 1-1500 bytes, no slash, not . or .., not __reserved__."""
-    size = len(project_id.encode())
-    reserved = project_id.startswith("__") and project_id.endswith("__")
-    if (not 0 < size <= MAX_ID_BYTES or "/" in project_id or project_id in (".", "..")
-            or reserved or not project_id.isprintable()):
+    """A Firestore document id as the description spells it (1-1500 characters, no slash
+    or control character, not . or .., not __reserved__), else 400. Firestore also wants
+    at most 1,500 bytes of UTF-8, which a JSON schema cannot say: a longer id names no
+    project, and is answered as one (404)."""
+    if len(project_id) > MAX_ID_BYTES or not re.match(PROJECT_ID_PATTERN, project_id):
         raise ApiError(400, "invalid_project_id",
                        f"{project_id[:80]!r} is not a project id (a Firestore document id)")
+    try:
+        size = len(project_id.encode())
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, "invalid_project_id", "the project id is not UTF-8") from exc
+    if size > MAX_ID_BYTES:
+        raise ApiError(404, "not_found", f"no project {project_id[:80]!r}")
     return project_id
 
 
@@ -262,7 +272,8 @@ async def _headers(request: web.Request, response: web.StreamResponse) -> None:
 
 
 def application(endpoint: ReconcileEndpoint) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY,
+                          handler_args={"max_line_size": MAX_REQUEST_LINE})
     app.on_response_prepare.append(_headers)
 
     async def close(_: web.Application) -> None:

@@ -9,6 +9,9 @@ from controller import __version__
 from controller.model import Report
 
 RECONCILE_PATH = "/api/reel/projects/{projectId}/reconcile"
+PROJECT_ID_PATTERN = r"^(?!\.\.?$)(?!__[^/]*__$)[^/\x00-\x1f\x7f-\x9f]+$"
+"""A Firestore document id: no slash, not . or .., not __reserved__; and no control
+character. The same text in the description (ECMA-262) and the check (Python)."""
 
 _ERROR = {
     "type": "object", "required": ["success", "error"],
@@ -54,7 +57,8 @@ def document() -> dict[str, Any]:
             "operationId": "reconcileProject",
             "summary": "Reconcile one project now",
             "parameters": [{"name": "projectId", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 1500}}],
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 1500,
+                                       "pattern": PROJECT_ID_PATTERN}}],
             "requestBody": {"required": False, "content": {"application/json": {
                 "schema": {"type": "object"}}}},
             "security": [{"firebase": []}, {"serviceAccount": []}],

@@ -19,7 +19,7 @@ from limits import RateLimitItem
 from controller.api.errors import ApiError
 
 MAX_KEYS = 50_000
-"""About 10 MB per limit at most."""
+"""About 12 MB per limit at most (some 240 bytes a key)."""
 
 
 @dataclass(frozen=True)

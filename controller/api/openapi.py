@@ -23,14 +23,16 @@ _ERROR = {
 }
 _ANSWERS = {
     "400": "malformed project id or body (the body is optional: empty or a JSON object)",
-    "401": "no valid credentials",
+    "401": "no valid credentials (why is logged, not told)",
     "403": "a service account without update on reelreconcilers/reconcile",
-    "404": "no such project, or another user's (the two are not told apart)",
+    "404": "no such project, or another user's (the two are not told apart); an id over "
+           "1,500 bytes of UTF-8 names none",
     "405": "only POST",
     "413": "the body is too large",
-    "429": "past the caller's rate limit; see Retry-After",
-    "503": "Firestore, GCS or the token keys are unreachable; nothing was written; see "
-           "Retry-After",
+    "429": "past the caller's rate limit, or the client address's limit for requests "
+           "without valid credentials; see Retry-After",
+    "503": "Firestore, GCS, the token keys or the Kubernetes API server are unreachable; "
+           "nothing was written; see Retry-After",
 }
 
 

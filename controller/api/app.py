@@ -176,6 +176,7 @@ class ReconcileEndpoint:
         self.per_address.refund(charged)
         return caller
 
+
 def _reconcile_visible(runtime: ReconcilerRuntime, project_id: str, caller: Caller) -> Report:
     """404 alike for a missing project and another user's (existence is not told); else the
     document read for that check is the one reconciled: one read, not two."""

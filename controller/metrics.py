@@ -33,6 +33,10 @@ API_REQUESTS_TOTAL = Counter(
     f"{PREFIX}api_requests_total",
     "Answers of the reconcile endpoint, by caller kind (user, service, unknown) and status code",
     [R, "caller", "code"])
+API_REFUSED_LOGINS_TOTAL = Counter(
+    f"{PREFIX}api_refused_logins_total",
+    "Requests of the reconcile endpoint refused before a caller was identified, by the kind "
+    "of token sent (user, service, unknown) and reason", [R, "kind", "reason"])
 HEARTBEAT_CONFLICTS_TOTAL = Counter(
     f"{PREFIX}heartbeat_conflicts_total",
     "Heartbeat writes that found another writer's beat since our own (two processes run one "
@@ -96,6 +100,7 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (FLAPPING_HOLDS_TOTAL, (R,)),
     (NOTIFICATIONS_TOTAL, (R, "event_type", "outcome")),
     (API_REQUESTS_TOTAL, (R, "caller", "code")),
+    (API_REFUSED_LOGINS_TOTAL, (R, "kind", "reason")),
     (RECONCILE_DURATION_SECONDS, (R, "trigger")),
     (TIME_TO_HEAL_SECONDS, (R, "kind")),
     (SWEEP_DURATION_SECONDS, (R,)),

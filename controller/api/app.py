@@ -1,13 +1,19 @@
 """`POST /api/reel/projects/{projectId}/reconcile`: the seed's contract on a port of its own.
-Checks run cheapest first and each ends the request with its JSON error: the caller, its
-rate, the id, the body, then whether the project exists and is the caller's to see. Only
-then does the engine run, as a forced trigger under the policy's hands-off rules."""
+
+Checks run cheapest first and each ends the request with its JSON error. Before anything is
+verified, the client's address is charged one request of its failed-login limit (given
+back once a caller is identified), so a flood of bad tokens costs at most that many
+verifications per address; until the caller is identified, an error says only its code
+(unauthenticated, rate_limited, unavailable) and the details go to the log, one line per
+refused login. Then the caller's own rate, the id, the body, and whether the project exists
+and is the caller's to see. Only then does the engine run, as a forced trigger under the
+policy's hands-off rules."""
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -15,13 +21,17 @@ import aiohttp_cors
 from aiohttp import web
 
 from controller import metrics
-from controller.api.callers import Audience, Caller, CallerKind, Callers
+from controller.api.callers import Audience, Caller, CallerKind, Callers, Refused
 from controller.api.errors import ApiError, error_response, unavailable
-from controller.api.firebase import FirebaseTokens, emulated
-from controller.api.openapi import RECONCILE_PATH, document
-from controller.api.rate import RateLimit
+from controller.api.firebase import FirebaseTokens
+from controller.api.keys import PublishedKeys
+from controller.api.openapi import PROJECT_ID_PATTERN, RECONCILE_PATH, document
+from controller.api.outbound import Outbound
+from controller.api.peers import client_address, limit_key
+from controller.api.rate import Rate, RateLimit
 from controller.api.service_accounts import ServiceAccounts
-from controller.api.settings import ApiSettings
+from controller.api.settings import EMULATOR_ENV, ApiSettings
+from controller.api.tokens import strict_json
 from controller.config import ConfigError
 from controller.model import Action, Report, Trigger
 from controller.runtime import RUNTIMES, ReconcilerRuntime
@@ -31,9 +41,15 @@ from controller.usage import port_problem
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024
+MAX_BODY_NESTING = 32
 OUTAGE_RETRY_AFTER = 30.0
 """Seconds a caller waits after an outage: the stores' own retries have already given up."""
 MAX_ID_BYTES = 1500
+MAX_REQUEST_LINE = 20 * 1024
+"""Room for any id the description allows (1,500 characters, each up to 4 bytes of UTF-8,
+each byte percent-encoded: 18,000) to reach the id check and get its JSON 400."""
+SERVER = "reel-reconciler"
+"""The Server header: no versions of Python or aiohttp to look vulnerabilities up by."""
 
 
 @dataclass
@@ -42,6 +58,7 @@ class Labels:
 
     reconciler: str = "none"
     caller: str = "unknown"
+    identified: bool = False
 
     def count(self, response: web.StreamResponse) -> web.StreamResponse:
         metrics.API_REQUESTS_TOTAL.labels(self.reconciler, self.caller,
@@ -56,11 +73,16 @@ class ReconcileEndpoint:
     def __init__(self, settings: ApiSettings, accounts: ServiceAccounts | None,
                  runtimes: Runtimes = lambda: RUNTIMES) -> None:
         self.settings = settings
-        self.callers = Callers(FirebaseTokens(settings.firebase_certs_url), accounts)
+        self.outbound = Outbound()
+        self.keys = PublishedKeys(settings.firebase_certs_url, self.outbound.run)
+        firebase = FirebaseTokens(self.keys, unsigned=settings.auth_emulator is not None)
+        self.callers = Callers(firebase, accounts, self.outbound)
         self.runtimes = runtimes
-        self.per_caller = RateLimit(settings.rate())
-        self.per_peer = RateLimit(settings.rate())
-        """Failed authentications per client address: each may cost a TokenReview."""
+        rate = Rate.of(settings.rate())
+        self.per_caller = RateLimit(rate)
+        self.per_address = RateLimit(rate)
+        """Requests without a valid caller per client address: each may cost a
+        verification (a TokenReview, a key fetch)."""
 
     def served(self) -> tuple[str, ReconcilerRuntime]:
         """The reconciler this endpoint serves, as NAMESPACE/NAME and its runtime."""
@@ -88,12 +110,18 @@ class ReconcileEndpoint:
         return Audience(project, namespace, name)
 
     async def reconcile(self, request: web.Request) -> web.StreamResponse:
-        """Every answer JSON, and counted."""
+        """Every answer JSON, and counted; before the caller is identified, anonymous."""
         labels = Labels()
         try:
             response: web.StreamResponse = await self._reconcile(request, labels)
         except ApiError as exc:
-            response = exc.response()
+            if labels.identified:
+                response = exc.response()
+            else:
+                if exc.status >= 500:
+                    log.warning("reconcile endpoint unavailable", extra={
+                        "status": exc.status, "reason": exc.reason, "detail": exc.message})
+                response = exc.anonymous()
         except web.HTTPException as exc:  # a body over the size limit
             response = http_error(exc)
         return labels.count(response)
@@ -102,16 +130,8 @@ class ReconcileEndpoint:
         key, runtime = self.served()
         labels.reconciler = runtime.label
         audience = self.audience(key, runtime)
-        peer = request.remote or "unknown"
-        try:
-            caller = await asyncio.to_thread(
-                self.callers.identify, request.headers.get("Authorization"), audience)
-        except ApiError as exc:
-            if exc.status == 403:  # authenticated by the API server, not authorized
-                labels.caller = CallerKind.SERVICE.value
-            if exc.status == 401:
-                self.per_peer.check(f"peer:{peer}", f"{peer} without valid credentials")
-            raise
+        caller = await self._login(request, audience, labels)
+        labels.identified = True
         labels.caller = caller.kind.value
         self.per_caller.check(caller.key)
         project_id = checked_id(request.match_info["project_id"])
@@ -126,6 +146,35 @@ class ReconcileEndpoint:
         if report.action is Action.ERROR:
             raise ApiError(500, "reconcile_failed", report.error or "the reconcile failed")
         return web.json_response({"success": True, "report": report.as_json()})
+
+    async def _login(self, request: web.Request, audience: Audience,
+                     labels: Labels) -> Caller:
+        """The caller, verified; the client's address is charged before any verification
+        and given back only when a caller is identified. Each refusal is logged once."""
+        address = client_address(request.remote, request.headers.getall("X-Forwarded-For", ()),
+                                 self.settings.trusted_proxies)
+        charged = f"address:{limit_key(address)}"
+        kind = "unknown"
+        try:
+            self.per_address.check(charged, "this address without valid credentials")
+            try:
+                caller = await self.callers.identify(request.headers.get("Authorization"),
+                                                     audience)
+            except Refused as exc:
+                kind = exc.kind
+                raise
+        except ApiError as exc:
+            if exc.status == 403:  # authenticated by the API server, not authorized
+                labels.caller = CallerKind.SERVICE.value
+            metrics.API_REFUSED_LOGINS_TOTAL.labels(labels.reconciler, kind, exc.reason).inc()
+            log.warning("login refused", extra={
+                "address": address, "reason": exc.reason, "callerKind": kind,
+                "status": exc.status, "detail": exc.message})
+            if exc.status == 403:
+                labels.identified = True  # the API server told us who it is
+            raise
+        self.per_address.refund(charged)
+        return caller
 
 
 def _reconcile_visible(runtime: ReconcilerRuntime, project_id: str, caller: Caller) -> Report:
@@ -149,25 +198,36 @@ def _reconcile_visible(runtime: ReconcilerRuntime, project_id: str, caller: Call
 
 
 def checked_id(project_id: str) -> str:
-    """A Firestore document id: 1-1500 bytes, no slash, not . or .., not __reserved__."""
-    size = len(project_id.encode())
-    reserved = project_id.startswith("__") and project_id.endswith("__")
-    if (not 0 < size <= MAX_ID_BYTES or "/" in project_id or project_id in (".", "..")
-            or reserved or not project_id.isprintable()):
+    """A Firestore document id as the description spells it (1-1500 characters, no slash
+    or control character, not . or .., not __reserved__), else 400. Firestore also wants
+    at most 1,500 bytes of UTF-8, which a JSON schema cannot say: a longer id names no
+    project, and is answered as one (404)."""
+    if len(project_id) > MAX_ID_BYTES or not re.match(PROJECT_ID_PATTERN, project_id):
         raise ApiError(400, "invalid_project_id",
                        f"{project_id[:80]!r} is not a project id (a Firestore document id)")
+    try:
+        size = len(project_id.encode())
+    except UnicodeEncodeError as exc:
+        raise ApiError(400, "invalid_project_id", "the project id is not UTF-8") from exc
+    if size > MAX_ID_BYTES:
+        raise ApiError(404, "not_found", f"no project {project_id[:80]!r}")
     return project_id
 
 
 async def checked_body(request: web.Request) -> None:
-    """The body is optional; when sent, it is a JSON object (its keys are ignored)."""
+    """The body is optional; when sent, it is a JSON object (its keys are ignored), strict
+    JSON nested at most 32 deep."""
     body = await request.read()
     if not body.strip():
         return
     try:
-        value = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiError(400, "invalid_body", f"the body is not JSON: {exc}") from exc
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, "invalid_body", "the body is not UTF-8") from exc
+    value = strict_json(text, MAX_BODY_NESTING)
+    if value is None:
+        raise ApiError(400, "invalid_body", "the body is not JSON (strict, nested at most "
+                       f"{MAX_BODY_NESTING} deep)")
     if not isinstance(value, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object, or empty")
 
@@ -203,8 +263,24 @@ async def _openapi(_: web.Request) -> web.Response:
     return web.json_response(document())
 
 
+async def _headers(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer: no versions in Server, no content sniffing; nothing but the
+    description cached (a report carries a user's project)."""
+    response.headers["Server"] = SERVER
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    if request.path != "/openapi.json":
+        response.headers["Cache-Control"] = "no-store"
+
+
 def application(endpoint: ReconcileEndpoint) -> web.Application:
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY,
+                          handler_args={"max_line_size": MAX_REQUEST_LINE})
+    app.on_response_prepare.append(_headers)
+
+    async def close(_: web.Application) -> None:
+        endpoint.outbound.close()
+
+    app.on_cleanup.append(close)
     route = app.router.add_post(RECONCILE_PATH.replace("{projectId}", "{project_id}"),
                                 endpoint.reconcile)
     app.router.add_get("/openapi.json", _openapi)
@@ -221,9 +297,10 @@ def application(endpoint: ReconcileEndpoint) -> web.Application:
 async def start_api(settings: ApiSettings, accounts: ServiceAccounts | None,
                     runtimes: Runtimes = lambda: RUNTIMES) -> web.AppRunner:
     """Serve the endpoint; raises ConfigError when its port cannot be had."""
-    if emulated():
-        log.warning("FIREBASE_AUTH_EMULATOR_HOST is set: Firebase ID tokens are not "
-                    "signature-checked (the emulator's are unsigned); never in production")
+    if settings.auth_emulator is not None:
+        log.warning(f"{EMULATOR_ENV} is set: unsigned tokens of the demo project are "
+                    "accepted (the Auth emulator signs none)",
+                    extra={"firebaseProject": settings.firebase_project})
     runner = web.AppRunner(application(ReconcileEndpoint(settings, accounts, runtimes)),
                            access_log=None)
     await runner.setup()
@@ -234,5 +311,6 @@ async def start_api(settings: ApiSettings, accounts: ServiceAccounts | None,
         raise ConfigError(port_problem(settings.port, "--api-port", exc)) from exc
     log.info("reconcile endpoint listening", extra={
         "port": settings.port, "serviceAccounts": accounts is not None,
-        "corsOrigins": list(settings.cors_origins), "rateLimit": settings.rate_limit})
+        "corsOrigins": list(settings.cors_origins), "rateLimit": settings.rate_limit,
+        "trustedProxies": [str(network) for network in settings.trusted_proxies]})
     return runner

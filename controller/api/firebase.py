@@ -1,103 +1,123 @@
-"""End users: Firebase ID tokens, checked as the Firebase Admin SDK checks them (an RS256
-signature by one of the published keys, audience = the Firebase project, issuer, expiry,
-subject). With FIREBASE_AUTH_EMULATOR_HOST set, the Admin SDK itself verifies them: the
-emulator signs nothing, so only a development setup may set it."""
+"""End users: Firebase ID tokens, checked as Firebase documents them and no more leniently:
+RS256 only, signed by the published key its `kid` names, `aud` the project (one string),
+`iss` exactly `https://securetoken.google.com/PROJECT`, `exp` not past, `iat` and
+`auth_time` not in the future, `sub` 1-128 characters.
+
+The Firebase Auth emulator signs nothing. Its unsigned tokens are honoured only when the
+endpoint was started for the emulator (FIREBASE_AUTH_EMULATOR_HOST, read once at start) and
+for a demo project (`demo-...`, which exists nowhere but in emulators; `settings` refuses to
+start otherwise); every claim is checked all the same."""
 
 from __future__ import annotations
 
-import os
-import threading
+import math
+import time
 from collections.abc import Mapping
 from typing import Any
 
-import cachecontrol
-import firebase_admin
-import google.auth.exceptions
-import google.auth.transport.requests
-import requests
-from firebase_admin import auth
-from google.oauth2 import id_token
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 
-from controller.api.errors import unauthenticated, unavailable
+from controller.api.errors import ApiError, unauthenticated, unavailable
+from controller.api.keys import KeysUnavailable, PublishedKeys
+from controller.api.tokens import Jwt
 
 ISSUER_PREFIX = "https://securetoken.google.com/"
-EMULATOR_ENV = "FIREBASE_AUTH_EMULATOR_HOST"
 CLOCK_SKEW_SECONDS = 10
 KEYS_RETRY_AFTER = 10.0
 MAX_UID_LENGTH = 128
+ALGORITHM = "RS256"
 
 
 def is_firebase_issuer(issuer: object) -> bool:
     return isinstance(issuer, str) and issuer.startswith(ISSUER_PREFIX)
 
 
-def emulated() -> bool:
-    return bool(os.environ.get(EMULATOR_ENV))
-
-
 class FirebaseTokens:
-    """Verifies tokens for any Firebase project; the keys are fetched once and kept as long
-    as their Cache-Control allows (Google rotates them daily)."""
+    def __init__(self, keys: PublishedKeys, unsigned: bool = False) -> None:
+        self.keys = keys
+        self.unsigned = unsigned
+        """Accept the Auth emulator's unsigned tokens (alg none): a demo project only."""
 
-    def __init__(self, certs_url: str) -> None:
-        self.certs_url = certs_url
-        session = cachecontrol.CacheControl(requests.Session())
-        self._request = google.auth.transport.requests.Request(session=session)
-        self._apps: dict[str, firebase_admin.App] = {}
-        self._lock = threading.Lock()
-
-    def uid(self, token: str, project: str) -> str:
+    async def uid(self, token: Jwt, project: str) -> str:
         """The user the token was issued to; raises ApiError: 401, or 503 when the keys
         cannot be fetched."""
-        claims = self._emulated(token, project) if emulated() else self._signed(token, project)
-        subject = claims.get("sub")
-        if not isinstance(subject, str) or not 0 < len(subject) <= MAX_UID_LENGTH:
-            raise unauthenticated("the Firebase ID token has no valid subject (sub)")
-        return subject
+        await self._check_signature(token)
+        return check_claims(token.claims, project, time.time())
 
-    def _signed(self, token: str, project: str) -> Mapping[str, Any]:
+    async def _check_signature(self, token: Jwt) -> None:
+        header = token.header
+        algorithm = header.get("alg")
+        if "crit" in header:
+            raise refused("the token has critical header extensions", "malformed_token")
+        if header.get("typ", "JWT") != "JWT":
+            raise refused("the token's typ is not JWT", "malformed_token")
+        if algorithm == "none" and self.unsigned:
+            if token.signature:
+                raise refused("an unsigned token carries a signature", "malformed_token")
+            return
+        if algorithm != ALGORITHM:
+            raise refused(f"the token's algorithm is {str(algorithm)[:16]!r}, not "
+                          f"{ALGORITHM}", "wrong_algorithm")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise refused("the token names no key (kid)", "unknown_key")
         try:
-            claims = id_token.verify_token(token, self._request, audience=project,
-                                           certs_url=self.certs_url,
-                                           clock_skew_in_seconds=CLOCK_SKEW_SECONDS)
-        except google.auth.exceptions.TransportError as exc:
+            key = await self.keys.key(kid)
+        except KeysUnavailable as exc:
             raise unavailable(f"the Firebase token keys cannot be fetched: {exc}",
-                              KEYS_RETRY_AFTER) from exc
-        except (ValueError, google.auth.exceptions.GoogleAuthError) as exc:
-            raise unauthenticated(f"invalid Firebase ID token: {_first_sentence(exc)}") from exc
-        if claims.get("iss") != ISSUER_PREFIX + project:
-            raise unauthenticated(f"invalid Firebase ID token: issuer {claims.get('iss')!r} "
-                                  f"is not {ISSUER_PREFIX + project!r}")
-        return claims
-
-    def _emulated(self, token: str, project: str) -> Mapping[str, Any]:
+                              KEYS_RETRY_AFTER, "keys_unavailable") from exc
+        if key is None:
+            raise refused("the token's key is not one of the published keys", "unknown_key")
         try:
-            claims: Mapping[str, Any] = auth.verify_id_token(token, app=self._app(project),
-                                        clock_skew_seconds=CLOCK_SKEW_SECONDS)
-            return claims
-        except auth.CertificateFetchError as exc:
-            raise unavailable(f"the Firebase token keys cannot be fetched: {exc}",
-                              KEYS_RETRY_AFTER) from exc
-        except (ValueError, firebase_admin.exceptions.FirebaseError) as exc:
-            raise unauthenticated(f"invalid Firebase ID token: {_first_sentence(exc)}") from exc
-
-    def _app(self, project: str) -> firebase_admin.App:
-        """One Admin SDK app per Firebase project, named after it (apps are process-wide)."""
-        with self._lock:
-            app = self._apps.get(project)
-            if app is None:
-                name = f"reel-reconciler-{project}"
-                try:
-                    app = firebase_admin.get_app(name)
-                except ValueError:
-                    app = firebase_admin.initialize_app(options={"projectId": project},
-                                                        name=name)
-                self._apps[project] = app
-            return app
+            key.verify(token.signature, token.signing_input, padding.PKCS1v15(),
+                       hashes.SHA256())
+        except InvalidSignature as exc:
+            raise refused("the token's signature is not valid", "bad_signature") from exc
 
 
-def _first_sentence(exc: Exception) -> str:
-    text = " ".join(str(exc).split())
-    head, dot, _rest = text.partition(". ")
-    return head + ("." if dot else "")
+def check_claims(claims: Mapping[str, Any], project: str, now: float,
+                 skew: float = CLOCK_SKEW_SECONDS) -> str:
+    """The token's user when its claims are those of a live Firebase ID token for
+    `project`; raises ApiError 401 naming the first claim that is not."""
+    issuer = ISSUER_PREFIX + project
+    if claims.get("iss") != issuer:
+        raise refused(f"the issuer is not {issuer}", "wrong_issuer")
+    audience = claims.get("aud")
+    if not isinstance(audience, str) or audience != project:
+        raise refused(f"the audience is not {project!r} (one string)", "wrong_audience")
+    expires = _time(claims, "exp", required=True)
+    if expires is None or expires <= now - skew:
+        raise refused("the token has expired", "expired")
+    for name in ("iat", "auth_time"):
+        at = _time(claims, name, required=True)
+        if at is None or at > now + skew:
+            raise refused(f"{name} is in the future", "not_yet_valid")
+    not_before = _time(claims, "nbf", required=False)
+    if not_before is not None and not_before > now + skew:
+        raise refused("nbf is in the future", "not_yet_valid")
+    subject = claims.get("sub")
+    if not isinstance(subject, str) or not 0 < len(subject) <= MAX_UID_LENGTH:
+        raise refused("the subject (sub) is not 1-128 characters", "invalid_claims")
+    return subject
 
+
+def _time(claims: Mapping[str, Any], name: str, required: bool) -> float | None:
+    """A NumericDate claim; raises 401 when it is there but not a finite number, or
+    missing but required."""
+    value = claims.get(name)
+    if value is None and not required:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            seconds = float(value)
+        except OverflowError:
+            seconds = math.inf
+        if math.isfinite(seconds):
+            return seconds
+    raise refused(f"{name} is not a time in seconds", "invalid_claims")
+
+
+def refused(message: str, reason: str) -> ApiError:
+    return unauthenticated(f"invalid Firebase ID token: {message}", reason)

@@ -9,6 +9,9 @@ from controller import __version__
 from controller.model import Report
 
 RECONCILE_PATH = "/api/reel/projects/{projectId}/reconcile"
+PROJECT_ID_PATTERN = r"^(?!\.\.?$)(?!__[^/]*__$)[^/\x00-\x1f\x7f-\x9f]+$"
+"""A Firestore document id: no slash, not . or .., not __reserved__; and no control
+character. The same text in the description (ECMA-262) and the check (Python)."""
 
 _ERROR = {
     "type": "object", "required": ["success", "error"],
@@ -20,14 +23,16 @@ _ERROR = {
 }
 _ANSWERS = {
     "400": "malformed project id or body (the body is optional: empty or a JSON object)",
-    "401": "no valid credentials",
+    "401": "no valid credentials (why is logged, not told)",
     "403": "a service account without update on reelreconcilers/reconcile",
-    "404": "no such project, or another user's (the two are not told apart)",
+    "404": "no such project, or another user's (the two are not told apart); an id over "
+           "1,500 bytes of UTF-8 names none",
     "405": "only POST",
     "413": "the body is too large",
-    "429": "past the caller's rate limit; see Retry-After",
-    "503": "Firestore, GCS or the token keys are unreachable; nothing was written; see "
-           "Retry-After",
+    "429": "past the caller's rate limit, or the client address's limit for requests "
+           "without valid credentials; see Retry-After",
+    "503": "Firestore, GCS, the token keys or the Kubernetes API server are unreachable; "
+           "nothing was written; see Retry-After",
 }
 
 
@@ -54,7 +59,8 @@ def document() -> dict[str, Any]:
             "operationId": "reconcileProject",
             "summary": "Reconcile one project now",
             "parameters": [{"name": "projectId", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 1500}}],
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 1500,
+                                       "pattern": PROJECT_ID_PATTERN}}],
             "requestBody": {"required": False, "content": {"application/json": {
                 "schema": {"type": "object"}}}},
             "security": [{"firebase": []}, {"serviceAccount": []}],

@@ -1,20 +1,31 @@
 """How the endpoint is served: one set of options for the operator and `watch`, checked
-once (a bad value is one line naming the flag)."""
+once (a bad value is one line naming the flag). The environment is read here, once, at
+start: FIREBASE_AUTH_EMULATOR_HOST makes the endpoint accept unsigned tokens, so it is
+refused unless the Firebase project is a demo project."""
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+import ipaddress
+import os
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from limits import RateLimitItem, parse
 
 from controller import defaults
+from controller.api.peers import Network, parse_networks
 from controller.config import ConfigError
 from controller.usage import invalid, port_number
 
 FIREBASE_CERTS_URL = (
     "https://www.googleapis.com/robot/v1/metadata/x509/securetoken@system.gserviceaccount.com")
 """Where Google publishes the keys that sign Firebase ID tokens."""
+EMULATOR_ENV = "FIREBASE_AUTH_EMULATOR_HOST"
+DEMO_PREFIX = "demo-"
+"""Firebase's convention: a project id starting so exists only in emulators."""
+DEFAULT_TOKEN_AUDIENCE = "reel-reconciler"
 
 
 @dataclass(frozen=True)
@@ -30,8 +41,13 @@ class ApiSettings:
     rate_limit: str = defaults.API_RATE_LIMIT
     service_accounts: bool = True
     """Accept Kubernetes ServiceAccount tokens (TokenReview, SubjectAccessReview)."""
-    token_audiences: tuple[str, ...] = field(default_factory=tuple)
-    """Audiences a ServiceAccount token must carry; empty: the API server's own."""
+    token_audiences: tuple[str, ...] = (DEFAULT_TOKEN_AUDIENCE,)
+    """Audiences a ServiceAccount token may carry (one of them)."""
+    trusted_proxies: tuple[Network, ...] = ()
+    """Peers whose X-Forwarded-For names the client; none by default."""
+    auth_emulator: str | None = None
+    """FIREBASE_AUTH_EMULATOR_HOST as it was at start: unsigned tokens of the demo project
+    `firebase_project` are accepted."""
 
     def rate(self) -> RateLimitItem:
         return parse_rate(self.rate_limit, "--api-rate-limit")
@@ -58,17 +74,21 @@ def add_api_arguments(parser: argparse.ArgumentParser, service_accounts: bool) -
     group.add_argument("--api-firebase-project", default=None, metavar="PROJECT",
                        help="audience of Firebase ID tokens (default: the Firestore project)")
     group.add_argument("--api-firebase-certs-url", default=FIREBASE_CERTS_URL, metavar="URL",
-                       help="where the token signing keys are published (default: Google's)")
+                       help="where the token signing keys are published, X.509 certificates "
+                       "or a JWK set; https unless on a loopback address (default: Google's)")
     group.add_argument("--api-cors-origin", action="append", default=[], metavar="ORIGIN",
                        help="allow browsers on this origin (repeatable; default: no CORS)")
     group.add_argument("--api-rate-limit", default=defaults.API_RATE_LIMIT, metavar="RATE",
-                       help="requests per caller (default: %(default)s)")
-    if service_accounts:
-        group.add_argument("--api-token-audience", action="append", default=[],
-                           metavar="AUDIENCE",
-                           help="audience ServiceAccount tokens must carry (repeatable; "
-                           "default: the API server's)")
-    else:
+                       help="requests per caller, and failed logins per client address "
+                       "(default: %(default)s)")
+    group.add_argument("--api-trusted-proxies", default="", metavar="CIDR,...",
+                       help="proxies whose X-Forwarded-For names the client (default: none, "
+                       "the TCP peer is the client)")
+    group.add_argument("--api-token-audience", action="append", default=[],
+                       metavar="AUDIENCE",
+                       help="audience ServiceAccount tokens must carry (repeatable; default: "
+                       f"{DEFAULT_TOKEN_AUDIENCE})")
+    if not service_accounts:
         group.add_argument("--api-service-accounts", action="store_true",
                            help="also accept Kubernetes ServiceAccount tokens, authorized for "
                            "--api-reconciler NAMESPACE/NAME (needs a kubeconfig)")
@@ -77,9 +97,10 @@ def add_api_arguments(parser: argparse.ArgumentParser, service_accounts: bool) -
                            "callers must be allowed to update")
 
 
-def api_settings(args: argparse.Namespace, service_accounts: bool | None = None) -> (
-        ApiSettings | None):
-    """The endpoint's settings from parsed flags; None when --api-port is not given."""
+def api_settings(args: argparse.Namespace, service_accounts: bool | None = None,
+                 environ: Mapping[str, str] | None = None) -> ApiSettings | None:
+    """The endpoint's settings from parsed flags and the environment (read now, once); None
+    when --api-port is not given."""
     if args.api_port is None:
         return None
     accounts = service_accounts if service_accounts is not None else args.api_service_accounts
@@ -89,12 +110,59 @@ def api_settings(args: argparse.Namespace, service_accounts: bool | None = None)
     if accounts and service_accounts is None and reconciler is None:
         raise ConfigError("--api-service-accounts needs --api-reconciler NAMESPACE/NAME: the "
                           "ReelReconciler service callers must be allowed to reconcile")
+    env = os.environ if environ is None else environ
+    emulator = env.get(EMULATOR_ENV, "").strip() or None
+    project = args.api_firebase_project
+    if emulator is not None and not (project or "").startswith(DEMO_PREFIX):
+        raise ConfigError(
+            f"{EMULATOR_ENV} is set: the endpoint would accept unsigned tokens, which only a "
+            f"Firebase demo project may (--api-firebase-project {DEMO_PREFIX}...); unset it "
+            "anywhere else")
+    audiences = tuple(args.api_token_audience) or (DEFAULT_TOKEN_AUDIENCE,)
+    if not all(audience.strip() for audience in audiences):
+        raise ConfigError(invalid("--api-token-audience", "expected a non-empty audience",
+                                  ""))
     settings = ApiSettings(
         port=args.api_port, reconciler=reconciler,
-        firebase_project=args.api_firebase_project,
-        firebase_certs_url=args.api_firebase_certs_url,
+        firebase_project=project,
+        firebase_certs_url=checked_certs_url(args.api_firebase_certs_url),
         cors_origins=tuple(args.api_cors_origin), rate_limit=args.api_rate_limit,
-        service_accounts=accounts,
-        token_audiences=tuple(getattr(args, "api_token_audience", ())))
+        service_accounts=accounts, token_audiences=audiences,
+        trusted_proxies=trusted_proxies(args.api_trusted_proxies), auth_emulator=emulator)
     settings.rate()
     return settings
+
+
+def checked_certs_url(url: str) -> str:
+    """https, or http on a loopback address (a test's own key server): the keys decide who
+    is who, so they never travel in clear over a network."""
+    problem = "expected an https URL (http only on a loopback address)"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname
+    except ValueError as exc:
+        raise ConfigError(invalid("--api-firebase-certs-url", problem, url)) from exc
+    if not host or parts.scheme not in ("https", "http"):
+        raise ConfigError(invalid("--api-firebase-certs-url", problem, url))
+    if parts.scheme == "http" and not _loopback(host):
+        raise ConfigError(invalid("--api-firebase-certs-url", problem, url))
+    return url
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def trusted_proxies(text: str) -> tuple[Network, ...]:
+    if not text.strip():
+        return ()
+    try:
+        return parse_networks(text)
+    except ValueError as exc:
+        raise ConfigError(invalid("--api-trusted-proxies", f"expected CIDR,... such as "
+                                  f"10.0.0.0/8,fd00::/8 ({exc})", text)) from exc

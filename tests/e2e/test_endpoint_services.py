@@ -1,8 +1,12 @@
 """The operator's reconcile endpoint with callers of both kinds, against the real
-kube-apiserver (TokenReview, SubjectAccessReview) and the real emulators."""
+kube-apiserver (TokenReview, SubjectAccessReview) and the real emulators; and under a
+flood, the reviews counted by the API server itself."""
 
 from __future__ import annotations
 
+import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from kubernetes import client
 from tests.cluster.fixtures import eventually, service_account_kubeconfig
 from tests.support import harness
 from tests.support.emulators import Emulators, free_port
-from tests.support.endpoint import error_of
+from tests.support.endpoint import ANONYMOUS_401, error_of, refused_logins
 from tests.support.harness import Cluster, Operator
 from tests.support.patience import bound
 from tests.support.seed import World
@@ -28,7 +32,7 @@ CALLER_RULE = {"apiGroups": ["reelmaker.io"], "resources": ["reelreconcilers/rec
                "verbs": ["update"], "resourceNames": [NAME]}
 """What the chart's example caller Role grants: reconcile through this reconciler only."""
 AUDIENCE = "reel-reconciler"
-"""The audience the operator requires of ServiceAccount tokens (--api-token-audience)."""
+"""The audience the operator requires of ServiceAccount tokens by default."""
 
 
 def _token(kubeconfig: Path) -> str:
@@ -37,11 +41,12 @@ def _token(kubeconfig: Path) -> str:
     return token
 
 
-def _token_for(api: client.ApiClient, namespace: str, account: str) -> str:
+def _token_for(api: client.ApiClient, namespace: str, account: str,
+               audience: str = AUDIENCE) -> str:
     """A token of the ServiceAccount bound to the reconciler's audience, as a projected
     volume with `audience: reel-reconciler` gives the caller's pods."""
     request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[AUDIENCE], expiration_seconds=600))
+        spec=client.V1TokenRequestSpec(audiences=[audience], expiration_seconds=600))
     status = client.CoreV1Api(api).create_namespaced_service_account_token(
         account, namespace, request).status
     assert status is not None and status.token
@@ -49,9 +54,8 @@ def _token_for(api: client.ApiClient, namespace: str, account: str) -> str:
     return token
 
 
-@pytest.fixture
-def served(kube_cluster: Any, cluster: Cluster, emulators: Emulators, world: World,
-           tmp_path: Path) -> Iterator[tuple[Operator, str, TokenMint]]:
+def _serve(kube_cluster: Any, cluster: Cluster, emulators: Emulators, world: World,
+           tmp_path: Path, *args: str) -> Iterator[tuple[Operator, str, TokenMint]]:
     """The operator with the endpoint on, its ServiceAccount also bound to
     system:auth-delegator as the chart binds it when the endpoint is enabled."""
     service_account_kubeconfig(kube_cluster, "reel-reconciler", "reel-reconciler",
@@ -60,8 +64,7 @@ def served(kube_cluster: Any, cluster: Cluster, emulators: Emulators, world: Wor
     with published_keys(TokenMint(emulators.gcp_project)) as mint:
         op = harness.start_operator(
             cluster, emulators.env(), tmp_path / "operator.log", "--standalone",
-            "--api-port", str(port), "--api-firebase-certs-url", mint.certs_url,
-            "--api-rate-limit", "600/minute", "--api-token-audience", AUDIENCE)
+            "--api-port", str(port), "--api-firebase-certs-url", mint.certs_url, *args)
         try:
             op.create(NAME, harness.spec_for(world))
             harness.started(op, NAME)
@@ -70,6 +73,14 @@ def served(kube_cluster: Any, cluster: Cluster, emulators: Emulators, world: Wor
             harness.stop_operator(op)
             client.RbacAuthorizationV1Api(cluster.api).delete_cluster_role_binding(
                 "reel-reconciler-reel-reconciler-system:auth-delegator")
+
+
+@pytest.fixture
+def served(kube_cluster: Any, cluster: Cluster, emulators: Emulators, world: World,
+           tmp_path: Path) -> Iterator[tuple[Operator, str, TokenMint]]:
+    """The default audience: no --api-token-audience."""
+    yield from _serve(kube_cluster, cluster, emulators, world, tmp_path,
+                      "--api-rate-limit", "600/minute")
 
 
 def test_service_callers_need_the_reconcile_subresource(
@@ -104,10 +115,13 @@ def test_service_callers_need_the_reconcile_subresource(
     missing = post("p-gone", allowed)
     assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
 
-    # The caller's own token for the API server: not for us, so not accepted.
-    misaddressed = post("p-svc", for_the_api_server)
-    assert misaddressed.status_code == 401, misaddressed.text
-    assert "token was refused" in error_of(misaddressed)["message"]
+    # The caller's own token for the API server: not for us, so not accepted; nor one for
+    # another audience.
+    for token in (for_the_api_server,
+                  _token_for(cluster.api, cluster.namespace, "caller", "another-service")):
+        misaddressed = post("p-svc", token)
+        assert misaddressed.status_code == 401, misaddressed.text
+        assert error_of(misaddressed) == ANONYMOUS_401
 
     # A token the API server never issued, shaped like one of its own.
     forged = mint.published.sign({"iss": "https://kubernetes.default.svc",
@@ -123,8 +137,92 @@ def test_service_callers_need_the_reconcile_subresource(
     for code in ("200", "403", "404"):
         assert harness.metric(text, "reel_reconciler_api_requests_total", caller="service",
                       code=code) >= 1, code
+    reasons = {(line["callerKind"], line["reason"]) for line in refused_logins(op.log.read_text())}
+    assert {("service", "forbidden"), ("service", "token_refused")} <= reasons, reasons
 
 
 def _ok(answer: requests.Response) -> requests.Response:
     assert answer.status_code == 200, answer.text
     return answer
+
+
+def _reviews(kubectl: Path, kube_cluster: Any) -> dict[str, float]:
+    """POSTs to tokenreviews and subjectaccessreviews as the API server counts them."""
+    text = subprocess.run([str(kubectl), "--kubeconfig", str(kube_cluster.kubeconfig), "get",
+                           "--raw", "/metrics"], capture_output=True, text=True, check=True,
+                          timeout=bound(30)).stdout
+    return {resource: harness.metric(text, "apiserver_request_total", resource=resource,
+                                     verb="POST")
+            for resource in ("tokenreviews", "subjectaccessreviews")}
+
+
+@pytest.fixture
+def limited(kube_cluster: Any, cluster: Cluster, emulators: Emulators, world: World,
+            tmp_path: Path) -> Iterator[tuple[Operator, str, TokenMint]]:
+    """10 failed logins an hour per address; the tests play several clients behind a
+    trusted proxy (loopback) with X-Forwarded-For."""
+    yield from _serve(kube_cluster, cluster, emulators, world, tmp_path,
+                      "--api-rate-limit", f"{LIMIT}/hour", "--api-trusted-proxies",
+                      "127.0.0.0/8")
+
+
+LIMIT = 10
+
+
+def test_a_flood_costs_the_api_server_no_more_reviews_than_the_limit(
+        kube_cluster: Any, kubectl: Path, cluster: Cluster, world: World,
+        limited: tuple[Operator, str, TokenMint]) -> None:
+    op, base, mint = limited
+
+    def reviews() -> dict[str, float]:
+        return _reviews(kubectl, kube_cluster)
+    world.add_project("p-flood", user="alice")
+
+    def post(client_address: str, token: str) -> int:
+        return requests.post(f"{base}/api/reel/projects/p-flood/reconcile",
+                             headers={"Authorization": f"Bearer {token}",
+                                      "X-Forwarded-For": client_address},
+                             timeout=bound(30)).status_code
+
+    # 200 hostile requests, each a different JWT the API server would have to review.
+    before = reviews()
+    now = int(time.time())
+    hostile = [post("198.51.100.1", mint.outsider.sign({
+        "iss": "https://kubernetes.default.svc", "sub": f"system:serviceaccount:x:{i}",
+        "aud": [AUDIENCE], "iat": now, "exp": now + 600, "jti": uuid.uuid4().hex}))
+        for i in range(200)]
+    assert hostile == [401] * LIMIT + [429] * (200 - LIMIT), hostile
+    after = reviews()
+    assert after["tokenreviews"] - before["tokenreviews"] <= LIMIT, (before, after)
+    assert after["subjectaccessreviews"] == before["subjectaccessreviews"]
+
+    # A ServiceAccount without the grant (403) is limited too, each token a new one.
+    service_account_kubeconfig(kube_cluster, cluster.namespace, "bystander")
+    before = reviews()
+    forbidden = [post("198.51.100.2", _token_for(cluster.api, cluster.namespace, "bystander"))
+                 for _ in range(LIMIT + 10)]
+    assert forbidden == [403] * LIMIT + [429] * 10, forbidden
+    after = reviews()
+    assert after["tokenreviews"] - before["tokenreviews"] <= LIMIT, (before, after)
+    assert after["subjectaccessreviews"] - before["subjectaccessreviews"] <= LIMIT
+
+    # The same token again and again: one review, remembered (charged all the same).
+    repeated = _token_for(cluster.api, cluster.namespace, "bystander")
+    before = reviews()
+    assert [post("198.51.100.3", repeated) for _ in range(5)] == [403] * 5
+    after = reviews()
+    assert after["tokenreviews"] - before["tokenreviews"] == 1, (before, after)
+
+    # Meanwhile a caller with the grant, from another address, is served.
+    service_account_kubeconfig(kube_cluster, cluster.namespace, "caller", rules=[CALLER_RULE])
+    allowed = _token_for(cluster.api, cluster.namespace, "caller")
+    assert eventually(lambda: _is(post("198.51.100.4", allowed), 200), timeout=bound(20))
+    text = op.metrics()
+    assert harness.metric(text, "reel_reconciler_api_refused_logins_total",
+                          reason="rate_limited") == (200 - LIMIT) + 10
+    assert "Traceback" not in op.log.read_text()
+
+
+def _is(status: int, expected: int) -> bool:
+    assert status == expected, status
+    return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from tests.support.watching import Watch, start_watch
 SEED_KEYS = ["projectId", "originalStatus", "correctedStatus", "claimedClips", "verifiedClips",
              "missingClips", "restoredClips", "action"]
 """The seed's report keys, in the seed's order: a client written for it reads them first."""
+ANONYMOUS_401 = {"code": "unauthenticated", "message": "no valid credentials"}
+"""Every 401: before login, nothing but that."""
 
 
 @dataclass
@@ -38,6 +41,10 @@ class Endpoint:
 
     def get(self, path: str, **kw: Any) -> requests.Response:
         return requests.get(f"{self.base}{path}", timeout=bound(10), **kw)
+
+    def log_text(self) -> str:
+        """The whole log of the process (Watch.logs keeps only its end)."""
+        return self.watch.log.read_text()
 
 
 def start_endpoint(emulators: Emulators | None, world: World, log: Path, *args: str,
@@ -63,3 +70,20 @@ def error_of(response: requests.Response) -> dict[str, Any]:
     assert body["success"] is False and set(body["error"]) == {"code", "message"}, body
     error: dict[str, Any] = body["error"]
     return error
+
+
+def log_records(log: str) -> list[dict[str, Any]]:
+    """The JSON log lines of a process (anything else skipped)."""
+    records = []
+    for line in log.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def refused_logins(log: str) -> list[dict[str, Any]]:
+    return [r for r in log_records(log) if r.get("message") == "login refused"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
+import hmac
 import json
 import threading
 import time
@@ -18,7 +20,7 @@ from typing import Any
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from google.auth import crypt, jwt
 
@@ -51,6 +53,31 @@ class SigningKey:
         token: bytes = jwt.encode(signer, claims)
         return token.decode()
 
+    def sign_without_kid(self, claims: dict[str, Any]) -> str:
+        token: bytes = jwt.encode(crypt.RSASigner.from_string(self.private_pem), claims)
+        return token.decode()
+
+    def jwk(self) -> dict[str, str]:
+        """The public key as a JWK set publishes it."""
+        numbers = serialization.load_pem_private_key(
+            self.private_pem, None).public_key().public_numbers()
+
+        def uint(value: int) -> str:
+            raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        return {"kty": "RSA", "alg": "RS256", "use": "sig", "kid": self.kid,
+                "n": uint(numbers.n), "e": uint(numbers.e)}
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def compact(header: dict[str, Any], claims: dict[str, Any], signature: bytes = b"") -> str:
+    """A JWS in compact form from its parts, signed by whoever computed `signature`."""
+    return ".".join((b64(json.dumps(header).encode()), b64(json.dumps(claims).encode()),
+                     b64(signature)))
+
 
 @dataclass
 class TokenMint:
@@ -79,17 +106,45 @@ class TokenMint:
         """Right claims and the published key's id, signed by another key."""
         return self.outsider.sign(self.claims(uid))
 
-    def unsigned(self, uid: str) -> str:
+    def unsigned(self, uid: str, **overrides: Any) -> str:
         """As the Auth emulator issues them: alg none, no signature."""
-        def part(value: dict[str, Any]) -> str:
-            return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-        return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(self.claims(uid))}."
+        return compact({"alg": "none", "typ": "JWT"}, self.claims(uid, **overrides))
+
+    def without_kid(self, uid: str) -> str:
+        """Signed by the published key, but naming no key."""
+        return self.published.sign_without_kid(self.claims(uid))
+
+    def unknown_kid(self, uid: str) -> str:
+        """Signed by the published key under an id that was never published."""
+        return self.published.sign(self.claims(uid), kid="never-published")
+
+    def hs256_with_certificate(self, uid: str) -> str:
+        """The classic confusion: HMAC keyed with the public certificate's PEM."""
+        header = {"alg": "HS256", "typ": "JWT", "kid": self.published.kid}
+        unsigned = compact(header, self.claims(uid)).rsplit(".", 1)[0]
+        mac = hmac.new(self.published.certificate_pem.encode(), unsigned.encode(),
+                       hashlib.sha256).digest()
+        return f"{unsigned}.{b64(mac)}"
+
+    def es256(self, uid: str) -> str:
+        """Signed with an EC key under the published key's id (ES256 is in the lists of
+        algorithms of the usual libraries)."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        token: bytes = jwt.encode(crypt.ES256Signer.from_string(pem, self.published.kid),
+                                  self.claims(uid))
+        return token.decode()
 
 
 @contextmanager
-def published_keys(mint: TokenMint) -> Iterator[TokenMint]:
-    """Serve the mint's published key as Google serves its securetoken certificates."""
-    body = json.dumps({mint.published.kid: mint.published.certificate_pem}).encode()
+def published_keys(mint: TokenMint, jwks: bool = False) -> Iterator[TokenMint]:
+    """Serve the mint's published key as Google serves its securetoken certificates, or as
+    its JWK set (`jwks`)."""
+    document: dict[str, Any] = (
+        {"keys": [mint.published.jwk()]} if jwks
+        else {mint.published.kid: mint.published.certificate_pem})
+    body = json.dumps(document).encode()
 
     class Certs(BaseHTTPRequestHandler):
         def do_GET(self) -> None:

@@ -3,11 +3,13 @@ bearer token, how a rate is spelled."""
 
 from __future__ import annotations
 
+import jsonschema
 import pytest
 
 from controller.api.app import checked_id
 from controller.api.callers import bearer_token
 from controller.api.errors import ApiError
+from controller.api.openapi import RECONCILE_PATH, document
 from controller.api.settings import parse_rate
 from controller.config import ConfigError
 
@@ -19,11 +21,36 @@ def test_document_ids_pass(project_id: str) -> None:
 
 
 @pytest.mark.parametrize("project_id", ["", ".", "..", "a/b", "__x__", "____", "x" * 1501,
-                                        "é" * 751, "line\nbreak", "tab\there"])
+                                        "line\nbreak", "tab\there", "\x7f", "nel\x85"])
 def test_anything_else_is_400(project_id: str) -> None:
     with pytest.raises(ApiError) as raised:
         checked_id(project_id)
     assert (raised.value.status, raised.value.code) == (400, "invalid_project_id")
+
+
+@pytest.mark.parametrize("project_id", ["é" * 751, "😀" * 376])
+def test_too_many_bytes_names_no_project(project_id: str) -> None:
+    """Within the description's 1,500 characters, over Firestore's 1,500 bytes."""
+    with pytest.raises(ApiError) as raised:
+        checked_id(project_id)
+    assert (raised.value.status, raised.value.code) == (404, "not_found")
+
+
+@pytest.mark.parametrize(("project_id", "valid"), [
+    ("p-1", True), ("é", True), ("__", True), ("___", True), ("\u2028", True),
+    (".", False), ("..", False), ("__a__", False), ("a/b", False), ("\x00", False),
+    ("\x9f", False)])
+def test_the_description_and_the_check_agree(project_id: str, valid: bool) -> None:
+    """The pattern of /openapi.json, read as JSON Schema reads it, says what checked_id
+    says."""
+    pattern = document()["paths"][RECONCILE_PATH]["post"]["parameters"][0]["schema"]
+    assert jsonschema.Draft202012Validator(pattern).is_valid(project_id) is valid
+    try:
+        checked_id(project_id)
+    except ApiError:
+        assert not valid
+    else:
+        assert valid
 
 
 @pytest.mark.parametrize(("header", "token"), [("Bearer abc", "abc"), ("bearer abc ", "abc"),

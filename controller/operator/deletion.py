@@ -20,6 +20,7 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from controller import defaults
 from controller.config import ConfigError, parse_duration
 from controller.logs import add_log_arguments, setup_logging
 from controller.operator import GROUP, KOPF_FINALIZER, PLURAL, VERSION
@@ -29,6 +30,7 @@ from controller.usage import OneLineParser, fail, invalid
 PROG = "reel-reconciler delete-reconciler"
 POLL_SECONDS = 1.0
 CONFLICT_RETRIES = 5
+TIMEOUT = defaults.KUBE_REQUEST_TIMEOUT.total_seconds()
 EXIT_OK, EXIT_FAILED = 0, 1
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class Deleter:
     def run(self, timeout: float) -> Outcome:
         try:
             self.api.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL,
-                                                     self.name)
+                                                     self.name, _request_timeout=TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:
                 log.info("no such ReelReconciler: nothing to delete", extra=self.where)
@@ -93,7 +95,7 @@ class Deleter:
     def _get(self) -> dict[str, Any] | None:
         try:
             obj = self.api.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL,
-                                                        self.name)
+                                                        self.name, _request_timeout=TIMEOUT)
         except ApiException as exc:
             if exc.status == 404:
                 return None
@@ -127,7 +129,8 @@ class Deleter:
                 "finalizers": [f for f in finalizers if f != KOPF_FINALIZER] or None}}
             try:
                 self.api.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL,
-                                                        self.name, patch)
+                                                        self.name, patch,
+                                                        _request_timeout=TIMEOUT)
                 return
             except ApiException as exc:
                 if exc.status == 404:

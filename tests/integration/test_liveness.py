@@ -18,7 +18,7 @@ from controller.runtime.liveness import stalled
 from controller.runtime.server import start_server
 from controller.spec import ReconcilerSpec
 from tests.conftest import settings_for
-from tests.support.drifted import seed_drifted, written_times
+from tests.support.drifted import UNBRAKED, seed_drifted, written_times
 from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
 from tests.support.patience import bound
@@ -32,7 +32,7 @@ def test_sigterm_mid_sweep_ends_the_writes_within_seconds(emulators: Emulators, 
                                                            tmp_path: Path) -> None:
     seed_drifted(world, DRIFTED)
     watch = start_watch(emulators, world, tmp_path / "watch.log", "--settle", "0s",
-                        "--sweep-interval", "1s")
+                        "--sweep-interval", "1s", "--max-destructive", str(UNBRAKED))
     try:
         wait_for(lambda: metric(watch.get("/metrics").text, "reel_reconciler_reconcile_total",
                                 trigger="sweep", action="corrected") >= 200

@@ -12,6 +12,10 @@ PER_USER = 10
 WRITERS = 4
 
 
+UNBRAKED = 100_000
+"""The breaker's largest budget: tests of stopping measure corrections, not the brake."""
+
+
 def seed_drifted(world: World, count: int) -> None:
     """`ready` projects each claiming a clip that is not in the bucket: every one is a
     correction for a sweep (the listeners' start leaves `ready` projects alone)."""
@@ -46,6 +50,9 @@ def seed_drifted(world: World, count: int) -> None:
         thread.join()
     if failures:
         raise failures[0]
+    # Something under the root, as in any bucket the app uses: an empty one would trip the
+    # breaker before the first correction (tests/integration/test_breaker_emulators.py).
+    world.put_object(f"{world.root_prefix}/someone-else/elsewhere/raw/reeljob-0/prompt-00/c.mp4")
 
 
 def written_times(world: World) -> list[datetime]:

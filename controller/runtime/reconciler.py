@@ -156,15 +156,20 @@ class ReconcilerRuntime:
             asyncio.create_task(self._every(lambda: self.spec.stale_jobs.interval,
                                             self._timed_cleanup), name=f"{self.label}-stale"),
         }
+        # Shown by the runtime itself, so that `watch` exports it too; a supervisor owns
+        # `wanted` while no runtime runs, and removes both series when it exits.
+        metrics.presence(self.label, wanted=True, running=True)
 
     async def stop(self) -> None:
         """Stop: writes end at once, the rest drains. Nothing is written from the moment this
         is called (the engine is halted before the first await; a commit already sent
         finishes), the queue takes nothing more and its retry timers go, a sweep in flight
-        ends at its next user, the listeners close, and the metric series are forgotten.
+        ends at its next user, the listeners close, and the metric series are forgotten
+        (but `running`, 0 from the start of the stop: presence outlives the runtime).
         The drain runs in a task of its own: a caller cancelled meanwhile (Kopf cancels a
         daemon that does not exit in time) does not cut it short."""
-        RUNTIMES.pop(self.key, None)
+        if RUNTIMES.pop(self.key, None) is self:  # it ran, and runs no more from here on
+            metrics.RUNNING.labels(self.label).set(0)
         self._stopping.set()
         if self._liveness is not None:
             forget_loop(self._liveness)

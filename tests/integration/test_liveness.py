@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
+from prometheus_client import generate_latest
 
 from controller.runtime import Hooks, ReconcilerRuntime
 from controller.runtime.liveness import stalled
@@ -131,3 +132,17 @@ def test_a_hung_watchdog_timer_fails_liveness(emulators: Emulators, world: World
         wait_for(lambda: livez(port).status_code == 200, 30,
                  "/livez to recover once the watchdog turns again")
     assert not stalled(), "a stopped runtime's loop is no longer watched"
+
+
+def test_a_runtime_shows_itself_running_until_it_stops(emulators: Emulators,
+                                                       world: World) -> None:
+    """`watch` has no supervisor: the runtime itself exports running (and wanted) once it
+    runs, and running 0 from its stop on, so that ReelReconcilerNotRunning sees it too."""
+    with runtime_with(world, Hooks()) as (runtime, port):
+        label = runtime.label
+        text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        assert f'reel_reconciler_running{{reconciler="{label}"}} 1.0' in text
+        assert f'reel_reconciler_wanted{{reconciler="{label}"}} 1.0' in text
+    text = generate_latest().decode()
+    assert f'reel_reconciler_running{{reconciler="{label}"}} 0.0' in text
+    assert f'reel_reconciler_wanted{{reconciler="{label}"}} 1.0' in text

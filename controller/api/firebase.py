@@ -1,7 +1,7 @@
 """End users: Firebase ID tokens, checked as Firebase documents them and no more leniently:
-RS256 only, signed by the published key its `kid` names, `aud` the project (one string),
-`iss` exactly `https://securetoken.google.com/PROJECT`, `exp` not past, `iat` and
-`auth_time` not in the future, `sub` 1-128 characters.
+RS256 only, signed by the published key its `kid` names (the signature verified by PyJWT),
+`aud` the project (one string), `iss` exactly `https://securetoken.google.com/PROJECT`,
+`exp` not past, `iat` and `auth_time` not in the future, `sub` 1-128 characters.
 
 The Firebase Auth emulator signs nothing. Its unsigned tokens are honoured only when the
 endpoint was started for the emulator (FIREBASE_AUTH_EMULATOR_HOST, read once at start) and
@@ -15,9 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding
+import jwt
 
 from controller.api.errors import ApiError, unauthenticated, unavailable
 from controller.api.keys import KeysUnavailable, PublishedKeys
@@ -28,6 +26,7 @@ CLOCK_SKEW_SECONDS = 10
 KEYS_RETRY_AFTER = 10.0
 MAX_UID_LENGTH = 128
 ALGORITHM = "RS256"
+_JWS = jwt.PyJWS()
 
 
 def is_firebase_issuer(issuer: object) -> bool:
@@ -71,10 +70,11 @@ class FirebaseTokens:
         if key is None:
             raise refused("the token's key is not one of the published keys", "unknown_key")
         try:
-            key.verify(token.signature, token.signing_input, padding.PKCS1v15(),
-                       hashes.SHA256())
-        except InvalidSignature as exc:
+            _JWS.decode(token.token, key, algorithms=[ALGORITHM])
+        except jwt.InvalidSignatureError as exc:
             raise refused("the token's signature is not valid", "bad_signature") from exc
+        except jwt.PyJWTError as exc:
+            raise refused(f"PyJWT refused it ({type(exc).__name__})", "malformed_token") from exc
 
 
 def check_claims(claims: Mapping[str, Any], project: str, now: float,

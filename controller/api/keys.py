@@ -1,6 +1,8 @@
 """The public keys that sign Firebase ID tokens, fetched from the certs URL and kept as long
 as its Cache-Control allows. Google publishes them two ways, both understood: a JSON map of
-key id to X.509 certificate, and a JWK set. One fetch at a time (callers waiting for the
+key id to X.509 certificate (loaded with cryptography), and a JWK set (loaded with PyJWT).
+Our own fetch rather than PyJWT's JWK client: it reads JWK sets only, and not with our
+timeouts, size cap and threads. One fetch at a time (callers waiting for the
 same keys share it), with a timeout, on the endpoint's own threads; an unknown key id
 refetches at most once a minute, so forged key ids cannot make the reconciler hammer the
 URL."""
@@ -8,7 +10,6 @@ URL."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
 import requests
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -166,23 +168,18 @@ def _from_jwks(entries: object) -> dict[str, rsa.RSAPublicKey]:
     for entry in entries:
         if not isinstance(entry, dict) or entry.get("kty") != "RSA":
             continue
-        kid, n, e = entry.get("kid"), entry.get("n"), entry.get("e")
+        kid = entry.get("kid")
         if entry.get("use", "sig") != "sig" or entry.get("alg", "RS256") != "RS256":
             continue
-        if not (isinstance(kid, str) and kid and isinstance(n, str) and isinstance(e, str)):
+        if not isinstance(kid, str) or not kid or "d" in entry:
             continue
         try:
-            numbers = rsa.RSAPublicNumbers(_uint(e), _uint(n))
-            key = _strong(numbers.public_key())
-        except (ValueError, TypeError):
+            key = _strong(jwt.PyJWK(entry, "RS256").key)
+        except jwt.PyJWTError:
             continue
         if key is not None:
             keys[kid] = key
     return keys
-
-
-def _uint(text: str) -> int:
-    return int.from_bytes(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)), "big")
 
 
 def _strong(key: object) -> rsa.RSAPublicKey | None:

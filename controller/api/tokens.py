@@ -1,7 +1,8 @@
 """A bearer token taken apart without trusting it: three base64url parts, a JSON object in
 each of the first two. Whatever a caller sends, the outcome is a `Jwt` or a 401: a token too
 long, nested too deep, with duplicate keys, NaN or bad base64 is refused here, before any
-key is looked up or any other service is asked."""
+key is looked up or any other service is asked, and before PyJWT parses it (its JSON parser
+takes NaN and the last of duplicate keys, and recurses as deep as the text nests)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,16 @@ _BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 @dataclass(frozen=True)
 class Jwt:
+    token: str
+    """The compact form as sent, for PyJWT to verify."""
     header: dict[str, Any]
     claims: dict[str, Any]
-    signing_input: bytes
-    """`HEADER.PAYLOAD` as sent: what the signature covers."""
     signature: bytes
+
+    @property
+    def signing_input(self) -> bytes:
+        """`HEADER.PAYLOAD` as sent: what the signature covers."""
+        return self.token.rpartition(".")[0].encode("ascii")
 
 
 def parse_jwt(token: str) -> Jwt:
@@ -43,7 +49,7 @@ def parse_jwt(token: str) -> Jwt:
     header = _json_object(_unbase64(header_b64, "header"), "header")
     claims = _json_object(_unbase64(payload_b64, "payload"), "payload")
     signature = _unbase64(signature_b64, "signature")
-    return Jwt(header, claims, f"{header_b64}.{payload_b64}".encode("ascii"), signature)
+    return Jwt(token, header, claims, signature)
 
 
 def malformed(message: str) -> ApiError:

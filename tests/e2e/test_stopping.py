@@ -17,8 +17,13 @@ import requests
 from kubernetes import client
 
 from controller.operator import GROUP, PLURAL, REQUESTED_AT, VERSION
-from tests.support.drifted import UNBRAKED, seed_drifted, written_times
-from tests.support.emulators import Emulators, running_emulators
+from tests.support.drifted import (
+    UNBRAKED,
+    emulators_of_their_own,  # noqa: F401 - fixture
+    seed_drifted,
+    written_times,
+)
+from tests.support.emulators import Emulators
 from tests.support.harness import (
     Cluster,
     Operator,
@@ -40,14 +45,6 @@ STOP_WITHIN = 5.0
 LOOK = 8.0
 """Seconds to keep watching for late writes after a stop."""
 
-
-@pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    """Emulators of this module's own: after tens of thousands of documents, the shared
-    Firestore emulator was seen to report new listen targets late for the rest of the
-    session (tests/integration/test_listeners.py failed after this module, never alone)."""
-    with running_emulators(tmp_path_factory.mktemp("heavy-emulators")) as running:
-        yield running
 
 
 def corrected(op: Operator, name: str) -> float:

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 
-import pytest
 from prometheus_client import generate_latest
 
 from controller.engine import sweep
@@ -24,8 +23,11 @@ from controller.model import Action
 from controller.runtime import ReconcilerRuntime
 from controller.spec import ReconcilerSpec
 from tests.conftest import settings_for
-from tests.support.drifted import PER_USER, seed_drifted
-from tests.support.emulators import Emulators, running_emulators
+from tests.support.drifted import (
+    PER_USER,
+    emulators_of_their_own,  # noqa: F401 - fixture
+    seed_drifted,
+)
 from tests.support.harness import metric, wait_for
 from tests.support.notifications import Notifications
 from tests.support.patience import bound
@@ -34,14 +36,6 @@ from tests.support.seed import World
 PROJECTS = 5_000
 REALLY_GONE = 10
 
-
-@pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    """Emulators of this module's own: after tens of thousands of documents, the shared
-    Firestore emulator was seen to report new listen targets late for the rest of the
-    session (tests/integration/test_listeners.py failed after this module, never alone)."""
-    with running_emulators(tmp_path_factory.mktemp("heavy-emulators")) as running:
-        yield running
 
 
 def _clip(world: World, index: int) -> str:

@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
 import requests
 from prometheus_client import generate_latest
 
@@ -20,8 +19,13 @@ from controller.runtime.liveness import stalled
 from controller.runtime.server import start_server
 from controller.spec import ReconcilerSpec
 from tests.conftest import settings_for
-from tests.support.drifted import UNBRAKED, seed_drifted, written_times
-from tests.support.emulators import Emulators, free_port, running_emulators
+from tests.support.drifted import (
+    UNBRAKED,
+    emulators_of_their_own,  # noqa: F401 - fixture
+    seed_drifted,
+    written_times,
+)
+from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
 from tests.support.patience import bound
 from tests.support.seed import World
@@ -29,14 +33,6 @@ from tests.support.watching import start_watch
 
 DRIFTED = 10_000
 
-
-@pytest.fixture(scope="module")
-def emulators(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    """Emulators of this module's own: after tens of thousands of documents, the shared
-    Firestore emulator was seen to report new listen targets late for the rest of the
-    session (tests/integration/test_listeners.py failed after this module, never alone)."""
-    with running_emulators(tmp_path_factory.mktemp("heavy-emulators")) as running:
-        yield running
 
 
 def test_sigterm_mid_sweep_ends_the_writes_within_seconds(emulators: Emulators, world: World,

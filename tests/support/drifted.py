@@ -4,12 +4,25 @@ in the middle of a sweep and look for writes that came too late."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 
+import pytest
+
+from tests.support.emulators import Emulators, running_emulators
 from tests.support.seed import World
 
 PER_USER = 10
 WRITERS = 4
+
+
+@pytest.fixture(scope="module", name="emulators")
+def emulators_of_their_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
+    """For a module that seeds tens of thousands of documents (import it there): after such
+    data the shared Firestore emulator was seen to report new listen targets late for the
+    rest of the session (tests/integration/test_listeners.py failed after them, never alone)."""
+    with running_emulators(tmp_path_factory.mktemp("heavy-emulators")) as running:
+        yield running
 
 
 UNBRAKED = 100_000

@@ -7,7 +7,6 @@ the app's writes are blind, as the app's are.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -32,6 +31,7 @@ from tests.support.harness import metric
 from tests.support.notifications import Notifications
 from tests.support.patience import bound, wait_for
 from tests.support.recording import RecordingFirestore, recording_engine
+from tests.support.running import running
 from tests.support.seed import World
 
 Cli = Callable[..., Any]
@@ -300,20 +300,9 @@ def test_shapes_the_app_writes_are_valid_documents(world: World) -> None:
     assert world.project("p-long")["clipFilenames"] == [*paths, None, paths[0]]
 
 
-@contextmanager
-def running(spec: ReconcilerSpec, hooks: Hooks | None = None) -> Iterator[ReconcilerRuntime]:
+def race_runtime(spec: ReconcilerSpec, hooks: Hooks | None = None) -> ReconcilerRuntime:
     """A runtime as the operator runs one (listeners, queue, timers), our writes recorded."""
-    runtime = ReconcilerRuntime("test", "race", spec, connector=recording_engine, hooks=hooks)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(bound(60))
-    try:
-        yield runtime
-    finally:
-        asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(60)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    return ReconcilerRuntime("test", "race", spec, connector=recording_engine, hooks=hooks)
 
 
 def race_live_and_failing(world: World, app: ReelApp, runtime: ReconcilerRuntime) -> None:
@@ -341,7 +330,7 @@ def spec_of(world: World, **storage: Any) -> ReconcilerSpec:
 
 def test_listener_path_never_writes_a_live_or_failing_generation(world: World,
                                                                  app: ReelApp) -> None:
-    with running(spec_of(world)) as runtime:
+    with running(race_runtime(spec_of(world))) as runtime:
         race_live_and_failing(world, app, runtime)
 
 
@@ -351,7 +340,8 @@ def test_notification_path_never_writes_a_live_or_failing_generation(
     job is alive: the hands-off rules hold for this trigger too."""
     world, notes = notified
     app = ReelApp(world, Timing(window=0.1, per_prompt=0.3, exists_check=0.2))
-    with running(spec_of(world, notifications={"subscription": notes.path})) as runtime:
+    with running(race_runtime(spec_of(world, notifications={"subscription": notes.path}))
+                 ) as runtime:
         race_live_and_failing(world, app, runtime)
         text = generate_latest().decode()
     assert metric(text, "reel_reconciler_notifications_total", reconciler=runtime.label,
@@ -382,7 +372,7 @@ def test_a_correction_the_app_keeps_undoing_is_held_not_fought(world: World,
     history = History(world)
     history.start(timeout=bound(30))
     try:
-        with running(spec, Hooks(on_flapping=flapping)) as runtime:
+        with running(race_runtime(spec, Hooks(on_flapping=flapping))) as runtime:
             assert runtime.engine is not None
             engine = runtime.engine
 

@@ -5,14 +5,11 @@ right corrections; a storm of deletion notifications writes at most the budget."
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import datetime
 
 from prometheus_client import generate_latest
@@ -30,7 +27,7 @@ from tests.support.drifted import (
 )
 from tests.support.harness import metric, wait_for
 from tests.support.notifications import Notifications
-from tests.support.patience import bound
+from tests.support.running import running
 from tests.support.seed import World
 
 PROJECTS = 5_000
@@ -92,21 +89,6 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
     assert fixed.breaker.state.resumed_token == "checked-the-bucket"
 
 
-@contextmanager
-def running(spec: ReconcilerSpec) -> Iterator[ReconcilerRuntime]:
-    runtime = ReconcilerRuntime("test", f"storm-{uuid.uuid4().hex[:6]}", spec)
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    asyncio.run_coroutine_threadsafe(runtime.start(), loop).result(bound(60))
-    try:
-        yield runtime
-    finally:
-        asyncio.run_coroutine_threadsafe(runtime.stop(), loop).result(bound(60))
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-
-
 def test_a_storm_of_deletion_notifications_writes_at_most_the_budget(
         notified: tuple[World, Notifications]) -> None:
     world, notes = notified
@@ -119,7 +101,7 @@ def test_a_storm_of_deletion_notifications_writes_at_most_the_budget(
         "storage": {"bucket": world.bucket, "notifications": {"subscription": notes.path}},
         "settle": "0s", "sweep": {"interval": "1h"},
         "safety": {"maxDestructive": budget, "window": "1h"}})
-    with running(spec) as runtime:
+    with running(ReconcilerRuntime("test", f"storm-{uuid.uuid4().hex[:6]}", spec)) as runtime:
         time.sleep(2)  # the uploads' notifications: each project checked, nothing to write
         before = _update_times(world)
         with ThreadPoolExecutor(8) as pool:

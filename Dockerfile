@@ -3,7 +3,7 @@
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY controller ./controller
+COPY reel_reconciler ./reel_reconciler
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Final stage: the installed wheels and nothing else, run as a non-root user.

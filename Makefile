@@ -76,7 +76,7 @@ soak-check: $(STAMP)
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken precondition
 
 lint: $(STAMP)
-	$(BIN)/ruff check controller tests bench
+	$(BIN)/ruff check reel_reconciler tests bench
 	$(BIN)/mypy
 
 ## What `make test` needs from the machine, checked before anything is built: the first

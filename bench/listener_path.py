@@ -130,9 +130,9 @@ def start_runtime(spec: dict[str, Any], env: dict[str, str], log: Path) -> subpr
 
 def serve(spec_json: str) -> int:
     """The reconciler's process: one runtime, as the operator runs it, until stdin closes."""
-    from controller.logs import setup_logging
-    from controller.runtime import ReconcilerRuntime
-    from controller.spec import ReconcilerSpec
+    from reel_reconciler.logs import setup_logging
+    from reel_reconciler.runtime import ReconcilerRuntime
+    from reel_reconciler.spec import ReconcilerSpec
 
     setup_logging("INFO", "json")
 

@@ -27,11 +27,11 @@ import google.cloud.storage as storage
 from google.cloud import firestore
 
 from bench.seed_approach import SeedReconciler
-from controller.config import Settings
-from controller.engine import Engine, Trigger, sweep
-from controller.model import Action, Report
-from controller.stores.firestore import Document, FirestoreStore
-from controller.stores.gcs import GcsStore
+from reel_reconciler.config import Settings
+from reel_reconciler.engine import Engine, Trigger, sweep
+from reel_reconciler.model import Action, Report
+from reel_reconciler.stores.firestore import Document, FirestoreStore
+from reel_reconciler.stores.gcs import GcsStore
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

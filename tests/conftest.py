@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from controller.config import Settings
-from controller.engine import Engine
-from controller.stores.firestore import FirestoreStore
-from controller.stores.gcs import GcsStore
+from reel_reconciler.config import Settings
+from reel_reconciler.engine import Engine
+from reel_reconciler.stores.firestore import FirestoreStore
+from reel_reconciler.stores.gcs import GcsStore
 from tests.support.emulators import (
     Emulator,
     Emulators,
@@ -122,6 +122,6 @@ def cli(emulators: Emulators, world: World) -> Callable[..., subprocess.Complete
         full_env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
                     "REEL_SETTLE": "0s", **(env or {})}
         return subprocess.run(
-            [sys.executable, "-m", "controller.cli", *args], capture_output=True, text=True,
+            [sys.executable, "-m", "reel_reconciler.cli", *args], capture_output=True, text=True,
             timeout=timeout, env=full_env, cwd=REPO, check=False)
     return run

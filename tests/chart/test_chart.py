@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from controller.operator.main import _parser
+from reel_reconciler.operator.main import _parser
 from tests.chart.rendering import ALL_ON, VALUE_SETS, of_kind, render_text, run, template
 from tests.support.manifests import CHART, CRD_COPY, REPO, crd_copies, render
 
@@ -258,5 +258,5 @@ def test_image_install_steps_work_in_a_fresh_venv(tmp_path: Path) -> None:
         ran = run(venv / "bin" / "reel-reconciler", *args, env=env, cwd=tmp_path)
         assert ran.returncode == 0, ran.stderr
     imported = run(venv / "bin" / "python", "-c",
-                   "import controller.operator.handlers, tests", env=env, cwd=tmp_path)
+                   "import reel_reconciler.operator.handlers, tests", env=env, cwd=tmp_path)
     assert "No module named 'tests'" in imported.stderr, "tests must not ship in the image"

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
-from controller.operator.deletion import _parser as deletion_parser
+from reel_reconciler.operator.deletion import _parser as deletion_parser
 from tests.chart.rendering import ALL_ON, hook_of_kind, is_hook, of_kind, run, template
 from tests.support.manifests import CHART
 

@@ -47,7 +47,7 @@ def start_deployed_operator(kube_cluster: Any, api: client.ApiClient, namespace:
     kubeconfig = token_kubeconfig(kube_cluster, namespace, pod.service_account_name)
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "operator", *args],
+            [sys.executable, "-m", "reel_reconciler.cli", "operator", *args],
             cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, **pod_env(container), **env, "KUBECONFIG": str(kubeconfig)})
     return Operator(namespace, client.CustomObjectsApi(api), client.CoreV1Api(api),

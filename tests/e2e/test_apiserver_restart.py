@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from controller import defaults
-from controller.operator.status import WRITE_ATTEMPTS
+from reel_reconciler import defaults
+from reel_reconciler.operator.status import WRITE_ATTEMPTS
 from tests.cluster.cluster import Cluster as ControlPlane
 from tests.cluster.cluster import restart_apiserver, write_kubeconfig
 from tests.support.emulators import Emulators

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from controller.operator import KOPF_FINALIZER
+from reel_reconciler.operator import KOPF_FINALIZER
 from tests.cluster.fixtures import api_client
 from tests.cluster.kubectl import find_helm
 from tests.e2e.released import (
@@ -139,10 +139,10 @@ def run_hook_pod(rel: Release) -> str:
                    "helm to create the uninstall hook Job")
     pod = job.spec.template.spec
     [container] = pod.containers
-    assert container.command[0] == "reel-reconciler"  # the console script: controller.cli
+    assert container.command[0] == "reel-reconciler"  # the console script: reel_reconciler.cli
     kubeconfig = token_kubeconfig(rel.kube_cluster, rel.namespace, pod.service_account_name)
     ran = subprocess.run(
-        [sys.executable, "-m", "controller.cli", *container.command[1:], *container.args],
+        [sys.executable, "-m", "reel_reconciler.cli", *container.command[1:], *container.args],
         cwd=REPO, capture_output=True, text=True, check=False,
         env={**pod_env(container), "PATH": "/usr/bin:/bin", "KUBECONFIG": str(kubeconfig)},
         timeout=bound(2 * job.spec.active_deadline_seconds))
@@ -224,7 +224,7 @@ def test_without_the_hook_the_reconciler_is_left_terminating(
     assert KOPF_FINALIZER in stuck["metadata"]["finalizers"]
 
     ran = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "delete-reconciler", NAME,
+        [sys.executable, "-m", "reel_reconciler.cli", "delete-reconciler", NAME,
          "-n", release.namespace, "--timeout", "1s", "--log-format", "json"],
         cwd=REPO, capture_output=True, text=True, check=False, timeout=bound(30),
         env={"PATH": "/usr/bin:/bin", "KUBECONFIG": str(release.kube_cluster.kubeconfig)})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from controller.operator import REQUESTED_AT, RESUME_WRITES
+from reel_reconciler.operator import REQUESTED_AT, RESUME_WRITES
 from tests.support.drifted import seed_drifted
 from tests.support.emulators import Emulators
 from tests.support.harness import (

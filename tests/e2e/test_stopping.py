@@ -16,7 +16,7 @@ import pytest
 import requests
 from kubernetes import client
 
-from controller.operator import GROUP, PLURAL, REQUESTED_AT, VERSION
+from reel_reconciler.operator import GROUP, PLURAL, REQUESTED_AT, VERSION
 from tests.support.drifted import (
     UNBRAKED,
     emulators_of_their_own,  # noqa: F401 - fixture

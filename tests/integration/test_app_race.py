@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
-from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
-from controller.model import Action, DriftKind, Report
-from controller.runtime import Hooks, ReconcilerRuntime
-from controller.spec import ReconcilerSpec
+from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
+from reel_reconciler.model import Action, DriftKind, Report
+from reel_reconciler.runtime import Hooks, ReconcilerRuntime
+from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import settings_for
 from tests.soak.checker import Timing as CheckerTiming
 from tests.soak.checker import check

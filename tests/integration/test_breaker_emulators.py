@@ -14,11 +14,11 @@ from datetime import datetime
 
 from prometheus_client import generate_latest
 
-from controller.engine import sweep
-from controller.engine.connect import connect
-from controller.model import Action
-from controller.runtime import ReconcilerRuntime
-from controller.spec import ReconcilerSpec
+from reel_reconciler.engine import sweep
+from reel_reconciler.engine.connect import connect
+from reel_reconciler.model import Action
+from reel_reconciler.runtime import ReconcilerRuntime
+from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import settings_for
 from tests.support.drifted import (
     PER_USER,

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from controller.engine import Engine, Trigger
-from controller.model import Action
-from controller.stores.firestore import FirestoreStore
-from controller.stores.gcs import GcsStore
+from reel_reconciler.engine import Engine, Trigger
+from reel_reconciler.model import Action
+from reel_reconciler.stores.firestore import FirestoreStore
+from reel_reconciler.stores.gcs import GcsStore
 from tests.conftest import settings_for
 from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator
 from tests.support.seed import World

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from subprocess import CompletedProcess
 from typing import Any
 
-from controller.engine.changelog import loggable, rfc3339
+from reel_reconciler.engine.changelog import loggable, rfc3339
 from tests.support.seed import World
 
 Cli = Callable[..., CompletedProcess[str]]
@@ -203,7 +203,7 @@ def _change_lines(proc: CompletedProcess[str]) -> list[dict[str, Any]]:
             record = json.loads(text)
         except json.JSONDecodeError:
             continue
-        if record.get("logger") == "controller.changes":
+        if record.get("logger") == "reel_reconciler.changes":
             lines.append(record)
     return lines
 

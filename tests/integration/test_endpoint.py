@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from controller.model import Action
+from reel_reconciler.model import Action
 from tests.support.app import ReelApp, Timing
 from tests.support.emulators import (
     Emulator,
@@ -423,7 +423,7 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                 if k not in ("FIREBASE_AUTH_EMULATOR_HOST", "KUBECONFIG")
                 and not k.startswith("KUBERNETES_")}
     full_env.update(env)
-    return subprocess.run([sys.executable, "-m", "controller.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "reel_reconciler.cli", *args], capture_output=True,
                           text=True, timeout=bound(30), env=full_env, cwd=REPO, check=False)
 
 

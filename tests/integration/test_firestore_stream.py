@@ -15,10 +15,10 @@ from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
-import controller.stores.paging as paging
-from controller.engine import Engine
-from controller.stores.connection import Connection, connect
-from controller.stores.firestore import FirestoreStore
+import reel_reconciler.stores.paging as paging
+from reel_reconciler.engine import Engine
+from reel_reconciler.stores.connection import Connection, connect
+from reel_reconciler.stores.firestore import FirestoreStore
 from tests.support.seed import World
 
 Make = Callable[..., Engine]

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from controller.engine import Engine
-from controller.stores import Conflict
-from controller.stores.values import Reference
+from reel_reconciler.engine import Engine
+from reel_reconciler.stores import Conflict
+from reel_reconciler.stores.values import Reference
 from tests.integration.test_firestore_stream import EVERY_TYPE
 from tests.support.seed import World
 

@@ -103,7 +103,7 @@ def operator(*args: str, timeout: float = 30, **env: Any) -> CompletedProcess[st
     full_env = {k: v for k, v in os.environ.items()
                 if not k.startswith("KUBERNETES_") and k != "KUBECONFIG"}
     full_env.update({k: str(v) for k, v in env.items()})
-    return subprocess.run([sys.executable, "-m", "controller.cli", "operator", *args],
+    return subprocess.run([sys.executable, "-m", "reel_reconciler.cli", "operator", *args],
                           capture_output=True, text=True, timeout=timeout, env=full_env,
                           cwd=REPO, check=False)
 
@@ -151,14 +151,14 @@ def test_operator_endpoint_input_errors(args: list[str], wanted: str, tmp_path: 
     (["main"], "the following arguments are required: -n/--namespace"),
 ])
 def test_delete_reconciler_input_errors(args: list[str], wanted: str) -> None:
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "delete-reconciler", *args],
+    proc = subprocess.run([sys.executable, "-m", "reel_reconciler.cli", "delete-reconciler", *args],
                           capture_output=True, text=True, timeout=30, cwd=REPO, check=False)
     one_line_exit_2(proc, "reel-reconciler delete-reconciler: " + wanted)
 
 
 def test_delete_reconciler_without_a_cluster(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
-    proc = subprocess.run([sys.executable, "-m", "controller.cli", "delete-reconciler", "main",
+    proc = subprocess.run([sys.executable, "-m", "reel_reconciler.cli", "delete-reconciler", "main",
                            "-n", "reels"], capture_output=True, text=True, timeout=30, cwd=REPO,
                           check=False, env={**env, "HOME": str(tmp_path),
                                             "KUBECONFIG": str(tmp_path / "missing")})

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.engine.listener import ListenerSet, WatchdogSettings, safe_beat
-from controller.stores.changefeed import Change
-from controller.stores.firestore import FirestoreStore
+from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
+from reel_reconciler.stores.changefeed import Change
+from reel_reconciler.stores.firestore import FirestoreStore
 from tests.conftest import settings_for
 from tests.support.emulators import Emulators, firestore_emulator
 from tests.support.patience import bound

@@ -14,10 +14,10 @@ from pathlib import Path
 import requests
 from prometheus_client import generate_latest
 
-from controller.runtime import Hooks, ReconcilerRuntime
-from controller.runtime.liveness import stalled
-from controller.runtime.server import start_server
-from controller.spec import ReconcilerSpec
+from reel_reconciler.runtime import Hooks, ReconcilerRuntime
+from reel_reconciler.runtime.liveness import stalled
+from reel_reconciler.runtime.server import start_server
+from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import settings_for
 from tests.support.drifted import (
     UNBRAKED,

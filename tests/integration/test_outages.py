@@ -47,7 +47,7 @@ def _sweep_and_stop(env: dict[str, str], victim: Emulator) -> tuple[int, dict[st
                                                                    float]:
     """Start a sweep, stop `victim` once it has reconciled a few projects, time the exit."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "controller.cli", "sweep", "--output", "json", "--concurrency",
+        [sys.executable, "-m", "reel_reconciler.cli", "sweep", "--output", "json", "--concurrency",
          "1", "--page-size", "5", "--gcs-page-size", "2", "--log-level", "DEBUG",
          "--log-format", "json",
          "--retry-deadline", "10", "--request-timeout", "5"],

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.engine import Engine, Trigger
-from controller.model import Action, DriftKind
-from controller.stores.gcs import GcsStore
+from reel_reconciler.engine import Engine, Trigger
+from reel_reconciler.model import Action, DriftKind
+from reel_reconciler.stores.gcs import GcsStore
 from tests.support.emulators import fake_gcs_server
 from tests.support.seed import World
 
@@ -60,7 +60,7 @@ def test_scenario2_partial_generation_after_crash_keeps_seven_clips(world: World
 
 def test_scenario3_crashed_job_is_failed_then_project_recovers(world: World,
                                                               make_engine: Make) -> None:
-    from controller.engine import cleanup_stale_jobs
+    from reel_reconciler.engine import cleanup_stale_jobs
 
     job, paths = world.generated_project(
         "p3", status="generating", prompts=15, in_gcs=3, in_db=3, job_status="processing",
@@ -217,7 +217,7 @@ def test_claim_outside_prefix_is_checked_by_metadata(world: World, make_engine: 
 
 
 def test_stale_job_touched_concurrently_is_not_failed(world: World, make_engine: Make) -> None:
-    from controller.engine import cleanup_stale_jobs
+    from reel_reconciler.engine import cleanup_stale_jobs
 
     job, _ = world.generated_project("p-hb", status="generating", prompts=2, in_gcs=0,
                                      in_db=0, job_status="processing",
@@ -227,8 +227,8 @@ def test_stale_job_touched_concurrently_is_not_failed(world: World, make_engine:
     # The worker heartbeats after our read: the precondition must stop the failure.
     world.jobs().document(job).update({"updatedAt": world.job(job)["createdAt"]
                                        + timedelta(hours=2)})
-    from controller.engine.stale import _mark_failed
-    from controller.model import Job
+    from reel_reconciler.engine.stale import _mark_failed
+    from reel_reconciler.model import Job
 
     assert _mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time), doc.data) is False
     assert world.job(job)["status"] == "processing"
@@ -238,7 +238,7 @@ def test_stale_job_touched_concurrently_is_not_failed(world: World, make_engine:
 def test_the_sweep_reads_the_opt_out_field_it_is_told(world: World, make_engine: Make) -> None:
     """The sweep reads only the fields it needs: the opt-out field is one of them, by the
     name configured, whatever it is."""
-    from controller.engine import sweep
+    from reel_reconciler.engine import sweep
 
     world.generated_project("p-kept", status="generating", prompts=2, in_gcs=2, in_db=0,
                             job_status="failed", keepOff=True)

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from controller.engine import Engine, Trigger, sweep
-from controller.model import Action, Report
+from reel_reconciler.engine import Engine, Trigger, sweep
+from reel_reconciler.model import Action, Report
 from tests.support.seed import World
 
 Make = Callable[..., Engine]

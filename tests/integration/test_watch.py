@@ -92,7 +92,7 @@ def test_unreachable_firestore_is_one_line_and_exit_2(emulators: Emulators, worl
     dead: dict[str, Any] = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}"}
     env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
            "REEL_RETRY_DEADLINE": "2", "REEL_REQUEST_TIMEOUT": "2", **dead}
-    done = subprocess.run([sys.executable, "-m", "controller.cli", "watch", "--metrics-port",
+    done = subprocess.run([sys.executable, "-m", "reel_reconciler.cli", "watch", "--metrics-port",
                            str(free_port())], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=60, check=False)
     assert done.returncode == 2, done.stderr

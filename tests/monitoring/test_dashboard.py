@@ -32,18 +32,18 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
-from controller.api.app import start_api
-from controller.api.settings import ApiSettings
-from controller.engine import Engine, Trigger, cleanup_stale_jobs, sweep
-from controller.engine.listener import ListenerSet, safe_beat
-from controller.metrics import (
+from reel_reconciler.api.app import start_api
+from reel_reconciler.api.settings import ApiSettings
+from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
+from reel_reconciler.engine.listener import ListenerSet, safe_beat
+from reel_reconciler.metrics import (
     FLAPPING_HOLDS_TOTAL,
     HEARTBEAT_CONFLICTS_TOTAL,
     NOTIFICATIONS_TOTAL,
 )
-from controller.model import Action, DriftKind
-from controller.runtime import ReconcilerRuntime
-from controller.spec import ReconcilerSpec
+from reel_reconciler.model import Action, DriftKind
+from reel_reconciler.runtime import ReconcilerRuntime
+from reel_reconciler.spec import ReconcilerSpec
 from tests.monitoring.promserver import (
     MissingPrometheus,
     PrometheusServer,
@@ -125,10 +125,10 @@ def documented_metrics() -> set[str]:
 
 
 def defined_metrics() -> dict[str, bool]:
-    """Every metric controller/metrics.py defines (its name as exposed): whether it is
+    """Every metric reel_reconciler/metrics.py defines (its name as exposed): whether it is
     per reconciler. One without a `reconciler` label exposes an unlabelled sample at once
     (a labelled one has no sample before its first child, and then only labelled ones)."""
-    from controller import metrics
+    from reel_reconciler import metrics
 
     found = {}
     for value in vars(metrics).values():

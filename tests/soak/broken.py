@@ -22,10 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from controller import cli
-from controller.model import Observation, PolicySettings
-from controller.policy import Hold
-from controller.stores.firestore import FirestoreStore
+from reel_reconciler import cli
+from reel_reconciler.model import Observation, PolicySettings
+from reel_reconciler.policy import Hold
+from reel_reconciler.stores.firestore import FirestoreStore
 
 Updates = Mapping[str, tuple[Mapping[str, Any], datetime]]
 
@@ -36,8 +36,8 @@ def ignore_holds() -> None:
     def no_hold(observation: Observation, settings: PolicySettings) -> Hold | None:
         return None
 
-    # By its full name: `controller.policy` re-exports the function `decide` over the module.
-    vars(importlib.import_module("controller.policy.decide"))["hold_reason"] = no_hold
+    # By its full name: `reel_reconciler.policy` re-exports the function `decide` over the module.
+    vars(importlib.import_module("reel_reconciler.policy.decide"))["hold_reason"] = no_hold
 
 
 def write_over_newer_versions() -> None:

@@ -23,9 +23,9 @@ from typing import Any
 
 from google.cloud.firestore_v1.types import StructuredQuery, Target
 
-from controller.stores.changefeed import Change, ChangeFeed
-from controller.stores.connection import Connection, connect
-from controller.stores.values import decode
+from reel_reconciler.stores.changefeed import Change, ChangeFeed
+from reel_reconciler.stores.connection import Connection, connect
+from reel_reconciler.stores.values import decode
 from tests.support.seed import World
 
 

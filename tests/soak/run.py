@@ -30,7 +30,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from controller.logs import CHANGES
+from reel_reconciler.logs import CHANGES
 from tests.soak.broken import BREAKS
 from tests.soak.checker import INVARIANTS, Stuck, Timing, Verdict, check
 from tests.soak.faults import Faults, Reconciler
@@ -159,7 +159,7 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
             str(port), "--log-format", "json", "--request-timeout", "5", "--retry-deadline", "5"]
 
     # The broken reconcilers are the product wrapped by a test double, in its own process.
-    entry = ["tests.soak.broken", broken] if broken else ["controller.cli"]
+    entry = ["tests.soak.broken", broken] if broken else ["reel_reconciler.cli"]
 
     def start() -> subprocess.Popen[bytes]:
         return subprocess.Popen([sys.executable, "-m", *entry, "watch", *args],

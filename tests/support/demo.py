@@ -26,7 +26,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
-from controller import defaults
+from reel_reconciler import defaults
 from tests.support.app import ReelApp, Timing
 from tests.support.demo_cases import seed
 from tests.support.emulators import free_port, running_emulators
@@ -175,7 +175,7 @@ def _wrong_bucket(world: World, env: dict[str, str]) -> bool:
     wrong = "reel-maker-demo-empty"
     world.gcs.create_bucket(wrong)
     before = _documents(world)
-    run = subprocess.run([sys.executable, "-m", "controller.cli", "sweep", "--bucket", wrong,
+    run = subprocess.run([sys.executable, "-m", "reel_reconciler.cli", "sweep", "--bucket", wrong,
                           "--settle", "0s", "--output", "json"],
                          env=env, capture_output=True, text=True, timeout=120, check=False)
     after = _documents(world)
@@ -219,7 +219,7 @@ def main() -> int:
                       f"{len(seeded)} projects seeded; starting `reel-reconciler watch "
                       f"{' '.join(WATCH_ARGS)}` (metrics on :{port})")
         log = open(os.devnull, "wb")  # noqa: SIM115 - closed after the process ends
-        watch = subprocess.Popen([sys.executable, "-m", "controller.cli", "watch",
+        watch = subprocess.Popen([sys.executable, "-m", "reel_reconciler.cli", "watch",
                                   "--metrics-port", str(port), *WATCH_ARGS],
                                  env=env, stdout=log, stderr=subprocess.STDOUT)
         started = time.time()

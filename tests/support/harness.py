@@ -89,7 +89,8 @@ def start_operator(cluster: Cluster, env: dict[str, str], log: Path,
     full_env = {**os.environ, **env, "KUBECONFIG": str(cluster.kubeconfig)}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "operator", "--namespace", cluster.namespace,
+            [sys.executable, "-m", "reel_reconciler.cli", "operator",
+             "--namespace", cluster.namespace,
              "--metrics-port", str(metrics_port), "--health-port", str(free_port()),
              "--log-format", "json", *args],
             cwd=REPO, env=full_env, stdout=out, stderr=subprocess.STDOUT)

@@ -1,5 +1,5 @@
 """The two stores in memory, for the engine's fast unit tests: same contract as the adapters
-(`controller.engine.stores`), every write checked against its precondition as Firestore
+(`reel_reconciler.engine.stores`), every write checked against its precondition as Firestore
 checks it. The emulator tests keep proving the adapters themselves.
 """
 
@@ -10,10 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from controller import metrics
-from controller.model import ObjectInfo
-from controller.stores import Conflict, Outage, RequestLog
-from controller.stores.firestore import Document
+from reel_reconciler import metrics
+from reel_reconciler.model import ObjectInfo
+from reel_reconciler.stores import Conflict, Outage, RequestLog
+from reel_reconciler.stores.firestore import Document
 
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 

@@ -1,5 +1,5 @@
 """A static check that code uses Google's client libraries and gRPC through their public
-surfaces only (tests/unit/test_public_api.py runs it on controller/).
+surfaces only (tests/unit/test_public_api.py runs it on reel_reconciler/).
 
 It parses a module and reports an import of a private module or name (`_x`) from google,
 grpc or proto (proto-plus), and a private attribute read or written on a value that comes from
@@ -14,7 +14,7 @@ import ast
 import builtins
 
 FOREIGN_ROOTS = {"google", "grpc", "proto"}  # proto: proto-plus, the GAPIC types' base
-OURS_ROOTS = {"controller"}
+OURS_ROOTS = {"reel_reconciler"}
 PUBLIC_UNDERSCORED = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 """namedtuple's documented API."""
 OTHER, OURS, UNKNOWN, FOREIGN = range(4)
@@ -165,7 +165,7 @@ class _Checker:
                 root = alias.name.split(".")[0]
                 name = alias.asname or root
             else:
-                root = "controller" if node.level else (node.module or "").split(".")[0]
+                root = "reel_reconciler" if node.level else (node.module or "").split(".")[0]
                 name = alias.asname or alias.name
                 if check and root in FOREIGN_ROOTS and _private(alias.name):
                     self.report(node, f"import of a private name: {node.module}.{alias.name}")

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from controller.config import Settings
-from controller.engine import Engine
-from controller.stores.firestore import FirestoreStore
-from controller.stores.gcs import GcsStore
+from reel_reconciler.config import Settings
+from reel_reconciler.engine import Engine
+from reel_reconciler.stores.firestore import FirestoreStore
+from reel_reconciler.stores.gcs import GcsStore
 
 
 class RecordingFirestore(FirestoreStore):

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from controller.runtime import ReconcilerRuntime
+from reel_reconciler.runtime import ReconcilerRuntime
 from tests.support.patience import bound
 
 

@@ -62,7 +62,7 @@ def start_watch(emulators: Emulators | None, world: World, log: Path, *args: str
            **(env or {})}
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "controller.cli", "watch", "--metrics-port", str(port),
+            [sys.executable, "-m", "reel_reconciler.cli", "watch", "--metrics-port", str(port),
              "--log-format", "json", "--log-level", "INFO", *args],
             cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     return Watch(proc, port, log)

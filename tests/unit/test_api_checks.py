@@ -6,12 +6,12 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from controller.api.app import checked_id
-from controller.api.callers import bearer_token
-from controller.api.errors import ApiError
-from controller.api.openapi import RECONCILE_PATH, document
-from controller.api.settings import parse_rate
-from controller.config import ConfigError
+from reel_reconciler.api.app import checked_id
+from reel_reconciler.api.callers import bearer_token
+from reel_reconciler.api.errors import ApiError
+from reel_reconciler.api.openapi import RECONCILE_PATH, document
+from reel_reconciler.api.settings import parse_rate
+from reel_reconciler.config import ConfigError
 
 
 @pytest.mark.parametrize("project_id", ["p-7f3a", "4f1c2b9e-uuid", "x" * 1500, "é" * 750,

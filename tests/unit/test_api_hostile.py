@@ -16,16 +16,16 @@ import pytest
 from aiohttp.test_utils import make_mocked_request
 from limits import parse
 
-from controller.api.app import ReconcileEndpoint
-from controller.api.cache import Recent
-from controller.api.errors import ApiError
-from controller.api.firebase import ISSUER_PREFIX, FirebaseTokens, check_claims
-from controller.api.keys import KeysUnavailable, PublishedKeys, max_age, parse_keys
-from controller.api.outbound import Outbound
-from controller.api.peers import client_address, limit_key, parse_networks
-from controller.api.rate import MAX_KEYS, Rate, RateLimit
-from controller.api.settings import ApiSettings
-from controller.api.tokens import MAX_NESTING, nesting, parse_jwt, strict_json
+from reel_reconciler.api.app import ReconcileEndpoint
+from reel_reconciler.api.cache import Recent
+from reel_reconciler.api.errors import ApiError
+from reel_reconciler.api.firebase import ISSUER_PREFIX, FirebaseTokens, check_claims
+from reel_reconciler.api.keys import KeysUnavailable, PublishedKeys, max_age, parse_keys
+from reel_reconciler.api.outbound import Outbound
+from reel_reconciler.api.peers import client_address, limit_key, parse_networks
+from reel_reconciler.api.rate import MAX_KEYS, Rate, RateLimit
+from reel_reconciler.api.settings import ApiSettings
+from reel_reconciler.api.tokens import MAX_NESTING, nesting, parse_jwt, strict_json
 from tests.support.tokens import SigningKey, TokenMint, b64
 
 PROJECT = "demo-reels"
@@ -249,7 +249,7 @@ def test_the_endpoint_keeps_its_memory_through_100000_addresses(
     settings = ApiSettings(port=1, rate_limit="3/hour",
                            trusted_proxies=parse_networks("127.0.0.1"))
     endpoint = ReconcileEndpoint(settings, None, lambda: {"ns/main": cast(Any, runtime)})
-    monkeypatch.setattr("controller.api.app.log.disabled", True)
+    monkeypatch.setattr("reel_reconciler.api.app.log.disabled", True)
 
     async def run() -> tuple[dict[int, int], list[int]]:
         codes: dict[int, int] = {}

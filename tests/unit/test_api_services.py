@@ -19,13 +19,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller.api.callers import Audience, Callers, Refused
-from controller.api.errors import ApiError
-from controller.api.firebase import FirebaseTokens
-from controller.api.keys import PublishedKeys
-from controller.api.outbound import Outbound
-from controller.api.service_accounts import ServiceAccounts
-from controller.api.tokens import parse_jwt
+from reel_reconciler.api.callers import Audience, Callers, Refused
+from reel_reconciler.api.errors import ApiError
+from reel_reconciler.api.firebase import FirebaseTokens
+from reel_reconciler.api.keys import PublishedKeys
+from reel_reconciler.api.outbound import Outbound
+from reel_reconciler.api.service_accounts import ServiceAccounts
+from reel_reconciler.api.tokens import parse_jwt
 from tests.support.tokens import TokenMint, published_keys
 
 AUDIENCE = Audience("demo-reels", "ns", "main")

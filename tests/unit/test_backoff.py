@@ -1,6 +1,6 @@
 """The one backoff rule: doubling from its base, capped."""
 
-from controller.backoff import backoff
+from reel_reconciler.backoff import backoff
 
 
 def test_backoff_doubles_from_its_base_up_to_its_ceiling() -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from controller.config import Settings
-from controller.engine.breaker import Breaker
-from controller.engine.reconcile import Pipeline
-from controller.engine.recorder import Recorder
-from controller.engine.sweep.run import suspect_an_empty_bucket
-from controller.model import Action, Report, Trigger
-from controller.policy.destructive import is_destructive
+from reel_reconciler.config import Settings
+from reel_reconciler.engine.breaker import Breaker
+from reel_reconciler.engine.reconcile import Pipeline
+from reel_reconciler.engine.recorder import Recorder
+from reel_reconciler.engine.sweep.run import suspect_an_empty_bucket
+from reel_reconciler.model import Action, Report, Trigger
+from reel_reconciler.policy.destructive import is_destructive
 from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
 
 NOW = EPOCH + timedelta(days=1)

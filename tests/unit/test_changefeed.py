@@ -13,7 +13,7 @@ import pytest
 from google.cloud.firestore_v1.types.firestore import ListenResponse, TargetChange
 from google.protobuf import timestamp_pb2
 
-from controller.stores.changefeed import TARGET_ID, Change, ChangeFeed
+from reel_reconciler.stores.changefeed import TARGET_ID, Change, ChangeFeed
 
 PREFIX = "projects/p/databases/(default)/documents/jobs/"
 Kind = TargetChange.TargetChangeType

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from controller import cli
-from controller.operator import deletion
-from controller.operator import main as operator_main
+from reel_reconciler import cli
+from reel_reconciler.operator import deletion
+from reel_reconciler.operator import main as operator_main
 
 
 def _walk(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.Action]]:

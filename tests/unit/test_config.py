@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from controller.config import (
+from reel_reconciler.config import (
     ConfigError,
     Settings,
     check_emulator_hosts,
     load_settings,
     parse_duration,
 )
-from controller.spec import ReconcilerSpec
+from reel_reconciler.spec import ReconcilerSpec
 
 MINIMAL: dict[str, Any] = {"storage": {"bucket": "reels-bucket"}}
 EMULATOR_VARS = ("STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST")

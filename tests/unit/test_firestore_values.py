@@ -11,7 +11,14 @@ import pytest
 from google.api_core.datetime_helpers import DatetimeWithNanoseconds
 from google.cloud.firestore import GeoPoint
 
-from controller.stores.values import Reference, decode, encode, field_path, timestamp, timestamp_pb
+from reel_reconciler.stores.values import (
+    Reference,
+    decode,
+    encode,
+    field_path,
+    timestamp,
+    timestamp_pb,
+)
 
 NAME = "projects/p/databases/(default)/documents/reel_maker_projects/other"
 

@@ -1,7 +1,7 @@
 """Every Firestore query of the controller has the index real Firestore needs to serve it.
 
 The emulator serves any query, so only this check stands between a new query shape and a
-FAILED_PRECONDITION in production. The shapes live in controller/stores/queries.py, the only
+FAILED_PRECONDITION in production. The shapes live in reel_reconciler/stores/queries.py, the only
 module allowed to build a query; deploy/firestore.indexes.json is what users deploy.
 """
 
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from google.cloud.firestore_v1.types import StructuredQuery
 
-from controller.config import Settings
-from controller.stores import queries
-from controller.stores.queries import NAME, SHAPES, QueryShape
+from reel_reconciler.config import Settings
+from reel_reconciler.stores import queries
+from reel_reconciler.stores.queries import NAME, SHAPES, QueryShape
 
 REPO = Path(__file__).resolve().parents[2]
 INDEXES = REPO / "deploy/firestore.indexes.json"
@@ -107,12 +107,12 @@ def query_builds(source: str) -> list[tuple[int, str]]:
 def test_no_other_module_builds_a_query() -> None:
     """A query built elsewhere would escape the index check above."""
     found: list[str] = []
-    for path in sorted((REPO / "controller").rglob("*.py")):
+    for path in sorted((REPO / "reel_reconciler").rglob("*.py")):
         if path.name == "queries.py":
             continue
         found.extend(f"{path.relative_to(REPO)}:{line} {what}"
                      for line, what in query_builds(path.read_text()))
-    assert found == [], "queries must be built in controller/stores/queries.py"
+    assert found == [], "queries must be built in reel_reconciler/stores/queries.py"
 
 
 def test_the_scan_sees_a_query_built_either_way() -> None:

@@ -7,7 +7,7 @@ import ast
 import re
 from pathlib import Path
 
-CONTROLLER = Path(__file__).resolve().parents[2] / "controller"
+CONTROLLER = Path(__file__).resolve().parents[2] / "reel_reconciler"
 API_CALL = re.compile(r"^(create|get|list|patch|delete|read|replace)_\w*("
                       r"custom_object|custom_object_status|token_review|"
                       r"subject_access_review|namespace\w*|event\w*)$")

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from controller import defaults
-from controller.api.errors import ApiError
-from controller.api.service_accounts import ServiceAccounts
-from controller.operator.status import WRITE_ATTEMPTS, StatusWriter
+from reel_reconciler import defaults
+from reel_reconciler.api.errors import ApiError
+from reel_reconciler.api.service_accounts import ServiceAccounts
+from reel_reconciler.operator.status import WRITE_ATTEMPTS, StatusWriter
 from tests.support.netfault import SilentServer
 from tests.support.patience import bound
 
@@ -85,7 +85,7 @@ def test_a_status_write_on_a_silent_server_gives_up_after_its_attempts(
     finally:
         client.Configuration.set_default(previous)
     writer.set("Ready", True, "Started", "watching")
-    with caplog.at_level(logging.WARNING, logger="controller.operator.status"):
+    with caplog.at_level(logging.WARNING, logger="reel_reconciler.operator.status"):
         elapsed, raised = _finishes(lambda: asyncio.run(writer.write()),
                                     bound(WRITE_ATTEMPTS * TIMEOUT + 5))
     assert raised is None, "a failed status write is logged, not raised"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, generate_latest
 
-from controller import metrics
+from reel_reconciler import metrics
 
 DESIGN_NAMES = [
     "reconcile_total", "drift_detected_total", "corrections_total", "stale_jobs_total",

@@ -1,7 +1,7 @@
 """No setting, variable or flag of the product turns a safety rule off: the controller reads no
 test-only variable. The soak's broken reconcilers are test doubles in tests/soak/broken.py.
 
-Two checks over controller/: the text `REEL_TEST_` appears in no file at all, and no
+Two checks over reel_reconciler/: the text `REEL_TEST_` appears in no file at all, and no
 environment read (`os.environ[...]`, `os.environ.get`, `os.getenv`, ...) names a variable
 starting with `REEL_TEST`, even one spelled in pieces. Both must find each way a switch was
 once, or could be, written.
@@ -65,7 +65,7 @@ def env_reads(source: str) -> list[str]:
 
 
 def test_no_file_of_the_controller_names_a_test_only_variable() -> None:
-    found = [str(path.relative_to(REPO)) for path in sorted((REPO / "controller").rglob("*"))
+    found = [str(path.relative_to(REPO)) for path in sorted((REPO / "reel_reconciler").rglob("*"))
              if path.is_file() and "__pycache__" not in path.parts
              and MARK in path.read_bytes().upper()]
     assert found == []
@@ -73,7 +73,7 @@ def test_no_file_of_the_controller_names_a_test_only_variable() -> None:
 
 def test_the_controller_reads_no_test_only_variable() -> None:
     found = [(str(path.relative_to(REPO)), name)
-             for path in sorted((REPO / "controller").rglob("*.py"))
+             for path in sorted((REPO / "reel_reconciler").rglob("*.py"))
              for name in env_reads(path.read_text())
              if name.upper().startswith("REEL_TEST")]
     assert found == []

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.engine.notification import DELETE, FINALIZE, Outcome, route
-from controller.model import Location
+from reel_reconciler.engine.notification import DELETE, FINALIZE, Outcome, route
+from reel_reconciler.model import Location
 
 LOC = Location(bucket="reels", root_prefix="reel-maker")
 CLIP = "reel-maker/u1/p1/raw/job-1/prompt-00/clip.mp4"

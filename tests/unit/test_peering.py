@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta
 
-from controller.operator.peering import HIGHEST, draw, live_priorities
+from reel_reconciler.operator.peering import HIGHEST, draw, live_priorities
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 

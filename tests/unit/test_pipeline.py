@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from controller.config import Settings
-from controller.engine.changelog import loggable, rfc3339
-from controller.engine.reconcile import Pipeline, Prefetched
-from controller.engine.recorder import Recorder
-from controller.logs import CHANGES
-from controller.model import Action, Report, Trigger
+from reel_reconciler.config import Settings
+from reel_reconciler.engine.changelog import loggable, rfc3339
+from reel_reconciler.engine.reconcile import Pipeline, Prefetched
+from reel_reconciler.engine.recorder import Recorder
+from reel_reconciler.logs import CHANGES
+from reel_reconciler.model import Action, Report, Trigger
 from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
 
 NOW = EPOCH + timedelta(days=1)

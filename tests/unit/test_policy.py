@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from controller.model import (
+from reel_reconciler.model import (
     Action,
     DriftKind,
     InvalidDocument,
@@ -24,7 +24,7 @@ from controller.model import (
     Project,
     ProjectStatus,
 )
-from controller.policy import (
+from reel_reconciler.policy import (
     decide,
     fingerprint,
     is_active,

@@ -2,7 +2,7 @@
 
 A private name (`_x`) of google-cloud-firestore, api-core, proto-plus or grpc can change in
 any release without notice; the dependency bounds in pyproject.toml only protect what the
-libraries publish. The check (tests/support/public_api.py) must find nothing in controller/,
+libraries publish. The check (tests/support/public_api.py) must find nothing in reel_reconciler/,
 and must find each way the store once reached into the client library.
 """
 
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_the_controller_uses_public_google_and_grpc_surfaces_only() -> None:
     found = []
-    for path in sorted((REPO / "controller").rglob("*.py")):
+    for path in sorted((REPO / "reel_reconciler").rglob("*.py")):
         found.extend(violations(path.read_text(), str(path.relative_to(REPO))))
     assert found == []
 
@@ -90,7 +90,7 @@ def test_the_check_leaves_our_own_private_attributes_alone() -> None:
     source = """
 from dataclasses import dataclass
 from google.cloud.firestore_v1.types import RunQueryResponse
-from controller.engine.reconcile import Engine
+from reel_reconciler.engine.reconcile import Engine
 
 class Sweep:
     def __init__(self, engine: Engine) -> None:

@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from controller.engine.queue import WorkQueue
+from reel_reconciler.engine.queue import WorkQueue
 from tests.support.patience import bound
 
 T = TypeVar("T")

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 import yaml
 
-from controller.config import ConfigError
-from controller.engine.listener import WatchdogSettings
-from controller.model import PolicySettings
-from controller.spec import ReconcilerSpec
+from reel_reconciler.config import ConfigError
+from reel_reconciler.engine.listener import WatchdogSettings
+from reel_reconciler.model import PolicySettings
+from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import REPO
 
 CRD = REPO / "deploy" / "crds" / "reelreconcilers.reelmaker.io.yaml"

@@ -6,11 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
-from controller.engine.sweep import JOB_FIELDS, PROJECT_FIELDS
-from controller.engine.sweep.cursor import FolderListing, JobsByUser, OrderedCursor
-from controller.engine.sweep.order import UserGroup, in_folder_order, user_groups
-from controller.model import WRITTEN_FIELDS, ObjectInfo, _JobFields, _ProjectFields, folder_user
-from controller.stores.firestore import Document
+from reel_reconciler.engine.sweep import JOB_FIELDS, PROJECT_FIELDS
+from reel_reconciler.engine.sweep.cursor import FolderListing, JobsByUser, OrderedCursor
+from reel_reconciler.engine.sweep.order import UserGroup, in_folder_order, user_groups
+from reel_reconciler.model import (
+    WRITTEN_FIELDS,
+    ObjectInfo,
+    _JobFields,
+    _ProjectFields,
+    folder_user,
+)
+from reel_reconciler.stores.firestore import Document
 
 
 def _doc(doc_id: str, user: object) -> Document:

@@ -1,9 +1,0 @@
-"""The pure reconciliation policy: observation in, plan out, no I/O."""
-
-from controller.policy.decide import Hold, decide, fingerprint, hold_reason
-from controller.policy.jobs import is_active, is_revived, is_stale, restore_sources
-from controller.policy.slots import outside_names
-from controller.policy.status import error_message, target_status
-
-__all__ = ["Hold", "decide", "error_message", "fingerprint", "hold_reason", "is_active",
-           "is_revived", "is_stale", "outside_names", "restore_sources", "target_status"]

@@ -1,5 +1,0 @@
-"""A reconciler at run time, shared by the operator and `reel-reconciler watch`."""
-
-from controller.runtime.reconciler import RUNTIMES, Hooks, ReconcilerRuntime, jittered
-
-__all__ = ["RUNTIMES", "Hooks", "ReconcilerRuntime", "jittered"]

@@ -1,0 +1,161 @@
+"""The breaker on destructive corrections. A reconciler pointed at a wrong but existing bucket
+sees every claimed clip as missing; without a brake it would empty every project in one sweep
+or one storm of notifications. So destructive corrections (`policy.is_destructive`) spend a
+budget over a sliding window, and the first one past it trips the breaker: from then on no
+trigger writes anything destructive (everything else goes on) until a person resumes writes.
+
+The tripped state lives in a Firestore document of the reconciler's own, so that a restart, a
+failover or another process (`watch`, the CLI) sees it; trips and resumes are written with a
+precondition, like every write of ours."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from reel_reconciler import metrics
+from reel_reconciler.stores import Conflict, StoreError
+from reel_reconciler.stores.firestore import Document
+
+log = logging.getLogger(__name__)
+
+
+class BreakerStore(Protocol):
+    def breaker(self, collection: str, name: str) -> Document | None: ...
+
+    def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
+                    read_update_time: datetime | None) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    tripped: bool = False
+    reason: str | None = None
+    resumed_token: str | None = None
+    """The token of the last `resume-writes`, echoed to status."""
+
+    @classmethod
+    def of(cls, doc: Document | None) -> BreakerState:
+        data = (doc.data if doc is not None else None) or {}
+        reason, token = data.get("reason"), data.get("resumedToken")
+        return cls(tripped=data.get("tripped") is True,
+                   reason=reason if isinstance(reason, str) else None,
+                   resumed_token=token if isinstance(token, str) else None)
+
+
+class Breaker:
+    """One reconciler's breaker. Thread-safe: the sweep's pool, the queue's workers and the
+    notification path all ask it."""
+
+    def __init__(self, store: BreakerStore, collection: str, reconciler: str, budget: int,
+                 window: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.store, self.collection, self.reconciler = store, collection, reconciler
+        self.budget, self.window, self.clock = budget, window, clock
+        self.state = BreakerState()
+        self._lock = threading.Lock()
+        self._recent: deque[float] = deque()
+        self._suspicion: str | None = None
+        self._read_time: datetime | None = None
+        self._unsaved = False
+        """Tripped here, not yet in the document (a failed write): the next load retries."""
+
+    def load(self) -> BreakerState:
+        """Adopt the document's state (a resume from another process, a trip from another
+        replica); a trip of ours not yet saved is saved instead. Raises StoreError."""
+        if self._unsaved:
+            self._save()
+        doc = self.store.breaker(self.collection, self.reconciler)
+        with self._lock:
+            self._read_time = doc.update_time if doc is not None else None
+            if not self._unsaved:
+                found = BreakerState.of(doc)
+                if self.state.tripped and not found.tripped:
+                    self._recent.clear()
+                self.state = found
+            state = self.state
+        metrics.BREAKER_TRIPPED.labels(self.reconciler).set(1 if state.tripped else 0)
+        return state
+
+    def suspect(self, reason: str) -> None:
+        """Until `clear_suspicion`, the first destructive correction trips the breaker: what
+        the caller saw (a bucket with nothing under the root) makes any of them suspect."""
+        with self._lock:
+            self._suspicion = reason
+
+    def clear_suspicion(self) -> None:
+        with self._lock:
+            self._suspicion = None
+
+    def allow(self) -> str | None:
+        """Before each destructive write: None to go ahead (the budget is spent), else why
+        not. The first refusal trips the breaker."""
+        with self._lock:
+            if self.state.tripped:
+                return self.state.reason or "writes paused"
+            now = self.clock()
+            while self._recent and now - self._recent[0] > self.window:
+                self._recent.popleft()
+            if self._suspicion is not None:
+                reason = self._suspicion
+            elif len(self._recent) >= self.budget:
+                reason = (f"more than {self.budget} destructive corrections within "
+                          f"{self.window:.0f}s")
+            else:
+                self._recent.append(now)
+                return None
+            self.state = BreakerState(tripped=True, reason=reason,
+                                      resumed_token=self.state.resumed_token)
+            self._unsaved = True
+        metrics.BREAKER_TRIPPED.labels(self.reconciler).set(1)
+        log.error("breaker tripped: destructive writes paused",
+                  extra={"reconciler": self.reconciler, "reason": reason})
+        try:
+            self._save()
+        except StoreError as exc:
+            log.warning("breaker state not saved yet", extra={"error": str(exc)})
+        return reason
+
+    def resume(self, token: str) -> None:
+        """A person's word: destructive writes go on, with a fresh budget. Raises StoreError."""
+        doc = self.store.breaker(self.collection, self.reconciler)
+        fields = {"tripped": False, "reason": None, "resumedToken": token,
+                  "reconciler": self.reconciler}
+        written = self.store.put_breaker(self.collection, self.reconciler, fields,
+                                         doc.update_time if doc is not None else None)
+        with self._lock:
+            self._read_time, self._unsaved = written, False
+            self._recent.clear()
+            self.state = BreakerState(resumed_token=token)
+        metrics.BREAKER_TRIPPED.labels(self.reconciler).set(0)
+        log.warning("destructive writes resumed", extra={"reconciler": self.reconciler,
+                                                         "token": token})
+
+    def _save(self) -> None:
+        """Write our trip over the version we last read; after a conflict, read and try once
+        more (a trip found there is as good as ours)."""
+        for _ in range(2):
+            with self._lock:
+                state, read_time = self.state, self._read_time
+            fields = {"tripped": True, "reason": state.reason,
+                      "resumedToken": state.resumed_token, "reconciler": self.reconciler}
+            try:
+                written = self.store.put_breaker(self.collection, self.reconciler, fields,
+                                                 read_time)
+            except Conflict:
+                doc = self.store.breaker(self.collection, self.reconciler)
+                with self._lock:
+                    self._read_time = doc.update_time if doc is not None else None
+                if BreakerState.of(doc).tripped:
+                    with self._lock:
+                        self._unsaved = False
+                    return
+                continue
+            with self._lock:
+                self._read_time, self._unsaved = written, False
+            return

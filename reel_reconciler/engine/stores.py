@@ -1,0 +1,65 @@
+"""What reconciling needs of the two stores: the adapters in `reel_reconciler.stores` provide it
+against Firestore and GCS, and the engine's unit tests against memory."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from reel_reconciler.model import ObjectInfo
+from reel_reconciler.stores import RequestLog
+from reel_reconciler.stores.firestore import Document
+
+
+class ProjectStore(Protocol):
+    """Projects and their jobs; every write is guarded by the update time it was decided on."""
+
+    requests: RequestLog
+
+    def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
+        """The existing ones among `project_ids`."""
+        ...
+
+    def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
+        """Every job of each project, in id order."""
+        ...
+
+    def update_project(self, project_id: str, fields: Mapping[str, Any],
+                       read_update_time: datetime) -> datetime:
+        """Raises Conflict if the document changed since `read_update_time`; returns the new
+        version's update time."""
+        ...
+
+    def update_projects(self, updates: Mapping[str, tuple[Mapping[str, Any], datetime]]
+                        ) -> dict[str, datetime]:
+        """All or nothing; raises Conflict if any document changed since its read. Returns
+        each document's new update time."""
+        ...
+
+    def breaker(self, collection: str, name: str) -> Document | None:
+        """The breaker's document (reel_reconciler.engine.breaker)."""
+        ...
+
+    def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
+                    read_update_time: datetime | None) -> datetime:
+        """Created where none is, else only over the version read; raises Conflict."""
+        ...
+
+
+class ObjectStore(Protocol):
+    """The bucket, read only."""
+
+    requests: RequestLog
+
+    def list_prefix(self, prefix: str) -> list[ObjectInfo]:
+        """Every object under `prefix`."""
+        ...
+
+    def any_under(self, prefix: str) -> bool:
+        """Whether any object's name starts with `prefix`."""
+        ...
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        """One object's metadata, or None if it does not exist."""
+        ...

@@ -1,0 +1,75 @@
+"""What a sweep found, as counts, kept reports and the gauges it leaves behind."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from reel_reconciler import metrics
+from reel_reconciler.model import PROJECT_STATUSES, Action, Report
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    scanned: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    reports: list[Report] = field(default_factory=list)
+    """Reports whose action is not no_change, in project id order (none if not kept)."""
+    statuses: Counter[str] = field(default_factory=Counter)
+    gcs_requests: int = 0
+    firestore_requests: int = 0
+    duration_seconds: float = 0.0
+    aborted: str | None = None
+    dry_run: bool = False
+
+    @property
+    def failed(self) -> bool:
+        return self.aborted is not None or self.actions[Action.ERROR.value] > 0
+
+    @property
+    def drifted(self) -> int:
+        return self.actions[Action.CORRECTED.value] + self.actions[Action.DRIFT.value]
+
+    def add(self, report: Report, keep: bool) -> None:
+        """Count one project's report; keep it too if asked and it is not no_change."""
+        self.scanned += 1
+        self.actions[report.action.value] += 1
+        self.statuses[report.corrected_status or "unknown"] += 1
+        if keep and report.action is not Action.NO_CHANGE:
+            self.reports.append(report)
+        if report.unreachable and self.aborted is None:
+            self.aborted = f"stopped early: {report.error}"
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "scanned": self.scanned,
+            "actions": dict(self.actions),
+            "reports": [report.as_json() for report in self.reports],
+            "gcsRequests": self.gcs_requests,
+            "firestoreRequests": self.firestore_requests,
+            "durationSeconds": round(self.duration_seconds, 3),
+            "dryRun": self.dry_run,
+        }
+        if self.aborted:
+            body["aborted"] = self.aborted
+        return body
+
+    def record(self, reconciler: str) -> None:
+        """The sweep's gauges and its log line; an aborted sweep leaves the gauges alone (its
+        counts cover part of the projects)."""
+        if self.aborted:
+            log.error("sweep aborted", extra={"scanned": self.scanned, "reason": self.aborted})
+            return
+        metrics.SWEEP_DURATION_SECONDS.labels(reconciler).observe(self.duration_seconds)
+        metrics.LAST_SWEEP_TIMESTAMP.labels(reconciler).set_to_current_time()
+        metrics.PROJECTS_DRIFTED.labels(reconciler).set(self.drifted)
+        for status in PROJECT_STATUSES:
+            metrics.PROJECTS.labels(reconciler, status).set(self.statuses[status])
+        log.info("sweep finished", extra={
+            "scanned": self.scanned, "actions": dict(self.actions),
+            "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
+            "durationSeconds": round(self.duration_seconds, 3)})

@@ -1,0 +1,245 @@
+"""Sweep: every project once, joined in one pass with the bucket listing and the jobs.
+
+A sweep runs all day over every project, so it reads each store as a stream instead of asking
+per project: the projects and the jobs ordered by userId, the bucket listed once under the root
+prefix in name order (pages of up to 1,000 objects). The three are merged one user at a time:
+a user's folder `{root}/{userId}/` is one contiguous run of the listing. GCS orders names by
+bytes, so `ab-c/` and `ab.c/` sort before `ab/` while Firestore puts `ab` first:
+`in_folder_order` reorders the user groups into the order of their folders. Memory holds a
+page of each stream and the users in flight, never the bucket or the collection.
+
+The projects then go, a user at a time, through `Engine.reconcile_read`, as a burst of
+listener events does, with the streamed reads as their first observation: same policy, same
+reports, the same precondition on every write, and a user's corrections in one commit.
+Whatever the streams cannot vouch for is read per project, as before: a user
+whose folder the listing had already passed (an ordering surprise), claims outside the
+project's prefix, documents without a usable userId, and every retry after a conflict.
+
+Jobs are joined on (userId, projectId), as the app writes them; every queued or processing
+job is also read by status, after the jobs stream has started and before the projects stream
+does (an index-less emulator sorts a whole collection before a stream's first document, and
+a query that runs beside flowing streams waits for them), so a job filed under another user
+still holds its project. The count of projects, which tells whether some lack a userId and
+were not streamed, is read once the streams flow. One failure never stops a sweep, but an
+outage does: the rest would fail the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from reel_reconciler.engine.reconcile import HALTED, Engine, Pipeline, Prefetched, store_failure
+from reel_reconciler.engine.sweep.cursor import FolderListing, JobsByUser
+from reel_reconciler.engine.sweep.order import UserGroup, in_folder_order, user_groups
+from reel_reconciler.engine.sweep.prefetch import Prefetch
+from reel_reconciler.engine.sweep.result import SweepResult
+from reel_reconciler.model import ObjectInfo, Report, Trigger
+from reel_reconciler.stores import StoreError
+from reel_reconciler.stores.firestore import Document
+from reel_reconciler.stores.values import by_project
+
+T = TypeVar("T")
+
+PROJECT_FIELDS = ("userId", "status", "promptList", "clipFilenames", "stitchedFilename",
+                  "errorInfo", "durationSeconds", "updatedAt", "lastReconciliation")
+"""The project fields the policy reads (reel_reconciler.model.Project) and those a correction
+writes (their values before it go to the change log), plus the opt-out field: decoding the
+others (title, timestamps, ...) would cost the sweep as much as the reads it saves."""
+JOB_FIELDS = ("projectId", "userId", "status", "promptCount", "createdAt", "startedAt",
+              "updatedAt", "timedOutAt", "error")
+"""The job fields the policy reads (reel_reconciler.model.Job) plus the join key."""
+
+PREFETCH_DEPTH = 2
+"""Pages (or batches) each stream reads ahead of the merge."""
+
+
+Work = list[tuple[str, Document | None, Prefetched | None]]
+
+
+class _Sweep:
+    """One sweep's state: the streams, the pool's pending work, the result."""
+
+    def __init__(self, engine: Engine, trigger: Trigger, dry_run: bool, result: SweepResult,
+                 on_report: Callable[[Report], None] | None, keep_reports: bool) -> None:
+        self.engine = engine
+        self.keep_reports = keep_reports
+        self.trigger = trigger
+        self.dry_run = dry_run
+        self.result = result
+        self.on_report = on_report
+        self.stop = threading.Event()
+        self.pending: deque[Future[list[Report]]] = deque()
+        self.window = engine.settings.concurrency * 2
+        self.streams: list[Prefetch[Any]] = []
+        settings = engine.settings
+        self.idle = settings.request_timeout + settings.retry_deadline + 5.0
+
+    def prefetch(self, source: Iterable[T], what: str) -> Prefetch[T]:
+        stream = Prefetch(source, PREFETCH_DEPTH, self.idle, what)
+        self.streams.append(stream)
+        return stream
+
+    def run(self, pool: ThreadPoolExecutor) -> None:
+        firestore, gcs = self.engine.firestore, self.engine.gcs
+        batch = self.engine.settings.page_size
+        root = self.engine.policy.location.root_prefix + "/"
+        listing = FolderListing(self.prefetch(gcs.listing(root), "gcs listing"))
+        jobs = JobsByUser(in_folder_order(user_groups(
+            self.prefetch(firestore.jobs_by_user(batch, JOB_FIELDS), "firestore jobs stream"))))
+        active = by_project(firestore.active_jobs())
+        projects = in_folder_order(user_groups(
+            self.prefetch(firestore.projects_by_user(
+                batch, (*PROJECT_FIELDS, self.engine.policy.opt_out_field)),
+                          "firestore projects stream")))
+        streamed = 0
+        counted: Future[int] | None = None
+        for group in projects:
+            if self.stopped:
+                return
+            if counted is None:  # once the streams flow: the emulator counts by a scan
+                counted = pool.submit(firestore.count_projects)
+            streamed += len(group.documents)
+            try:
+                work = self.work(group, root, listing, jobs, active)
+            except StoreError as exc:
+                self.fail(group, exc)
+                raise
+            self.submit(pool, work)
+        if self.stopped:
+            return
+        total = counted.result() if counted is not None else firestore.count_projects()
+        if total <= streamed:
+            return
+        for project_id in firestore.projects_without_user(batch):
+            if self.stopped:
+                return
+            self.submit(pool, [(project_id, None, None)])
+
+    @property
+    def stopped(self) -> bool:
+        """An outage, or the reconciler told to stop: checked between users."""
+        return (self.stop.is_set() or self.engine.halted.is_set()
+                or self.result.aborted is not None)
+
+    def work(self, group: UserGroup, root: str, listing: FolderListing, jobs: JobsByUser,
+             active: dict[str, list[Document]]) -> Work:
+        """Each project of the group with what the streams read about it."""
+        if group.user is None:
+            return [(doc.id, doc, None) for doc in group.documents]
+        prefix = f"{root}{group.user}/"
+        objects = listing.take(prefix)
+        job_docs = jobs.take(group.user)
+        objects_of: dict[str, list[ObjectInfo]] = defaultdict(list)
+        for obj in objects or ():
+            project_id, slash, _ = obj.name[len(prefix):].partition("/")
+            if slash:
+                objects_of[project_id].append(obj)
+        jobs_of = by_project(job_docs or ())
+        work: Work = []
+        for doc in group.documents:
+            own: list[Document] | None = None
+            if job_docs is not None:
+                found = {job.id: job for job in active.get(doc.id, ())}
+                found.update((job.id, job) for job in jobs_of.get(doc.id, ()))
+                own = sorted(found.values(), key=lambda job: job.id)
+            listed = objects_of.get(doc.id, []) if objects is not None else None
+            work.append((doc.id, doc, Prefetched(jobs=own, objects=listed)))
+        return work
+
+    def submit(self, pool: ThreadPoolExecutor, work: Work) -> None:
+        if not work:
+            return
+        self.pending.append(pool.submit(self.reconcile, work))
+        while len(self.pending) >= self.window:
+            self.collect(self.pending.popleft())
+
+    def reconcile(self, work: Work) -> list[Report]:
+        """A user's projects decided on what the streams read, their corrections in one
+        commit; a project the streams could not read (no usable userId) reads itself."""
+        if self.stopped:
+            return []
+        engine = self.engine
+        read = [item for item in work if item[1] is not None]
+        reports = engine.reconcile_read(read, self.trigger, self.dry_run) if read else []
+        unread = [project_id for project_id, doc, _ in work if doc is None]
+        if unread and not self.stopped:
+            reports += engine.reconcile_many(unread, self.trigger, self.dry_run)
+        if any(report.unreachable for report in reports):
+            self.stop.set()
+        return reports
+
+    def fail(self, group: UserGroup, exc: StoreError) -> None:
+        """The group's listing or jobs could not be read: each of its projects failed so."""
+        reports = [store_failure(doc.id, exc) for doc in group.documents]
+        for report in reports:
+            self.engine.recorder.record(report, self.trigger, 0.0)
+        self.add(reports)
+
+    def collect(self, future: Future[list[Report]]) -> None:
+        self.add(future.result())
+
+    def add(self, reports: list[Report]) -> None:
+        for report in reports:
+            self.result.add(report, self.keep_reports)
+            if self.on_report is not None:
+                self.on_report(report)
+
+    def drain(self) -> None:
+        while self.pending:
+            self.collect(self.pending.popleft())
+
+    def close(self) -> None:
+        for stream in self.streams:
+            stream.close()
+
+
+def suspect_an_empty_bucket(engine: Pipeline) -> None:
+    """A bucket with nothing under the root while projects claim clips is a configuration
+    error (a wrong bucket or prefix), not a mass deletion: the first destructive correction of
+    such a sweep trips the breaker instead of being written."""
+    location = engine.policy.location
+    root = location.root_prefix + "/"
+    if not engine.gcs.any_under(root):
+        engine.breaker.suspect(f"bucket {location.bucket!r} lists nothing under {root} while "
+                               "projects claim clips there: a wrong bucket or prefix?")
+
+
+def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEEP,
+          on_report: Callable[[Report], None] | None = None,
+          keep_reports: bool = True) -> SweepResult:
+    """Reconcile every project once, streaming the stores (see the module docstring).
+
+    `keep_reports=False` keeps counts only (`reports` stays empty), so that memory does not
+    grow with the drift a sweep finds; `on_report` still sees every report."""
+    started = time.monotonic()
+    gcs0, fs0 = engine.request_count()
+    result = SweepResult(dry_run=dry_run)
+    state = _Sweep(engine, trigger, dry_run, result, on_report, keep_reports)
+    with ThreadPoolExecutor(max_workers=engine.settings.concurrency,
+                            thread_name_prefix="sweep") as pool:
+        try:
+            if not dry_run:
+                suspect_an_empty_bucket(engine)
+            state.run(pool)
+        except StoreError as exc:
+            state.stop.set()
+            if result.aborted is None:
+                result.aborted = f"stopped early: {exc}"
+        finally:
+            state.close()
+            state.drain()
+            engine.breaker.clear_suspicion()
+    if engine.halted.is_set() and result.aborted is None:
+        result.aborted = HALTED
+
+    result.reports.sort(key=lambda report: report.project_id)
+    gcs1, fs1 = engine.request_count()
+    result.gcs_requests, result.firestore_requests = gcs1 - gcs0, fs1 - fs0
+    result.duration_seconds = time.monotonic() - started
+    result.record(engine.reconciler)
+    return result

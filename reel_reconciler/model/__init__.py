@@ -1,0 +1,35 @@
+"""Domain types: what the controller reads (`documents`) and what it decides (`decision`)."""
+
+from reel_reconciler.model.decision import (
+    Action,
+    DriftKind,
+    Observation,
+    Plan,
+    PolicySettings,
+    Report,
+    Trigger,
+)
+from reel_reconciler.model.documents import (
+    ACTIVE_JOB_STATUSES,
+    PROJECT_STATUSES,
+    WRITTEN_FIELDS,
+    InvalidDocument,
+    InvalidJob,
+    Job,
+    LastCorrection,
+    Location,
+    ObjectInfo,
+    Project,
+    ProjectStatus,
+    _JobFields,
+    _ProjectFields,
+    folder_user,
+    timeout_message,
+)
+
+__all__ = [
+    "ACTIVE_JOB_STATUSES", "PROJECT_STATUSES", "WRITTEN_FIELDS", "Action", "DriftKind",
+    "InvalidDocument", "InvalidJob", "Job", "LastCorrection", "Location", "ObjectInfo",
+    "Observation", "Plan", "PolicySettings", "Project", "ProjectStatus", "Report", "Trigger",
+    "_JobFields", "_ProjectFields", "folder_user", "timeout_message",
+]

@@ -1,0 +1,138 @@
+"""The ReelReconciler spec: what a platform team writes in the CR (and `watch` builds from its
+flags), validated once per change, every error naming the spec path."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from reel_reconciler import defaults
+from reel_reconciler.config import (
+    ConfigError,
+    Duration,
+    OptOutField,
+    Settings,
+    Window,
+    load_settings,
+    problem_of,
+    value_of,
+)
+from reel_reconciler.usage import invalid
+
+
+class _SpecPart(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FirestoreSpec(_SpecPart):
+    project: str | None = None
+    database: str = defaults.DATABASE
+    projects_collection: str = Field(default=defaults.PROJECTS_COLLECTION,
+                                     alias="projectsCollection", min_length=1)
+    jobs_collection: str = Field(default=defaults.JOBS_COLLECTION, alias="jobsCollection",
+                                 min_length=1)
+
+
+SUBSCRIPTION_PATTERN = r"^projects/[^/]+/subscriptions/[^/]+$"
+SUBSCRIPTION_ENV = "REEL_NOTIFICATIONS_SUBSCRIPTION"
+
+
+class NotificationsSpec(_SpecPart):
+    subscription: str = Field(pattern=SUBSCRIPTION_PATTERN)
+    """The Pub/Sub subscription on the bucket's notification topic."""
+
+
+class StorageSpec(_SpecPart):
+    bucket: str = Field(min_length=3, max_length=222)
+    root_prefix: str = Field(default=defaults.ROOT_PREFIX, alias="rootPrefix", min_length=1)
+    notifications: NotificationsSpec | None = None
+    """GCS object notifications; None: storage changes are found by sweeps only."""
+
+
+class SweepSpec(_SpecPart):
+    interval: Duration = defaults.SWEEP_INTERVAL
+
+
+class StaleJobsSpec(_SpecPart):
+    interval: Duration = defaults.STALE_INTERVAL
+    timeout: Duration = defaults.STALE_TIMEOUT
+
+
+class SafetySpec(_SpecPart):
+    """The breaker on destructive corrections (docs/design.md, The breaker)."""
+
+    max_destructive: int = Field(default=defaults.MAX_DESTRUCTIVE, ge=0, le=100_000,
+                                 alias="maxDestructive")
+    window: Duration = defaults.DESTRUCTIVE_WINDOW
+class FlappingSpec(_SpecPart):
+    """When a project whose corrections another writer keeps undoing is held."""
+
+    corrections: int = Field(default=defaults.FLAP_CORRECTIONS, ge=1, le=100)
+    window: Duration = defaults.FLAP_WINDOW
+    hold: Duration = defaults.FLAP_HOLD
+
+
+class ListenersSpec(_SpecPart):
+    """Watchdog timing; the defaults suit production, tests shorten them."""
+
+    heartbeat_interval: Duration = Field(default=defaults.HEARTBEAT_INTERVAL,
+                                         alias="heartbeatInterval")
+    silence_threshold: Duration = Field(default=defaults.SILENCE_THRESHOLD,
+                                        alias="silenceThreshold")
+    resubscribe_interval: Duration = Field(default=defaults.RESUBSCRIBE_INTERVAL,
+                                           alias="resubscribeInterval")
+    heartbeat_collection: str = Field(default=defaults.HEARTBEAT_COLLECTION,
+                                      alias="heartbeatCollection", min_length=1)
+
+
+class ReconcilerSpec(_SpecPart):
+    """The spec of a ReelReconciler (docs/design.md, Kubernetes surface), validated once per
+    change."""
+
+    firestore: FirestoreSpec = Field(default_factory=FirestoreSpec)
+    storage: StorageSpec
+    mode: Literal["Enforce", "Observe"] = "Enforce"
+    suspend: bool = False
+    sweep: SweepSpec = Field(default_factory=SweepSpec)
+    stale_jobs: StaleJobsSpec = Field(default_factory=StaleJobsSpec, alias="staleJobs")
+    settle: Window = defaults.SETTLE
+    stitch_timeout: Duration | None = Field(default=None, alias="stitchTimeout")
+    """How long a `stitching` project is its stitcher's; unset: the stale-job timeout."""
+    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=256)
+    rate_limit: float = Field(default=defaults.RATE_LIMIT, gt=0, le=10_000, alias="rateLimit")
+    """Listener-triggered reconciles started per second, at most: a burst of events must not
+    turn into a burst of Firestore reads and writes. The default is the rate Firestore's
+    ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
+    listeners: ListenersSpec = Field(default_factory=ListenersSpec)
+    safety: SafetySpec = Field(default_factory=SafetySpec)
+    opt_out_field: OptOutField = Field(default=defaults.OPT_OUT_FIELD, alias="optOutField")
+    """A project whose document has this field set to true is observed, never written."""
+    flapping: FlappingSpec = Field(default_factory=FlappingSpec)
+
+    @classmethod
+    def parse(cls, spec: Any) -> ReconcilerSpec:
+        try:
+            return cls.model_validate(dict(spec or {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(["spec", *(str(p) for p in err["loc"])])
+            raise ConfigError(invalid(where, problem_of(err), value_of(err))) from exc
+
+    @property
+    def observe(self) -> bool:
+        return self.mode == "Observe"
+
+    def settings(self) -> Settings:
+        """Engine settings; the environment still supplies timeouts and page sizes."""
+        return load_settings(
+            gcp_project=self.firestore.project, database=self.firestore.database,
+            bucket=self.storage.bucket, root_prefix=self.storage.root_prefix,
+            projects_collection=self.firestore.projects_collection,
+            jobs_collection=self.firestore.jobs_collection,
+            stale_timeout=self.stale_jobs.timeout, settle=self.settle,
+            stitch_timeout=self.stitch_timeout, concurrency=self.concurrency,
+            max_destructive=self.safety.max_destructive,
+            destructive_window=self.safety.window,
+            opt_out_field=self.opt_out_field, flap_corrections=self.flapping.corrections,
+            flap_window=self.flapping.window, flap_hold=self.flapping.hold)

@@ -1,0 +1,272 @@
+"""A change feed on Firestore's Listen RPC: which documents entered, changed in or left a
+query's result set, with only the fields we ask for decoded.
+
+The client's `on_snapshot` keeps a full snapshot: it decodes and copies every changed
+document, copies its document map and re-sorts every matched document at each push. The
+emulator answers each write with a reset and every matching document again, so in a burst of
+1,000 stuck projects that was most of the reconciler's CPU (bench/RESULTS.md), for listeners
+that only enqueue ids. The feed speaks the same protocol through the same api_core bidi
+helpers (reconnect, resume token, reset, filter count) on the generated transport's `listen`
+callable, and keeps only each member's update time and requested fields: a resent document
+whose update time did not move is no change."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.api_core.bidi import BackgroundConsumer, ResumableBidiRpc
+from google.cloud.firestore_v1.types.firestore import ListenRequest, TargetChange
+
+from reel_reconciler.stores.connection import Connection
+from reel_reconciler.stores.values import timestamp
+
+log = logging.getLogger(__name__)
+
+TARGET_ID = 0x5252  # "RR": any id works, the stream carries one target
+_RECOVERABLE = (
+    gexc.Aborted, gexc.Cancelled, gexc.Unknown, gexc.DeadlineExceeded,
+    gexc.ResourceExhausted, gexc.InternalServerError, gexc.ServiceUnavailable,
+    gexc.Unauthenticated,
+)
+_Kind = TargetChange.TargetChangeType
+
+
+@dataclass(frozen=True)
+class Change:
+    """A document that entered or changed in the result set (`present`), or left it (deleted,
+    or no longer matching). `data` holds the requested fields: the new values, or the last
+    ones seen for a document that left."""
+
+    id: str
+    present: bool
+    data: Mapping[str, Any]
+    at: datetime | None = field(default=None, compare=False)
+    """The new version's update time; for a document that left, the snapshot's read time."""
+
+
+@dataclass(frozen=True)
+class _Seen:
+    stamp: tuple[int, int]
+    """The document's update time: a resent document with the same one has not changed."""
+    data: Mapping[str, Any]
+    at: datetime
+
+
+OnChanges = Callable[[list[Change]], None]
+Decode = Callable[[Any], Any]
+"""Turns a Firestore `Value` protobuf into a Python value."""
+
+
+def _wrap(error: Any) -> Any:
+    return gexc.from_grpc_error(error) if hasattr(error, "code") and callable(error.code) \
+        else error
+
+
+def _recoverable(error: Any) -> bool:
+    return isinstance(_wrap(error), _RECOVERABLE)
+
+
+def _terminal(error: Any) -> bool:
+    return isinstance(_wrap(error), gexc.Cancelled)
+
+
+class ChangeFeed:
+    """One Listen stream on one target. `on_changes` runs on the feed's thread for the first
+    consistent snapshot, then for each one with changes; it must be quick (it only enqueues,
+    in our use).
+
+    `last_event` is when the server last said anything, changes or not; `error` is set when
+    the stream ended for good or the protocol broke (the listener watchdog restarts then). A
+    filter count that disagrees with ours (missed removals) makes the feed listen again.
+    """
+
+    def __init__(self, connection: Connection, target: Mapping[str, Any],
+                 fields: Sequence[str] | None, decode: Decode, on_changes: OnChanges) -> None:
+        """`target` is a `Target`'s `query` or `documents` as a mapping, without its id;
+        `fields` the ones to decode (None: every field)."""
+        self._connection = connection
+        self._target = dict(target, target_id=TARGET_ID)
+        self._fields = None if fields is None else tuple(fields)
+        self._decode = decode
+        self._on_changes = on_changes
+        self._members: dict[str, _Seen] = {}
+        self._pending: dict[str, _Seen | None] = {}
+        """Since the last consistent snapshot: what was sent per document (None: it left)."""
+        self._current = False
+        self._reported = False
+        self._resume_token: bytes | None = None
+        self._rpc: ResumableBidiRpc | None = None
+        self._consumer: BackgroundConsumer | None = None
+        self._lifecycle = threading.RLock()
+        self.last_event = 0.0
+        self.error: BaseException | None = None
+
+    @property
+    def is_active(self) -> bool:
+        consumer = self._consumer
+        return consumer is not None and consumer.is_active and self.error is None
+
+    def start(self) -> None:
+        with self._lifecycle:
+            self._open()
+
+    def stop(self) -> None:
+        """Close the stream; not from the feed's own thread (it joins that thread)."""
+        with self._lifecycle:
+            self._close()
+
+    def _open(self) -> None:
+        rpc = ResumableBidiRpc(
+            start_rpc=self._connection.api.transport.listen,
+            should_recover=_recoverable, should_terminate=_terminal,
+            initial_request=self._request, metadata=self._connection.metadata)
+        rpc.add_done_callback(lambda future: self._on_done(rpc, future))
+        self._rpc = rpc
+        self._consumer = BackgroundConsumer(rpc, self._on_response)
+        self._consumer.start()
+
+    def _close(self) -> None:
+        consumer, self._consumer = self._consumer, None
+        rpc, self._rpc = self._rpc, None
+        if consumer is not None:
+            consumer.stop()
+        if rpc is not None:
+            rpc.close()
+
+    def _relisten(self) -> None:
+        """Listen again from scratch (after a filter mismatch): the server resends every
+        match, and the members it does not resend are reported gone."""
+        with self._lifecycle:
+            if self._consumer is None:  # stopped meanwhile
+                return
+            self._close()
+            self._open()
+
+    def _request(self) -> ListenRequest:
+        """The first request of every (re)connection: resume where the last snapshot ended."""
+        target = dict(self._target)
+        if self._resume_token is not None:
+            target["resume_token"] = self._resume_token
+        return ListenRequest(database=self._connection.database, add_target=target)
+
+    def _on_done(self, rpc: ResumableBidiRpc, future: Any) -> None:
+        if rpc is not self._rpc:  # a stream we closed ourselves
+            return
+        self.error = _wrap(future) if isinstance(future, BaseException) else RuntimeError(
+            f"listen stream ended: {future}")
+
+    def _on_response(self, response: Any) -> None:
+        if response is None:  # a stream ended: its thread exits, `is_active` says so
+            return
+        self.last_event = time.time()
+        try:
+            if not self._handle(type(response).pb(response)):
+                log.info("listen filter mismatch, listening again",
+                         extra={"target": str(self._target)[:200]})
+                threading.Thread(target=self._relisten, name="change-feed-relisten",
+                                 daemon=True).start()
+        except Exception as exc:
+            self.error = exc
+            log.exception("change feed broke", extra={"target": str(self._target)[:200]})
+            if self._consumer is not None:
+                threading.Thread(target=self.stop, name="change-feed-stop", daemon=True).start()
+
+    def _handle(self, pb: Any) -> bool:
+        """Apply one response; False when the stream must be listened again from scratch."""
+        which = pb.WhichOneof("response_type")
+        if which == "target_change":
+            self._target_change(pb.target_change)
+        elif which == "document_change":
+            change = pb.document_change
+            doc_id = self._id(change.document.name)
+            if TARGET_ID in change.target_ids:
+                self._pending[doc_id] = self._seen(doc_id, change.document)
+            elif TARGET_ID in change.removed_target_ids:
+                self._pending[doc_id] = None
+        elif which == "document_delete":
+            self._pending[self._id(pb.document_delete.document)] = None
+        elif which == "document_remove":
+            self._pending[self._id(pb.document_remove.document)] = None
+        elif which == "filter":
+            if pb.filter.count != self._size():
+                self._forget()
+                return False
+        else:
+            raise RuntimeError(f"unknown listen response: {which}")
+        return True
+
+    def _target_change(self, change: Any) -> None:
+        kind = change.target_change_type
+        if kind != _Kind.NO_CHANGE:
+            log.debug("listen target change", extra={"kind": _Kind(kind).name,
+                                                     "members": len(self._members)})
+        if kind == _Kind.NO_CHANGE:
+            if not change.target_ids and change.HasField("read_time") and self._current:
+                self._flush(change.resume_token, timestamp(change.read_time))
+        elif kind == _Kind.ADD:
+            if list(change.target_ids) != [TARGET_ID]:
+                raise RuntimeError(f"unexpected target ids {list(change.target_ids)}")
+        elif kind == _Kind.REMOVE:
+            code = change.cause.code or 13
+            raise gexc.from_grpc_status(code, change.cause.message or "target removed")
+        elif kind == _Kind.RESET:
+            self._forget()
+        elif kind == _Kind.CURRENT:
+            self._current = True
+
+    def _forget(self) -> None:
+        """Whatever was sent so far no longer holds: every member is gone unless resent."""
+        self._pending = dict.fromkeys(self._members)
+        self._current = False
+        self._resume_token = None
+
+    def _flush(self, resume_token: bytes, read_time: datetime) -> None:
+        """A consistent snapshot: apply the pending changes and report the effective ones."""
+        changes: list[Change] = []
+        for doc_id, seen in self._pending.items():
+            known = self._members.get(doc_id)
+            if seen is None:
+                if known is not None:
+                    del self._members[doc_id]
+                    changes.append(Change(doc_id, False, known.data, read_time))
+            elif seen is not known:
+                self._members[doc_id] = seen
+                changes.append(Change(doc_id, True, seen.data, seen.at))
+        self._pending = {}
+        self._resume_token = resume_token
+        log.debug("listen snapshot", extra={"members": len(self._members), "changes": len(changes),
+                                            "left": sum(not c.present for c in changes)})
+        if changes or not self._reported:
+            self._reported = True  # the first snapshot is news even when empty: we are live
+            self._on_changes(changes)
+
+    def _size(self) -> int:
+        """How many documents match, as the server counts them: members plus pending."""
+        size = len(self._members)
+        for doc_id, seen in self._pending.items():
+            known = doc_id in self._members
+            size += (seen is not None and not known) - (seen is None and known)
+        return size
+
+    def _seen(self, doc_id: str, document: Any) -> _Seen:
+        """The member as known when its update time is unchanged (the emulator resends every
+        match after each write), else the new version with its requested fields decoded."""
+        stamp = (document.update_time.seconds, document.update_time.nanos)
+        known = self._members.get(doc_id)
+        if known is not None and known.stamp == stamp:
+            return known
+        fields = document.fields
+        names = fields.keys() if self._fields is None else self._fields
+        return _Seen(stamp, {name: self._decode(fields[name]) for name in names if name in fields},
+                     timestamp(document.update_time))
+
+    @staticmethod
+    def _id(name: str) -> str:
+        return name.rpartition("/")[2]

@@ -31,9 +31,10 @@ PASSWORD = "a-secret-1"
 """The password `emulator_user` signs users up with; the page signs in with it."""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    """The system's Chromium, headless: never a browser Playwright downloads."""
+    """The system's Chromium, headless: never a browser Playwright downloads. One per module,
+    closed before the other suites run."""
     if not CHROMIUM.exists():
         pytest.fail(f"missing prerequisite: Chromium at {CHROMIUM} (Debian package chromium: "
                     "apt-get install chromium; or set CHROMIUM to its path)", pytrace=False)

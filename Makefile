@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: firebase-tools demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: firebase-tools web-client demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,16 @@ $(FIREBASE_CLI):
 	npm install --prefix .cache/firebase --ignore-scripts --no-audit --no-fund --loglevel=error firebase-tools@$(FIREBASE_TOOLS_VERSION)
 
 firebase-tools: $(FIREBASE_CLI)
+
+# The web client (clients/web): installed from its lockfile, built with tsc, its unit tests
+# run with Node's test runner on the build; the browser test (tests/browser) loads that build.
+WEB := clients/web
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package-lock.json
+	npm ci --prefix $(WEB) --no-audit --no-fund --loglevel=error
+
+web-client: $(WEB)/node_modules/.package-lock.json
+	npm --prefix $(WEB) run --silent build
+	npm --prefix $(WEB) test
 
 ## Render deploy/ from the chart.
 manifests: $(STAMP)
@@ -83,6 +93,7 @@ lint: $(STAMP)
 ## missing one stops make with one line saying how to get it.
 FIRESTORE_EMULATOR_LAUNCHER ?= /usr/lib/google-cloud-sdk/platform/cloud-firestore-emulator/cloud_firestore_emulator
 PUBSUB_EMULATOR_LAUNCHER ?= /usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator
+CHROMIUM ?= /usr/bin/chromium
 missing = $(error missing prerequisite: $(1))
 prereqs:
 	$(if $(shell $(PYTHON) -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo ok),,$(call missing,$(PYTHON) >= 3.11 with venv (Debian packages python3 and python3-venv: apt-get install python3 python3-venv)))
@@ -90,13 +101,14 @@ prereqs:
 	$(if $(shell command -v java 2>/dev/null),,$(call missing,java 17+ for the Firestore emulator (Debian package default-jre-headless: apt-get install default-jre-headless)))
 	$(if $(shell command -v npm 2>/dev/null),,$(call missing,node 20+ with npm for the Firebase Auth emulator (Debian packages nodejs and npm: apt-get install nodejs npm)))
 	$(if $(shell command -v promtool 2>/dev/null),,$(call missing,promtool (Debian package prometheus: apt-get install prometheus)))
+	$(if $(wildcard $(CHROMIUM)),,$(call missing,Chromium at $(CHROMIUM) for the browser test (Debian package chromium: apt-get install chromium; or set CHROMIUM)))
 	$(if $(wildcard $(FIRESTORE_EMULATOR_LAUNCHER)),,$(call missing,Google's Firestore emulator at $(FIRESTORE_EMULATOR_LAUNCHER) (gcloud components install cloud-firestore-emulator; or set FIRESTORE_EMULATOR_LAUNCHER)))
 	$(if $(wildcard $(PUBSUB_EMULATOR_LAUNCHER)),,$(call missing,Google's Pub/Sub emulator at $(PUBSUB_EMULATOR_LAUNCHER) (gcloud components install pubsub-emulator; or set PUBSUB_EMULATOR_LAUNCHER)))
-	@echo "prerequisites: python, go, java, npm, promtool and the Firestore and Pub/Sub emulators are here"
+	@echo "prerequisites: python, go, java, npm, promtool, chromium and the Firestore and Pub/Sub emulators are here"
 
 ## The whole suite: lint, type check, then every test against the real emulators and the
 ## control plane. The control plane is built here, never inside a test's timeout.
-test: prereqs lint tools firebase-tools cluster-up
+test: prereqs lint tools firebase-tools web-client cluster-up
 	$(BIN)/pytest -ra
 
 unit: $(STAMP)
@@ -120,7 +132,7 @@ e2e: $(STAMP)
 
 clean:
 	-[ -x $(BIN)/python ] && $(BIN)/python -m tests.cluster.cluster down
-	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache $(WEB)/node_modules $(WEB)/dist
 
 ## The unit and integration suites on the newest release of every dependency, our upper
 ## bounds ignored, in a fresh venv of its own: a release that breaks us shows up here before

@@ -22,14 +22,17 @@ from reel_reconciler.engine import Engine
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 from tests.support.emulators import (
+    FIREBASE_PROJECT,
     Emulator,
     Emulators,
     MissingPrerequisite,
     fake_gcs_server,
+    firebase_auth_emulator,
     pubsub_emulator,
     running_emulators,
 )
 from tests.support.notifications import Notifications
+from tests.support.patience import bound
 from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parent.parent
@@ -52,6 +55,18 @@ def pubsub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     except MissingPrerequisite as exc:
         pytest.fail(str(exc), pytrace=False)
     emulator.start()
+    yield emulator
+    emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def auth_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The Firebase Auth emulator for the demo project, for a module's users."""
+    try:
+        emulator = firebase_auth_emulator(tmp_path_factory.mktemp("firebase"), FIREBASE_PROJECT)
+    except MissingPrerequisite as exc:
+        pytest.fail(str(exc), pytrace=False)
+    emulator.start(timeout=bound(60))
     yield emulator
     emulator.stop()
 

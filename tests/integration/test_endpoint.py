@@ -20,13 +20,7 @@ from openapi_spec_validator import validate
 
 from reel_reconciler.model import Action
 from tests.support.app import ReelApp, Timing
-from tests.support.emulators import (
-    Emulator,
-    Emulators,
-    MissingPrerequisite,
-    firebase_auth_emulator,
-    free_port,
-)
+from tests.support.emulators import FIREBASE_PROJECT, Emulator, Emulators, free_port
 from tests.support.endpoint import (
     ANONYMOUS_401,
     SEED_KEYS,
@@ -366,21 +360,6 @@ def test_an_opted_out_project_is_never_written_by_any_trigger(
     assert ref.get().update_time == written, "written by a trigger"
     assert (ref.get().to_dict(), world.job(job)) == snapshot
     assert world.job(job)["status"] == "processing"
-
-
-FIREBASE_PROJECT = "demo-reels"
-"""A demo- project: the Auth emulator runs it offline."""
-
-
-@pytest.fixture(scope="module")
-def auth_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    try:
-        emulator = firebase_auth_emulator(tmp_path_factory.mktemp("firebase"), FIREBASE_PROJECT)
-    except MissingPrerequisite as exc:
-        pytest.fail(str(exc), pytrace=False)
-    emulator.start(timeout=bound(60))
-    yield emulator
-    emulator.stop()
 
 
 def test_tokens_of_the_auth_emulator_as_the_frontend_gets_them(

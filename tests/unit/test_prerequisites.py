@@ -37,6 +37,12 @@ def test_a_missing_firestore_emulator_is_named() -> None:
     assert "FIRESTORE_EMULATOR_LAUNCHER" in line
 
 
+def test_a_missing_chromium_is_named_with_its_package() -> None:
+    line = _one_line(make("prereqs", "CHROMIUM=/nonexistent/chromium"))
+    assert ("missing prerequisite: Chromium at /nonexistent/chromium for the browser test "
+            "(Debian package chromium: apt-get install chromium") in line
+
+
 def test_a_missing_promtool_is_named_with_its_package(tmp_path: Path) -> None:
     """A PATH with java, go and npm but no promtool (and this interpreter as python)."""
     for tool in ("java", "go", "npm"):
@@ -67,6 +73,9 @@ def test_make_test_checks_then_builds_the_cluster_before_pytest() -> None:
         return next(i for i, line in enumerate(lines) if text in line)
 
     assert first("prerequisites:") < first("tests.cluster.cluster up") < first("pytest -ra")
+    # The web client is built and its unit tests run before pytest loads it in a browser.
+    assert (first("prerequisites:") < first("npm --prefix clients/web run --silent build")
+            < first("npm --prefix clients/web test") < first("pytest -ra"))
 
 
 def test_a_test_session_never_builds_the_control_plane(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: firebase-tools demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: firebase-tools demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications bench-scale soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,11 @@ demo: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Ranged sweeps with one replica: simulated GCP latency (100k projects, extrapolated to 1M)
+## at K=1,4,8 and ranges off, then the emulators (10k) before/after. About 15 minutes.
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 ## Write-to-correction latency through the listener path (1,000 stuck projects in a burst).
 bench-listener: $(STAMP)

@@ -145,7 +145,7 @@ class MemoryObjects:
         return self.objects.get(name)
 
 
-def _firestore_order(value: object) -> tuple[int, Any]:
+def firestore_order(value: object) -> tuple[int, Any]:
     """Firestore's order of values of mixed types, for the types userIds come in."""
     if value is None:
         return (0, 0)
@@ -189,7 +189,7 @@ class StreamingProjects(MemoryProjects):
                 hi is None or user.encode() < hi.encode())
 
         ordered = sorted((doc for doc in list(documents.values()) if inside(doc)),
-                         key=lambda doc: (_firestore_order((doc.data or {})["userId"]), doc.id))
+                         key=lambda doc: (firestore_order((doc.data or {})["userId"]), doc.id))
         for start in range(0, len(ordered) + 1, page_size):
             self._wait(op)
             self._call(op, "stream")

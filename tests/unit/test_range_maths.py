@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from reel_reconciler.config import Settings
+from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.engine.reconcile import HALTED, Pipeline
 from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.engine.sweep import sweep
@@ -26,6 +26,7 @@ from reel_reconciler.engine.sweep.ranges import (
     weighted_splits,
 )
 from reel_reconciler.model import Action, Report
+from reel_reconciler.spec import ReconcilerSpec
 from tests.support.memory import EPOCH, StreamingObjects, StreamingProjects
 from tests.support.sweeping import swept_once
 
@@ -246,3 +247,11 @@ def test_an_outage_in_one_range_stops_the_sweep() -> None:
     result = sweep(engine, dry_run=True, plan=SweepPlan(ranges=8, parallel=2))
     assert result.aborted is not None and "unreachable" in result.aborted
     assert result.scanned < len(projects.projects)
+
+
+def test_the_spec_takes_ranges_and_parallel_within_bounds() -> None:
+    spec = ReconcilerSpec.parse({"storage": {"bucket": "reels"}})
+    assert (spec.sweep.ranges, spec.sweep.parallel) == (64, 8)
+    for field, value in (("ranges", 0), ("ranges", 4097), ("parallel", 65)):
+        with pytest.raises(ConfigError, match=rf"spec\.sweep\.{field}"):
+            ReconcilerSpec.parse({"storage": {"bucket": "reels"}, "sweep": {field: value}})

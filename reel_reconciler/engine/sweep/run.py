@@ -22,6 +22,11 @@ a query that runs beside flowing streams waits for them), so a job filed under a
 still holds its project. The count of projects, which tells whether some lack a userId and
 were not streamed, is read once the streams flow. One failure never stops a sweep, but an
 outage does: the rest would fail the same way.
+
+A sweep may cut the keyspace into userId ranges (`SweepPlan`, `ranges.py`): each range does
+all of the above over its share of the streams and of the listing, up to `parallel` ranges
+at once on threads of their own, all feeding one pool of reconciles. The active jobs are
+still read once and the projects counted once; an outage in one range stops every range.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: firebase-tools web-client demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: firebase-tools web-client demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications bench-scale soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,13 @@ demo: $(STAMP)
 BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+## Ranged sweeps with one replica: simulated GCP latency (100k projects, extrapolated to 1M)
+## at K=1,4,8 and ranges off, then the emulators (10k) before/after three times, and K=1,4,8.
+## About 25 minutes on 2 cores. BENCH_ARGS="--projects 1000000 --plans 8 --emulated 0" runs
+## the target size (about 8 minutes, 7 GiB).
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 
 ## Write-to-correction latency through the listener path (1,000 stuck projects in a burst).
 bench-listener: $(STAMP)

@@ -5,9 +5,10 @@ bucket (its `-data` preload of 10k objects takes ~20-35 s, 20k ~75 s: quadratic)
 the whole bucket for every list page, so 100k+ objects are out of reach and its listing, not
 the client, would be measured. This server answers the three calls the reconciler and the
 seed's approach make, as GCS does: list a prefix in name order with `maxResults` and
-`pageToken` (a binary search, so a page costs the same in any bucket size), get one object's
-metadata (404 if absent), and get a bucket. Like GCS it answers with only the `fields` asked
-for (a partial response: `items(name,size),nextPageToken`). Objects come from a manifest
+`pageToken`, between `startOffset` and `endOffset` (a binary search, so a page costs the
+same in any bucket size), get one object's metadata (404 if absent), and get a bucket. Like
+GCS it answers with only the `fields` asked for (a partial response:
+`items(name,size),nextPageToken`). Objects come from a manifest
 written by `bench.run`: one `name<TAB>size<TAB>updated` line each.
 
     python -m bench.gcs_server --port 4443 --bucket reel-bench --manifest objects.tsv
@@ -41,16 +42,23 @@ class Bucket:
                 "updated": updated, "timeCreated": updated, "generation": "1",
                 "contentType": "video/mp4"}
 
-    def page(self, prefix: str, token: str | None, limit: int) -> dict[str, Any]:
-        start = bisect.bisect_right(self.names, token) if token else bisect.bisect_left(
-            self.names, prefix)
+    def page(self, prefix: str, token: str | None, limit: int, start: str = "",
+             end: str | None = None) -> dict[str, Any]:
+        """Up to `limit` objects under `prefix` from `start` (inclusive) to `end` (exclusive),
+        after the page token if any, as GCS's startOffset and endOffset bound a listing."""
+        at = bisect.bisect_right(self.names, token) if token else bisect.bisect_left(
+            self.names, max(prefix, start))
+
+        def listed(index: int) -> bool:
+            name = self.names[index] if index < len(self.names) else None
+            return name is not None and name.startswith(prefix) and (end is None or name < end)
+
         items: list[dict[str, Any]] = []
-        at = start
-        while at < len(self.names) and len(items) < limit and self.names[at].startswith(prefix):
+        while len(items) < limit and listed(at):
             items.append(self.resource(self.names[at]))
             at += 1
         body: dict[str, Any] = {"kind": "storage#objects", "items": items}
-        if at < len(self.names) and self.names[at].startswith(prefix) and items:
+        if listed(at) and items:
             body["nextPageToken"] = items[-1]["name"]
         return body
 
@@ -138,7 +146,8 @@ class Handler(BaseHTTPRequestHandler):
         elif len(parts) == 6 and parts[5] == "o":
             limit = min(int(query.get("maxResults", "1000")), 1000)
             self._send(200, self.bucket.page(query.get("prefix", ""), query.get("pageToken"),
-                                             limit))
+                                             limit, query.get("startOffset", ""),
+                                             query.get("endOffset")))
         else:
             name = unquote("/".join(parts[6:]))
             if name in self.bucket.meta:

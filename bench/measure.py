@@ -29,6 +29,7 @@ from google.cloud import firestore
 from bench.seed_approach import SeedReconciler
 from reel_reconciler.config import Settings
 from reel_reconciler.engine import Engine, Trigger, sweep
+from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.model import Action, Report
 from reel_reconciler.stores.firestore import Document, FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
@@ -117,7 +118,7 @@ def run_sweep(args: argparse.Namespace, out: io.TextIOBase) -> dict[str, Any]:
     if profiler:
         profiler.enable()
     result = sweep(engine, dry_run=not args.enforce, trigger=Trigger.SWEEP, on_report=keep,
-                   keep_reports=False)
+                   keep_reports=False, plan=SweepPlan(args.ranges, args.parallel))
     if profiler:
         profiler.disable()
         text = io.StringIO()
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=300)
     parser.add_argument("--limit", type=int, default=None, help="seed: first N projects only")
     parser.add_argument("--enforce", action="store_true", help="write corrections")
+    parser.add_argument("--ranges", type=int, default=1, help="sweep: userId ranges")
+    parser.add_argument("--parallel", type=int, default=1, help="sweep: ranges at once")
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--process-groups", default="", help="emulators, for their CPU time")
     args = parser.parse_args(argv)

@@ -27,6 +27,7 @@ from reel_reconciler.config import ConfigError, Settings, flag_for, load_setting
 from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from reel_reconciler.engine.breaker import Breaker
 from reel_reconciler.engine.connect import connect
+from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.logs import add_log_arguments, setup_logging
 from reel_reconciler.model import Action, Report
 from reel_reconciler.spec import SUBSCRIPTION_ENV, SUBSCRIPTION_PATTERN
@@ -95,6 +96,12 @@ def _add_watch(commands: Any) -> None:
                        help="Observe reports drift and writes nothing (default: Enforce)")
     watch.add_argument("--sweep-interval", metavar="DURATION", default=None,
                        help="every project is swept this often (default: 30m)")
+    watch.add_argument("--sweep-ranges", metavar="M", default=None,
+                       help="userId ranges a sweep is cut into (default: REEL_SWEEP_RANGES or "
+                       f"{defaults.SWEEP_RANGES}; 1: one stream per store)")
+    watch.add_argument("--sweep-parallel", metavar="K", default=None,
+                       help="ranges swept at once (default: REEL_SWEEP_PARALLEL or "
+                       f"{defaults.SWEEP_PARALLEL})")
     watch.add_argument("--stale-interval", metavar="DURATION", default=None,
                        help="stale jobs are looked for this often (default: 5m)")
     watch.add_argument("--notifications-subscription", metavar="PATH",
@@ -124,7 +131,12 @@ def _parser() -> argparse.ArgumentParser:
                               help="reconcile the given projects now")
     rec.add_argument("project_ids", nargs="+", metavar="ID",
                      help="a project's document id in the projects collection")
-    commands.add_parser("sweep", parents=[common], help="reconcile every project once")
+    swept = commands.add_parser("sweep", parents=[common], help="reconcile every project once")
+    swept.add_argument("--ranges", metavar="M", default=None,
+                       help="cut the keyspace into M userId ranges (default: "
+                       f"{defaults.SWEEP_RANGES}; 1: one stream per store)")
+    swept.add_argument("--parallel", metavar="K", default=None,
+                       help=f"sweep K ranges at once (default: {defaults.SWEEP_PARALLEL})")
     stale = commands.add_parser("cleanup-stale-jobs", parents=[common],
                                 help="fail jobs silent past --stale-timeout, reconcile their "
                                 "projects")
@@ -171,13 +183,46 @@ def _watch(args: argparse.Namespace) -> int:
         return fail(invalid(where, "expected projects/PROJECT/subscriptions/NAME",
                             subscription))
     try:
+        ranges = _count("--sweep-ranges", args.sweep_ranges, "REEL_SWEEP_RANGES",
+                        defaults.SWEEP_RANGES, defaults.SWEEP_RANGES_MAX)
+        parallel = _count("--sweep-parallel", args.sweep_parallel, "REEL_SWEEP_PARALLEL",
+                          defaults.SWEEP_PARALLEL, defaults.SWEEP_PARALLEL_MAX)
+    except ConfigError as exc:
+        return fail(str(exc))
+    try:
         run_watch(_settings(args), WatchOptions(
             mode=args.mode, sweep_interval=intervals["--sweep-interval"],
+            sweep_ranges=ranges, sweep_parallel=parallel,
             stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port,
             notifications_subscription=subscription, api=api_settings(args)))
     except ConfigError as exc:
         return fail(str(exc))
     return EXIT_OK
+
+
+def _count(flag: str, value: str | None, env: str | None, default: int, most: int) -> int:
+    """A count from its flag, else its environment variable, else the default; raises
+    ConfigError naming where a bad one came from."""
+    where = flag
+    if value is None and env is not None:
+        where, value = env, os.environ.get(env) or None
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= most:
+        raise ConfigError(invalid(where, f"expected a whole number from 1 to {most}", value))
+    return number
+
+
+def _plan(args: argparse.Namespace) -> SweepPlan:
+    """`sweep --ranges M --parallel K` (raises ConfigError)."""
+    return SweepPlan(
+        _count("--ranges", args.ranges, None, defaults.SWEEP_RANGES, defaults.SWEEP_RANGES_MAX),
+        _count("--parallel", args.parallel, None, defaults.SWEEP_PARALLEL,
+               defaults.SWEEP_PARALLEL_MAX))
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -252,13 +297,14 @@ def _cmd_reconcile(engine: Engine, args: argparse.Namespace, out: Console) -> in
 
 
 def _cmd_sweep(engine: Engine, args: argparse.Namespace, out: Console) -> int:
+    plan: SweepPlan = args.plan
     show_progress = args.output == "text" and sys.stderr.isatty()
     progress = Progress(SpinnerColumn(), TextColumn("sweeping: {task.completed} projects"),
                         TimeElapsedColumn(), console=Console(stderr=True), transient=True)
     with progress if show_progress else nullcontext():
         task = progress.add_task("sweep", total=None)
         result = sweep(engine, dry_run=args.dry_run, trigger=Trigger.CLI,
-                       on_report=lambda _: progress.advance(task))
+                       on_report=lambda _: progress.advance(task), plan=plan)
     if args.output == "json":
         print(json.dumps(result.as_json(), indent=2))
     else:
@@ -333,6 +379,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _watch(args)
     try:
         _seed_timeout(args)
+        if args.command == "sweep":
+            args.plan = _plan(args)
         engine = connect(_settings(args))
     except ConfigError as exc:
         return fail(str(exc))

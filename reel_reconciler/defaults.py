@@ -14,6 +14,12 @@ STALE_TIMEOUT = timedelta(minutes=30)
 SETTLE = timedelta(seconds=30)
 SWEEP_INTERVAL = timedelta(minutes=30)
 STALE_INTERVAL = timedelta(minutes=5)
+SWEEP_RANGES = 64
+"""userId ranges a sweep cuts the keyspace into (1: one stream per store, as before ranges)."""
+SWEEP_PARALLEL = 8
+"""Ranges one reconciler sweeps at once, each with one GCS and one Firestore stream."""
+SWEEP_RANGES_MAX = 4096
+SWEEP_PARALLEL_MAX = 64
 CONCURRENCY = 8
 OPT_OUT_FIELD = "reconcilerOptOut"
 """A project document with this field set to true is observed and reported, never written."""

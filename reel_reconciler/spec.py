@@ -52,6 +52,11 @@ class StorageSpec(_SpecPart):
 
 class SweepSpec(_SpecPart):
     interval: Duration = defaults.SWEEP_INTERVAL
+    ranges: int = Field(default=defaults.SWEEP_RANGES, ge=1, le=defaults.SWEEP_RANGES_MAX)
+    """userId ranges a sweep cuts the keyspace into (docs/design.md, Key ranges)."""
+    parallel: int = Field(default=defaults.SWEEP_PARALLEL, ge=1,
+                          le=defaults.SWEEP_PARALLEL_MAX)
+    """Ranges swept at once by one reconciler."""
 
 
 class StaleJobsSpec(_SpecPart):

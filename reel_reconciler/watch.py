@@ -37,6 +37,8 @@ class WatchOptions:
 
     mode: Literal["Enforce", "Observe"] = "Enforce"
     sweep_interval: timedelta | None = None
+    sweep_ranges: int = defaults.SWEEP_RANGES
+    sweep_parallel: int = defaults.SWEEP_PARALLEL
     stale_interval: timedelta | None = None
     metrics_port: int = defaults.METRICS_PORT
     metrics_host: str = "0.0.0.0"
@@ -65,8 +67,11 @@ class WatchOptions:
         if self.stale_interval is not None:
             stale_jobs["interval"] = self.stale_interval
         body["staleJobs"] = stale_jobs
+        sweep: dict[str, object] = {"ranges": self.sweep_ranges,
+                                    "parallel": self.sweep_parallel}
         if self.sweep_interval is not None:
-            body["sweep"] = {"interval": self.sweep_interval}
+            sweep["interval"] = self.sweep_interval
+        body["sweep"] = sweep
         return ReconcilerSpec.parse(body)
 
 
@@ -107,6 +112,7 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
         log.info("watching", extra={
             "bucket": settings.bucket, "database": settings.database, "mode": spec.mode,
             "sweepIntervalSeconds": spec.sweep.interval.total_seconds(),
+            "sweepRanges": spec.sweep.ranges, "sweepParallel": spec.sweep.parallel,
             "staleIntervalSeconds": spec.stale_jobs.interval.total_seconds(),
             "metricsPort": options.metrics_port})
         await stop.wait()

@@ -3,13 +3,13 @@ against Firestore and GCS, and the engine's unit tests against memory."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from reel_reconciler.model import ObjectInfo
 from reel_reconciler.stores import RequestLog
-from reel_reconciler.stores.firestore import Document
+from reel_reconciler.stores.firestore import Bounds, Document
 
 
 class ProjectStore(Protocol):
@@ -62,4 +62,37 @@ class ObjectStore(Protocol):
 
     def stat(self, name: str) -> ObjectInfo | None:
         """One object's metadata, or None if it does not exist."""
+        ...
+
+
+@runtime_checkable
+class StreamedProjects(ProjectStore, Protocol):
+    """What a sweep reads of Firestore besides the per-project reads: whole collections (or
+    one userId range of them) as streams of batches in (userId, id) order."""
+
+    def projects_by_user(self, page_size: int, fields: Sequence[str] | None = None,
+                         key_range: Bounds | None = None) -> Iterator[list[Document]]:
+        ...
+
+    def jobs_by_user(self, page_size: int, fields: Sequence[str],
+                     key_range: Bounds | None = None) -> Iterator[list[Document]]:
+        ...
+
+    def active_jobs(self) -> list[Document]:
+        ...
+
+    def count_projects(self) -> int:
+        ...
+
+    def projects_without_user(self, page_size: int, strings_only: bool = False
+                              ) -> Iterator[str]:
+        ...
+
+
+@runtime_checkable
+class ListedObjects(ObjectStore, Protocol):
+    """The bucket listed in name order, one page (one request) at a time."""
+
+    def listing(self, prefix: str, start: str | None = None,
+                end: str | None = None) -> Iterator[list[ObjectInfo]]:
         ...

@@ -53,6 +53,7 @@ def sweep_summary(result: SweepResult) -> dict[str, Any]:
         "errors": actions[Action.ERROR.value] + actions[Action.CONFLICT.value],
         "durationSeconds": round(result.duration_seconds, 3),
         **({"aborted": result.aborted} if result.aborted else {}),
+        **({"splits": result.splits} if result.splits else {}),
     }
 
 

@@ -28,6 +28,7 @@ from reel_reconciler.engine.connect import connect
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.engine.notification import ChangeTimes, route
 from reel_reconciler.engine.queue import WorkQueue
+from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.model import Action, Location, Report
 from reel_reconciler.runtime.liveness import Loop, forget_loop, watch_loop
 from reel_reconciler.spec import ReconcilerSpec
@@ -102,6 +103,8 @@ class ReconcilerRuntime:
         self.started_at = time.time()
         self.last_sweep_at: float | None = None
         self.sweep_lock = asyncio.Lock()
+        self.splits: dict[int, tuple[str, ...]] = {}
+        """The last ranged sweep's split points, by its number of ranges."""
         self.changes = ChangeTimes()
         """When notified changes happened, for the time to heal of the projects queued."""
         self._stopping = asyncio.Event()
@@ -334,9 +337,13 @@ class ReconcilerRuntime:
 
     async def sweep(self, trigger: Trigger) -> SweepResult:
         assert self.engine is not None
+        ranges = self.spec.sweep.ranges
+        plan = SweepPlan(ranges, self.spec.sweep.parallel, self.splits.get(ranges, ()))
         async with self.sweep_lock:
             result = await asyncio.to_thread(sweep, self.engine, self.spec.observe, trigger,
-                                             keep_reports=False)
+                                             keep_reports=False, plan=plan)
+        if result.splits:
+            self.splits = {ranges: tuple(result.splits)}
         if not result.aborted:
             self.last_sweep_at = time.time()
         return result

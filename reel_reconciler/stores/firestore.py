@@ -52,6 +52,17 @@ def failed_job(message: str) -> dict[str, Any]:
     return {"status": "failed", "error": message}
 
 T = TypeVar("T")
+Bounds = tuple[str, str | None]
+"""A userId range `(lo, hi)`: `lo <= userId < hi`, no upper bound if `hi` is None."""
+
+
+def streamable(doc: Document, strings_only: bool) -> bool:
+    """Whether a userId-ordered stream returns `doc`: any `userId` field for the whole
+    collection, a string one for a range."""
+    data = doc.data or {}
+    if "userId" not in data:
+        return False
+    return not strings_only or isinstance(data["userId"], str)
 
 
 class FirestoreStore:
@@ -126,29 +137,42 @@ class FirestoreStore:
 
     # Streamed reads (the sweep)
 
-    def projects_by_user(self, page_size: int,
-                         fields: Sequence[str] | None = None) -> Iterator[list[Document]]:
-        """Every project with a `userId` field, ordered by (userId, id), only `fields` read.
+    def projects_by_user(self, page_size: int, fields: Sequence[str] | None = None,
+                         key_range: Bounds | None = None) -> Iterator[list[Document]]:
+        """Every project with a `userId` field (`lo <= userId < hi` if `key_range` is given:
+        string userIds only), ordered by (userId, id), only `fields` read.
 
         One request per `page_size` documents, each pulled lazily in batches, so memory holds
         a batch, not a page. Firestore leaves out documents without the field:
         `count_projects` lets the sweep notice them.
         """
-        query = queries.by_user("projects", self.projects, fields)
+        query = self._by_user("projects", self.projects, fields, key_range)
         return self._streamed(self.projects, query, "stream_projects", page_size)
 
-    def jobs_by_user(self, page_size: int, fields: Sequence[str]) -> Iterator[list[Document]]:
-        """Every job with a `userId` field, ordered by (userId, id), only `fields` read."""
-        query = queries.by_user("jobs", self.jobs, fields)
+    def jobs_by_user(self, page_size: int, fields: Sequence[str],
+                     key_range: Bounds | None = None) -> Iterator[list[Document]]:
+        """Every job with a `userId` field (in `key_range`, if given), ordered by (userId,
+        id), only `fields` read."""
+        query = self._by_user("jobs", self.jobs, fields, key_range)
         return self._streamed(self.jobs, query, "stream_jobs", page_size)
 
-    def projects_without_user(self, page_size: int) -> Iterator[str]:
-        """Ids of projects lacking a `userId` field (only that field is read): the documents a
-        userId-ordered stream cannot return, found by scanning the collection in id order."""
+    @staticmethod
+    def _by_user(kind: queries.Collection, collection: str, fields: Sequence[str] | None,
+                 key_range: Bounds | None) -> StructuredQuery:
+        if key_range is None:
+            return queries.by_user(kind, collection, fields)
+        return queries.by_user_range(kind, collection, fields, *key_range)
+
+    def projects_without_user(self, page_size: int, strings_only: bool = False
+                              ) -> Iterator[str]:
+        """Ids of projects lacking a `userId` field, or with `strings_only` (the streams
+        were ranges, which match strings only) one that is not a string; only that field is
+        read: the documents the userId-ordered streams cannot return, found by scanning the
+        collection in id order."""
         query = queries.projects_by_id(self.projects, ["userId"])
         for documents in self._streamed(self.projects, query, "scan_projects", page_size):
             for doc in documents:
-                if doc.data is None or "userId" not in doc.data:
+                if not streamable(doc, strings_only):
                     yield doc.id
 
     def _streamed(self, collection: str, query: StructuredQuery, op: str,

@@ -64,14 +64,17 @@ class GcsStore:
                 objects.extend(ObjectInfo(b.name, int(b.size or 0), b.updated) for b in page)
         return objects
 
-    def listing(self, prefix: str) -> Iterator[list[ObjectInfo]]:
-        """Every object under `prefix` in name order, one page (one request) at a time.
+    def listing(self, prefix: str, start: str | None = None,
+                end: str | None = None) -> Iterator[list[ObjectInfo]]:
+        """Every object under `prefix` in name order (from `start` inclusive to `end`
+        exclusive, when given: one range of a ranged sweep), one page (one request) at a time.
 
         Items become `ObjectInfo` straight from the JSON resource: a sweep lists the whole
         bucket, and building a `Blob` per object would cost more than the request itself.
         """
         blobs = self.client.list_blobs(self.bucket_name, prefix=prefix,
                                        page_size=self.page_size, fields=_LIST_FIELDS,
+                                       start_offset=start, end_offset=end,
                                        timeout=self.timeout, retry=self.retry)
         blobs.item_to_value = _object_info
         pages = blobs.pages

@@ -51,6 +51,9 @@ ACTIVE_JOBS = QueryShape("queued and processing jobs (one range)", "jobs", range
 BY_USER = {collection: QueryShape(f"{collection} in userId order (sweep stream)", collection,
                                   order=("userId", NAME))
            for collection in ("projects", "jobs")}
+BY_USER_RANGE = {collection: QueryShape(
+    f"{collection} of one userId range in userId order (ranged sweep stream)", collection,
+    ranges=("userId",), order=("userId", NAME)) for collection in ("projects", "jobs")}
 PROJECTS_BY_ID = QueryShape("projects in id order (the userId-less scan)", "projects",
                             order=(NAME,))
 FIRST_PROJECT = QueryShape("one project (connectivity probe)", "projects")
@@ -59,8 +62,8 @@ WATCHED_PROJECTS = QueryShape("projects listener: generating, stitching, error",
 WATCHED_JOBS = QueryShape("jobs listener: queued, processing", "jobs", equals=("status",))
 
 SHAPES: tuple[QueryShape, ...] = (JOBS_OF_PROJECTS, ACTIVE_JOBS,
-                                  *BY_USER.values(), PROJECTS_BY_ID, FIRST_PROJECT,
-                                  WATCHED_PROJECTS, WATCHED_JOBS)
+                                  *BY_USER.values(), *BY_USER_RANGE.values(), PROJECTS_BY_ID,
+                                  FIRST_PROJECT, WATCHED_PROJECTS, WATCHED_JOBS)
 """Every shape the controller queries; counting a collection needs no index."""
 
 WATCHED_PROJECT_STATUSES = ("error", "generating", "stitching")
@@ -125,6 +128,16 @@ def by_user(kind: Collection, collection: str, fields: Sequence[str] | None
             ) -> StructuredQuery:
     """The projects or the jobs in (userId, id) order: the sweep's streams."""
     return _query(BY_USER[kind], collection, fields=fields)
+
+
+def by_user_range(kind: Collection, collection: str, fields: Sequence[str] | None, lo: str,
+                  hi: str | None) -> StructuredQuery:
+    """The projects or jobs with `lo <= userId < hi` (no upper bound if `hi` is None) in
+    (userId, id) order: one range of a ranged sweep. Only string userIds match."""
+    conditions: list[Condition] = [("userId", ">=", lo)]
+    if hi is not None:
+        conditions.append(("userId", "<", hi))
+    return _query(BY_USER_RANGE[kind], collection, *conditions, fields=fields)
 
 
 def projects_by_id(projects: str, fields: Sequence[str] | None) -> StructuredQuery:

@@ -121,11 +121,13 @@ def test_pagination_of_firestore_and_gcs(world: World, cli: Cli) -> None:
     for index, count in enumerate(objects_per_project):
         world.generated_project(f"p{index}", status="ready", prompts=count, in_gcs=count,
                                 in_db=count)
-    body = _json(cli("sweep", "--output", "json", "--page-size", "2", "--gcs-page-size", "2"))
+    body = _json(cli("sweep", "--output", "json", "--page-size", "2", "--gcs-page-size", "2",
+                     "--ranges", "1"))
     assert body["scanned"] == 7
-    # The sweep lists the bucket once, in pages: one request per page of objects, nothing per
-    # project or per clip (the last page carries no next-page token, so no empty page); and
-    # first one listing of at most one object, the breaker's check that the root holds any.
+    # One range: the sweep lists the bucket once, in pages: one request per page of objects,
+    # nothing per project or per clip (the last page carries no next-page token, so no empty
+    # page); and first one listing of at most one object, the breaker's check that the root
+    # holds any.
     objects = sum(objects_per_project)
     assert body["gcsRequests"] == 1 + math.ceil(objects / 2)
     # Firestore: one query for the queued/processing jobs, the projects and the jobs streamed
@@ -304,3 +306,21 @@ def test_app_bucket_variables_are_honoured(world: World, cli: Cli) -> None:
                env={"REEL_BUCKET": "", "VIDEO_STORAGE_BUCKET": world.bucket})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["action"] == "corrected"
+
+
+def test_ranged_sweep_json_and_bad_counts(world: World, cli: Cli) -> None:
+    """`sweep --ranges M --parallel K`: the same `scanned`, each range's share; a bad count
+    is one line and exit 2, from a flag or from `watch`'s environment."""
+    for i, user in enumerate(("ab", "ab-c", "ab.c", "ab0", "AB", "zz")):
+        world.generated_project(f"p{i}", user=user, status="ready", prompts=2, in_gcs=2,
+                                in_db=2)
+    body = _json(cli("sweep", "--output", "json", "--ranges", "5", "--parallel", "2"))
+    assert body["scanned"] == 6 and body["actions"] == {"no_change": 6}
+    assert len(body["ranges"]) == 5 and sum(r["scanned"] for r in body["ranges"]) == 6
+    for args, env, where in ((["sweep", "--ranges", "0"], {}, "--ranges"),
+                             (["sweep", "--parallel", "x"], {}, "--parallel"),
+                             (["watch"], {"REEL_SWEEP_RANGES": "5000"}, "REEL_SWEEP_RANGES"),
+                             (["watch", "--sweep-parallel", "65"], {}, "--sweep-parallel")):
+        proc = cli(*args, env=env)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert len(proc.stderr.strip().splitlines()) == 1 and where in proc.stderr, proc.stderr

@@ -6,7 +6,7 @@ checks it. The emulator tests keep proving the adapters themselves.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -143,3 +143,113 @@ class MemoryObjects:
     def stat(self, name: str) -> ObjectInfo | None:
         self.requests.count("get_metadata")
         return self.objects.get(name)
+
+
+def firestore_order(value: object) -> tuple[int, Any]:
+    """Firestore's order of values of mixed types, for the types userIds come in."""
+    if value is None:
+        return (0, 0)
+    if isinstance(value, bool):
+        return (1, value)
+    if isinstance(value, int | float):
+        return (2, value)
+    if isinstance(value, str):
+        return (3, value.encode())
+    return (4, repr(value))
+
+
+Latency = Callable[[str], float]
+"""Seconds one request of an operation (a page) takes: a benchmark's stand-in for the
+network; tests leave it out."""
+
+
+class StreamingProjects(MemoryProjects):
+    """MemoryProjects that also stream, as the sweep reads Firestore: pages in (userId, id)
+    order, one counted request each, a userId range matching string userIds only."""
+
+    def __init__(self, latency: Latency | None = None) -> None:
+        super().__init__()
+        self.latency = latency
+
+    def _wait(self, op: str) -> None:
+        if self.latency is not None:
+            time.sleep(self.latency(op))
+
+    def _by_user(self, documents: dict[str, Document], op: str, page_size: int,
+                 key_range: tuple[str, str | None] | None,
+                 fields: Sequence[str] | None) -> Iterator[list[Document]]:
+        def inside(doc: Document) -> bool:
+            data = doc.data or {}
+            if "userId" not in data:
+                return False
+            if key_range is None:
+                return True
+            user, (lo, hi) = data["userId"], key_range
+            return isinstance(user, str) and lo.encode() <= user.encode() and (
+                hi is None or user.encode() < hi.encode())
+
+        ordered = sorted((doc for doc in list(documents.values()) if inside(doc)),
+                         key=lambda doc: (firestore_order((doc.data or {})["userId"]), doc.id))
+        for start in range(0, len(ordered) + 1, page_size):
+            self._wait(op)
+            self._call(op, "stream")
+            page = [Document(doc.id, {k: v for k, v in (doc.data or {}).items()
+                                      if fields is None or k in fields}, doc.update_time)
+                    for doc in ordered[start:start + page_size]]
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+
+    def projects_by_user(self, page_size: int, fields: Sequence[str] | None = None,
+                         key_range: tuple[str, str | None] | None = None
+                         ) -> Iterator[list[Document]]:
+        return self._by_user(self.projects, "stream_projects", page_size, key_range, fields)
+
+    def jobs_by_user(self, page_size: int, fields: Sequence[str],
+                     key_range: tuple[str, str | None] | None = None
+                     ) -> Iterator[list[Document]]:
+        return self._by_user(self.jobs, "stream_jobs", page_size, key_range, fields)
+
+    def active_jobs(self) -> list[Document]:
+        self._wait("query_active_jobs")
+        self._call("query_active_jobs", "jobs")
+        return [doc for doc in self.jobs.values()
+                if (doc.data or {}).get("status") in ("queued", "processing")]
+
+    def count_projects(self) -> int:
+        self._wait("count_projects")
+        self._call("count_projects", "projects")
+        return len(self.projects)
+
+    def projects_without_user(self, page_size: int, strings_only: bool = False
+                              ) -> Iterator[str]:
+        for project_id in sorted(self.projects):
+            data = self.projects[project_id].data or {}
+            if "userId" not in data or (strings_only and not isinstance(data["userId"], str)):
+                yield project_id
+
+
+class StreamingObjects(MemoryObjects):
+    """MemoryObjects that also list in pages between two names, as GCS does with a prefix,
+    startOffset and endOffset."""
+
+    def __init__(self, names: Sequence[str] = (), latency: Latency | None = None,
+                 page_size: int = 1000) -> None:
+        super().__init__(names)
+        self.latency = latency
+        self.page_size = page_size
+
+    def listing(self, prefix: str, start: str | None = None,
+                end: str | None = None) -> Iterator[list[ObjectInfo]]:
+        names = sorted(name for name in self.objects if name.startswith(prefix)
+                       and (start is None or name.encode() >= start.encode())
+                       and (end is None or name.encode() < end.encode()))
+        for first in range(0, max(len(names), 1), self.page_size):
+            if self.latency is not None:
+                time.sleep(self.latency("list"))
+            if self.down:
+                self.requests.count("list", "unavailable")
+                raise Outage(f"gcs unreachable during list {prefix}: memory store down")
+            self.requests.count("list")
+            yield [self.objects[name] for name in names[first:first + self.page_size]]

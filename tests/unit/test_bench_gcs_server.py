@@ -58,3 +58,19 @@ def test_the_client_lists_in_byte_order_by_pages_with_only_the_fields_asked(
                      [("r/ab/q/z.mp4", 16, None, None)]]
     full = next(iter(client.list_blobs("bkt", prefix="r/ab/q/")))
     assert full.content_type == "video/mp4" and full.updated is not None
+
+
+def test_a_listing_between_offsets_holds_only_the_names_between(server: str) -> None:
+    """startOffset inclusive, endOffset exclusive, as GCS (a ranged sweep's listing)."""
+    anonymous = AnonymousCredentials()  # type: ignore[no-untyped-call]
+    client = storage.Client(project="p", credentials=anonymous,
+                            client_options={"api_endpoint": server})
+
+    def names(**offsets: str) -> list[str]:
+        return [blob.name for blob in client.list_blobs("bkt", prefix="r/", page_size=1,
+                                                        **offsets)]
+
+    assert names(start_offset="r/ab/") == ["r/ab/p/x.mp4", "r/ab/q/z.mp4"]
+    assert names(end_offset="r/ab/") == ["r/ab-c/p/y.mp4"]
+    assert names(start_offset="r/ab/p/x.mp4", end_offset="r/ab/q/z.mp4") == ["r/ab/p/x.mp4"]
+    assert names(start_offset="r/b") == []

@@ -33,6 +33,10 @@ COMMON = {"--help", "--log-level", "--log-format"}
 OTHER_DEFAULTS: dict[str, object] = {
     "--sweep-interval": defaults.SWEEP_INTERVAL,
     "--stale-interval": defaults.STALE_INTERVAL,
+    "--sweep-ranges": defaults.SWEEP_RANGES,
+    "--sweep-parallel": defaults.SWEEP_PARALLEL,
+    "--ranges": defaults.SWEEP_RANGES,
+    "--parallel": defaults.SWEEP_PARALLEL,
     "--metrics-port": defaults.METRICS_PORT,
     "--health-port": defaults.HEALTH_PORT,
     "--api-rate-limit": defaults.API_RATE_LIMIT,
@@ -135,7 +139,7 @@ def test_every_settings_flag_is_a_setting() -> None:
     """The one-shot commands take the settings and three flags of their own, nothing else."""
     settings_flags = {flag_for(name) for name in Settings.model_fields}
     extra = help_flags("sweep") - settings_flags - COMMON
-    assert extra == {"--dry-run", "--output"}
+    assert extra == {"--dry-run", "--output", "--ranges", "--parallel"}
 
 
 def test_a_changed_default_or_variable_is_caught() -> None:

@@ -8,9 +8,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reel_reconciler import metrics
+from reel_reconciler.engine.sweep.ranges import KeyRange
 from reel_reconciler.model import PROJECT_STATUSES, Action, Report
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RangeSummary:
+    """One range of a ranged sweep: what it scanned and how long it took."""
+
+    key_range: KeyRange
+    scanned: int
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.key_range.as_json(), "scanned": self.scanned,
+                "durationSeconds": round(self.seconds, 3)}
 
 
 @dataclass
@@ -25,6 +39,11 @@ class SweepResult:
     duration_seconds: float = 0.0
     aborted: str | None = None
     dry_run: bool = False
+    ranges: list[RangeSummary] = field(default_factory=list)
+    """Each range of a ranged sweep, in key order (empty for one range)."""
+    splits: list[str] = field(default_factory=list)
+    """Split points that would give the next ranged sweep similar work per range, from the
+    projects per user this one counted (empty unless ranged and complete)."""
 
     @property
     def failed(self) -> bool:
@@ -56,6 +75,8 @@ class SweepResult:
         }
         if self.aborted:
             body["aborted"] = self.aborted
+        if self.ranges:
+            body["ranges"] = [summary.as_json() for summary in self.ranges]
         return body
 
     def record(self, reconciler: str) -> None:

@@ -22,6 +22,11 @@ a query that runs beside flowing streams waits for them), so a job filed under a
 still holds its project. The count of projects, which tells whether some lack a userId and
 were not streamed, is read once the streams flow. One failure never stops a sweep, but an
 outage does: the rest would fail the same way.
+
+A sweep may cut the keyspace into userId ranges (`SweepPlan`, `ranges.py`): each range does
+all of the above over its share of the streams and of the listing, up to `parallel` ranges
+at once on threads of their own, all feeding one pool of reconciles. The active jobs are
+still read once and the projects counted once; an outage in one range stops every range.
 """
 
 from __future__ import annotations
@@ -29,15 +34,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from reel_reconciler.engine.reconcile import HALTED, Engine, Pipeline, Prefetched, store_failure
+from reel_reconciler.engine.reconcile import HALTED, Pipeline, Prefetched, store_failure
+from reel_reconciler.engine.stores import ListedObjects, StreamedProjects
 from reel_reconciler.engine.sweep.cursor import FolderListing, JobsByUser
 from reel_reconciler.engine.sweep.order import UserGroup, in_folder_order, user_groups
 from reel_reconciler.engine.sweep.prefetch import Prefetch
-from reel_reconciler.engine.sweep.result import SweepResult
+from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan, WorkProfile, weighted_splits
+from reel_reconciler.engine.sweep.result import RangeSummary, SweepResult
 from reel_reconciler.model import ObjectInfo, Report, Trigger
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.firestore import Document
@@ -61,64 +69,137 @@ PREFETCH_DEPTH = 2
 Work = list[tuple[str, Document | None, Prefetched | None]]
 
 
-class _Sweep:
-    """One sweep's state: the streams, the pool's pending work, the result."""
+@dataclass
+class _RangeRun:
+    """One range's share of a sweep: its streams, its pending work, what it saw."""
 
-    def __init__(self, engine: Engine, trigger: Trigger, dry_run: bool, result: SweepResult,
+    key_range: KeyRange
+    pending: deque[Future[list[Report]]] = field(default_factory=deque)
+    streams: list[Prefetch[Any]] = field(default_factory=list)
+    profile: WorkProfile = field(default_factory=WorkProfile)
+    scanned: int = 0
+    seconds: float = 0.0
+
+
+class _Sweep:
+    """One sweep's state: the ranges, the pool's pending work, the result."""
+
+    def __init__(self, engine: Pipeline, trigger: Trigger, dry_run: bool, result: SweepResult,
                  on_report: Callable[[Report], None] | None, keep_reports: bool) -> None:
         self.engine = engine
+        self.firestore, self.gcs = streams_of(engine)
         self.keep_reports = keep_reports
         self.trigger = trigger
         self.dry_run = dry_run
         self.result = result
         self.on_report = on_report
         self.stop = threading.Event()
-        self.pending: deque[Future[list[Report]]] = deque()
+        self.lock = threading.Lock()
         self.window = engine.settings.concurrency * 2
-        self.streams: list[Prefetch[Any]] = []
+        self.runs: list[_RangeRun] = []
         settings = engine.settings
         self.idle = settings.request_timeout + settings.retry_deadline + 5.0
+        self.counted: Future[int] | None = None
+        self.active: dict[str, list[Document]] | None = None
 
-    def prefetch(self, source: Iterable[T], what: str) -> Prefetch[T]:
+    def prefetch(self, run: _RangeRun, source: Iterable[T], what: str) -> Prefetch[T]:
         stream = Prefetch(source, PREFETCH_DEPTH, self.idle, what)
-        self.streams.append(stream)
+        run.streams.append(stream)
         return stream
 
-    def run(self, pool: ThreadPoolExecutor) -> None:
-        firestore, gcs = self.engine.firestore, self.engine.gcs
+    def run(self, pool: ThreadPoolExecutor, ranges: list[KeyRange], parallel: int) -> None:
+        """Every range (up to `parallel` at once), then the projects no range can return."""
+        self.runs = [_RangeRun(key_range) for key_range in ranges]
+        if len(self.runs) == 1:
+            self.run_range(pool, self.runs[0])
+        else:
+            with ThreadPoolExecutor(max_workers=parallel,
+                                    thread_name_prefix="sweep-range") as ranges_pool:
+                for future in [ranges_pool.submit(self.guarded, pool, run) for run in self.runs]:
+                    future.result()
+        if self.stopped:
+            return
+        streamed = sum(run.scanned for run in self.runs)
+        total = (self.counted.result() if self.counted is not None
+                 else self.firestore.count_projects())
+        if total <= streamed:
+            return
+        strings_only = not ranges[0].whole
+        batch = self.engine.settings.page_size
+        pending: deque[Future[list[Report]]] = deque()
+        for project_id in self.firestore.projects_without_user(batch, strings_only):
+            if self.stopped:
+                break
+            self.submit(pool, [(project_id, None, None)], pending)
+        self.drain(pending)
+
+    def guarded(self, pool: ThreadPoolExecutor, run: _RangeRun) -> None:
+        """A range on a thread of its own: a store that fails stops every range."""
+        try:
+            self.run_range(pool, run)
+        except StoreError as exc:
+            self.stop.set()
+            with self.lock:
+                if self.result.aborted is None:
+                    self.result.aborted = f"stopped early: {exc}"
+
+    def run_range(self, pool: ThreadPoolExecutor, run: _RangeRun) -> None:
+        """One range's streams merged a user at a time (see the module docstring)."""
+        if self.stopped:
+            return
+        started = time.monotonic()
+        try:
+            self.merge(pool, run)
+        except StoreError:
+            self.stop.set()
+            raise
+        finally:
+            for stream in run.streams:
+                stream.close()
+            self.drain(run.pending)
+            run.seconds = time.monotonic() - started
+
+    def merge(self, pool: ThreadPoolExecutor, run: _RangeRun) -> None:
+        firestore, gcs = self.firestore, self.gcs
         batch = self.engine.settings.page_size
         root = self.engine.policy.location.root_prefix + "/"
-        listing = FolderListing(self.prefetch(gcs.listing(root), "gcs listing"))
-        jobs = JobsByUser(in_folder_order(user_groups(
-            self.prefetch(firestore.jobs_by_user(batch, JOB_FIELDS), "firestore jobs stream"))))
-        active = by_project(firestore.active_jobs())
-        projects = in_folder_order(user_groups(
-            self.prefetch(firestore.projects_by_user(
-                batch, (*PROJECT_FIELDS, self.engine.policy.opt_out_field)),
-                          "firestore projects stream")))
-        streamed = 0
-        counted: Future[int] | None = None
+        bounds = run.key_range.bounds
+        start, end = (None, None) if bounds is None else (
+            root + bounds[0], None if bounds[1] is None else root + bounds[1])
+        listing = FolderListing(self.prefetch(run, gcs.listing(root, start, end),
+                                              "gcs listing"))
+        jobs = JobsByUser(in_folder_order(user_groups(self.prefetch(
+            run, firestore.jobs_by_user(batch, JOB_FIELDS, bounds), "firestore jobs stream"))))
+        active = self.active_jobs()
+        projects = in_folder_order(profiled(user_groups(
+            self.prefetch(run, firestore.projects_by_user(
+                batch, (*PROJECT_FIELDS, self.engine.policy.opt_out_field), bounds),
+                          "firestore projects stream")), run.profile))
         for group in projects:
             if self.stopped:
                 return
-            if counted is None:  # once the streams flow: the emulator counts by a scan
-                counted = pool.submit(firestore.count_projects)
-            streamed += len(group.documents)
+            self.start_count(pool)
+            run.scanned += len(group.documents)
             try:
                 work = self.work(group, root, listing, jobs, active)
             except StoreError as exc:
                 self.fail(group, exc)
                 raise
-            self.submit(pool, work)
-        if self.stopped:
-            return
-        total = counted.result() if counted is not None else firestore.count_projects()
-        if total <= streamed:
-            return
-        for project_id in firestore.projects_without_user(batch):
-            if self.stopped:
-                return
-            self.submit(pool, [(project_id, None, None)])
+            self.submit(pool, work, run.pending)
+
+    def active_jobs(self) -> dict[str, list[Document]]:
+        """Every queued or processing job by project, read once per sweep: after the first
+        jobs stream has started and before the first projects stream does."""
+        with self.lock:
+            if self.active is None:
+                self.active = by_project(self.firestore.active_jobs())
+            return self.active
+
+    def start_count(self, pool: ThreadPoolExecutor) -> None:
+        """Count the projects once the streams flow: the emulator counts by a scan."""
+        with self.lock:
+            if self.counted is None:
+                self.counted = pool.submit(self.firestore.count_projects)
 
     @property
     def stopped(self) -> bool:
@@ -151,12 +232,13 @@ class _Sweep:
             work.append((doc.id, doc, Prefetched(jobs=own, objects=listed)))
         return work
 
-    def submit(self, pool: ThreadPoolExecutor, work: Work) -> None:
+    def submit(self, pool: ThreadPoolExecutor, work: Work,
+               pending: deque[Future[list[Report]]]) -> None:
         if not work:
             return
-        self.pending.append(pool.submit(self.reconcile, work))
-        while len(self.pending) >= self.window:
-            self.collect(self.pending.popleft())
+        pending.append(pool.submit(self.reconcile, work))
+        while len(pending) >= self.window:
+            self.add(pending.popleft().result())
 
     def reconcile(self, work: Work) -> list[Report]:
         """A user's projects decided on what the streams read, their corrections in one
@@ -180,22 +262,48 @@ class _Sweep:
             self.engine.recorder.record(report, self.trigger, 0.0)
         self.add(reports)
 
-    def collect(self, future: Future[list[Report]]) -> None:
-        self.add(future.result())
-
     def add(self, reports: list[Report]) -> None:
-        for report in reports:
-            self.result.add(report, self.keep_reports)
-            if self.on_report is not None:
-                self.on_report(report)
+        with self.lock:
+            for report in reports:
+                self.result.add(report, self.keep_reports)
+                if self.on_report is not None:
+                    self.on_report(report)
 
-    def drain(self) -> None:
-        while self.pending:
-            self.collect(self.pending.popleft())
+    def drain(self, pending: deque[Future[list[Report]]]) -> None:
+        while pending:
+            self.add(pending.popleft().result())
 
     def close(self) -> None:
-        for stream in self.streams:
-            stream.close()
+        for run in self.runs:
+            for stream in run.streams:
+                stream.close()
+
+    def ranges(self) -> list[RangeSummary]:
+        """What each range did."""
+        return [RangeSummary(run.key_range, run.scanned, run.seconds) for run in self.runs]
+
+    def splits(self, count: int) -> list[str]:
+        """Split points that give `count` ranges similar work, from the counts seen."""
+        profile = WorkProfile()
+        for run in self.runs:
+            profile.extend(run.profile)
+        return weighted_splits(profile, count)
+
+
+def profiled(groups: Iterable[UserGroup], profile: WorkProfile) -> Iterator[UserGroup]:
+    """The groups, unchanged, each user's project count noted (in userId order)."""
+    for group in groups:
+        if group.user is not None:
+            profile.add(group.user, len(group.documents))
+        yield group
+
+
+def streams_of(engine: Pipeline) -> tuple[StreamedProjects, ListedObjects]:
+    """The engine's stores as a sweep reads them: streams, not one read per project."""
+    firestore, gcs = engine.firestore, engine.gcs
+    if not isinstance(firestore, StreamedProjects) or not isinstance(gcs, ListedObjects):
+        raise TypeError("a sweep needs stores that stream (StreamedProjects, ListedObjects)")
+    return firestore, gcs
 
 
 def suspect_an_empty_bucket(engine: Pipeline) -> None:
@@ -209,13 +317,17 @@ def suspect_an_empty_bucket(engine: Pipeline) -> None:
                                "projects claim clips there: a wrong bucket or prefix?")
 
 
-def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEEP,
+def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SWEEP,
           on_report: Callable[[Report], None] | None = None,
-          keep_reports: bool = True) -> SweepResult:
+          keep_reports: bool = True, plan: SweepPlan | None = None) -> SweepResult:
     """Reconcile every project once, streaming the stores (see the module docstring).
 
     `keep_reports=False` keeps counts only (`reports` stays empty), so that memory does not
-    grow with the drift a sweep finds; `on_report` still sees every report."""
+    grow with the drift a sweep finds; `on_report` still sees every report. `plan` cuts the
+    keyspace into ranges read `plan.parallel` at a time (default: one range, one stream per
+    store)."""
+    plan = plan or SweepPlan()
+    ranges = plan.key_ranges()
     started = time.monotonic()
     gcs0, fs0 = engine.request_count()
     result = SweepResult(dry_run=dry_run)
@@ -225,19 +337,24 @@ def sweep(engine: Engine, dry_run: bool = False, trigger: Trigger = Trigger.SWEE
         try:
             if not dry_run:
                 suspect_an_empty_bucket(engine)
-            state.run(pool)
+            state.run(pool, ranges, plan.parallel)
         except StoreError as exc:
             state.stop.set()
             if result.aborted is None:
                 result.aborted = f"stopped early: {exc}"
         finally:
             state.close()
-            state.drain()
+            for run in state.runs:
+                state.drain(run.pending)
             engine.breaker.clear_suspicion()
     if engine.halted.is_set() and result.aborted is None:
         result.aborted = HALTED
 
     result.reports.sort(key=lambda report: report.project_id)
+    if len(ranges) > 1:
+        result.ranges = state.ranges()
+        if result.aborted is None:
+            result.splits = state.splits(plan.ranges)
     gcs1, fs1 = engine.request_count()
     result.gcs_requests, result.firestore_requests = gcs1 - gcs0, fs1 - fs0
     result.duration_seconds = time.monotonic() - started

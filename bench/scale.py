@@ -1,0 +1,284 @@
+"""Ranged sweeps at scale (issue #26): how long one replica takes with K ranges at once.
+
+    python -m bench.scale [--projects 100000] [--emulated 10000] [--before REV]
+
+Two parts, the same sweep code in both:
+
+- Simulated: the app-shaped data of bench/data.py in stores held in memory behind the
+  store protocols the sweep reads (`StreamedProjects`, `ListedObjects`), every request
+  delayed as on GCP: a GCS page (or any GCS call) 100 ms at the median with a lognormal tail
+  (p99 about 1 s), a Firestore page (or any Firestore call) 30 ms. Run in observe mode with
+  ranges off (one stream per store: the sweep before ranges) and with 64 ranges at K = 1, 4,
+  8; each time is extrapolated linearly to 1M projects when fewer are run.
+- Emulated: the same data seeded into the Firestore emulator and a GCS stand-in, each sweep
+  in a process of its own (bench.measure), with ranges off before (the code of --before, by
+  default the commit this branch started from) and after, then 64 ranges at K = 1, 4, 8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import logging
+import math
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from unittest.mock import patch
+
+from bench.data import CLIP_SIZE, Generator
+from bench.run import GCP_PROJECT, REPO, measure, seed_firestore, start_gcs
+from reel_reconciler.config import Settings
+from reel_reconciler.engine.reconcile import Pipeline
+from reel_reconciler.engine.recorder import Recorder
+from reel_reconciler.engine.sweep import PROJECT_FIELDS, sweep
+from reel_reconciler.engine.sweep.ranges import SweepPlan
+from reel_reconciler.model import ObjectInfo
+from reel_reconciler.stores.firestore import Document
+from tests.support.emulators import firestore_emulator
+from tests.support.memory import EPOCH, StreamingObjects, StreamingProjects, firestore_order
+
+GCS_MEDIAN = 0.100
+GCS_P99 = 1.0
+FIRESTORE_PAGE = 0.030
+TARGET = 1_000_000
+Z99 = 2.3263
+"""The standard normal's 99th percentile."""
+
+
+class Latency:
+    """Seconds per request: GCS lognormal (median 100 ms, p99 1 s), Firestore 30 ms."""
+
+    def __init__(self, seed: int = 26) -> None:
+        self.rng = random.Random(seed)
+        self.sigma = math.log(GCS_P99 / GCS_MEDIAN) / Z99
+
+    def gcs(self, _op: str) -> float:
+        return self.rng.lognormvariate(math.log(GCS_MEDIAN), self.sigma)
+
+    def firestore(self, _op: str) -> float:
+        return FIRESTORE_PAGE
+
+
+class IndexedProjects(StreamingProjects):
+    """The streams served from lists sorted once (observe mode writes nothing), a userId
+    range found by bisection: the store's own cost stays out of the figures."""
+
+    def __init__(self, latency: Callable[[str], float]) -> None:
+        super().__init__(latency)
+        self._sorted: dict[int, tuple[list[tuple[Any, str]], list[Document]]] = {}
+
+    def _call(self, op: str, what: str) -> None:
+        """Every request waits, streamed pages and single reads alike."""
+        if self.latency is not None:
+            time.sleep(self.latency(op))
+        super()._call(op, what)
+
+    def _wait(self, op: str) -> None:
+        """Waited in `_call` already."""
+
+    def index(self) -> None:
+        for documents in (self.projects, self.jobs):
+            keyed = sorted(((firestore_order(doc.data["userId"]), doc.id), doc)
+                           for doc in documents.values()
+                           if doc.data is not None and "userId" in doc.data)
+            self._sorted[id(documents)] = ([key for key, _ in keyed], [doc for _, doc in keyed])
+
+    def _by_user(self, documents: dict[str, Document], op: str, page_size: int,
+                 key_range: tuple[str, str | None] | None,
+                 fields: Sequence[str] | None) -> Iterator[list[Document]]:
+        keys, docs = self._sorted[id(documents)]
+        first, last = 0, len(keys)
+        if key_range is not None:
+            lo, hi = key_range
+            first = bisect.bisect_left(keys, ((3, lo.encode()), ""))
+            last = (bisect.bisect_left(keys, ((3, hi.encode()), "")) if hi is not None
+                    else bisect.bisect_left(keys, ((4, ""), "")))
+        for start in range(first, last + 1, page_size):
+            self._call(op, "stream")
+            page = docs[start:min(start + page_size, last)]
+            if page:
+                yield page
+            if len(page) < page_size:
+                return
+
+
+class IndexedObjects(StreamingObjects):
+    """The bucket as one sorted list of names; pages and prefixes found by bisection."""
+
+    def __init__(self, names: list[str], latency: Callable[[str], float]) -> None:
+        super().__init__((), latency, page_size=1000)
+        self.names = sorted(names)
+
+    def _info(self, name: str) -> ObjectInfo:
+        return ObjectInfo(name, CLIP_SIZE, EPOCH)
+
+    def _wait(self) -> None:
+        if self.latency is not None:
+            time.sleep(self.latency("list"))
+
+    def _under(self, prefix: str, start: str | None = None, end: str | None = None
+               ) -> tuple[int, int]:
+        first = bisect.bisect_left(self.names, max(prefix, start or ""))
+        last = bisect.bisect_left(self.names, prefix + "\U0010ffff")
+        if end is not None:
+            last = min(last, bisect.bisect_left(self.names, end))
+        return first, max(first, last)
+
+    def listing(self, prefix: str, start: str | None = None,
+                end: str | None = None) -> Iterator[list[ObjectInfo]]:
+        first, last = self._under(prefix, start, end)
+        for at in range(first, max(last, first + 1), self.page_size):
+            self._wait()
+            self.requests.count("list")
+            yield [self._info(name) for name in self.names[at:min(at + self.page_size, last)]]
+
+    def list_prefix(self, prefix: str) -> list[ObjectInfo]:
+        return [obj for page in self.listing(prefix) for obj in page]
+
+    def any_under(self, prefix: str) -> bool:
+        self._wait()
+        self.requests.count("list")
+        first, last = self._under(prefix)
+        return last > first
+
+    def stat(self, name: str) -> ObjectInfo | None:
+        self._wait()
+        self.requests.count("get_metadata")
+        at = bisect.bisect_left(self.names, name)
+        return self._info(name) if at < len(self.names) and self.names[at] == name else None
+
+
+def simulated_stores(projects: int) -> tuple[IndexedProjects, IndexedObjects, int]:
+    """The data of bench/data.py in memory: only the fields a sweep reads are kept."""
+    latency = Latency()
+    store = IndexedProjects(latency.firestore)
+    names: list[str] = []
+    keep = set(PROJECT_FIELDS)
+    for project in Generator(projects):
+        doc = {k: v for k, v in project.doc.items() if k in keep}
+        store.projects[project.id] = Document(project.id, doc, EPOCH)
+        for job in project.jobs:
+            store.jobs[job["jobId"]] = Document(job["jobId"], job, EPOCH)
+        names.extend(project.objects)
+    store.index()
+    return store, IndexedObjects(names, latency.gcs), len(names)
+
+
+def settings() -> Settings:
+    # The data's deleted clips are destructive corrections: the brake is not what is measured.
+    return Settings(bucket="reel-bench", settle=timedelta(0), gcs_page_size=1000,
+                    concurrency=8, max_destructive=100_000)
+
+
+PLANS = {"off": ("ranges off (one stream per store)", SweepPlan()),
+         "1": ("64 ranges, K=1", SweepPlan(ranges=64, parallel=1)),
+         "4": ("64 ranges, K=4", SweepPlan(ranges=64, parallel=4)),
+         "8": ("64 ranges, K=8", SweepPlan(ranges=64, parallel=8))}
+
+
+def simulate(projects: int, plans: Sequence[str]) -> list[dict[str, Any]]:
+    started = time.monotonic()
+    store, bucket, objects = simulated_stores(projects)
+    print(f"Simulated: {projects:,} projects, {len(store.jobs):,} jobs, {objects:,} objects "
+          f"(built in {time.monotonic() - started:.1f}s); GCS {GCS_MEDIAN * 1000:.0f} ms "
+          f"median per request, p99 {GCS_P99:.1f} s (lognormal); Firestore "
+          f"{FIRESTORE_PAGE * 1000:.0f} ms per request\n", flush=True)
+    rows = []
+    print("| plan | projects | wall s | CPU s | GCS requests | Firestore requests | "
+          f"wall s at {TARGET:,} (extrapolated) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, plan in (PLANS[key] for key in plans):
+        engine = Pipeline(settings(), store, bucket, Recorder("bench"))
+        cpu = time.process_time()
+        result = sweep(engine, dry_run=True, keep_reports=False, plan=plan)
+        cpu = time.process_time() - cpu
+        assert result.aborted is None and result.scanned == projects, result.aborted
+        scaled = result.duration_seconds * TARGET / projects
+        rows.append({"plan": name, "projects": projects, "seconds": result.duration_seconds,
+                     "cpu": cpu, "gcs": result.gcs_requests,
+                     "firestore": result.firestore_requests, "at_target": scaled})
+        print(f"| {name} | {projects:,} | {result.duration_seconds:.1f} | {cpu:.1f} | "
+              f"{result.gcs_requests:,} | {result.firestore_requests:,} | "
+              f"{scaled:,.0f} ({scaled / 60:.1f} min) |", flush=True)
+    return rows
+
+
+def emulate(projects: int, before: str, workdir: Path, repeat: int) -> None:
+    """The same sweeps on the Firestore emulator and the GCS stand-in (bench.run's); the
+    before/after pair `repeat` times, alternating, as one run is 15-30% off the next here."""
+    with ExitStack() as stack:
+        fs = firestore_emulator(workdir)
+        fs.start()
+        stack.callback(fs.stop)
+        stack.enter_context(patch.dict(os.environ, {"FIRESTORE_EMULATOR_HOST": fs.host,
+                                                    "GOOGLE_CLOUD_PROJECT": GCP_PROJECT}))
+        objects: list[tuple[str, str]] = []
+        jobs = seed_firestore(Generator(projects), objects)
+        gcs = start_gcs("index", workdir, objects)
+        stack.callback(gcs.stop)
+        print(f"\nEmulated: {projects:,} projects, {jobs:,} jobs, {len(objects):,} objects "
+              "(the Firestore emulator and bench/gcs_server.py; no injected latency)\n",
+              flush=True)
+        env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}"}
+        old = workdir / "before"
+        old.mkdir()
+        archive = subprocess.run(["git", "archive", before, "reel_reconciler", "bench"],
+                                 cwd=REPO, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        assert fs.proc is not None and gcs.proc is not None
+        common = ["--page-size", "300", "--process-groups", f"{fs.proc.pid},{gcs.proc.pid}"]
+        measure(env, workdir, "warmup", "--approach", "sweep", *common)
+        print("| code | plan | wall s | CPU s self / emulators | GCS requests | "
+              "Firestore requests |")
+        print("|---|---|---:|---:|---:|---:|")
+        before_env = {**env, "PYTHONPATH": f"{old}:{REPO}"}
+        runs = [(f"before ({before})", "ranges off", [], before_env),
+                ("after", "ranges off", ["--ranges", "1"], env)] * repeat
+        runs += [("after", f"64 ranges, K={k}", ["--ranges", "64", "--parallel", str(k)], env)
+                 for k in (1, 4, 8)]
+        for number, (code, plan, extra, run_env) in enumerate(runs):
+            f = measure(run_env, workdir, f"run-{number}", "--approach", "sweep", *common,
+                        *extra)
+            assert f["projects"] == projects, f
+            print(f"| {code} | {plan} | {f['seconds']:.1f} | {f['cpu_self']:.1f} / "
+                  f"{f['cpu_emulators']:.1f} | {f['gcs_requests']:,} | "
+                  f"{f['firestore_requests']:,} |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=100_000,
+                        help="simulated projects (1,000,000 is the target; 100,000 by default "
+                        "and extrapolated: the simulation runs the real policy on every "
+                        "project, about 0.2 ms of CPU each; 0: skip)")
+    parser.add_argument("--plans", default=",".join(PLANS),
+                        help="simulated plans to run, of off,1,4,8 (ranges off, then K)")
+    parser.add_argument("--emulated", type=int, default=10_000,
+                        help="projects on the emulators (0: skip)")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of the emulated before/after pair")
+    parser.add_argument("--before", default="3e35b7f",
+                        help="the code for the 'before' run on the emulators")
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # the data's skipped and invalid projects, one line each
+    print(f"# reel-reconciler ranged sweeps: one replica ({os.cpu_count()} cores, "
+          f"{time.strftime('%Y-%m-%d')})\n", flush=True)
+    if args.projects:
+        simulate(args.projects, args.plans.split(","))
+    if args.emulated:
+        with tempfile.TemporaryDirectory(prefix="reel-scale-") as workdir:
+            emulate(args.emulated, args.before, Path(workdir), args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -21,6 +21,10 @@ STALE_JOBS_TOTAL = Counter(f"{PREFIX}stale_jobs_total", "Jobs marked failed afte
                            [R])
 LISTENER_RESTARTS_TOTAL = Counter(f"{PREFIX}listener_restarts_total",
                                   "Firestore listener restarts", [R, "listener", "reason"])
+LISTENER_SNAPSHOT_TOTAL = Counter(
+    f"{PREFIX}listener_snapshot_documents_total",
+    "Documents in the first snapshot of each listener (re)start: queued (new, or changed since "
+    "the previous feed's last snapshot) or skipped (unchanged)", [R, "listener", "outcome"])
 GCS_REQUESTS_TOTAL = Counter(f"{PREFIX}gcs_requests_total", "GCS requests by operation",
                              [R, "op", "outcome"])
 FIRESTORE_REQUESTS_TOTAL = Counter(f"{PREFIX}firestore_requests_total",
@@ -86,12 +90,14 @@ RESOURCES_RUNNING = Gauge(f"{PREFIX}resources_running",
 LISTENERS = ("projects", "jobs", "heartbeat")
 """The Firestore listeners; `notifications` joins them where a subscription is set."""
 RESTART_REASONS = ("callback_error", "closed", "silence", "scheduled")
+SNAPSHOT_OUTCOMES = ("queued", "skipped")
 _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
     (RECONCILE_TOTAL, (R, "trigger", "action")),
     (DRIFT_DETECTED_TOTAL, (R, "kind")),
     (CORRECTIONS_TOTAL, (R, "kind")),
     (STALE_JOBS_TOTAL, (R,)),
     (LISTENER_RESTARTS_TOTAL, (R, "listener", "reason")),
+    (LISTENER_SNAPSHOT_TOTAL, (R, "listener", "outcome")),
     (GCS_REQUESTS_TOTAL, (R, "op", "outcome")),
     (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
@@ -125,6 +131,8 @@ def prime(reconciler: str) -> None:
     for listener in LISTENERS:
         for reason in RESTART_REASONS:
             LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)
+        for outcome in SNAPSHOT_OUTCOMES:
+            LISTENER_SNAPSHOT_TOTAL.labels(reconciler, listener, outcome)
     STALE_JOBS_TOTAL.labels(reconciler)
     HEARTBEAT_CONFLICTS_TOTAL.labels(reconciler)
     BREAKER_TRIPPED.labels(reconciler).set(0)

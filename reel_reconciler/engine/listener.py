@@ -5,6 +5,9 @@ Errors alone prove nothing: measured on Google's emulator, a killed and restarte
 leaves the Python client reconnecting by itself with `is_active` still True, and in
 production the client is known to stop silently. So the watchdog also writes a heartbeat
 document and listens to it: silence past a threshold restarts the listeners.
+
+A restart hands each feed's state to its successor (stores/feedstate.py): the new Listen
+resumes from the old one's token, and its first snapshot queues only what changed meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from reel_reconciler import defaults, metrics
 from reel_reconciler.backoff import backoff
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.changefeed import Change, ChangeFeed, OnChanges
+from reel_reconciler.stores.feedstate import FeedState
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.subscription import Subscription
 
@@ -35,8 +39,9 @@ NOTIFICATIONS_GRACE = 3.0
 fails it within one round trip."""
 
 Enqueue = Callable[[list[str]], None]
-OpenFeed = Callable[[OnChanges], ChangeFeed]
-"""A store method that makes a change feed (not started) calling back with its changes."""
+OpenFeed = Callable[[OnChanges, FeedState | None], ChangeFeed]
+"""A store method that makes a change feed (not started) calling back with its changes,
+picking up after a stopped feed's state when given one."""
 
 
 def _project_ids(changes: list[Change]) -> list[str]:
@@ -67,23 +72,35 @@ class Listener:
         self._reconciler = reconciler
         self._feed: ChangeFeed | None = None
         self._failure: BaseException | None = None
+        self._state: FeedState | None = None
+        """The last feed's, for the next start to pick up after (None: start blank)."""
+        self._first = True
         self.last_event = 0.0
         self.started_at = 0.0
 
     def start(self) -> None:
         self._failure = None
         self.started_at = time.time()
-        feed = self._open_feed(self._callback)
+        state, self._state = self._state, None
+        log.info("listener starting", extra={
+            "reconciler": self._reconciler, "listener": self.name,
+            "carried": 0 if state is None else len(state.members),
+            "resumeToken": state is not None and state.resume_token is not None})
+        feed = self._open_feed(self._callback, state)
+        self._first = True
+        self._feed = feed  # before it starts: its first callback reads what it skipped
         feed.start()
-        self._feed = feed
 
-    def stop(self) -> None:
+    def stop(self, keep: bool = True) -> None:
+        """Close the feed; with `keep`, hold its state for the next start, unless our callback
+        failed (ids may have been lost: the next feed then starts blank and queues them all)."""
         feed, self._feed = self._feed, None
         if feed is not None:
             try:
                 feed.stop()
             except Exception as exc:  # a dead stream may fail to close; it is dropped anyway
                 log.debug("stop failed", extra={"listener": self.name, "error": str(exc)})
+            self._state = feed.state() if keep and self._failure is None else None
 
     @property
     def closed(self) -> bool:
@@ -103,9 +120,23 @@ class Listener:
             ids = self._extract(changes)
             if ids:
                 self._enqueue(ids)
+            if self._first:
+                self._first = False
+                self._count_first_snapshot(len(ids))
         except Exception as exc:
             self._failure = exc
             log.exception("listener callback failed", extra={"listener": self.name})
+
+    def _count_first_snapshot(self, queued: int) -> None:
+        """What this (re)start cost: ids queued by its first snapshot, and members skipped as
+        unchanged since the previous feed's last snapshot."""
+        feed = self._feed
+        skipped = feed.skipped if feed is not None else 0
+        metrics.LISTENER_SNAPSHOT_TOTAL.labels(self._reconciler, self.name, "queued").inc(queued)
+        metrics.LISTENER_SNAPSHOT_TOTAL.labels(self._reconciler, self.name, "skipped").inc(skipped)
+        log.info("listener first snapshot", extra={"reconciler": self._reconciler,
+                                                   "listener": self.name, "queued": queued,
+                                                   "skipped": skipped})
 
 
 @dataclass
@@ -168,7 +199,7 @@ class ListenerSet:
     def stop(self) -> None:
         with self._lock:
             for listener in self.listeners:
-                listener.stop()
+                listener.stop(keep=False)
             if self.notifications is not None:
                 self.notifications.stop()
         self._set_up(False)

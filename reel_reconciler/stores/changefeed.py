@@ -25,6 +25,7 @@ from google.api_core.bidi import BackgroundConsumer, ResumableBidiRpc
 from google.cloud.firestore_v1.types.firestore import ListenRequest, TargetChange
 
 from reel_reconciler.stores.connection import Connection
+from reel_reconciler.stores.feedstate import FeedState, Seen, unchanged
 from reel_reconciler.stores.values import timestamp
 
 log = logging.getLogger(__name__)
@@ -49,14 +50,6 @@ class Change:
     data: Mapping[str, Any]
     at: datetime | None = field(default=None, compare=False)
     """The new version's update time; for a document that left, the snapshot's read time."""
-
-
-@dataclass(frozen=True)
-class _Seen:
-    stamp: tuple[int, int]
-    """The document's update time: a resent document with the same one has not changed."""
-    data: Mapping[str, Any]
-    at: datetime
 
 
 OnChanges = Callable[[list[Change]], None]
@@ -85,10 +78,14 @@ class ChangeFeed:
     `last_event` is when the server last said anything, changes or not; `error` is set when
     the stream ended for good or the protocol broke (the listener watchdog restarts then). A
     filter count that disagrees with ours (missed removals) makes the feed listen again.
+
+    Given the `state` of a stopped feed on the same target, the first snapshot reports only
+    what changed since that feed's last one (`skipped` counts the members it did not report).
     """
 
     def __init__(self, connection: Connection, target: Mapping[str, Any],
-                 fields: Sequence[str] | None, decode: Decode, on_changes: OnChanges) -> None:
+                 fields: Sequence[str] | None, decode: Decode, on_changes: OnChanges,
+                 state: FeedState | None = None) -> None:
         """`target` is a `Target`'s `query` or `documents` as a mapping, without its id;
         `fields` the ones to decode (None: every field)."""
         self._connection = connection
@@ -96,12 +93,18 @@ class ChangeFeed:
         self._fields = None if fields is None else tuple(fields)
         self._decode = decode
         self._on_changes = on_changes
-        self._members: dict[str, _Seen] = {}
-        self._pending: dict[str, _Seen | None] = {}
+        self._members: dict[str, Seen] = {} if state is None else dict(state.members)
+        self._pending: dict[str, Seen | None] = {}
         """Since the last consistent snapshot: what was sent per document (None: it left)."""
         self._current = False
         self._reported = False
-        self._resume_token: bytes | None = None
+        self._resume_token = None if state is None else state.resume_token
+        if self._resume_token is None:  # a fresh Listen: members not sent again have left
+            self._pending = dict.fromkeys(self._members)
+        self._refused = False
+        """The server removed our target while we resumed: the token was refused once."""
+        self.skipped = 0
+        """Members the first snapshot did not report: unchanged since the state handed in."""
         self._rpc: ResumableBidiRpc | None = None
         self._consumer: BackgroundConsumer | None = None
         self._lifecycle = threading.RLock()
@@ -140,6 +143,12 @@ class ChangeFeed:
         if rpc is not None:
             rpc.close()
 
+    def state(self) -> FeedState:
+        """What a successor needs to pick up after the last consistent snapshot; call it once
+        the feed is stopped. A feed whose stream broke hands on its members, not its token."""
+        state = FeedState(dict(self._members), self._resume_token)
+        return state if self.error is None else state.without_token()
+
     def _relisten(self) -> None:
         """Listen again from scratch (after a filter mismatch): the server resends every
         match, and the members it does not resend are reported gone."""
@@ -168,7 +177,7 @@ class ChangeFeed:
         self.last_event = time.time()
         try:
             if not self._handle(type(response).pb(response)):
-                log.info("listen filter mismatch, listening again",
+                log.info("listen state lost (filter mismatch, refused token), listening again",
                          extra={"target": str(self._target)[:200]})
                 threading.Thread(target=self._relisten, name="change-feed-relisten",
                                  daemon=True).start()
@@ -182,7 +191,7 @@ class ChangeFeed:
         """Apply one response; False when the stream must be listened again from scratch."""
         which = pb.WhichOneof("response_type")
         if which == "target_change":
-            self._target_change(pb.target_change)
+            return self._target_change(pb.target_change)
         elif which == "document_change":
             change = pb.document_change
             doc_id = self._id(change.document.name)
@@ -202,7 +211,7 @@ class ChangeFeed:
             raise RuntimeError(f"unknown listen response: {which}")
         return True
 
-    def _target_change(self, change: Any) -> None:
+    def _target_change(self, change: Any) -> bool:
         kind = change.target_change_type
         if kind != _Kind.NO_CHANGE:
             log.debug("listen target change", extra={"kind": _Kind(kind).name,
@@ -214,12 +223,25 @@ class ChangeFeed:
             if list(change.target_ids) != [TARGET_ID]:
                 raise RuntimeError(f"unexpected target ids {list(change.target_ids)}")
         elif kind == _Kind.REMOVE:
-            code = change.cause.code or 13
-            raise gexc.from_grpc_status(code, change.cause.message or "target removed")
+            return self._removed(change)
         elif kind == _Kind.RESET:
             self._forget()
         elif kind == _Kind.CURRENT:
             self._current = True
+        return True
+
+    def _removed(self, change: Any) -> bool:
+        """The server dropped our target. While resuming that may be a token too old to
+        honour: listen afresh once, keeping the members to compare against; else it is an
+        error for the watchdog."""
+        if self._resume_token is not None and not self._refused:
+            self._refused = True
+            log.info("resume token refused, listening afresh",
+                     extra={"target": str(self._target)[:200], "cause": change.cause.message})
+            self._forget()
+            return False
+        code = change.cause.code or 13
+        raise gexc.from_grpc_status(code, change.cause.message or "target removed")
 
     def _forget(self) -> None:
         """Whatever was sent so far no longer holds: every member is gone unless resent."""
@@ -244,6 +266,8 @@ class ChangeFeed:
         log.debug("listen snapshot", extra={"members": len(self._members), "changes": len(changes),
                                             "left": sum(not c.present for c in changes)})
         if changes or not self._reported:
+            if not self._reported:
+                self.skipped = len(self._members) - sum(change.present for change in changes)
             self._reported = True  # the first snapshot is news even when empty: we are live
             self._on_changes(changes)
 
@@ -255,16 +279,16 @@ class ChangeFeed:
             size += (seen is not None and not known) - (seen is None and known)
         return size
 
-    def _seen(self, doc_id: str, document: Any) -> _Seen:
+    def _seen(self, doc_id: str, document: Any) -> Seen:
         """The member as known when its update time is unchanged (the emulator resends every
         match after each write), else the new version with its requested fields decoded."""
         stamp = (document.update_time.seconds, document.update_time.nanos)
         known = self._members.get(doc_id)
-        if known is not None and known.stamp == stamp:
+        if unchanged(known, stamp):
             return known
         fields = document.fields
         names = fields.keys() if self._fields is None else self._fields
-        return _Seen(stamp, {name: self._decode(fields[name]) for name in names if name in fields},
+        return Seen(stamp, {name: self._decode(fields[name]) for name in names if name in fields},
                      timestamp(document.update_time))
 
     @staticmethod

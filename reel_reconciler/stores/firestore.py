@@ -33,6 +33,7 @@ from reel_reconciler.model import ACTIVE_JOB_STATUSES
 from reel_reconciler.stores import RequestLog, queries, writes
 from reel_reconciler.stores.changefeed import ChangeFeed, OnChanges
 from reel_reconciler.stores.connection import Connection, connect
+from reel_reconciler.stores.feedstate import FeedState
 from reel_reconciler.stores.paging import PagedQuery, retryable
 from reel_reconciler.stores.values import Document as Document
 from reel_reconciler.stores.values import by_project, decode, decoded, timestamp
@@ -214,18 +215,22 @@ class FirestoreStore:
 
     # Listeners and their heartbeat
 
-    def watch_projects(self, on_changes: OnChanges) -> ChangeFeed:
-        """A feed (not started) on the projects in a status they may be stuck in; ids only."""
-        return self._watch(queries.watched_projects(self.projects), (), on_changes)
+    def watch_projects(self, on_changes: OnChanges,
+                       state: FeedState | None = None) -> ChangeFeed:
+        """A feed (not started) on the projects in a status they may be stuck in; ids only.
+        `state`: a stopped feed's, to pick up after (every feed here takes one)."""
+        return self._watch(queries.watched_projects(self.projects), (), on_changes, state)
 
-    def watch_active_jobs(self, on_changes: OnChanges) -> ChangeFeed:
+    def watch_active_jobs(self, on_changes: OnChanges,
+                          state: FeedState | None = None) -> ChangeFeed:
         """A feed (not started) on the queued and processing jobs, with their projectId."""
-        return self._watch(queries.watched_jobs(self.jobs), ("projectId",), on_changes)
+        return self._watch(queries.watched_jobs(self.jobs), ("projectId",), on_changes, state)
 
-    def watch_heartbeat(self, collection: str, name: str, on_changes: OnChanges) -> ChangeFeed:
+    def watch_heartbeat(self, collection: str, name: str, on_changes: OnChanges,
+                        state: FeedState | None = None) -> ChangeFeed:
         """A feed (not started) on one heartbeat document: proof the listen path is alive."""
         target = {"documents": {"documents": [self.connection.name(collection, name)]}}
-        return ChangeFeed(self.connection, target, (), decode, on_changes)
+        return ChangeFeed(self.connection, target, (), decode, on_changes, state)
 
     def beat(self, collection: str, name: str, count: int,
              last_update_time: datetime | None) -> datetime | None:
@@ -264,10 +269,10 @@ class FirestoreStore:
             return self._commit([write])[0]
 
     def _watch(self, query: StructuredQuery, fields: Sequence[str],
-               on_changes: OnChanges) -> ChangeFeed:
+               on_changes: OnChanges, state: FeedState | None) -> ChangeFeed:
         target = {"query": Target.QueryTarget(parent=self.connection.documents,
                                               structured_query=query)}
-        return ChangeFeed(self.connection, target, fields, decode, on_changes)
+        return ChangeFeed(self.connection, target, fields, decode, on_changes, state)
 
     # The requests
 

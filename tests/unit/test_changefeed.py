@@ -14,6 +14,7 @@ from google.cloud.firestore_v1.types.firestore import ListenResponse, TargetChan
 from google.protobuf import timestamp_pb2
 
 from reel_reconciler.stores.changefeed import TARGET_ID, Change, ChangeFeed
+from reel_reconciler.stores.feedstate import FeedState
 
 PREFIX = "projects/p/databases/(default)/documents/jobs/"
 Kind = TargetChange.TargetChangeType
@@ -31,9 +32,9 @@ class Recorder:
         self.batches.append(changes)
 
 
-def feed() -> tuple[ChangeFeed, Recorder]:
+def feed(state: FeedState | None = None) -> tuple[ChangeFeed, Recorder]:
     recorder = Recorder()
-    return ChangeFeed(None, {"query": {}}, ["projectId"], decode, recorder), recorder
+    return ChangeFeed(None, {"query": {}}, ["projectId"], decode, recorder, state), recorder
 
 
 def raw(**response: Any) -> Any:
@@ -183,3 +184,79 @@ def test_no_field_list_decodes_every_field_and_changes_carry_their_times() -> No
                      resume_token=b"u"))
     [gone] = recorder.batches[-1]
     assert not gone.present and gone.at is not None and gone.at.timestamp() == 7
+
+
+def predecessor() -> FeedState:
+    """A stopped feed that saw members a, b and c, its last snapshot ending at token `t`."""
+    f, _ = feed()
+    initial(f, "a", "b", "c")
+    return f.state()
+
+
+def test_a_successor_resumed_from_the_token_reports_only_the_changes_sent() -> None:
+    """Firestore's answer to a resume token: only what changed since, then current."""
+    state = predecessor()
+    assert state.resume_token == b"t"
+    f, seen = feed(state)
+    assert f._resume_token == b"t"  # what the first request sends
+    send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    send(f, **changed("b", project="p-b2", version=2))
+    send(f, **{"document_remove": {"document": PREFIX + "c"}})
+    send(f, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(f, **consistent(b"t2"))
+    assert seen.batches == [[Change("b", True, {"projectId": "p-b2"}),
+                             Change("c", False, {"projectId": "p-c"})]]
+    assert f.skipped == 1  # a: neither sent nor changed
+
+
+def test_a_successor_sent_every_match_again_skips_those_whose_update_time_held() -> None:
+    """The emulator's answer to a resume token: a reset and every match again."""
+    f, seen = feed(predecessor())
+    send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    send(f, **target(Kind.RESET, target_ids=[TARGET_ID]))
+    send(f, **changed("a", project="p-a"))
+    send(f, **changed("b", project="p-b2", version=2))
+    send(f, **changed("d", project="p-d"))
+    send(f, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(f, **consistent(b"t2"))
+    assert seen.batches == [[Change("b", True, {"projectId": "p-b2"}),
+                             Change("c", False, {"projectId": "p-c"}),
+                             Change("d", True, {"projectId": "p-d"})]]
+    assert f.skipped == 1
+
+
+def test_a_successor_of_a_broken_feed_listens_afresh_and_compares() -> None:
+    """A stream that broke hands on its members but not its token: members the fresh Listen
+    does not send again have left."""
+    old, _ = feed()
+    initial(old, "a", "b", "c")
+    old.error = RuntimeError("listen stream ended")
+    state = old.state()
+    assert state.resume_token is None and set(state.members) == {"a", "b", "c"}
+    f, seen = feed(state)
+    assert f._resume_token is None
+    send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    send(f, **changed("a", project="p-a"))
+    send(f, **changed("b", project="p-b"))
+    send(f, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(f, **consistent(b"t2"))
+    assert seen.batches == [[Change("c", False, {"projectId": "p-c"})]]
+    assert f.skipped == 2
+
+
+def test_a_refused_resume_token_listens_afresh_once_and_a_second_removal_raises() -> None:
+    f, seen = feed(predecessor())
+    assert not f._handle(raw(**target(Kind.REMOVE, target_ids=[TARGET_ID],
+                                      cause={"code": 9, "message": "token too old"})))
+    assert f._resume_token is None  # the stream is opened again without it
+    send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    send(f, **changed("a", project="p-a"))
+    send(f, **changed("b", project="p-b"))
+    send(f, **changed("c", project="p-c"))
+    send(f, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(f, **consistent(b"t2"))
+    assert seen.batches == [[]] and f.skipped == 3
+    g, _ = feed(predecessor())
+    g._handle(raw(**target(Kind.REMOVE, target_ids=[TARGET_ID], cause={"code": 9})))
+    with pytest.raises(Exception, match="target removed"):
+        send(g, **target(Kind.REMOVE, target_ids=[TARGET_ID], cause={"code": 9}))

@@ -9,8 +9,9 @@ from reel_reconciler import metrics
 
 DESIGN_NAMES = [
     "reconcile_total", "drift_detected_total", "corrections_total", "stale_jobs_total",
-    "listener_restarts_total", "gcs_requests_total", "firestore_requests_total",
-    "recovered_video_seconds_total", "reconcile_duration_seconds", "sweep_duration_seconds",
+    "listener_restarts_total", "listener_snapshot_documents_total", "gcs_requests_total",
+    "firestore_requests_total", "recovered_video_seconds_total", "reconcile_duration_seconds",
+    "sweep_duration_seconds",
     "projects", "projects_drifted", "listener_up", "listener_last_event_timestamp_seconds",
     "last_sweep_timestamp_seconds", "queue_depth", "heartbeat_conflicts_total", "running",
     "wanted", "resources_wanted", "resources_running", "breaker_tripped",

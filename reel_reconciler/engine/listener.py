@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
 
@@ -110,9 +110,12 @@ class Listener:
 
 @dataclass
 class WatchdogSettings:
-    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL.total_seconds()
-    silence_threshold: float = defaults.SILENCE_THRESHOLD.total_seconds()
-    resubscribe_every: float = defaults.RESUBSCRIBE_INTERVAL.total_seconds()
+    heartbeat_interval: float = field(
+        default_factory=lambda: defaults.HEARTBEAT_INTERVAL.total_seconds())
+    silence_threshold: float = field(
+        default_factory=lambda: defaults.SILENCE_THRESHOLD.total_seconds())
+    resubscribe_every: float = field(
+        default_factory=lambda: defaults.RESUBSCRIBE_INTERVAL.total_seconds())
     backoff_base: float = 2.0
     backoff_max: float = 60.0
 

@@ -124,12 +124,12 @@ def run_sweep(args: argparse.Namespace, out: io.TextIOBase) -> dict[str, Any]:
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
         args.profile.write_text(text.getvalue())
     seconds = time.monotonic() - started
-    writes = result.actions.get("corrected", 0) if args.enforce else 0
+    writes = result.actions[Action.CORRECTED] if args.enforce else 0
     return {"projects": result.scanned, "seconds": seconds,
             "gcs_requests": result.gcs_requests,
             "firestore_requests": result.firestore_requests,
             "firestore_reads": store.documents_read, "firestore_writes": writes,
-            "would_write": result.drifted, "actions": dict(result.actions),
+            "would_write": result.drifted, "actions": result.counts(),
             "aborted": result.aborted}
 
 

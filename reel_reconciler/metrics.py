@@ -6,7 +6,7 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from reel_reconciler.model import Action, DriftKind, Trigger
+from reel_reconciler.model import FIRESTORE_RESTART_REASONS, Action, DriftKind, Trigger
 
 PREFIX = "reel_reconciler_"
 R = "reconciler"
@@ -85,7 +85,6 @@ RESOURCES_RUNNING = Gauge(f"{PREFIX}resources_running",
 
 LISTENERS = ("projects", "jobs", "heartbeat")
 """The Firestore listeners; `notifications` joins them where a subscription is set."""
-RESTART_REASONS = ("callback_error", "closed", "silence", "scheduled")
 _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
     (RECONCILE_TOTAL, (R, "trigger", "action")),
     (DRIFT_DETECTED_TOTAL, (R, "kind")),
@@ -123,8 +122,8 @@ def prime(reconciler: str) -> None:
         DRIFT_DETECTED_TOTAL.labels(reconciler, kind.value)
         CORRECTIONS_TOTAL.labels(reconciler, kind.value)
     for listener in LISTENERS:
-        for reason in RESTART_REASONS:
-            LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)
+        for reason in FIRESTORE_RESTART_REASONS:
+            LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason.value)
     STALE_JOBS_TOTAL.labels(reconciler)
     HEARTBEAT_CONFLICTS_TOTAL.labels(reconciler)
     BREAKER_TRIPPED.labels(reconciler).set(0)

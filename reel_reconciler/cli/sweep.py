@@ -33,7 +33,7 @@ def run(engine: Engine, args: argparse.Namespace, out: Console) -> bool:
     if args.output == "json":
         print(json.dumps(result.as_json(), indent=2))
         return not result.failed
-    counts = ", ".join(f"{k}={v}" for k, v in sorted(result.actions.items())) or "none"
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(result.counts().items())) or "none"
     out.print(f"Swept {result.scanned} project(s) in {result.duration_seconds:.2f}s"
               f"{' (dry run)' if args.dry_run else ''}: {counts}; "
               f"{result.gcs_requests} GCS and {result.firestore_requests} Firestore "

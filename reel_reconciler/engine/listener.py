@@ -16,11 +16,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Final, Literal
 
 from google.api_core import exceptions as gexc
 
 from reel_reconciler import defaults, metrics
 from reel_reconciler.backoff import backoff
+from reel_reconciler.model import RestartReason
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.changefeed import Change, ChangeFeed, OnChanges
 from reel_reconciler.stores.firestore import FirestoreStore
@@ -29,7 +31,8 @@ from reel_reconciler.stores.subscription import Subscription
 log = logging.getLogger(__name__)
 
 PROJECTS, JOBS, HEARTBEAT, NOTIFICATIONS = "projects", "jobs", "heartbeat", "notifications"
-CONNECTING = "connecting"
+CONNECTING: Final = "connecting"
+"""A subscription started and not yet proven: not pulling, though nothing failed."""
 NOTIFICATIONS_GRACE = 3.0
 """Seconds a new pull must run without error to count as healthy: a missing subscription
 fails it within one round trip."""
@@ -145,7 +148,7 @@ class ListenerSet:
         self._next_restart_at = 0.0
         self._firestore_up = False
         self.notifications = notifications
-        self.notifications_problem: str | None = None
+        self.notifications_problem: RestartReason | Literal["connecting"] | None = None
         """Why the subscription is not pulling (`subscription_missing`, `subscription_failed`,
         `connecting`), or None while it is."""
         self._notification_restarts = 0
@@ -183,7 +186,7 @@ class ListenerSet:
         self._heartbeat_time = self.store.beat(self.heartbeat_collection, self.reconciler,
                                                self._beats, self._heartbeat_time)
 
-    def check(self, now: float | None = None) -> str | None:
+    def check(self, now: float | None = None) -> RestartReason | None:
         """Restart the listeners when one is closed, failed, silent or due, and the
         subscription when it stopped pulling; returns the reason of a restart."""
         now = time.time() if now is None else now
@@ -191,7 +194,7 @@ class ListenerSet:
         notifications = self._check_notifications(now)
         return firestore or notifications
 
-    def _check_notifications(self, now: float) -> str | None:
+    def _check_notifications(self, now: float) -> RestartReason | None:
         """A pull that has run a while without error is healthy; one that ended (a missing
         subscription ends it at once) is started again with its own backoff."""
         subscription = self.notifications
@@ -202,8 +205,9 @@ class ListenerSet:
                 self._notifications_up(None)
                 self._notification_restarts = 0
             return None
-        problem = ("subscription_missing" if isinstance(subscription.error, gexc.NotFound)
-                   else "subscription_failed")
+        problem = (RestartReason.SUBSCRIPTION_MISSING
+                   if isinstance(subscription.error, gexc.NotFound)
+                   else RestartReason.SUBSCRIPTION_FAILED)
         self._notifications_up(problem)
         if now < self._next_notification_restart:
             return None
@@ -214,17 +218,18 @@ class ListenerSet:
         log.warning("restarting the notification subscription", extra={
             "reconciler": self.reconciler, "subscription": subscription.path,
             "reason": problem, "error": str(subscription.error), "backoffSeconds": delay})
-        metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, NOTIFICATIONS, problem).inc()
+        metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, NOTIFICATIONS,
+                                               problem.value).inc()
         with self._lock:
             subscription.stop()
             subscription.start()
         return problem
 
-    def _notifications_up(self, problem: str | None) -> None:
+    def _notifications_up(self, problem: RestartReason | Literal["connecting"] | None) -> None:
         self.notifications_problem = problem
         metrics.LISTENER_UP.labels(self.reconciler, NOTIFICATIONS).set(0 if problem else 1)
 
-    def _check_firestore(self, now: float) -> str | None:
+    def _check_firestore(self, now: float) -> RestartReason | None:
         reason = self._restart_reason(now)
         if reason is None:
             if not self._firestore_up and self._heard_heartbeat_since_start():
@@ -240,7 +245,8 @@ class ListenerSet:
         log.warning("restarting listeners", extra={"reconciler": self.reconciler,
                                                    "reason": reason, "backoffSeconds": delay})
         for listener in self.listeners:
-            metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, listener.name, reason).inc()
+            metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, listener.name,
+                                                   reason.value).inc()
         with self._lock:
             for listener in self.listeners:
                 listener.stop()
@@ -248,18 +254,18 @@ class ListenerSet:
                 listener.start()
         return reason
 
-    def _restart_reason(self, now: float) -> str | None:
+    def _restart_reason(self, now: float) -> RestartReason | None:
         for listener in self.listeners:
             if listener.error is not None:
-                return "callback_error"
+                return RestartReason.CALLBACK_ERROR
             if listener.closed:
-                return "closed"
+                return RestartReason.CLOSED
         heartbeat = self.listeners[2]
         since = max(heartbeat.last_event, heartbeat.started_at)
         if now - since > self.settings.silence_threshold:
-            return "silence"
+            return RestartReason.SILENCE
         if now - heartbeat.started_at > self.settings.resubscribe_every:
-            return "scheduled"
+            return RestartReason.SCHEDULED
         return None
 
     def _heard_heartbeat_since_start(self) -> bool:

@@ -14,7 +14,15 @@ from reel_reconciler import metrics
 from reel_reconciler.engine import changelog
 from reel_reconciler.engine.changelog import Outcome
 from reel_reconciler.engine.reconcile import Engine
-from reel_reconciler.model import DriftKind, InvalidDocument, Job, Report, Trigger, timeout_message
+from reel_reconciler.model import (
+    Action,
+    DriftKind,
+    InvalidDocument,
+    Job,
+    Report,
+    Trigger,
+    timeout_message,
+)
 from reel_reconciler.policy import is_stale
 from reel_reconciler.stores import Conflict, StoreError
 from reel_reconciler.stores.firestore import JOB_SERVER_TIME, Document, failed_job
@@ -32,7 +40,7 @@ class StaleCleanup:
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or any(r.action == "error" for r in self.reports)
+        return self.error is not None or any(r.action is Action.ERROR for r in self.reports)
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"staleJobs": self.stale_jobs,

@@ -28,7 +28,7 @@ from reel_reconciler.engine.connect import connect
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.engine.notification import ChangeTimes, route
 from reel_reconciler.engine.queue import WorkQueue
-from reel_reconciler.model import Action, Location, Report
+from reel_reconciler.model import Action, Location, Report, RestartReason
 from reel_reconciler.runtime.liveness import Loop, forget_loop, watch_loop
 from reel_reconciler.spec import ReconcilerSpec
 from reel_reconciler.stores import StoreError
@@ -72,7 +72,7 @@ class Hooks:
 
     on_sweep: Callable[[SweepResult], Awaitable[None]] = _nothing
     on_stale: Callable[[StaleCleanup], Awaitable[None]] = _nothing
-    on_tick: Callable[[str | None], Awaitable[None]] = _nothing
+    on_tick: Callable[[RestartReason | None], Awaitable[None]] = _nothing
     """After each watchdog check: why the listeners were restarted, if they were."""
     on_breaker: Callable[[BreakerState], Awaitable[None]] = _nothing
     """When the breaker's state changed (tripped here or elsewhere, resumed)."""
@@ -310,7 +310,7 @@ class ReconcilerRuntime:
         last = self.last_sweep_at or self.started_at
         return self.healthy and now - last <= due
 
-    async def tick(self) -> str | None:
+    async def tick(self) -> RestartReason | None:
         """Heartbeat and watchdog; returns why the listeners were restarted, if they were."""
         assert self.listeners is not None
         listeners = self.listeners

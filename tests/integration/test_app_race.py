@@ -294,7 +294,7 @@ def test_shapes_the_app_writes_are_valid_documents(world: World) -> None:
     result = sweep(engine_for(world))
     kinds = {kind for report in result.reports for kind in report.drift_kinds}
     assert DriftKind.INVALID_DOCUMENT not in kinds
-    assert result.actions["skipped"] == 0
+    assert result.actions[Action.SKIPPED] == 0
     assert world.project("p-bare")["status"] == "error"
     assert world.project("p-short")["errorInfo"]["message"] == "stitch failed"
     assert world.project("p-long")["clipFilenames"] == [*paths, None, paths[0]]

@@ -64,7 +64,7 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
     assert _update_times(world) == before, "nothing written: not one project emptied"
     assert engine.breaker.state.tripped, result.as_json()
     assert "lists nothing under reel-maker/" in (engine.breaker.state.reason or "")
-    assert result.actions[Action.SKIPPED.value] >= 1
+    assert result.actions[Action.SKIPPED] >= 1
     assert metric(generate_latest().decode(), "reel_reconciler_breaker_tripped",
                   reconciler=name) == 1
 
@@ -72,7 +72,7 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
     assert restarted.breaker.state.tripped, "a restart must not reset a tripped breaker"
     fixed = connect(settings_for(world), name)
     assert fixed.breaker.state.tripped, "fixing the bucket is not a person's resume"
-    assert sweep(fixed).actions[Action.CORRECTED.value] == 0
+    assert sweep(fixed).actions[Action.CORRECTED] == 0
     dry = sweep(fixed, dry_run=True)
     assert sorted(r.project_id for r in dry.reports if r.action is Action.DRIFT) == [
         f"p{i:06d}" for i in range(REALLY_GONE)], "a dry run shows what resuming would write"
@@ -82,7 +82,7 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
     assert "resumed" in resumed.stdout and "lists nothing" in resumed.stdout
     fixed.breaker.load()
     done = sweep(fixed)
-    assert done.actions[Action.CORRECTED.value] == REALLY_GONE
+    assert done.actions[Action.CORRECTED] == REALLY_GONE
     changed = {pid for pid, at in _update_times(world).items() if at != before[pid]}
     assert changed == {f"p{i:06d}" for i in range(REALLY_GONE)}
     assert not fixed.breaker.state.tripped

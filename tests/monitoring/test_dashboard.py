@@ -338,11 +338,11 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
              f"the listener to correct the burst of phase {tag}")
     live.wait_idle()
     observed = sweep(engine, dry_run=True)
-    assert observed.actions[Action.DRIFT.value] >= 2, observed.as_json()
+    assert observed.actions[Action.DRIFT] >= 2, observed.as_json()
     stale = cleanup_stale_jobs(engine)
     assert len(stale.stale_jobs) == 1 and stale.error is None, stale.as_json()
     enforced = sweep(engine)
-    assert enforced.actions[Action.CORRECTED.value] >= 2, enforced.as_json()
+    assert enforced.actions[Action.CORRECTED] >= 2, enforced.as_json()
     assert not enforced.aborted
     missing = engine.reconcile(f"deleted-{tag}", Trigger.API)  # a forced reconcile of a
     assert missing.action is Action.ERROR                      # project deleted meanwhile

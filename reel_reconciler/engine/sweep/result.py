@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SweepResult:
     scanned: int = 0
-    actions: Counter[str] = field(default_factory=Counter)
+    actions: Counter[Action] = field(default_factory=Counter)
     reports: list[Report] = field(default_factory=list)
     """Reports whose action is not no_change, in project id order (none if not kept)."""
     statuses: Counter[str] = field(default_factory=Counter)
@@ -28,26 +28,30 @@ class SweepResult:
 
     @property
     def failed(self) -> bool:
-        return self.aborted is not None or self.actions[Action.ERROR.value] > 0
+        return self.aborted is not None or self.actions[Action.ERROR] > 0
 
     @property
     def drifted(self) -> int:
-        return self.actions[Action.CORRECTED.value] + self.actions[Action.DRIFT.value]
+        return self.actions[Action.CORRECTED] + self.actions[Action.DRIFT]
 
     def add(self, report: Report, keep: bool) -> None:
         """Count one project's report; keep it too if asked and it is not no_change."""
         self.scanned += 1
-        self.actions[report.action.value] += 1
+        self.actions[report.action] += 1
         self.statuses[report.corrected_status or "unknown"] += 1
         if keep and report.action is not Action.NO_CHANGE:
             self.reports.append(report)
         if report.unreachable and self.aborted is None:
             self.aborted = f"stopped early: {report.error}"
 
+    def counts(self) -> dict[str, int]:
+        """The count of each action that happened, by its name."""
+        return {action.value: count for action, count in self.actions.items()}
+
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "scanned": self.scanned,
-            "actions": dict(self.actions),
+            "actions": self.counts(),
             "reports": [report.as_json() for report in self.reports],
             "gcsRequests": self.gcs_requests,
             "firestoreRequests": self.firestore_requests,
@@ -70,6 +74,6 @@ class SweepResult:
         for status in PROJECT_STATUSES:
             metrics.PROJECTS.labels(reconciler, status).set(self.statuses[status])
         log.info("sweep finished", extra={
-            "scanned": self.scanned, "actions": dict(self.actions),
+            "scanned": self.scanned, "actions": self.counts(),
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
             "durationSeconds": round(self.duration_seconds, 3)})

@@ -29,7 +29,7 @@ from google.cloud import firestore
 from bench.seed_approach import SeedReconciler
 from reel_reconciler.config import Settings
 from reel_reconciler.engine import Engine, Trigger, sweep
-from reel_reconciler.model import Action, Report
+from reel_reconciler.model import Action, ReconcilerId, Report
 from reel_reconciler.stores.firestore import Document, FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 
@@ -95,8 +95,9 @@ def run_sweep(args: argparse.Namespace, out: io.TextIOBase) -> dict[str, Any]:
     # The data's deleted clips are destructive corrections: the brake is not what is measured.
     settings = Settings(bucket=args.bucket, page_size=args.page_size, settle=timedelta(0),
                         gcs_page_size=1000, concurrency=8, max_destructive=100_000)
-    store = CountingFirestore(settings, reconciler="bench")
-    engine = Engine(settings, store, GcsStore(settings, reconciler="bench"), reconciler="bench")
+    bench = ReconcilerId("bench")
+    store = CountingFirestore(settings, reconciler=bench)
+    engine = Engine(settings, store, GcsStore(settings, reconciler=bench), reconciler=bench)
 
     def keep(report: Report) -> None:
         """Every report goes to the file for the comparison with the seed; a no_change one

@@ -20,6 +20,7 @@ from reel_reconciler.api.app import start_api
 from reel_reconciler.api.service_accounts import ServiceAccounts
 from reel_reconciler.api.settings import ApiSettings
 from reel_reconciler.config import ConfigError, Settings
+from reel_reconciler.model import WATCH
 from reel_reconciler.operator.preflight import check_kube_config, check_ports
 from reel_reconciler.runtime import ReconcilerRuntime
 from reel_reconciler.runtime.server import start_server
@@ -27,8 +28,6 @@ from reel_reconciler.spec import ReconcilerSpec
 from reel_reconciler.usage import port_problem
 
 log = logging.getLogger(__name__)
-
-NAME = "watch"
 
 
 @dataclass(frozen=True)
@@ -80,7 +79,7 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
         server = await start_server(options.metrics_port, options.metrics_host, expected=1)
     except OSError as exc:
         raise ConfigError(port_problem(options.metrics_port, "--metrics-port", exc)) from exc
-    runtime = ReconcilerRuntime("local", NAME, spec, settings=settings)
+    runtime = ReconcilerRuntime(WATCH, spec, settings=settings)
     runners = [server]
     api = options.api
     if api is not None:

@@ -30,6 +30,7 @@ from tests.support.emulators import (
     running_emulators,
 )
 from tests.support.notifications import Notifications
+from tests.support.recording import TESTS
 from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parent.parent
@@ -109,7 +110,8 @@ def settings_for(world: World, **overrides: Any) -> Settings:
 def make_engine(world: World) -> Callable[..., Engine]:
     def make(gcs: GcsStore | None = None, **overrides: Any) -> Engine:
         settings = settings_for(world, **overrides)
-        return Engine(settings, FirestoreStore(settings), gcs or GcsStore(settings))
+        return Engine(settings, FirestoreStore(settings, TESTS), gcs or GcsStore(settings, TESTS),
+                      TESTS)
     return make
 
 

@@ -33,7 +33,7 @@ from reel_reconciler.api.service_accounts import ServiceAccounts
 from reel_reconciler.api.settings import EMULATOR_ENV, ApiSettings
 from reel_reconciler.api.tokens import strict_json
 from reel_reconciler.config import ConfigError
-from reel_reconciler.model import Action, Report, Trigger
+from reel_reconciler.model import Action, ReconcilerId, Report, Trigger
 from reel_reconciler.runtime import RUNTIMES, ReconcilerRuntime
 from reel_reconciler.stores import Outage, StoreError
 from reel_reconciler.usage import port_problem
@@ -56,12 +56,17 @@ SERVER = "reel-reconciler"
 class Labels:
     """What an answer is counted by, learnt as the request goes through its checks."""
 
-    reconciler: str = "none"
+    reconciler: ReconcilerId | None = None
+    """None until the request reached a reconciler (counted as `none`)."""
     caller: str = "unknown"
     identified: bool = False
 
+    @property
+    def label(self) -> str:
+        return "none" if self.reconciler is None else self.reconciler.label
+
     def count(self, response: web.StreamResponse) -> web.StreamResponse:
-        metrics.API_REQUESTS_TOTAL.labels(self.reconciler, self.caller,
+        metrics.API_REQUESTS_TOTAL.labels(self.label, self.caller,
                                           str(response.status)).inc()
         return response
 
@@ -128,7 +133,7 @@ class ReconcileEndpoint:
 
     async def _reconcile(self, request: web.Request, labels: Labels) -> web.Response:
         key, runtime = self.served()
-        labels.reconciler = runtime.label
+        labels.reconciler = runtime.reconciler
         audience = self.audience(key, runtime)
         caller = await self._login(request, audience, labels)
         labels.identified = True
@@ -166,7 +171,7 @@ class ReconcileEndpoint:
         except ApiError as exc:
             if exc.status == 403:  # authenticated by the API server, not authorized
                 labels.caller = CallerKind.SERVICE.value
-            metrics.API_REFUSED_LOGINS_TOTAL.labels(labels.reconciler, kind, exc.reason).inc()
+            metrics.API_REFUSED_LOGINS_TOTAL.labels(labels.label, kind, exc.reason).inc()
             log.warning("login refused", extra={
                 "address": address, "reason": exc.reason, "callerKind": kind,
                 "status": exc.status, "detail": exc.message})

@@ -18,6 +18,7 @@ from reel_reconciler.config import ConfigError
 from reel_reconciler.engine import Engine
 from reel_reconciler.engine.connect import connect
 from reel_reconciler.logs import setup_logging
+from reel_reconciler.model import COMMAND_LINE
 from reel_reconciler.usage import OneLineParser, fail
 
 EXIT_OK, EXIT_ERRORS = 0, 1
@@ -74,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return watch.run(args)
     try:
         cleanup.seed_timeout(args)
-        engine = connect(settings_of(args))
+        engine = connect(settings_of(args), COMMAND_LINE)
     except ConfigError as exc:
         return fail(str(exc))
     # Piped text keeps whole table rows on one line; a terminal uses its own width.

@@ -11,6 +11,7 @@ from rich.console import Console
 from reel_reconciler.cli.options import settings_parent
 from reel_reconciler.engine import Engine
 from reel_reconciler.engine.breaker import Breaker
+from reel_reconciler.model import COMMAND_LINE, WATCH, ReconcilerId
 from reel_reconciler.usage import OneLineParser
 
 NAME = "resume-writes"
@@ -26,14 +27,16 @@ def add(commands: Any, common: argparse.ArgumentParser) -> None:
     command.add_argument("token", metavar="TOKEN",
                          help="any word that says who resumed and why (kept in the breaker's "
                          "document and logged)")
-    command.add_argument("--reconciler", default="local.watch", metavar="NAME",
-                         help="whose breaker: local.watch for `watch` (the default), cli for "
-                         "the commands, NAMESPACE.NAME for a ReelReconciler")
+    command.add_argument("--reconciler", default=WATCH.label, metavar="NAME",
+                         help=f"whose breaker: {WATCH.label} for `watch` (the default), "
+                         f"{COMMAND_LINE.label} for the commands, NAMESPACE.NAME for a "
+                         "ReelReconciler")
 
 
 def run(engine: Engine, args: argparse.Namespace, out: Console) -> bool:
     settings = engine.settings
-    breaker = Breaker(engine.firestore, settings.breaker_collection, args.reconciler,
+    breaker = Breaker(engine.firestore, settings.breaker_collection,
+                      ReconcilerId.from_label(args.reconciler),
                       settings.max_destructive, settings.destructive_window.total_seconds())
     was = breaker.load()
     breaker.resume(args.token)

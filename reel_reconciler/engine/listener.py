@@ -22,7 +22,7 @@ from google.api_core import exceptions as gexc
 
 from reel_reconciler import defaults, metrics
 from reel_reconciler.backoff import backoff
-from reel_reconciler.model import RestartReason
+from reel_reconciler.model import ReconcilerId, RestartReason
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.changefeed import Change, ChangeFeed, OnChanges
 from reel_reconciler.stores.firestore import FirestoreStore
@@ -62,12 +62,12 @@ class Listener:
 
     def __init__(self, name: str, open_feed: OpenFeed,
                  extract: Callable[[list[Change]], list[str]], enqueue: Enqueue,
-                 reconciler: str) -> None:
+                 reconciler: ReconcilerId) -> None:
         self.name = name
         self._open_feed = open_feed
         self._extract = extract
         self._enqueue = enqueue
-        self._reconciler = reconciler
+        self._reconciler = reconciler.label
         self._feed: ChangeFeed | None = None
         self._failure: BaseException | None = None
         self.last_event = 0.0
@@ -127,18 +127,19 @@ class ListenerSet:
     """The projects and jobs listeners of one reconciler, plus its heartbeat and watchdog,
     and the storage notifications' subscription when there is one."""
 
-    def __init__(self, store: FirestoreStore, enqueue: Enqueue, reconciler: str,
+    def __init__(self, store: FirestoreStore, enqueue: Enqueue, reconciler: ReconcilerId,
                  heartbeat_collection: str = defaults.HEARTBEAT_COLLECTION,
                  settings: WatchdogSettings | None = None,
                  notifications: Subscription | None = None) -> None:
         self.store = store
         self.reconciler = reconciler
+        self._label = reconciler.label
         self.settings = settings or WatchdogSettings()
         self.heartbeat_collection = heartbeat_collection
         self.listeners = [
             Listener(PROJECTS, store.watch_projects, _project_ids, enqueue, reconciler),
             Listener(JOBS, store.watch_active_jobs, _job_project_ids, enqueue, reconciler),
-            Listener(HEARTBEAT, partial(store.watch_heartbeat, heartbeat_collection, reconciler),
+            Listener(HEARTBEAT, partial(store.watch_heartbeat, heartbeat_collection, self._label),
                      lambda _: [], enqueue, reconciler),
         ]
         self._lock = threading.Lock()
@@ -183,7 +184,7 @@ class ListenerSet:
         """Write the heartbeat document, guarded by the update time of our own last write
         (after another writer or a wiped database, by the time the store found instead)."""
         self._beats += 1
-        self._heartbeat_time = self.store.beat(self.heartbeat_collection, self.reconciler,
+        self._heartbeat_time = self.store.beat(self.heartbeat_collection, self._label,
                                                self._beats, self._heartbeat_time)
 
     def check(self, now: float | None = None) -> RestartReason | None:
@@ -216,9 +217,9 @@ class ListenerSet:
                         self.settings.backoff_max)
         self._next_notification_restart = now + delay
         log.warning("restarting the notification subscription", extra={
-            "reconciler": self.reconciler, "subscription": subscription.path,
+            "reconciler": self._label, "subscription": subscription.path,
             "reason": problem, "error": str(subscription.error), "backoffSeconds": delay})
-        metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, NOTIFICATIONS,
+        metrics.LISTENER_RESTARTS_TOTAL.labels(self._label, NOTIFICATIONS,
                                                problem.value).inc()
         with self._lock:
             subscription.stop()
@@ -227,7 +228,7 @@ class ListenerSet:
 
     def _notifications_up(self, problem: RestartReason | Literal["connecting"] | None) -> None:
         self.notifications_problem = problem
-        metrics.LISTENER_UP.labels(self.reconciler, NOTIFICATIONS).set(0 if problem else 1)
+        metrics.LISTENER_UP.labels(self._label, NOTIFICATIONS).set(0 if problem else 1)
 
     def _check_firestore(self, now: float) -> RestartReason | None:
         reason = self._restart_reason(now)
@@ -242,10 +243,10 @@ class ListenerSet:
         self._restarts += 1
         delay = backoff(self._restarts, self.settings.backoff_base, self.settings.backoff_max)
         self._next_restart_at = now + delay
-        log.warning("restarting listeners", extra={"reconciler": self.reconciler,
+        log.warning("restarting listeners", extra={"reconciler": self._label,
                                                    "reason": reason, "backoffSeconds": delay})
         for listener in self.listeners:
-            metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, listener.name,
+            metrics.LISTENER_RESTARTS_TOTAL.labels(self._label, listener.name,
                                                    reason.value).inc()
         with self._lock:
             for listener in self.listeners:
@@ -275,7 +276,7 @@ class ListenerSet:
     def _set_up(self, up: bool) -> None:
         self._firestore_up = up
         for listener in self.listeners:
-            metrics.LISTENER_UP.labels(self.reconciler, listener.name).set(1 if up else 0)
+            metrics.LISTENER_UP.labels(self._label, listener.name).set(1 if up else 0)
 
 
 def safe_beat(listeners: ListenerSet) -> str | None:

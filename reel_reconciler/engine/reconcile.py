@@ -35,6 +35,7 @@ from reel_reconciler.model import (
     ObjectInfo,
     Observation,
     Project,
+    ReconcilerId,
     Report,
     Trigger,
 )
@@ -130,7 +131,7 @@ class Pipeline:
         already sent finishes: it is one precondition-guarded commit)."""
 
     @property
-    def reconciler(self) -> str:
+    def reconciler(self) -> ReconcilerId:
         return self.recorder.reconciler
 
     def halt(self) -> None:
@@ -365,7 +366,7 @@ class Engine(Pipeline):
     gcs: GcsStore
 
     def __init__(self, settings: Settings, firestore: FirestoreStore, gcs: GcsStore,
-                 reconciler: str = "cli", clock: Callable[[], datetime] = utcnow) -> None:
+                 reconciler: ReconcilerId, clock: Callable[[], datetime] = utcnow) -> None:
         super().__init__(settings, firestore, gcs, Recorder(reconciler), clock)
 
 

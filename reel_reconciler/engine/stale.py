@@ -152,7 +152,7 @@ def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleClean
         if dry_run or _mark_failed(engine, job, doc.data, trigger):
             result.stale_jobs.append(job.id)
             if not dry_run:
-                metrics.STALE_JOBS_TOTAL.labels(engine.reconciler).inc()
+                metrics.STALE_JOBS_TOTAL.labels(engine.reconciler.label).inc()
             if job.project_id not in projects:
                 projects.append(job.project_id)
     result.reports = [engine.reconcile(pid, trigger, dry_run) for pid in projects]

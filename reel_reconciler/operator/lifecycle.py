@@ -16,7 +16,7 @@ from reel_reconciler.config import ConfigError
 from reel_reconciler.engine import StaleCleanup, SweepResult
 from reel_reconciler.engine.breaker import BreakerState
 from reel_reconciler.engine.listener import CONNECTING
-from reel_reconciler.model import Action, Report, RestartReason
+from reel_reconciler.model import Action, ReconcilerId, Report, RestartReason
 from reel_reconciler.operator import RESUME_WRITES
 from reel_reconciler.operator.memo import Shared
 from reel_reconciler.operator.status import StatusWriter, sweep_summary
@@ -48,7 +48,8 @@ class Supervisor:
         self._generation: Any = object()
         self._failures = 0
         self._retry_at: float | None = None
-        self.label = f"{namespace}.{name}"
+        self.reconciler = ReconcilerId(name, namespace)
+        self.label = self.reconciler.label
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
         loop = watch_loop(f"{self.namespace}/{self.name} supervisor", SUPERVISOR_TOLERANCE)
@@ -92,7 +93,7 @@ class Supervisor:
             self.status.set("ListenerHealthy", False, "Suspended", "listeners are closed")
             await self.status.write({"observedGeneration": generation})
             return
-        runtime = ReconcilerRuntime(self.namespace, self.name, spec, hooks=Hooks(
+        runtime = ReconcilerRuntime(self.reconciler, spec, hooks=Hooks(
             on_sweep=self._publish_sweep, on_stale=self._publish_cleanup,
             on_tick=self._publish_listeners, on_breaker=self._publish_breaker,
             on_flapping=self._publish_flapping))

@@ -28,7 +28,7 @@ from reel_reconciler.engine.connect import connect
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.engine.notification import ChangeTimes, route
 from reel_reconciler.engine.queue import WorkQueue
-from reel_reconciler.model import Action, Location, Report, RestartReason
+from reel_reconciler.model import Action, Location, ReconcilerId, Report, RestartReason
 from reel_reconciler.runtime.liveness import Loop, forget_loop, watch_loop
 from reel_reconciler.spec import ReconcilerSpec
 from reel_reconciler.stores import StoreError
@@ -57,7 +57,7 @@ def _stopped(key: str, drain: asyncio.Task[None]) -> None:
     if _STOPPING.get(key) is drain:
         del _STOPPING[key]
 
-Connector = Callable[[Settings, str], Engine]
+Connector = Callable[[Settings, ReconcilerId], Engine]
 """Builds a reconciler's engine and proves its services answer (raises ConfigError)."""
 
 
@@ -86,11 +86,12 @@ def jittered(seconds: float, spread: float = 0.1) -> float:
 
 
 class ReconcilerRuntime:
-    def __init__(self, namespace: str, name: str, spec: ReconcilerSpec, *,
+    def __init__(self, reconciler: ReconcilerId, spec: ReconcilerSpec, *,
                  settings: Settings | None = None, connector: Connector = connect,
                  hooks: Hooks | None = None) -> None:
-        self.key = f"{namespace}/{name}"
-        self.label = f"{namespace}.{name}"
+        self.reconciler = reconciler
+        self.key = reconciler.key
+        self.label = reconciler.label
         self.spec = spec
         self.settings = settings
         """Engine settings; None: from the spec (the environment fills in the rest)."""
@@ -121,7 +122,7 @@ class ReconcilerRuntime:
         if previous is not None:
             await asyncio.shield(previous)
         settings = self.settings or self.spec.settings()
-        engine = await asyncio.to_thread(self.connector, settings, self.label)
+        engine = await asyncio.to_thread(self.connector, settings, self.reconciler)
         if self._stopping.is_set():
             engine.halt()
             return
@@ -130,14 +131,14 @@ class ReconcilerRuntime:
         engine.recorder.on_flapping = partial(self._flapping, asyncio.get_running_loop())
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
                           rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,
-                          reconciler=self.label)
+                          reconciler=self.reconciler)
         queue.start()
         timing = self.spec.listeners
         notifications = self.spec.storage.notifications
         subscription = None if notifications is None else Subscription(
             notifications.subscription, partial(self._notified, engine.policy.location, queue))
         listeners = ListenerSet(
-            engine.firestore, queue.add_threadsafe, self.label,
+            engine.firestore, queue.add_threadsafe, self.reconciler,
             heartbeat_collection=timing.heartbeat_collection,
             settings=WatchdogSettings(
                 heartbeat_interval=timing.heartbeat_interval.total_seconds(),

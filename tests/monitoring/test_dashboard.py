@@ -41,7 +41,7 @@ from reel_reconciler.metrics import (
     HEARTBEAT_CONFLICTS_TOTAL,
     NOTIFICATIONS_TOTAL,
 )
-from reel_reconciler.model import Action, DriftKind
+from reel_reconciler.model import Action, DriftKind, ReconcilerId
 from reel_reconciler.runtime import ReconcilerRuntime
 from reel_reconciler.spec import ReconcilerSpec
 from tests.monitoring.promserver import (
@@ -423,8 +423,8 @@ def live_reconciler(world: World, emulators: Emulators,
         # Long enough for the undo after the last allowed correction to be held, short
         # enough that the hold's timer has gone by the next phase's wait for an idle queue.
         "flapping": {"hold": "6s"}})
-    live = LiveReconciler(ReconcilerRuntime("monitoring", f"dashboard-{uuid.uuid4().hex[:8]}",
-                                            spec))
+    live = LiveReconciler(ReconcilerRuntime(
+        ReconcilerId(f"dashboard-{uuid.uuid4().hex[:8]}", "monitoring"), spec))
     try:
         live.start()
         yield live

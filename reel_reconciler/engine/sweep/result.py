@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reel_reconciler import metrics
-from reel_reconciler.model import PROJECT_STATUSES, Action, Report
+from reel_reconciler.model import PROJECT_STATUSES, Action, ReconcilerId, Report
 
 log = logging.getLogger(__name__)
 
@@ -62,17 +62,18 @@ class SweepResult:
             body["aborted"] = self.aborted
         return body
 
-    def record(self, reconciler: str) -> None:
+    def record(self, reconciler: ReconcilerId) -> None:
         """The sweep's gauges and its log line; an aborted sweep leaves the gauges alone (its
         counts cover part of the projects)."""
         if self.aborted:
             log.error("sweep aborted", extra={"scanned": self.scanned, "reason": self.aborted})
             return
-        metrics.SWEEP_DURATION_SECONDS.labels(reconciler).observe(self.duration_seconds)
-        metrics.LAST_SWEEP_TIMESTAMP.labels(reconciler).set_to_current_time()
-        metrics.PROJECTS_DRIFTED.labels(reconciler).set(self.drifted)
+        label = reconciler.label
+        metrics.SWEEP_DURATION_SECONDS.labels(label).observe(self.duration_seconds)
+        metrics.LAST_SWEEP_TIMESTAMP.labels(label).set_to_current_time()
+        metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
         for status in PROJECT_STATUSES:
-            metrics.PROJECTS.labels(reconciler, status).set(self.statuses[status])
+            metrics.PROJECTS.labels(label, status).set(self.statuses[status])
         log.info("sweep finished", extra={
             "scanned": self.scanned, "actions": self.counts(),
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,

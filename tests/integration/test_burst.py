@@ -89,7 +89,7 @@ def test_a_stale_document_fails_the_commit_then_each_project_is_written_alone(
         world: World, make_engine: Make) -> None:
     ids = stuck(world, 5)
     probe = make_engine()
-    store = _AppWritesBeforeCommit(probe.settings, world=world, project_id=ids[2])
+    store = _AppWritesBeforeCommit(probe.settings, TESTS, world=world, project_id=ids[2])
     engine = Engine(probe.settings, store, probe.gcs, TESTS)
     reports = engine.reconcile_many(ids, Trigger.LISTENER)
     assert store.commits == 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 class WatchOptions:
     """What `watch` adds to the CLI's settings; the defaults are the ReelReconciler spec's."""
 
-    mode: Literal["Enforce", "Observe"] = "Enforce"
+    mode: Literal["Enforce", "Observe"] = field(default_factory=lambda: defaults.MODE)
     sweep_interval: timedelta | None = None
     stale_interval: timedelta | None = None
-    metrics_port: int = defaults.METRICS_PORT
+    metrics_port: int = field(default_factory=lambda: defaults.METRICS_PORT)
     metrics_host: str = "0.0.0.0"
     notifications_subscription: str | None = None
     api: ApiSettings | None = None

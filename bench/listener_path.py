@@ -131,13 +131,14 @@ def start_runtime(spec: dict[str, Any], env: dict[str, str], log: Path) -> subpr
 def serve(spec_json: str) -> int:
     """The reconciler's process: one runtime, as the operator runs it, until stdin closes."""
     from reel_reconciler.logs import setup_logging
+    from reel_reconciler.model import ReconcilerId
     from reel_reconciler.runtime import ReconcilerRuntime
     from reel_reconciler.spec import ReconcilerSpec
 
     setup_logging("INFO", "json")
 
     async def run() -> None:
-        runtime = ReconcilerRuntime("bench", "listener-path", ReconcilerSpec.parse(
+        runtime = ReconcilerRuntime(ReconcilerId("listener-path", "bench"), ReconcilerSpec.parse(
             json.loads(spec_json)))
         await runtime.start()
         print("ready", flush=True)

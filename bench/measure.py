@@ -30,7 +30,7 @@ from bench.seed_approach import SeedReconciler
 from reel_reconciler.config import Settings
 from reel_reconciler.engine import Engine, Trigger, sweep
 from reel_reconciler.engine.sweep.ranges import SweepPlan
-from reel_reconciler.model import Action, Report
+from reel_reconciler.model import Action, ReconcilerId, Report
 from reel_reconciler.stores.firestore import Document, FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 
@@ -96,8 +96,9 @@ def run_sweep(args: argparse.Namespace, out: io.TextIOBase) -> dict[str, Any]:
     # The data's deleted clips are destructive corrections: the brake is not what is measured.
     settings = Settings(bucket=args.bucket, page_size=args.page_size, settle=timedelta(0),
                         gcs_page_size=1000, concurrency=8, max_destructive=100_000)
-    store = CountingFirestore(settings, reconciler="bench")
-    engine = Engine(settings, store, GcsStore(settings, reconciler="bench"), reconciler="bench")
+    bench = ReconcilerId("bench")
+    store = CountingFirestore(settings, reconciler=bench)
+    engine = Engine(settings, store, GcsStore(settings, reconciler=bench), reconciler=bench)
 
     def keep(report: Report) -> None:
         """Every report goes to the file for the comparison with the seed; a no_change one
@@ -125,12 +126,12 @@ def run_sweep(args: argparse.Namespace, out: io.TextIOBase) -> dict[str, Any]:
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(25)
         args.profile.write_text(text.getvalue())
     seconds = time.monotonic() - started
-    writes = result.actions.get("corrected", 0) if args.enforce else 0
+    writes = result.actions[Action.CORRECTED] if args.enforce else 0
     return {"projects": result.scanned, "seconds": seconds,
             "gcs_requests": result.gcs_requests,
             "firestore_requests": result.firestore_requests,
             "firestore_reads": store.documents_read, "firestore_writes": writes,
-            "would_write": result.drifted, "actions": dict(result.actions),
+            "would_write": result.drifted, "actions": result.counts(),
             "aborted": result.aborted}
 
 

@@ -41,7 +41,7 @@ from reel_reconciler.engine.reconcile import Pipeline
 from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.engine.sweep import PROJECT_FIELDS, sweep
 from reel_reconciler.engine.sweep.ranges import SweepPlan
-from reel_reconciler.model import ObjectInfo
+from reel_reconciler.model import ObjectInfo, ReconcilerId
 from reel_reconciler.stores.firestore import Document
 from tests.support.emulators import firestore_emulator
 from tests.support.memory import EPOCH, StreamingObjects, StreamingProjects, firestore_order
@@ -197,7 +197,7 @@ def simulate(projects: int, plans: Sequence[str]) -> list[dict[str, Any]]:
           f"wall s at {TARGET:,} (extrapolated) |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for name, plan in (PLANS[key] for key in plans):
-        engine = Pipeline(settings(), store, bucket, Recorder("bench"))
+        engine = Pipeline(settings(), store, bucket, Recorder(ReconcilerId("bench")))
         cpu = time.process_time()
         result = sweep(engine, dry_run=True, keep_reports=False, plan=plan)
         cpu = time.process_time() - cpu

@@ -102,7 +102,8 @@ def _env(*names: str) -> AliasChoices:
 
 
 class Settings(BaseSettings):
-    """Everything one reconciler needs: where the data is, how hard to push, how long to wait."""
+    """Everything one reconciler needs: where the data is, how hard to push, how long to wait.
+    Every default is `reel_reconciler.defaults`' (read when a Settings is made): none here."""
 
     model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", frozen=True,
                                       env_ignore_empty=True, case_sensitive=True)
@@ -111,7 +112,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("gcp_project", "GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT")
     )
     database: str = Field(
-        default=defaults.DATABASE, validation_alias=_env("database", "REEL_FIRESTORE_DATABASE")
+        default_factory=lambda: defaults.DATABASE,
+        validation_alias=_env("database", "REEL_FIRESTORE_DATABASE")
     )
     bucket: str | None = Field(
         default=None,
@@ -121,75 +123,82 @@ class Settings(BaseSettings):
         ),
     )
     root_prefix: str = Field(
-        default=defaults.ROOT_PREFIX, min_length=1, pattern=r"^[^/].*[^/]$|^[^/]$",
+        default_factory=lambda: defaults.ROOT_PREFIX, min_length=1, pattern=r"^[^/].*[^/]$|^[^/]$",
         validation_alias=_env("root_prefix", "REEL_ROOT_PREFIX"),
     )
     projects_collection: str = Field(
-        default=defaults.PROJECTS_COLLECTION, min_length=1,
+        default_factory=lambda: defaults.PROJECTS_COLLECTION, min_length=1,
         validation_alias=_env("projects_collection", "REEL_PROJECTS_COLLECTION"),
     )
     jobs_collection: str = Field(
-        default=defaults.JOBS_COLLECTION, min_length=1,
+        default_factory=lambda: defaults.JOBS_COLLECTION, min_length=1,
         validation_alias=_env("jobs_collection", "REEL_JOBS_COLLECTION"),
     )
     stale_timeout: Duration = Field(
-        default=defaults.STALE_TIMEOUT, validation_alias=_env("stale_timeout", "REEL_STALE_TIMEOUT")
+        default_factory=lambda: defaults.STALE_TIMEOUT,
+        validation_alias=_env("stale_timeout", "REEL_STALE_TIMEOUT")
     )
     settle: Window = Field(
-        default=defaults.SETTLE, validation_alias=_env("settle", "REEL_SETTLE")
+        default_factory=lambda: defaults.SETTLE, validation_alias=_env("settle", "REEL_SETTLE")
     )
     stitch_timeout: Duration | None = Field(
         default=None, validation_alias=_env("stitch_timeout", "REEL_STITCH_TIMEOUT")
     )
     """How long a `stitching` project is left to its stitcher; unset: the stale timeout."""
     request_timeout: float = Field(
-        default=10.0, gt=0, le=300,
+        default_factory=lambda: defaults.REQUEST_TIMEOUT, gt=0, le=300,
         validation_alias=_env("request_timeout", "REEL_REQUEST_TIMEOUT"),
     )
     retry_deadline: float = Field(
-        default=15.0, gt=0, le=600, validation_alias=_env("retry_deadline", "REEL_RETRY_DEADLINE")
+        default_factory=lambda: defaults.RETRY_DEADLINE, gt=0, le=600,
+        validation_alias=_env("retry_deadline", "REEL_RETRY_DEADLINE")
     )
     page_size: int = Field(
-        default=300, ge=1, le=1_000_000, validation_alias=_env("page_size", "REEL_PAGE_SIZE")
+        default_factory=lambda: defaults.PAGE_SIZE, ge=1, le=1_000_000,
+        validation_alias=_env("page_size", "REEL_PAGE_SIZE")
     )
     """Documents per Firestore query of a sweep's streams. A page is pulled in batches, so
     memory does not grow with it; an emulator that scans the collection per query (no
     indexes) is the only reason to raise it."""
     gcs_page_size: int = Field(
-        default=1000, ge=1, le=1000, validation_alias=_env("gcs_page_size", "REEL_GCS_PAGE_SIZE")
+        default_factory=lambda: defaults.GCS_PAGE_SIZE, ge=1, le=1000,
+        validation_alias=_env("gcs_page_size", "REEL_GCS_PAGE_SIZE")
     )
     concurrency: int = Field(
-        default=defaults.CONCURRENCY, ge=1, le=256,
+        default_factory=lambda: defaults.CONCURRENCY, ge=1, le=256,
         validation_alias=_env("concurrency", "REEL_CONCURRENCY")
     )
     max_destructive: int = Field(
-        default=defaults.MAX_DESTRUCTIVE, ge=0, le=100_000,
+        default_factory=lambda: defaults.MAX_DESTRUCTIVE, ge=0, le=100_000,
         validation_alias=_env("max_destructive", "REEL_MAX_DESTRUCTIVE"))
     """Destructive corrections allowed per `destructive_window` before the breaker trips (0:
     none at all). There is no "off": a breaker that trips on a wrong bucket is the point."""
     destructive_window: Duration = Field(
-        default=defaults.DESTRUCTIVE_WINDOW,
+        default_factory=lambda: defaults.DESTRUCTIVE_WINDOW,
         validation_alias=_env("destructive_window", "REEL_DESTRUCTIVE_WINDOW"))
     breaker_collection: str = Field(
-        default=defaults.BREAKER_COLLECTION, min_length=1,
+        default_factory=lambda: defaults.BREAKER_COLLECTION, min_length=1,
         validation_alias=_env("breaker_collection", "REEL_BREAKER_COLLECTION"))
     max_attempts: int = Field(
-        default=3, ge=1, le=20, validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
+        default_factory=lambda: defaults.MAX_ATTEMPTS, ge=1, le=20,
+        validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")
     )
     opt_out_field: OptOutField = Field(
-        default=defaults.OPT_OUT_FIELD,
+        default_factory=lambda: defaults.OPT_OUT_FIELD,
         validation_alias=_env("opt_out_field", "REEL_OPT_OUT_FIELD"),
     )
     """A project document with this field true is observed and reported, never written."""
     flap_corrections: int = Field(
-        default=defaults.FLAP_CORRECTIONS, ge=1, le=100,
+        default_factory=lambda: defaults.FLAP_CORRECTIONS, ge=1, le=100,
         validation_alias=_env("flap_corrections", "REEL_FLAP_CORRECTIONS"))
     """Corrections of one project that another writer may undo within the flap window;
     when this many were undone, the project is held."""
     flap_window: Duration = Field(
-        default=defaults.FLAP_WINDOW, validation_alias=_env("flap_window", "REEL_FLAP_WINDOW"))
+        default_factory=lambda: defaults.FLAP_WINDOW,
+        validation_alias=_env("flap_window", "REEL_FLAP_WINDOW"))
     flap_hold: Duration = Field(
-        default=defaults.FLAP_HOLD, validation_alias=_env("flap_hold", "REEL_FLAP_HOLD"))
+        default_factory=lambda: defaults.FLAP_HOLD,
+        validation_alias=_env("flap_hold", "REEL_FLAP_HOLD"))
     """How long a flapping project is held, from its last correction."""
 
     @property
@@ -257,3 +266,15 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(invalid(where, problem_of(err), value_of(err))) from exc
     settings.location  # noqa: B018 - validates that a bucket is configured
     return settings
+
+
+def format_duration(value: timedelta) -> str:
+    """A duration the way `parse_duration` reads it back and a person writes it: 30m, 1h30m,
+    0s."""
+    millis = round(value.total_seconds() * 1000)
+    seconds, ms = divmod(millis, 1000)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((hours, "h"), (minutes, "m"), (secs, "s"), (ms, "ms"))
+             if n]
+    return "".join(parts) or "0s"

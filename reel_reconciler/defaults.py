@@ -1,9 +1,11 @@
-"""Every default, defined once: the CR spec, the CLI, `watch` and the engine take them from
-here (the CRD repeats them for `kubectl explain`; a test holds the two together)."""
+"""Every default, defined once: `Settings`, the CR spec, the CLI's help, `watch` and the engine
+read them from here when they need them, not when they are imported, so that one change here
+reaches all of them (the CRD repeats them for `kubectl explain`; a test holds the two together)."""
 
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Final, Literal
 
 DATABASE = "(default)"
 PROJECTS_COLLECTION = "reel_maker_projects"
@@ -32,6 +34,18 @@ FLAP_HOLD = timedelta(hours=1)
 """How long a flapping project is left alone after its last correction: at least the stale
 timeout, so that a war costs at most two writes per stale timeout."""
 RATE_LIMIT = 500.0
+MODE: Final[Literal["Enforce", "Observe"]] = "Enforce"
+
+REQUEST_TIMEOUT = 10.0
+"""Seconds per Firestore or GCS request."""
+RETRY_DEADLINE = 15.0
+"""Seconds a failing request is retried for."""
+MAX_ATTEMPTS = 3
+"""Attempts of one reconcile whose write lost a race with another writer."""
+PAGE_SIZE = 300
+"""Documents per Firestore query of a sweep's streams."""
+GCS_PAGE_SIZE = 1000
+"""Objects per GCS list page (the most GCS returns)."""
 
 HEARTBEAT_INTERVAL = timedelta(seconds=5)
 SILENCE_THRESHOLD = timedelta(seconds=30)
@@ -48,6 +62,8 @@ BREAKER_COLLECTION = "reel_reconciler_breakers"
 
 METRICS_PORT = 9102
 HEALTH_PORT = 8080
+DELETE_TIMEOUT = timedelta(seconds=60)
+"""How long `delete-reconciler` waits for the operator before it removes the finalizer."""
 
 API_RATE_LIMIT = "30/minute"
 """Reconcile requests per caller: a user opening projects one after another stays well

@@ -22,10 +22,10 @@ default level is WARNING (a write is never silent unless --log-level ERROR asks 
 def add_log_arguments(parser: argparse.ArgumentParser, level: str) -> None:
     """--log-level and --log-format, the same for every command."""
     parser.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, default=level,
-                        help=f"least severe log records shown, on stderr (default: {level})")
+                        help="least severe log records shown, on stderr (default: %(default)s)")
     parser.add_argument("--log-format", choices=("auto", "json", "text"), default="auto",
                         help="log records as JSON lines or text; auto: text on a terminal, "
-                        "else JSON (default: auto)")
+                        "else JSON (default: %(default)s)")
 
 # Kopf attaches its settings object and a posting flag to records; neither is log content.
 _KOPF_INTERNALS = {"settings", "k8s_skip"}

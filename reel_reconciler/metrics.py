@@ -6,7 +6,7 @@ import contextlib
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from reel_reconciler.model import Action, DriftKind, Trigger
+from reel_reconciler.model import FIRESTORE_RESTART_REASONS, Action, DriftKind, Trigger
 
 PREFIX = "reel_reconciler_"
 R = "reconciler"
@@ -89,7 +89,6 @@ RESOURCES_RUNNING = Gauge(f"{PREFIX}resources_running",
 
 LISTENERS = ("projects", "jobs", "heartbeat")
 """The Firestore listeners; `notifications` joins them where a subscription is set."""
-RESTART_REASONS = ("callback_error", "closed", "silence", "scheduled")
 SNAPSHOT_OUTCOMES = ("queued", "skipped")
 _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
     (RECONCILE_TOTAL, (R, "trigger", "action")),
@@ -129,8 +128,8 @@ def prime(reconciler: str) -> None:
         DRIFT_DETECTED_TOTAL.labels(reconciler, kind.value)
         CORRECTIONS_TOTAL.labels(reconciler, kind.value)
     for listener in LISTENERS:
-        for reason in RESTART_REASONS:
-            LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason)
+        for reason in FIRESTORE_RESTART_REASONS:
+            LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason.value)
         for outcome in SNAPSHOT_OUTCOMES:
             LISTENER_SNAPSHOT_TOTAL.labels(reconciler, listener, outcome)
     STALE_JOBS_TOTAL.labels(reconciler)

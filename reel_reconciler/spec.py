@@ -22,16 +22,18 @@ from reel_reconciler.usage import invalid
 
 
 class _SpecPart(BaseModel):
+    """Defaults are read from `reel_reconciler.defaults` when a spec is parsed."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class FirestoreSpec(_SpecPart):
     project: str | None = None
-    database: str = defaults.DATABASE
-    projects_collection: str = Field(default=defaults.PROJECTS_COLLECTION,
+    database: str = Field(default_factory=lambda: defaults.DATABASE)
+    projects_collection: str = Field(default_factory=lambda: defaults.PROJECTS_COLLECTION,
                                      alias="projectsCollection", min_length=1)
-    jobs_collection: str = Field(default=defaults.JOBS_COLLECTION, alias="jobsCollection",
-                                 min_length=1)
+    jobs_collection: str = Field(default_factory=lambda: defaults.JOBS_COLLECTION,
+                                 alias="jobsCollection", min_length=1)
 
 
 SUBSCRIPTION_PATTERN = r"^projects/[^/]+/subscriptions/[^/]+$"
@@ -45,49 +47,51 @@ class NotificationsSpec(_SpecPart):
 
 class StorageSpec(_SpecPart):
     bucket: str = Field(min_length=3, max_length=222)
-    root_prefix: str = Field(default=defaults.ROOT_PREFIX, alias="rootPrefix", min_length=1)
+    root_prefix: str = Field(default_factory=lambda: defaults.ROOT_PREFIX, alias="rootPrefix",
+                             min_length=1)
     notifications: NotificationsSpec | None = None
     """GCS object notifications; None: storage changes are found by sweeps only."""
 
 
 class SweepSpec(_SpecPart):
-    interval: Duration = defaults.SWEEP_INTERVAL
-    ranges: int = Field(default=defaults.SWEEP_RANGES, ge=1, le=defaults.SWEEP_RANGES_MAX)
+    interval: Duration = Field(default_factory=lambda: defaults.SWEEP_INTERVAL)
+    ranges: int = Field(default_factory=lambda: defaults.SWEEP_RANGES, ge=1,
+                        le=defaults.SWEEP_RANGES_MAX)
     """userId ranges a sweep cuts the keyspace into (docs/design.md, Key ranges)."""
-    parallel: int = Field(default=defaults.SWEEP_PARALLEL, ge=1,
+    parallel: int = Field(default_factory=lambda: defaults.SWEEP_PARALLEL, ge=1,
                           le=defaults.SWEEP_PARALLEL_MAX)
     """Ranges swept at once by one reconciler."""
 
 
 class StaleJobsSpec(_SpecPart):
-    interval: Duration = defaults.STALE_INTERVAL
-    timeout: Duration = defaults.STALE_TIMEOUT
+    interval: Duration = Field(default_factory=lambda: defaults.STALE_INTERVAL)
+    timeout: Duration = Field(default_factory=lambda: defaults.STALE_TIMEOUT)
 
 
 class SafetySpec(_SpecPart):
     """The breaker on destructive corrections (docs/design.md, The breaker)."""
 
-    max_destructive: int = Field(default=defaults.MAX_DESTRUCTIVE, ge=0, le=100_000,
-                                 alias="maxDestructive")
-    window: Duration = defaults.DESTRUCTIVE_WINDOW
+    max_destructive: int = Field(default_factory=lambda: defaults.MAX_DESTRUCTIVE, ge=0,
+                                 le=100_000, alias="maxDestructive")
+    window: Duration = Field(default_factory=lambda: defaults.DESTRUCTIVE_WINDOW)
 class FlappingSpec(_SpecPart):
     """When a project whose corrections another writer keeps undoing is held."""
 
-    corrections: int = Field(default=defaults.FLAP_CORRECTIONS, ge=1, le=100)
-    window: Duration = defaults.FLAP_WINDOW
-    hold: Duration = defaults.FLAP_HOLD
+    corrections: int = Field(default_factory=lambda: defaults.FLAP_CORRECTIONS, ge=1, le=100)
+    window: Duration = Field(default_factory=lambda: defaults.FLAP_WINDOW)
+    hold: Duration = Field(default_factory=lambda: defaults.FLAP_HOLD)
 
 
 class ListenersSpec(_SpecPart):
     """Watchdog timing; the defaults suit production, tests shorten them."""
 
-    heartbeat_interval: Duration = Field(default=defaults.HEARTBEAT_INTERVAL,
+    heartbeat_interval: Duration = Field(default_factory=lambda: defaults.HEARTBEAT_INTERVAL,
                                          alias="heartbeatInterval")
-    silence_threshold: Duration = Field(default=defaults.SILENCE_THRESHOLD,
+    silence_threshold: Duration = Field(default_factory=lambda: defaults.SILENCE_THRESHOLD,
                                         alias="silenceThreshold")
-    resubscribe_interval: Duration = Field(default=defaults.RESUBSCRIBE_INTERVAL,
+    resubscribe_interval: Duration = Field(default_factory=lambda: defaults.RESUBSCRIBE_INTERVAL,
                                            alias="resubscribeInterval")
-    heartbeat_collection: str = Field(default=defaults.HEARTBEAT_COLLECTION,
+    heartbeat_collection: str = Field(default_factory=lambda: defaults.HEARTBEAT_COLLECTION,
                                       alias="heartbeatCollection", min_length=1)
 
 
@@ -97,21 +101,23 @@ class ReconcilerSpec(_SpecPart):
 
     firestore: FirestoreSpec = Field(default_factory=FirestoreSpec)
     storage: StorageSpec
-    mode: Literal["Enforce", "Observe"] = "Enforce"
+    mode: Literal["Enforce", "Observe"] = Field(default_factory=lambda: defaults.MODE)
     suspend: bool = False
     sweep: SweepSpec = Field(default_factory=SweepSpec)
     stale_jobs: StaleJobsSpec = Field(default_factory=StaleJobsSpec, alias="staleJobs")
-    settle: Window = defaults.SETTLE
+    settle: Window = Field(default_factory=lambda: defaults.SETTLE)
     stitch_timeout: Duration | None = Field(default=None, alias="stitchTimeout")
     """How long a `stitching` project is its stitcher's; unset: the stale-job timeout."""
-    concurrency: int = Field(default=defaults.CONCURRENCY, ge=1, le=256)
-    rate_limit: float = Field(default=defaults.RATE_LIMIT, gt=0, le=10_000, alias="rateLimit")
+    concurrency: int = Field(default_factory=lambda: defaults.CONCURRENCY, ge=1, le=256)
+    rate_limit: float = Field(default_factory=lambda: defaults.RATE_LIMIT, gt=0, le=10_000,
+                              alias="rateLimit")
     """Listener-triggered reconciles started per second, at most: a burst of events must not
     turn into a burst of Firestore reads and writes. The default is the rate Firestore's
     ramp-up guidance (500/50/5) lets new traffic start at; bursts are read in batches."""
     listeners: ListenersSpec = Field(default_factory=ListenersSpec)
     safety: SafetySpec = Field(default_factory=SafetySpec)
-    opt_out_field: OptOutField = Field(default=defaults.OPT_OUT_FIELD, alias="optOutField")
+    opt_out_field: OptOutField = Field(default_factory=lambda: defaults.OPT_OUT_FIELD,
+                                       alias="optOutField")
     """A project whose document has this field set to true is observed, never written."""
     flapping: FlappingSpec = Field(default_factory=FlappingSpec)
 

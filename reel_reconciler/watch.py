@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Literal
 
@@ -20,6 +20,7 @@ from reel_reconciler.api.app import start_api
 from reel_reconciler.api.service_accounts import ServiceAccounts
 from reel_reconciler.api.settings import ApiSettings
 from reel_reconciler.config import ConfigError, Settings
+from reel_reconciler.model import WATCH
 from reel_reconciler.operator.preflight import check_kube_config, check_ports
 from reel_reconciler.runtime import ReconcilerRuntime
 from reel_reconciler.runtime.server import start_server
@@ -28,19 +29,17 @@ from reel_reconciler.usage import port_problem
 
 log = logging.getLogger(__name__)
 
-NAME = "watch"
-
 
 @dataclass(frozen=True)
 class WatchOptions:
     """What `watch` adds to the CLI's settings; the defaults are the ReelReconciler spec's."""
 
-    mode: Literal["Enforce", "Observe"] = "Enforce"
+    mode: Literal["Enforce", "Observe"] = field(default_factory=lambda: defaults.MODE)
     sweep_interval: timedelta | None = None
     sweep_ranges: int = defaults.SWEEP_RANGES
     sweep_parallel: int = defaults.SWEEP_PARALLEL
     stale_interval: timedelta | None = None
-    metrics_port: int = defaults.METRICS_PORT
+    metrics_port: int = field(default_factory=lambda: defaults.METRICS_PORT)
     metrics_host: str = "0.0.0.0"
     notifications_subscription: str | None = None
     api: ApiSettings | None = None
@@ -85,7 +84,7 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
         server = await start_server(options.metrics_port, options.metrics_host, expected=1)
     except OSError as exc:
         raise ConfigError(port_problem(options.metrics_port, "--metrics-port", exc)) from exc
-    runtime = ReconcilerRuntime("local", NAME, spec, settings=settings)
+    runtime = ReconcilerRuntime(WATCH, spec, settings=settings)
     runners = [server]
     api = options.api
     if api is not None:

@@ -33,6 +33,7 @@ from tests.support.emulators import (
 )
 from tests.support.notifications import Notifications
 from tests.support.patience import bound
+from tests.support.recording import TESTS
 from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,7 +125,8 @@ def settings_for(world: World, **overrides: Any) -> Settings:
 def make_engine(world: World) -> Callable[..., Engine]:
     def make(gcs: GcsStore | None = None, **overrides: Any) -> Engine:
         settings = settings_for(world, **overrides)
-        return Engine(settings, FirestoreStore(settings), gcs or GcsStore(settings))
+        return Engine(settings, FirestoreStore(settings, TESTS), gcs or GcsStore(settings, TESTS),
+                      TESTS)
     return make
 
 

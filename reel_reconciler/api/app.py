@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
@@ -25,29 +24,28 @@ from reel_reconciler.api.callers import Audience, Caller, CallerKind, Callers, R
 from reel_reconciler.api.errors import ApiError, error_response, unavailable
 from reel_reconciler.api.firebase import FirebaseTokens
 from reel_reconciler.api.keys import PublishedKeys
-from reel_reconciler.api.openapi import PROJECT_ID_PATTERN, RECONCILE_PATH, document
+from reel_reconciler.api.openapi import RECONCILE_PATH, document
 from reel_reconciler.api.outbound import Outbound
 from reel_reconciler.api.peers import client_address, limit_key
 from reel_reconciler.api.rate import Rate, RateLimit
+from reel_reconciler.api.request import (
+    MAX_BODY,
+    MAX_REQUEST_LINE,
+    checked_body,
+    checked_id,
+)
 from reel_reconciler.api.service_accounts import ServiceAccounts
 from reel_reconciler.api.settings import EMULATOR_ENV, ApiSettings
-from reel_reconciler.api.tokens import strict_json
 from reel_reconciler.config import ConfigError
-from reel_reconciler.model import Action, Report, Trigger
+from reel_reconciler.model import Action, ReconcilerId, Report, Trigger
 from reel_reconciler.runtime import RUNTIMES, ReconcilerRuntime
 from reel_reconciler.stores import Outage, StoreError
 from reel_reconciler.usage import port_problem
 
 log = logging.getLogger(__name__)
 
-MAX_BODY = 16 * 1024
-MAX_BODY_NESTING = 32
 OUTAGE_RETRY_AFTER = 30.0
 """Seconds a caller waits after an outage: the stores' own retries have already given up."""
-MAX_ID_BYTES = 1500
-MAX_REQUEST_LINE = 20 * 1024
-"""Room for any id the description allows (1,500 characters, each up to 4 bytes of UTF-8,
-each byte percent-encoded: 18,000) to reach the id check and get its JSON 400."""
 SERVER = "reel-reconciler"
 """The Server header: no versions of Python or aiohttp to look vulnerabilities up by."""
 
@@ -56,12 +54,17 @@ SERVER = "reel-reconciler"
 class Labels:
     """What an answer is counted by, learnt as the request goes through its checks."""
 
-    reconciler: str = "none"
+    reconciler: ReconcilerId | None = None
+    """None until the request reached a reconciler (counted as `none`)."""
     caller: str = "unknown"
     identified: bool = False
 
+    @property
+    def label(self) -> str:
+        return "none" if self.reconciler is None else self.reconciler.label
+
     def count(self, response: web.StreamResponse) -> web.StreamResponse:
-        metrics.API_REQUESTS_TOTAL.labels(self.reconciler, self.caller,
+        metrics.API_REQUESTS_TOTAL.labels(self.label, self.caller,
                                           str(response.status)).inc()
         return response
 
@@ -128,7 +131,7 @@ class ReconcileEndpoint:
 
     async def _reconcile(self, request: web.Request, labels: Labels) -> web.Response:
         key, runtime = self.served()
-        labels.reconciler = runtime.label
+        labels.reconciler = runtime.reconciler
         audience = self.audience(key, runtime)
         caller = await self._login(request, audience, labels)
         labels.identified = True
@@ -166,7 +169,7 @@ class ReconcileEndpoint:
         except ApiError as exc:
             if exc.status == 403:  # authenticated by the API server, not authorized
                 labels.caller = CallerKind.SERVICE.value
-            metrics.API_REFUSED_LOGINS_TOTAL.labels(labels.reconciler, kind, exc.reason).inc()
+            metrics.API_REFUSED_LOGINS_TOTAL.labels(labels.label, kind, exc.reason).inc()
             log.warning("login refused", extra={
                 "address": address, "reason": exc.reason, "callerKind": kind,
                 "status": exc.status, "detail": exc.message})
@@ -195,41 +198,6 @@ def _reconcile_visible(runtime: ReconcilerRuntime, project_id: str, caller: Call
     (report,) = engine.reconcile_read([(project_id, document, None)], Trigger.API,
                                       runtime.spec.observe)
     return report
-
-
-def checked_id(project_id: str) -> str:
-    """A Firestore document id as the description spells it (1-1500 characters, no slash
-    or control character, not . or .., not __reserved__), else 400. Firestore also wants
-    at most 1,500 bytes of UTF-8, which a JSON schema cannot say: a longer id names no
-    project, and is answered as one (404)."""
-    if len(project_id) > MAX_ID_BYTES or not re.match(PROJECT_ID_PATTERN, project_id):
-        raise ApiError(400, "invalid_project_id",
-                       f"{project_id[:80]!r} is not a project id (a Firestore document id)")
-    try:
-        size = len(project_id.encode())
-    except UnicodeEncodeError as exc:
-        raise ApiError(400, "invalid_project_id", "the project id is not UTF-8") from exc
-    if size > MAX_ID_BYTES:
-        raise ApiError(404, "not_found", f"no project {project_id[:80]!r}")
-    return project_id
-
-
-async def checked_body(request: web.Request) -> None:
-    """The body is optional; when sent, it is a JSON object (its keys are ignored), strict
-    JSON nested at most 32 deep."""
-    body = await request.read()
-    if not body.strip():
-        return
-    try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, "invalid_body", "the body is not UTF-8") from exc
-    value = strict_json(text, MAX_BODY_NESTING)
-    if value is None:
-        raise ApiError(400, "invalid_body", "the body is not JSON (strict, nested at most "
-                       f"{MAX_BODY_NESTING} deep)")
-    if not isinstance(value, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object, or empty")
 
 
 _HTTP_CODES = {404: "no_route", 405: "method_not_allowed", 413: "body_too_large"}

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from reel_reconciler import metrics
+from reel_reconciler.model.identity import ReconcilerId
 from reel_reconciler.stores import Conflict, StoreError
 from reel_reconciler.stores.firestore import Document
 
@@ -53,9 +54,10 @@ class Breaker:
     """One reconciler's breaker. Thread-safe: the sweep's pool, the queue's workers and the
     notification path all ask it."""
 
-    def __init__(self, store: BreakerStore, collection: str, reconciler: str, budget: int,
+    def __init__(self, store: BreakerStore, collection: str, reconciler: ReconcilerId, budget: int,
                  window: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.collection, self.reconciler = store, collection, reconciler
+        self._label = reconciler.label
         self.budget, self.window, self.clock = budget, window, clock
         self.state = BreakerState()
         self._lock = threading.Lock()
@@ -70,7 +72,7 @@ class Breaker:
         replica); a trip of ours not yet saved is saved instead. Raises StoreError."""
         if self._unsaved:
             self._save()
-        doc = self.store.breaker(self.collection, self.reconciler)
+        doc = self.store.breaker(self.collection, self._label)
         with self._lock:
             self._read_time = doc.update_time if doc is not None else None
             if not self._unsaved:
@@ -79,7 +81,7 @@ class Breaker:
                     self._recent.clear()
                 self.state = found
             state = self.state
-        metrics.BREAKER_TRIPPED.labels(self.reconciler).set(1 if state.tripped else 0)
+        metrics.BREAKER_TRIPPED.labels(self._label).set(1 if state.tripped else 0)
         return state
 
     def suspect(self, reason: str) -> None:
@@ -112,9 +114,9 @@ class Breaker:
             self.state = BreakerState(tripped=True, reason=reason,
                                       resumed_token=self.state.resumed_token)
             self._unsaved = True
-        metrics.BREAKER_TRIPPED.labels(self.reconciler).set(1)
+        metrics.BREAKER_TRIPPED.labels(self._label).set(1)
         log.error("breaker tripped: destructive writes paused",
-                  extra={"reconciler": self.reconciler, "reason": reason})
+                  extra={"reconciler": self._label, "reason": reason})
         try:
             self._save()
         except StoreError as exc:
@@ -123,17 +125,17 @@ class Breaker:
 
     def resume(self, token: str) -> None:
         """A person's word: destructive writes go on, with a fresh budget. Raises StoreError."""
-        doc = self.store.breaker(self.collection, self.reconciler)
+        doc = self.store.breaker(self.collection, self._label)
         fields = {"tripped": False, "reason": None, "resumedToken": token,
-                  "reconciler": self.reconciler}
-        written = self.store.put_breaker(self.collection, self.reconciler, fields,
+                  "reconciler": self._label}
+        written = self.store.put_breaker(self.collection, self._label, fields,
                                          doc.update_time if doc is not None else None)
         with self._lock:
             self._read_time, self._unsaved = written, False
             self._recent.clear()
             self.state = BreakerState(resumed_token=token)
-        metrics.BREAKER_TRIPPED.labels(self.reconciler).set(0)
-        log.warning("destructive writes resumed", extra={"reconciler": self.reconciler,
+        metrics.BREAKER_TRIPPED.labels(self._label).set(0)
+        log.warning("destructive writes resumed", extra={"reconciler": self._label,
                                                          "token": token})
 
     def _save(self) -> None:
@@ -143,12 +145,12 @@ class Breaker:
             with self._lock:
                 state, read_time = self.state, self._read_time
             fields = {"tripped": True, "reason": state.reason,
-                      "resumedToken": state.resumed_token, "reconciler": self.reconciler}
+                      "resumedToken": state.resumed_token, "reconciler": self._label}
             try:
-                written = self.store.put_breaker(self.collection, self.reconciler, fields,
+                written = self.store.put_breaker(self.collection, self._label, fields,
                                                  read_time)
             except Conflict:
-                doc = self.store.breaker(self.collection, self.reconciler)
+                doc = self.store.breaker(self.collection, self._label)
                 with self._lock:
                     self._read_time = doc.update_time if doc is not None else None
                 if BreakerState.of(doc).tripped:

@@ -21,7 +21,7 @@ from typing import Any
 from google.cloud.firestore import GeoPoint
 
 from reel_reconciler.logs import CHANGES
-from reel_reconciler.model import DriftKind, Trigger
+from reel_reconciler.model import DriftKind, ReconcilerId, Trigger
 from reel_reconciler.stores.values import Reference
 
 log = logging.getLogger(CHANGES)
@@ -80,12 +80,12 @@ def field_changes(before: Mapping[str, Any] | None, fields: Mapping[str, Any],
 def record(*, document: str, doc_id: str, trigger: Trigger, drift: Sequence[DriftKind],
            before: Mapping[str, Any] | None, fields: Mapping[str, Any],
            server_time: Collection[str], precondition: datetime, outcome: Outcome,
-           reconciler: str, attempt: int = 1, written: datetime | None = None,
+           reconciler: ReconcilerId, attempt: int = 1, written: datetime | None = None,
            error: str | None = None, project_id: str | None = None) -> None:
     """The line of one write, whatever became of it. `document`: `project` or `job` (a job's
     line names its project too)."""
     line: dict[str, Any] = {
-        "reconciler": reconciler, "document": document,
+        "reconciler": reconciler.label, "document": document,
         "projectId": project_id or doc_id, "trigger": trigger.value,
         "driftKinds": [kind.value for kind in drift],
         "fields": field_changes(before, fields, server_time),

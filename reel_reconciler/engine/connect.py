@@ -7,12 +7,13 @@ from google.auth.exceptions import GoogleAuthError
 
 from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.engine.reconcile import Engine
+from reel_reconciler.model.identity import ReconcilerId
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 
 
-def connect(settings: Settings, reconciler: str = "cli") -> Engine:
+def connect(settings: Settings, reconciler: ReconcilerId) -> Engine:
     """Stores plus a probe of each: configuration problems surface here, once, as ConfigError."""
     try:
         firestore = FirestoreStore(settings, reconciler)

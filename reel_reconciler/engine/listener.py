@@ -16,14 +16,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
+from typing import Final, Literal
 
 from google.api_core import exceptions as gexc
 
 from reel_reconciler import defaults, metrics
 from reel_reconciler.backoff import backoff
+from reel_reconciler.model import ReconcilerId, RestartReason
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.changefeed import Change, ChangeFeed, OnChanges
 from reel_reconciler.stores.feedstate import FeedState
@@ -33,7 +35,8 @@ from reel_reconciler.stores.subscription import Subscription
 log = logging.getLogger(__name__)
 
 PROJECTS, JOBS, HEARTBEAT, NOTIFICATIONS = "projects", "jobs", "heartbeat", "notifications"
-CONNECTING = "connecting"
+CONNECTING: Final = "connecting"
+"""A subscription started and not yet proven: not pulling, though nothing failed."""
 NOTIFICATIONS_GRACE = 3.0
 """Seconds a new pull must run without error to count as healthy: a missing subscription
 fails it within one round trip."""
@@ -64,12 +67,12 @@ class Listener:
 
     def __init__(self, name: str, open_feed: OpenFeed,
                  extract: Callable[[list[Change]], list[str]], enqueue: Enqueue,
-                 reconciler: str) -> None:
+                 reconciler: ReconcilerId) -> None:
         self.name = name
         self._open_feed = open_feed
         self._extract = extract
         self._enqueue = enqueue
-        self._reconciler = reconciler
+        self._reconciler = reconciler.label
         self._feed: ChangeFeed | None = None
         self._failure: BaseException | None = None
         self._state: FeedState | None = None
@@ -141,9 +144,12 @@ class Listener:
 
 @dataclass
 class WatchdogSettings:
-    heartbeat_interval: float = defaults.HEARTBEAT_INTERVAL.total_seconds()
-    silence_threshold: float = defaults.SILENCE_THRESHOLD.total_seconds()
-    resubscribe_every: float = defaults.RESUBSCRIBE_INTERVAL.total_seconds()
+    heartbeat_interval: float = field(
+        default_factory=lambda: defaults.HEARTBEAT_INTERVAL.total_seconds())
+    silence_threshold: float = field(
+        default_factory=lambda: defaults.SILENCE_THRESHOLD.total_seconds())
+    resubscribe_every: float = field(
+        default_factory=lambda: defaults.RESUBSCRIBE_INTERVAL.total_seconds())
     backoff_base: float = 2.0
     backoff_max: float = 60.0
 
@@ -152,18 +158,19 @@ class ListenerSet:
     """The projects and jobs listeners of one reconciler, plus its heartbeat and watchdog,
     and the storage notifications' subscription when there is one."""
 
-    def __init__(self, store: FirestoreStore, enqueue: Enqueue, reconciler: str,
+    def __init__(self, store: FirestoreStore, enqueue: Enqueue, reconciler: ReconcilerId,
                  heartbeat_collection: str = defaults.HEARTBEAT_COLLECTION,
                  settings: WatchdogSettings | None = None,
                  notifications: Subscription | None = None) -> None:
         self.store = store
         self.reconciler = reconciler
+        self._label = reconciler.label
         self.settings = settings or WatchdogSettings()
         self.heartbeat_collection = heartbeat_collection
         self.listeners = [
             Listener(PROJECTS, store.watch_projects, _project_ids, enqueue, reconciler),
             Listener(JOBS, store.watch_active_jobs, _job_project_ids, enqueue, reconciler),
-            Listener(HEARTBEAT, partial(store.watch_heartbeat, heartbeat_collection, reconciler),
+            Listener(HEARTBEAT, partial(store.watch_heartbeat, heartbeat_collection, self._label),
                      lambda _: [], enqueue, reconciler),
         ]
         self._lock = threading.Lock()
@@ -173,7 +180,7 @@ class ListenerSet:
         self._next_restart_at = 0.0
         self._firestore_up = False
         self.notifications = notifications
-        self.notifications_problem: str | None = None
+        self.notifications_problem: RestartReason | Literal["connecting"] | None = None
         """Why the subscription is not pulling (`subscription_missing`, `subscription_failed`,
         `connecting`), or None while it is."""
         self._notification_restarts = 0
@@ -208,10 +215,10 @@ class ListenerSet:
         """Write the heartbeat document, guarded by the update time of our own last write
         (after another writer or a wiped database, by the time the store found instead)."""
         self._beats += 1
-        self._heartbeat_time = self.store.beat(self.heartbeat_collection, self.reconciler,
+        self._heartbeat_time = self.store.beat(self.heartbeat_collection, self._label,
                                                self._beats, self._heartbeat_time)
 
-    def check(self, now: float | None = None) -> str | None:
+    def check(self, now: float | None = None) -> RestartReason | None:
         """Restart the listeners when one is closed, failed, silent or due, and the
         subscription when it stopped pulling; returns the reason of a restart."""
         now = time.time() if now is None else now
@@ -219,7 +226,7 @@ class ListenerSet:
         notifications = self._check_notifications(now)
         return firestore or notifications
 
-    def _check_notifications(self, now: float) -> str | None:
+    def _check_notifications(self, now: float) -> RestartReason | None:
         """A pull that has run a while without error is healthy; one that ended (a missing
         subscription ends it at once) is started again with its own backoff."""
         subscription = self.notifications
@@ -230,8 +237,9 @@ class ListenerSet:
                 self._notifications_up(None)
                 self._notification_restarts = 0
             return None
-        problem = ("subscription_missing" if isinstance(subscription.error, gexc.NotFound)
-                   else "subscription_failed")
+        problem = (RestartReason.SUBSCRIPTION_MISSING
+                   if isinstance(subscription.error, gexc.NotFound)
+                   else RestartReason.SUBSCRIPTION_FAILED)
         self._notifications_up(problem)
         if now < self._next_notification_restart:
             return None
@@ -240,19 +248,20 @@ class ListenerSet:
                         self.settings.backoff_max)
         self._next_notification_restart = now + delay
         log.warning("restarting the notification subscription", extra={
-            "reconciler": self.reconciler, "subscription": subscription.path,
+            "reconciler": self._label, "subscription": subscription.path,
             "reason": problem, "error": str(subscription.error), "backoffSeconds": delay})
-        metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, NOTIFICATIONS, problem).inc()
+        metrics.LISTENER_RESTARTS_TOTAL.labels(self._label, NOTIFICATIONS,
+                                               problem.value).inc()
         with self._lock:
             subscription.stop()
             subscription.start()
         return problem
 
-    def _notifications_up(self, problem: str | None) -> None:
+    def _notifications_up(self, problem: RestartReason | Literal["connecting"] | None) -> None:
         self.notifications_problem = problem
-        metrics.LISTENER_UP.labels(self.reconciler, NOTIFICATIONS).set(0 if problem else 1)
+        metrics.LISTENER_UP.labels(self._label, NOTIFICATIONS).set(0 if problem else 1)
 
-    def _check_firestore(self, now: float) -> str | None:
+    def _check_firestore(self, now: float) -> RestartReason | None:
         reason = self._restart_reason(now)
         if reason is None:
             if not self._firestore_up and self._heard_heartbeat_since_start():
@@ -265,10 +274,11 @@ class ListenerSet:
         self._restarts += 1
         delay = backoff(self._restarts, self.settings.backoff_base, self.settings.backoff_max)
         self._next_restart_at = now + delay
-        log.warning("restarting listeners", extra={"reconciler": self.reconciler,
+        log.warning("restarting listeners", extra={"reconciler": self._label,
                                                    "reason": reason, "backoffSeconds": delay})
         for listener in self.listeners:
-            metrics.LISTENER_RESTARTS_TOTAL.labels(self.reconciler, listener.name, reason).inc()
+            metrics.LISTENER_RESTARTS_TOTAL.labels(self._label, listener.name,
+                                                   reason.value).inc()
         with self._lock:
             for listener in self.listeners:
                 listener.stop()
@@ -276,18 +286,18 @@ class ListenerSet:
                 listener.start()
         return reason
 
-    def _restart_reason(self, now: float) -> str | None:
+    def _restart_reason(self, now: float) -> RestartReason | None:
         for listener in self.listeners:
             if listener.error is not None:
-                return "callback_error"
+                return RestartReason.CALLBACK_ERROR
             if listener.closed:
-                return "closed"
+                return RestartReason.CLOSED
         heartbeat = self.listeners[2]
         since = max(heartbeat.last_event, heartbeat.started_at)
         if now - since > self.settings.silence_threshold:
-            return "silence"
+            return RestartReason.SILENCE
         if now - heartbeat.started_at > self.settings.resubscribe_every:
-            return "scheduled"
+            return RestartReason.SCHEDULED
         return None
 
     def _heard_heartbeat_since_start(self) -> bool:
@@ -297,7 +307,7 @@ class ListenerSet:
     def _set_up(self, up: bool) -> None:
         self._firestore_up = up
         for listener in self.listeners:
-            metrics.LISTENER_UP.labels(self.reconciler, listener.name).set(1 if up else 0)
+            metrics.LISTENER_UP.labels(self._label, listener.name).set(1 if up else 0)
 
 
 def safe_beat(listeners: ListenerSet) -> str | None:

@@ -14,6 +14,7 @@ from aiolimiter import AsyncLimiter
 
 from reel_reconciler import metrics
 from reel_reconciler.backoff import backoff
+from reel_reconciler.model.identity import ReconcilerId
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class WorkQueue:
 
     def __init__(self, handler: Handler, *, concurrency: int, rate_per_second: float,
                  max_batch: int, backoff_base: float = 1.0, backoff_max: float = 300.0,
-                 reconciler: str = "default") -> None:
+                 reconciler: ReconcilerId) -> None:
         self._handler = handler
         self._concurrency = concurrency
         # The bucket holds a second's worth, at least one item (a rate below 1/s spreads it).
@@ -38,7 +39,7 @@ class WorkQueue:
         self._max_batch = max(1, min(max_batch, int(capacity)))
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._reconciler = reconciler
+        self._reconciler = reconciler.label
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._waiting: set[str] = set()
         self._active: set[str] = set()

@@ -14,16 +14,22 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from reel_reconciler.config import Settings
-from reel_reconciler.engine import changelog
+from reel_reconciler.engine.batch import (
+    BREAKER_HELD,
+    HALTED,
+    Batch,
+    Correction,
+    Prefetched,
+    Read,
+    error_report,
+    store_failure,
+)
 from reel_reconciler.engine.breaker import Breaker
-from reel_reconciler.engine.changelog import Outcome
+from reel_reconciler.engine.commit import Committer
 from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.engine.stores import ObjectStore, ProjectStore
 from reel_reconciler.model import (
@@ -32,71 +38,26 @@ from reel_reconciler.model import (
     InvalidDocument,
     InvalidJob,
     Job,
-    ObjectInfo,
     Observation,
     Project,
+    ReconcilerId,
     Report,
     Trigger,
 )
 from reel_reconciler.policy import decide, outside_names
 from reel_reconciler.policy.destructive import is_destructive
-from reel_reconciler.stores import Conflict, Outage, StoreError
-from reel_reconciler.stores.firestore import SERVER_TIME, Document, FirestoreStore
+from reel_reconciler.stores import StoreError
+from reel_reconciler.stores.firestore import Document, FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
+
+__all__ = ["HALTED", "Engine", "Pipeline", "Prefetched", "Read", "store_failure", "utcnow"]
+"""The pipeline, and what the sweep hands it and reads back."""
 
 log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Prefetched:
-    """What a sweep already read about one project, so that its first attempt need not read
-    it again; None: not read, ask the store. Retries after a conflict always re-read."""
-
-    jobs: Sequence[Document] | None = None
-    """Every job of the project, in id order (as the store's per-project query returns them)."""
-    objects: Sequence[ObjectInfo] | None = None
-    """Every object under the project's prefix (a complete listing)."""
-    changed_at: datetime | None = None
-    """When a storage notification said an object of the project changed."""
-
-
-Read = Sequence[tuple[str, Document | None, Prefetched | None]]
-"""Projects as read: id, document (None: it does not exist), and what else was read."""
-
-
-@dataclass(frozen=True)
-class Correction:
-    """A decided write, not made yet: the report it stands for and its precondition, and
-    what the change log needs of it."""
-
-    report: Report
-    update: Mapping[str, Any]
-    read_update_time: datetime
-    trigger: Trigger
-    before: Mapping[str, Any] | None
-    """The fields of the version read, which the write replaces."""
-
-
-class Outcomes:
-    """A batch's reports as they become known, when each did, and the outage that ends it."""
-
-    def __init__(self) -> None:
-        self.reports: dict[str, Report] = {}
-        self.known_at: dict[str, float] = {}
-        self.outage: str | None = None
-
-    def set(self, report: Report) -> None:
-        self.reports[report.project_id] = report
-        self.known_at[report.project_id] = time.monotonic()
-        if report.unreachable and self.outage is None:
-            self.outage = report.error
-
-    def not_attempted(self, project_id: str, attempt: int) -> None:
-        self.set(_error(project_id, f"not attempted: {self.outage}", attempt, True))
 
 
 def _parse_jobs(documents: Sequence[Document]) -> tuple[tuple[Job, ...], tuple[InvalidJob, ...]]:
@@ -128,9 +89,10 @@ class Pipeline:
         self.halted = threading.Event()
         """Set when the reconciler is told to stop: from then on nothing is written (a write
         already sent finishes: it is one precondition-guarded commit)."""
+        self.committer = Committer(firestore, recorder.reconciler, self.halted)
 
     @property
-    def reconciler(self) -> str:
+    def reconciler(self) -> ReconcilerId:
         return self.recorder.reconciler
 
     def halt(self) -> None:
@@ -154,75 +116,69 @@ class Pipeline:
         retries it). One report per distinct id, in the order given. `changed_at`: when
         storage notifications said the projects' objects changed."""
         ids = list(dict.fromkeys(project_ids))
-        started, outcomes, changed = time.monotonic(), Outcomes(), changed_at or {}
-        read = self._read(ids, outcomes, 1, changed)
-        return self._run(read, trigger, dry_run, started, outcomes, ids, changed)
+        batch = Batch(trigger, dry_run, ids, changed_at or {})
+        return self._run(batch, self._read(batch, ids))
 
     def reconcile_read(self, read: Read, trigger: Trigger, dry_run: bool = False
                        ) -> list[Report]:
         """Projects whose documents (and perhaps more) the caller has read; the reports in
         the order of `read`."""
         ids = [project_id for project_id, _, _ in read]
-        return self._run(read, trigger, dry_run, time.monotonic(), Outcomes(), ids, {})
+        return self._run(Batch(trigger, dry_run, ids), read)
 
-    def _run(self, read: Read, trigger: Trigger, dry_run: bool, started: float,
-             outcomes: Outcomes, order: list[str], changed_at: Mapping[str, datetime]
-             ) -> list[Report]:
-        attempt = 1
+    def _run(self, batch: Batch, read: Read) -> list[Report]:
         while read:
-            corrections = self._decide_all(read, trigger, dry_run, attempt, outcomes)
-            conflicted = self._commit(corrections, attempt, outcomes)
+            corrections = self._decide_all(batch, read)
+            conflicted = self.committer.commit(batch, corrections)
             if not conflicted:
                 break
-            if attempt == self.settings.max_attempts:
+            if batch.attempt == self.settings.max_attempts:
                 for project_id in conflicted:
-                    outcomes.set(Report(
-                        project_id=project_id, action=Action.CONFLICT, attempts=attempt,
-                        error=f"document kept changing: gave up after {attempt} attempts"))
+                    batch.set(Report(
+                        project_id=project_id, action=Action.CONFLICT, attempts=batch.attempt,
+                        error=f"document kept changing: gave up after {batch.attempt} attempts"))
                 break
             log.info("write conflict, re-reading",
-                     extra={"projects": conflicted, "attempt": attempt})
-            attempt += 1
-            read = self._read(conflicted, outcomes, attempt, changed_at)
-        for project_id in dict.fromkeys(order):
-            self.recorder.record(outcomes.reports[project_id], trigger,
-                                 outcomes.known_at[project_id] - started)
-        return [outcomes.reports[project_id] for project_id in order]
+                     extra={"projects": conflicted, "attempt": batch.attempt})
+            batch.attempt += 1
+            read = self._read(batch, conflicted)
+        for project_id in dict.fromkeys(batch.order):
+            self.recorder.record(batch.reports[project_id], batch.trigger,
+                                 batch.known_at[project_id] - batch.started)
+        return batch.in_order()
 
-    def _read(self, ids: Sequence[str], outcomes: Outcomes, attempt: int,
-              changed_at: Mapping[str, datetime]) -> Read:
+    def _read(self, batch: Batch, ids: Sequence[str]) -> Read:
         """Documents and jobs of `ids` in a few requests; on failure each is reported so."""
         try:
             documents = self.firestore.get_projects(ids)
             jobs = self.firestore.jobs_of_projects([i for i in ids if i in documents])
         except StoreError as exc:
             for project_id in ids:
-                outcomes.set(store_failure(project_id, exc, attempt))
+                batch.failed(project_id, exc)
             return []
         return [(project_id, documents.get(project_id),
                  Prefetched(jobs=jobs.get(project_id),
-                            changed_at=changed_at.get(project_id)))
+                            changed_at=batch.changed_at.get(project_id)))
                 for project_id in ids]
 
-    def _decide_all(self, read: Read, trigger: Trigger, dry_run: bool, attempt: int,
-                    outcomes: Outcomes) -> dict[str, Correction]:
+    def _decide_all(self, batch: Batch, read: Read) -> dict[str, Correction]:
         corrections: dict[str, Correction] = {}
         for project_id, doc, prefetched in read:
-            if project_id in corrections or project_id in outcomes.reports:
+            if project_id in corrections or project_id in batch.reports:
                 continue
-            if outcomes.outage is not None:
-                outcomes.not_attempted(project_id, attempt)
+            if batch.outage is not None:
+                batch.not_attempted(project_id)
                 continue
             if doc is None:
-                outcomes.set(_error(project_id, "project document not found", attempt))
+                batch.set(error_report(project_id, "project document not found", batch.attempt))
                 continue
-            decided = self._decide(doc, trigger, prefetched, attempt)
+            decided = self._decide(batch, doc, prefetched)
             if isinstance(decided, Report):
-                outcomes.set(decided)
-            elif dry_run:
-                outcomes.set(decided.report.model_copy(update={"action": Action.DRIFT}))
+                batch.set(decided)
+            elif batch.dry_run:
+                batch.set(decided.report.model_copy(update={"action": Action.DRIFT}))
             elif (held := self._brake(decided.report)) is not None:
-                outcomes.set(held)
+                batch.set(held)
             else:
                 corrections[project_id] = decided
         return corrections
@@ -237,95 +193,25 @@ class Pipeline:
         return report.model_copy(update={"action": Action.SKIPPED,
                                          "reason": f"{BREAKER_HELD}: {refused}"})
 
-    def _commit(self, corrections: dict[str, Correction], attempt: int,
-                outcomes: Outcomes) -> list[str]:
-        """Write the corrections together, or one by one if one of them is stale (a single
-        one is written alone at once); returns the projects someone wrote since we read them.
-        A halted pipeline writes nothing: each correction is reported as not written."""
-        if self.halted.is_set():
-            for correction in corrections.values():
-                outcomes.set(_halted(correction.report))
-            return []
-        if len(corrections) > 1:
-            return self._commit_together(corrections, attempt, outcomes)
-        return self._commit_each(corrections, attempt, outcomes)
-
-    def _logged(self, project_id: str, correction: Correction, outcome: Outcome,
-                written: datetime | None = None, error: str | None = None) -> None:
-        """The change log's line of one project write."""
-        changelog.record(
-            document="project", doc_id=project_id, trigger=correction.trigger,
-            drift=correction.report.drift_kinds, before=correction.before,
-            fields=correction.update, server_time=SERVER_TIME,
-            precondition=correction.read_update_time, outcome=outcome,
-            reconciler=self.reconciler, attempt=correction.report.attempts, written=written,
-            error=error)
-
-    def _commit_together(self, corrections: dict[str, Correction], attempt: int,
-                         outcomes: Outcomes) -> list[str]:
-        """One commit; a stale document in it refuses them all, and each is then written
-        alone (so the change log has a line per project write, not for the refused batch)."""
-        try:
-            written = self.firestore.update_projects(
-                {project_id: (c.update, c.read_update_time)
-                 for project_id, c in corrections.items()})
-        except Conflict as exc:
-            log.info("batched write conflict, writing one by one",
-                     extra={"projects": len(corrections), "error": str(exc)})
-        except StoreError as exc:
-            for project_id, correction in corrections.items():
-                self._logged(project_id, correction, Outcome.ERROR, error=str(exc))
-                outcomes.set(store_failure(project_id, exc, attempt))
-            return []
-        else:
-            for project_id, correction in corrections.items():
-                self._logged(project_id, correction, Outcome.WRITTEN, written.get(project_id))
-                outcomes.set(correction.report)
-            return []
-        return self._commit_each(corrections, attempt, outcomes)
-
-    def _commit_each(self, corrections: dict[str, Correction], attempt: int,
-                     outcomes: Outcomes) -> list[str]:
-        conflicted: list[str] = []
-        for project_id, correction in corrections.items():
-            if outcomes.outage is not None:
-                outcomes.not_attempted(project_id, attempt)
-                continue
-            if self.halted.is_set():
-                outcomes.set(_halted(correction.report))
-                continue
-            try:
-                written = self.firestore.update_project(project_id, correction.update,
-                                                        correction.read_update_time)
-            except Conflict:
-                self._logged(project_id, correction, Outcome.CONFLICT)
-                conflicted.append(project_id)
-            except StoreError as exc:
-                self._logged(project_id, correction, Outcome.ERROR, error=str(exc))
-                outcomes.set(store_failure(project_id, exc, attempt))
-            else:
-                self._logged(project_id, correction, Outcome.WRITTEN, written)
-                outcomes.set(correction.report)
-        return conflicted
-
-    def _decide(self, doc: Document, trigger: Trigger, prefetched: Prefetched | None,
-                attempt: int) -> Report | Correction:
+    def _decide(self, batch: Batch, doc: Document, prefetched: Prefetched | None
+                ) -> Report | Correction:
         """Observe one project and run the policy: a final report, or a correction to write."""
+        attempt = batch.attempt
         try:
-            observation = self._observe(doc, trigger, prefetched)
+            observation = self._observe(doc, batch.trigger, prefetched)
             if isinstance(observation, Report):
                 return observation
             plan = decide(observation, self.policy)
         except StoreError as exc:
             return store_failure(doc.id, exc, attempt)
         except ValueError as exc:
-            return _error(doc.id, f"cannot decide: {exc}", attempt)
+            return error_report(doc.id, f"cannot decide: {exc}", attempt)
         report = plan.report
         if report.attempts != attempt:
             report = report.model_copy(update={"attempts": attempt})
         if plan.update is None:
             return report
-        return Correction(report, plan.update, observation.project.update_time, trigger,
+        return Correction(report, plan.update, observation.project.update_time, batch.trigger,
                           doc.data)
 
     def _observe(self, doc: Document, trigger: Trigger,
@@ -365,24 +251,5 @@ class Engine(Pipeline):
     gcs: GcsStore
 
     def __init__(self, settings: Settings, firestore: FirestoreStore, gcs: GcsStore,
-                 reconciler: str = "cli", clock: Callable[[], datetime] = utcnow) -> None:
+                 reconciler: ReconcilerId, clock: Callable[[], datetime] = utcnow) -> None:
         super().__init__(settings, firestore, gcs, Recorder(reconciler), clock)
-
-
-def _error(project_id: str, message: str, attempts: int, outage: bool = False) -> Report:
-    return Report(project_id=project_id, action=Action.ERROR, error=message, attempts=attempts,
-                  unreachable=outage or None)
-
-
-HALTED = "not written: the reconciler is stopping"
-BREAKER_HELD = "not written: the breaker on destructive corrections is tripped"
-
-
-def _halted(report: Report) -> Report:
-    """A decided correction that a stop kept from being written: drift seen, nothing done."""
-    return report.model_copy(update={"action": Action.SKIPPED, "reason": HALTED})
-
-
-def store_failure(project_id: str, exc: StoreError, attempts: int = 1) -> Report:
-    """A store's failure as a report: unreachable when it was an outage."""
-    return _error(project_id, str(exc), attempts, outage=isinstance(exc, Outage))

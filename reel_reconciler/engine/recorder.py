@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from reel_reconciler import metrics
-from reel_reconciler.model import Action, DriftKind, Report, Trigger
+from reel_reconciler.model import Action, DriftKind, ReconcilerId, Report, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,9 @@ log = logging.getLogger(__name__)
 class Recorder:
     """Records reports for one reconciler (its metrics label)."""
 
-    def __init__(self, reconciler: str) -> None:
+    def __init__(self, reconciler: ReconcilerId) -> None:
         self.reconciler = reconciler
+        self._label = reconciler.label
         self.on_flapping: Callable[[Report], None] | None = None
         """Told of each new hold of a flapping project, once (the operator posts an Event);
         called on the reconciling thread."""
@@ -45,7 +46,7 @@ class Recorder:
         """A project held for flapping: counted, logged and told once per hold."""
         if not self._new_hold(report):
             return
-        metrics.FLAPPING_HOLDS_TOTAL.labels(self.reconciler).inc()
+        metrics.FLAPPING_HOLDS_TOTAL.labels(self._label).inc()
         log.warning("project held: its corrections keep being undone", extra={
             "projectId": report.project_id, "heldUntil": report.held_until.isoformat()
             if report.held_until else None, "reason": report.reason,
@@ -57,12 +58,12 @@ class Recorder:
                 log.exception("flapping notice failed", extra={"projectId": report.project_id})
 
     def invalid_job(self) -> None:
-        metrics.DRIFT_DETECTED_TOTAL.labels(self.reconciler,
+        metrics.DRIFT_DETECTED_TOTAL.labels(self._label,
                                             DriftKind.INVALID_DOCUMENT.value).inc()
 
     def record(self, report: Report, trigger: Trigger, seconds: float) -> None:
         """One project's outcome and how long it took to know it."""
-        r = self.reconciler
+        r = self._label
         metrics.RECONCILE_TOTAL.labels(r, trigger.value, report.action.value).inc()
         metrics.RECONCILE_DURATION_SECONDS.labels(r, trigger.value).observe(seconds)
         for kind in report.drift_kinds:

@@ -14,7 +14,15 @@ from reel_reconciler import metrics
 from reel_reconciler.engine import changelog
 from reel_reconciler.engine.changelog import Outcome
 from reel_reconciler.engine.reconcile import Engine
-from reel_reconciler.model import DriftKind, InvalidDocument, Job, Report, Trigger, timeout_message
+from reel_reconciler.model import (
+    Action,
+    DriftKind,
+    InvalidDocument,
+    Job,
+    Report,
+    Trigger,
+    timeout_message,
+)
 from reel_reconciler.policy import is_stale
 from reel_reconciler.stores import Conflict, StoreError
 from reel_reconciler.stores.firestore import JOB_SERVER_TIME, Document, failed_job
@@ -32,7 +40,7 @@ class StaleCleanup:
 
     @property
     def failed(self) -> bool:
-        return self.error is not None or any(r.action == "error" for r in self.reports)
+        return self.error is not None or any(r.action is Action.ERROR for r in self.reports)
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {"staleJobs": self.stale_jobs,
@@ -144,7 +152,7 @@ def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleClean
         if dry_run or _mark_failed(engine, job, doc.data, trigger):
             result.stale_jobs.append(job.id)
             if not dry_run:
-                metrics.STALE_JOBS_TOTAL.labels(engine.reconciler).inc()
+                metrics.STALE_JOBS_TOTAL.labels(engine.reconciler.label).inc()
             if job.project_id not in projects:
                 projects.append(job.project_id)
     result.reports = [engine.reconcile(pid, trigger, dry_run) for pid in projects]

@@ -4,7 +4,7 @@ knobs, the plan and its report, in the vocabulary of actions, triggers and drift
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -61,16 +61,16 @@ class PolicySettings:
     """The knobs the pure policy needs; filled from config."""
 
     location: Location
-    stale_after: timedelta = defaults.STALE_TIMEOUT
-    settle: timedelta = defaults.SETTLE
+    stale_after: timedelta = field(default_factory=lambda: defaults.STALE_TIMEOUT)
+    settle: timedelta = field(default_factory=lambda: defaults.SETTLE)
     stitch_after: timedelta | None = None
     """How long a `stitching` project is the stitcher's; None: the stale timeout."""
-    opt_out_field: str = defaults.OPT_OUT_FIELD
+    opt_out_field: str = field(default_factory=lambda: defaults.OPT_OUT_FIELD)
     """The project field whose `true` keeps every write of ours off the project."""
-    flap_corrections: int = defaults.FLAP_CORRECTIONS
+    flap_corrections: int = field(default_factory=lambda: defaults.FLAP_CORRECTIONS)
     """Corrections another writer may undo within `flap_window` before the project is held."""
-    flap_window: timedelta = defaults.FLAP_WINDOW
-    flap_hold: timedelta = defaults.FLAP_HOLD
+    flap_window: timedelta = field(default_factory=lambda: defaults.FLAP_WINDOW)
+    flap_hold: timedelta = field(default_factory=lambda: defaults.FLAP_HOLD)
     """How long a flapping project is held, from its last correction."""
 
     @property

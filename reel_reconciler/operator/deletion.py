@@ -21,7 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reel_reconciler import defaults
-from reel_reconciler.config import ConfigError, parse_duration
+from reel_reconciler.config import ConfigError, format_duration, parse_duration
 from reel_reconciler.logs import add_log_arguments, setup_logging
 from reel_reconciler.operator import GROUP, KOPF_FINALIZER, PLURAL, VERSION
 from reel_reconciler.operator.preflight import check_kube_config
@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
         "will).")
     parser.add_argument("name", help="the ReelReconciler's name")
     parser.add_argument("-n", "--namespace", required=True, help="its namespace")
-    parser.add_argument("--timeout", default="60s", metavar="DURATION",
+    parser.add_argument("--timeout", default=format_duration(defaults.DELETE_TIMEOUT),
+                        metavar="DURATION",
                         help="how long the operator is given to release it, then how long "
                         "the object may take to go once its finalizer is removed "
                         "(default: %(default)s)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, assert_never
 
 import kopf
 
@@ -15,8 +15,10 @@ from reel_reconciler.backoff import backoff
 from reel_reconciler.config import ConfigError
 from reel_reconciler.engine import StaleCleanup, SweepResult
 from reel_reconciler.engine.breaker import BreakerState
-from reel_reconciler.model import Report
+from reel_reconciler.engine.listener import CONNECTING
+from reel_reconciler.model import Action, ReconcilerId, Report, RestartReason
 from reel_reconciler.operator import RESUME_WRITES
+from reel_reconciler.operator.memo import Shared
 from reel_reconciler.operator.status import StatusWriter, sweep_summary
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
 from reel_reconciler.runtime.liveness import forget_loop, watch_loop
@@ -37,15 +39,17 @@ class Supervisor:
     """Owns the runtime of one ReelReconciler for as long as the object exists."""
 
     def __init__(self, body: kopf.Body, namespace: str, name: str, memo: kopf.Memo) -> None:
-        self.body, self.namespace, self.name, self.memo = body, namespace, name, memo
+        self.body, self.namespace, self.name = body, namespace, name
         self.status = StatusWriter(namespace, name)
-        memo["status"] = self.status
-        memo["runtime"] = None
+        self.shared = Shared(self.status)
+        self.shared.keep_in(memo)
         self.runtime: ReconcilerRuntime | None = None
+        """Set while it connects, so that a stop stops it too; `shared` has it once started."""
         self._generation: Any = object()
         self._failures = 0
         self._retry_at: float | None = None
-        self.label = f"{namespace}.{name}"
+        self.reconciler = ReconcilerId(name, namespace)
+        self.label = self.reconciler.label
 
     async def run(self, stopped: kopf.DaemonStopped) -> None:
         loop = watch_loop(f"{self.namespace}/{self.name} supervisor", SUPERVISOR_TOLERANCE)
@@ -68,7 +72,7 @@ class Supervisor:
     async def _stop(self) -> None:
         """The runtime's writes end before the first await (see ReconcilerRuntime.stop)."""
         runtime, self.runtime = self.runtime, None
-        self.memo["runtime"] = None
+        self.shared.runtime = None
         if runtime is not None:
             metrics.presence(self.label, wanted=True, running=False)
             await runtime.stop()
@@ -89,7 +93,7 @@ class Supervisor:
             self.status.set("ListenerHealthy", False, "Suspended", "listeners are closed")
             await self.status.write({"observedGeneration": generation})
             return
-        runtime = ReconcilerRuntime(self.namespace, self.name, spec, hooks=Hooks(
+        runtime = ReconcilerRuntime(self.reconciler, spec, hooks=Hooks(
             on_sweep=self._publish_sweep, on_stale=self._publish_cleanup,
             on_tick=self._publish_listeners, on_breaker=self._publish_breaker,
             on_flapping=self._publish_flapping))
@@ -106,7 +110,7 @@ class Supervisor:
                                   generation)
             return
         self._failures = 0
-        self.memo["runtime"] = runtime
+        self.shared.runtime = runtime
         metrics.presence(self.label, wanted=True, running=True)
         mode = "observe mode: drift is reported, nothing written" if spec.observe else "enforce"
         self.status.set("Ready", True, "Started",
@@ -128,7 +132,7 @@ class Supervisor:
 
     async def _publish_sweep(self, result: SweepResult) -> None:
         if self.runtime is not None:
-            await publish_sweep(self.memo, self.runtime, result)
+            await publish_sweep(self.status, self.runtime, result)
 
     async def _publish_breaker(self, state: BreakerState) -> None:
         """A trip is rare and a person must act: an Event and the Drifted condition say so,
@@ -154,7 +158,7 @@ class Supervisor:
         kopf.warn(self.body, reason="ProjectFlapping",
                   message=f"project {report.project_id}: {report.reason}")
 
-    async def _publish_listeners(self, restarted: str | None) -> None:
+    async def _publish_listeners(self, restarted: RestartReason | None) -> None:
         listeners = self.runtime.listeners if self.runtime is not None else None
         if listeners is None:
             return
@@ -165,32 +169,44 @@ class Supervisor:
                 live += ", and the notification subscription is pulling"
             changed = self.status.set("ListenerHealthy", True, "Listening", live)
         elif subscription is not None and problem is not None and listeners.firestore_up:
-            reason = {"subscription_missing": "SubscriptionMissing",
-                      "connecting": "SubscriptionConnecting"}.get(problem, "SubscriptionFailed")
+            reason = {RestartReason.SUBSCRIPTION_MISSING: "SubscriptionMissing",
+                      CONNECTING: "SubscriptionConnecting"}.get(problem, "SubscriptionFailed")
             changed = self.status.set(
                 "ListenerHealthy", False, reason,
                 f"{subscription.path}: {subscription.error or 'connecting'}; retried with "
                 "backoff")
         else:
-            reason = {"silence": "HeartbeatSilent", "closed": "ListenerClosed",
-                      "callback_error": "CallbackFailed", "scheduled": "Resubscribing"}.get(
-                          restarted or "", "Reconnecting")
+            reason = "Reconnecting" if restarted is None else _condition_reason(restarted)
             changed = self.status.set("ListenerHealthy", False, reason,
                                       "listeners restarted; waiting for the heartbeat")
         if changed:
             await self.status.write()
 
 
-def runtime_of(memo: kopf.Memo) -> ReconcilerRuntime | None:
-    runtime = memo.get("runtime")
-    return runtime if isinstance(runtime, ReconcilerRuntime) else None
+def _condition_reason(restarted: RestartReason) -> str:
+    """The ListenerHealthy condition's reason after a restart (mypy holds it to every
+    reason there is)."""
+    match restarted:
+        case RestartReason.SILENCE:
+            return "HeartbeatSilent"
+        case RestartReason.CLOSED:
+            return "ListenerClosed"
+        case RestartReason.CALLBACK_ERROR:
+            return "CallbackFailed"
+        case RestartReason.SCHEDULED:
+            return "Resubscribing"
+        case RestartReason.SUBSCRIPTION_MISSING:
+            return "SubscriptionMissing"
+        case RestartReason.SUBSCRIPTION_FAILED:
+            return "SubscriptionFailed"
+        case _:
+            assert_never(restarted)
 
 
-async def publish_sweep(memo: kopf.Memo, runtime: ReconcilerRuntime, result: SweepResult,
+async def publish_sweep(status: StatusWriter, runtime: ReconcilerRuntime, result: SweepResult,
                         extra: dict[str, Any] | None = None) -> None:
     """Last sweep summary and the Drifted condition, from one sweep's result."""
-    status: StatusWriter = memo["status"]
-    drift = result.actions["drift"]
+    drift = result.actions[Action.DRIFT]
     if runtime.breaker_state.tripped:
         pass  # Drifted names the breaker until writes are resumed
     elif runtime.spec.observe:
@@ -198,7 +214,7 @@ async def publish_sweep(memo: kopf.Memo, runtime: ReconcilerRuntime, result: Swe
                    f"{drift} project(s) drift from GCS; observe mode writes nothing"
                    if drift else "no drift in the last sweep")
     else:
-        corrected = result.actions["corrected"]
+        corrected = result.actions[Action.CORRECTED]
         status.set("Drifted", False, "Corrected" if corrected else "InSync",
                    f"{corrected} project(s) corrected in the last sweep")
     await status.write({"lastSweep": sweep_summary(result), **(extra or {})})

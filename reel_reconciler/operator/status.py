@@ -48,9 +48,9 @@ def sweep_summary(result: SweepResult) -> dict[str, Any]:
     actions = result.actions
     return {
         "time": _now(), "scanned": result.scanned,
-        "corrected": actions[Action.CORRECTED.value], "drift": actions[Action.DRIFT.value],
-        "skipped": actions[Action.SKIPPED.value],
-        "errors": actions[Action.ERROR.value] + actions[Action.CONFLICT.value],
+        "corrected": actions[Action.CORRECTED], "drift": actions[Action.DRIFT],
+        "skipped": actions[Action.SKIPPED],
+        "errors": actions[Action.ERROR] + actions[Action.CONFLICT],
         "durationSeconds": round(result.duration_seconds, 3),
         **({"aborted": result.aborted} if result.aborted else {}),
         **({"splits": result.splits} if result.splits else {}),
@@ -60,8 +60,8 @@ def sweep_summary(result: SweepResult) -> dict[str, Any]:
 def reports_summary(reports: Sequence[Report]) -> str:
     """One line for one Kubernetes Event: what a request for named projects did, by action;
     the projects themselves are in status.lastProjectReports and the change log."""
-    actions = Counter(report.action.value for report in reports)
-    counts = ", ".join(f"{action} {count}" for action, count in sorted(actions.items()))
+    actions = Counter(report.action for report in reports)
+    counts = ", ".join(f"{action.value} {count}" for action, count in sorted(actions.items()))
     return (f"{len(reports)} project(s) reconciled: {counts}; see "
             "status.lastProjectReports")
 

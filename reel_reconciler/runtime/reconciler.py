@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import timedelta
 from functools import partial
 
 from reel_reconciler import metrics
@@ -29,8 +26,11 @@ from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_
 from reel_reconciler.engine.notification import ChangeTimes, route
 from reel_reconciler.engine.queue import WorkQueue
 from reel_reconciler.engine.sweep.ranges import SweepPlan
-from reel_reconciler.model import Action, Location, Report
+from reel_reconciler.model import Action, Location, ReconcilerId, Report, RestartReason
+from reel_reconciler.runtime.hooks import Hooks
 from reel_reconciler.runtime.liveness import Loop, forget_loop, watch_loop
+from reel_reconciler.runtime.registry import RUNTIMES, STOPPING, drained
+from reel_reconciler.runtime.timers import every
 from reel_reconciler.spec import ReconcilerSpec
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.subscription import Subscription
@@ -48,50 +48,17 @@ LIVENESS_BEATS = 10
 """Heartbeat intervals without a watchdog tick (beyond one slow heartbeat write) before the
 process counts as hung."""
 
-RUNTIMES: dict[str, ReconcilerRuntime] = {}
-"""Every started runtime of this process, for the readiness endpoint."""
-_STOPPING: dict[str, asyncio.Task[None]] = {}
-"""The drain of each runtime still stopping, by key: a successor waits for it."""
-
-
-def _stopped(key: str, drain: asyncio.Task[None]) -> None:
-    if _STOPPING.get(key) is drain:
-        del _STOPPING[key]
-
-Connector = Callable[[Settings, str], Engine]
+Connector = Callable[[Settings, ReconcilerId], Engine]
 """Builds a reconciler's engine and proves its services answer (raises ConfigError)."""
 
 
-async def _nothing(_: object) -> None:
-    return None
-
-
-@dataclass
-class Hooks:
-    """What the owner of a runtime does with its timers' results (the operator writes them
-    to the object's status; `watch` only logs, which the runtime does anyway)."""
-
-    on_sweep: Callable[[SweepResult], Awaitable[None]] = _nothing
-    on_stale: Callable[[StaleCleanup], Awaitable[None]] = _nothing
-    on_tick: Callable[[str | None], Awaitable[None]] = _nothing
-    """After each watchdog check: why the listeners were restarted, if they were."""
-    on_breaker: Callable[[BreakerState], Awaitable[None]] = _nothing
-    """When the breaker's state changed (tripped here or elsewhere, resumed)."""
-    on_flapping: Callable[[Report], Awaitable[None]] = _nothing
-    """A project newly held because its corrections keep being undone (once per hold)."""
-
-
-def jittered(seconds: float, spread: float = 0.1) -> float:
-    """Timers of many replicas and reconcilers should not fire in lockstep."""
-    return seconds * (1 + random.uniform(-spread, spread))
-
-
 class ReconcilerRuntime:
-    def __init__(self, namespace: str, name: str, spec: ReconcilerSpec, *,
+    def __init__(self, reconciler: ReconcilerId, spec: ReconcilerSpec, *,
                  settings: Settings | None = None, connector: Connector = connect,
                  hooks: Hooks | None = None) -> None:
-        self.key = f"{namespace}/{name}"
-        self.label = f"{namespace}.{name}"
+        self.reconciler = reconciler
+        self.key = reconciler.key
+        self.label = reconciler.label
         self.spec = spec
         self.settings = settings
         """Engine settings; None: from the spec (the environment fills in the rest)."""
@@ -120,11 +87,11 @@ class ReconcilerRuntime:
         """Connect (raises ConfigError), then start the queue, the listeners and the timers.
         A runtime of the same name still stopping is let finish first: its last act forgets
         the metric series this one is about to create."""
-        previous = _STOPPING.get(self.key)
+        previous = STOPPING.get(self.key)
         if previous is not None:
             await asyncio.shield(previous)
         settings = self.settings or self.spec.settings()
-        engine = await asyncio.to_thread(self.connector, settings, self.label)
+        engine = await asyncio.to_thread(self.connector, settings, self.reconciler)
         if self._stopping.is_set():
             engine.halt()
             return
@@ -133,14 +100,14 @@ class ReconcilerRuntime:
         engine.recorder.on_flapping = partial(self._flapping, asyncio.get_running_loop())
         queue = WorkQueue(self._handle, concurrency=self.spec.concurrency,
                           rate_per_second=self.spec.rate_limit, max_batch=MAX_BATCH,
-                          reconciler=self.label)
+                          reconciler=self.reconciler)
         queue.start()
         timing = self.spec.listeners
         notifications = self.spec.storage.notifications
         subscription = None if notifications is None else Subscription(
             notifications.subscription, partial(self._notified, engine.policy.location, queue))
         listeners = ListenerSet(
-            engine.firestore, queue.add_threadsafe, self.label,
+            engine.firestore, queue.add_threadsafe, self.reconciler,
             heartbeat_collection=timing.heartbeat_collection,
             settings=WatchdogSettings(
                 heartbeat_interval=timing.heartbeat_interval.total_seconds(),
@@ -158,13 +125,14 @@ class ReconcilerRuntime:
         self._liveness = watch_loop(
             f"{self.key} watchdog",
             LIVENESS_BEATS * beat + settings.request_timeout + settings.retry_deadline)
+        timer = partial(every, self._stopping, reconciler=self.reconciler)
         self._tasks = {
-            asyncio.create_task(self._every(lambda: timing.heartbeat_interval, self._watchdog,
-                                            jitter=False), name=f"{self.label}-watchdog"),
-            asyncio.create_task(self._every(lambda: self.spec.sweep.interval, self._timed_sweep),
+            asyncio.create_task(timer(lambda: timing.heartbeat_interval, self._watchdog,
+                                      jitter=False), name=f"{self.label}-watchdog"),
+            asyncio.create_task(timer(lambda: self.spec.sweep.interval, self._timed_sweep),
                                 name=f"{self.label}-sweep"),
-            asyncio.create_task(self._every(lambda: self.spec.stale_jobs.interval,
-                                            self._timed_cleanup), name=f"{self.label}-stale"),
+            asyncio.create_task(timer(lambda: self.spec.stale_jobs.interval,
+                                      self._timed_cleanup), name=f"{self.label}-stale"),
         }
         # Shown by the runtime itself, so that `watch` exports it too; a supervisor owns
         # `wanted` while no runtime runs, and removes both series when it exits.
@@ -187,8 +155,8 @@ class ReconcilerRuntime:
             self.engine.halt()
         if self._drain is None:
             self._drain = asyncio.create_task(self._drain_all(), name=f"{self.label}-stop")
-            _STOPPING[self.key] = self._drain
-            self._drain.add_done_callback(partial(_stopped, self.key))
+            STOPPING[self.key] = self._drain
+            self._drain.add_done_callback(partial(drained, self.key))
         await asyncio.shield(self._drain)
 
     async def _drain_all(self) -> None:
@@ -227,23 +195,6 @@ class ReconcilerRuntime:
                 await on_done(result)
         except Exception:
             log.exception("forced sweep failed", extra={"reconciler": self.label})
-
-    async def _every(self, interval: Callable[[], timedelta],
-                     work: Callable[[], Awaitable[None]], jitter: bool = True) -> None:
-        """After each (jittered) interval, do the work, until the runtime stops. A failure is
-        logged and the timer goes on: the next round may well succeed."""
-        while not self._stopping.is_set():
-            seconds = interval().total_seconds()
-            try:
-                await asyncio.wait_for(self._stopping.wait(),
-                                       jittered(seconds) if jitter else seconds)
-                return
-            except TimeoutError:
-                pass
-            try:
-                await work()
-            except Exception:
-                log.exception("timer failed", extra={"reconciler": self.label})
 
     def _notified(self, location: Location, queue: WorkQueue,
                   attributes: Mapping[str, str]) -> None:
@@ -313,7 +264,7 @@ class ReconcilerRuntime:
         last = self.last_sweep_at or self.started_at
         return self.healthy and now - last <= due
 
-    async def tick(self) -> str | None:
+    async def tick(self) -> RestartReason | None:
         """Heartbeat and watchdog; returns why the listeners were restarted, if they were."""
         assert self.listeners is not None
         listeners = self.listeners

@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from reel_reconciler.runtime.liveness import stalled
-from reel_reconciler.runtime.reconciler import RUNTIMES
+from reel_reconciler.runtime.registry import RUNTIMES
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 

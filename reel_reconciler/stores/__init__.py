@@ -12,6 +12,8 @@ import requests
 from google.api_core import exceptions as gexc
 from prometheus_client import Counter as PromCounter
 
+from reel_reconciler.model.identity import ReconcilerId
+
 
 class StoreError(RuntimeError):
     """A read or write failed; the engine reports `action: error` and writes nothing."""
@@ -35,10 +37,10 @@ _OUTAGES = (
 class RequestLog:
     """Counts requests per (op, outcome) for one store, in Prometheus and for run summaries."""
 
-    def __init__(self, service: str, metric: PromCounter, reconciler: str) -> None:
+    def __init__(self, service: str, metric: PromCounter, reconciler: ReconcilerId) -> None:
         self.service = service
         self._metric = metric
-        self._reconciler = reconciler
+        self._reconciler = reconciler.label
         self._counts: Counter[tuple[str, str]] = Counter()
         self._lock = threading.Lock()
 

@@ -30,6 +30,7 @@ from google.cloud.firestore_v1.types import (
 from reel_reconciler.config import Settings
 from reel_reconciler.metrics import FIRESTORE_REQUESTS_TOTAL, HEARTBEAT_CONFLICTS_TOTAL
 from reel_reconciler.model import ACTIVE_JOB_STATUSES
+from reel_reconciler.model.identity import ReconcilerId
 from reel_reconciler.stores import RequestLog, queries, writes
 from reel_reconciler.stores.changefeed import ChangeFeed, OnChanges
 from reel_reconciler.stores.connection import Connection, connect
@@ -69,7 +70,7 @@ def streamable(doc: Document, strings_only: bool) -> bool:
 class FirestoreStore:
     """Reads and precondition-guarded writes; every call has a timeout and a retry deadline."""
 
-    def __init__(self, settings: Settings, reconciler: str = "cli",
+    def __init__(self, settings: Settings, reconciler: ReconcilerId,
                  connection: Connection | None = None) -> None:
         self.connection = connection or connect(settings.gcp_project, settings.database)
         self.projects = settings.projects_collection
@@ -249,7 +250,7 @@ class FirestoreStore:
                 if isinstance(exc, gexc.FailedPrecondition):
                     # Our own last write is no longer the latest: another process beats under
                     # this reconciler's name (two replicas running it: split brain).
-                    HEARTBEAT_CONFLICTS_TOTAL.labels(self.reconciler).inc()
+                    HEARTBEAT_CONFLICTS_TOTAL.labels(self.reconciler.label).inc()
                 found = self._get(collection, [name]).get(name)
                 return found.update_time if found is not None else None
 

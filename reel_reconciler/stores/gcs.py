@@ -17,13 +17,14 @@ from google.cloud.storage.retry import DEFAULT_RETRY
 from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.metrics import GCS_REQUESTS_TOTAL
 from reel_reconciler.model import ObjectInfo
+from reel_reconciler.model.identity import ReconcilerId
 from reel_reconciler.stores import RequestLog
 
 _LIST_FIELDS = "items(name,size,updated),nextPageToken"
 
 
 class GcsStore:
-    def __init__(self, settings: Settings, reconciler: str = "cli",
+    def __init__(self, settings: Settings, reconciler: ReconcilerId,
                  client: storage.Client | None = None) -> None:
         self.client = client or storage.Client(project=settings.gcp_project)
         self.bucket_name = settings.location.bucket

@@ -19,7 +19,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
-from reel_reconciler.model import Action, DriftKind, Report
+from reel_reconciler.model import Action, DriftKind, ReconcilerId, Report
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
 from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import settings_for
@@ -294,7 +294,7 @@ def test_shapes_the_app_writes_are_valid_documents(world: World) -> None:
     result = sweep(engine_for(world))
     kinds = {kind for report in result.reports for kind in report.drift_kinds}
     assert DriftKind.INVALID_DOCUMENT not in kinds
-    assert result.actions["skipped"] == 0
+    assert result.actions[Action.SKIPPED] == 0
     assert world.project("p-bare")["status"] == "error"
     assert world.project("p-short")["errorInfo"]["message"] == "stitch failed"
     assert world.project("p-long")["clipFilenames"] == [*paths, None, paths[0]]
@@ -302,7 +302,8 @@ def test_shapes_the_app_writes_are_valid_documents(world: World) -> None:
 
 def race_runtime(spec: ReconcilerSpec, hooks: Hooks | None = None) -> ReconcilerRuntime:
     """A runtime as the operator runs one (listeners, queue, timers), our writes recorded."""
-    return ReconcilerRuntime("test", "race", spec, connector=recording_engine, hooks=hooks)
+    return ReconcilerRuntime(ReconcilerId("race", "test"), spec, connector=recording_engine,
+                             hooks=hooks)
 
 
 def race_live_and_failing(world: World, app: ReelApp, runtime: ReconcilerRuntime) -> None:

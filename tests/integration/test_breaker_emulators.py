@@ -16,7 +16,7 @@ from prometheus_client import generate_latest
 
 from reel_reconciler.engine import sweep
 from reel_reconciler.engine.connect import connect
-from reel_reconciler.model import Action
+from reel_reconciler.model import Action, ReconcilerId
 from reel_reconciler.runtime import ReconcilerRuntime
 from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import settings_for
@@ -57,32 +57,32 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
     wrong = f"empty-{uuid.uuid4().hex[:8]}"
     world.gcs.create_bucket(wrong)
     before = _update_times(world)
-    name = f"test.breaker-{uuid.uuid4().hex[:6]}"
+    reconciler = ReconcilerId(f"breaker-{uuid.uuid4().hex[:6]}", "test")
 
-    engine = connect(settings_for(world, bucket=wrong), name)
+    engine = connect(settings_for(world, bucket=wrong), reconciler)
     result = sweep(engine)
     assert _update_times(world) == before, "nothing written: not one project emptied"
     assert engine.breaker.state.tripped, result.as_json()
     assert "lists nothing under reel-maker/" in (engine.breaker.state.reason or "")
-    assert result.actions[Action.SKIPPED.value] >= 1
+    assert result.actions[Action.SKIPPED] >= 1
     assert metric(generate_latest().decode(), "reel_reconciler_breaker_tripped",
-                  reconciler=name) == 1
+                  reconciler=reconciler.label) == 1
 
-    restarted = connect(settings_for(world, bucket=wrong), name)
+    restarted = connect(settings_for(world, bucket=wrong), reconciler)
     assert restarted.breaker.state.tripped, "a restart must not reset a tripped breaker"
-    fixed = connect(settings_for(world), name)
+    fixed = connect(settings_for(world), reconciler)
     assert fixed.breaker.state.tripped, "fixing the bucket is not a person's resume"
-    assert sweep(fixed).actions[Action.CORRECTED.value] == 0
+    assert sweep(fixed).actions[Action.CORRECTED] == 0
     dry = sweep(fixed, dry_run=True)
     assert sorted(r.project_id for r in dry.reports if r.action is Action.DRIFT) == [
         f"p{i:06d}" for i in range(REALLY_GONE)], "a dry run shows what resuming would write"
 
-    resumed = cli("resume-writes", "checked-the-bucket", "--reconciler", name)
+    resumed = cli("resume-writes", "checked-the-bucket", "--reconciler", reconciler.label)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed" in resumed.stdout and "lists nothing" in resumed.stdout
     fixed.breaker.load()
     done = sweep(fixed)
-    assert done.actions[Action.CORRECTED.value] == REALLY_GONE
+    assert done.actions[Action.CORRECTED] == REALLY_GONE
     changed = {pid for pid, at in _update_times(world).items() if at != before[pid]}
     assert changed == {f"p{i:06d}" for i in range(REALLY_GONE)}
     assert not fixed.breaker.state.tripped
@@ -101,7 +101,8 @@ def test_a_storm_of_deletion_notifications_writes_at_most_the_budget(
         "storage": {"bucket": world.bucket, "notifications": {"subscription": notes.path}},
         "settle": "0s", "sweep": {"interval": "1h"},
         "safety": {"maxDestructive": budget, "window": "1h"}})
-    with running(ReconcilerRuntime("test", f"storm-{uuid.uuid4().hex[:6]}", spec)) as runtime:
+    storm = ReconcilerId(f"storm-{uuid.uuid4().hex[:6]}", "test")
+    with running(ReconcilerRuntime(storm, spec)) as runtime:
         time.sleep(2)  # the uploads' notifications: each project checked, nothing to write
         before = _update_times(world)
         with ThreadPoolExecutor(8) as pool:

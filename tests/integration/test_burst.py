@@ -17,6 +17,7 @@ from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 from tests.conftest import settings_for
 from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator
+from tests.support.recording import TESTS
 from tests.support.seed import World
 
 Make = Callable[..., Engine]
@@ -88,8 +89,8 @@ def test_a_stale_document_fails_the_commit_then_each_project_is_written_alone(
         world: World, make_engine: Make) -> None:
     ids = stuck(world, 5)
     probe = make_engine()
-    store = _AppWritesBeforeCommit(probe.settings, world=world, project_id=ids[2])
-    engine = Engine(probe.settings, store, probe.gcs)
+    store = _AppWritesBeforeCommit(probe.settings, TESTS, world=world, project_id=ids[2])
+    engine = Engine(probe.settings, store, probe.gcs, TESTS)
     reports = engine.reconcile_many(ids, Trigger.LISTENER)
     assert store.commits == 1
     assert [r.action for r in reports] == [Action.CORRECTED] * 5
@@ -113,7 +114,7 @@ def test_firestore_down_fails_the_burst_at_once_and_writes_nothing(
         world = World.create(emulators.gcp_project)
         ids = stuck(world, 6)
         settings = settings_for(world, retry_deadline=2.0, request_timeout=1.0)
-        engine = Engine(settings, FirestoreStore(settings), GcsStore(settings))
+        engine = Engine(settings, FirestoreStore(settings, TESTS), GcsStore(settings, TESTS), TESTS)
         fs.stop()
         started = time.monotonic()
         reports = engine.reconcile_many(ids, Trigger.LISTENER)

@@ -18,6 +18,7 @@ from prometheus_client import REGISTRY
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.engine.reconcile import Engine
 from reel_reconciler.engine.stale import cleanup_stale_jobs
+from reel_reconciler.model import ReconcilerId
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 from tests.conftest import settings_for
@@ -40,11 +41,12 @@ class Running:
     """A listener set under a name of its own (its metric series are this test's alone)."""
 
     def __init__(self, world: World, stale_timeout: str = "2h") -> None:
-        self.name = f"restarts-{uuid.uuid4().hex[:8]}"
+        self.reconciler = ReconcilerId(f"restarts-{uuid.uuid4().hex[:8]}")
+        self.name = self.reconciler.label
         self.inbox = Inbox()
         self.settings = settings_for(world, stale_timeout=stale_timeout)
-        self.store = FirestoreStore(self.settings)
-        self.found = ListenerSet(self.store, self.inbox, reconciler=self.name,
+        self.store = FirestoreStore(self.settings, self.reconciler)
+        self.found = ListenerSet(self.store, self.inbox, reconciler=self.reconciler,
                                  settings=WatchdogSettings(silence_threshold=3600.0,
                                                            resubscribe_every=RESUBSCRIBE))
         self.inbox.listeners = self.found
@@ -141,7 +143,8 @@ def test_a_stuck_project_skipped_by_a_restart_is_still_healed(world: World) -> N
         before = len(running.inbox.ids)
         running.scheduled_restart()
         assert "silent" not in running.inbox.ids[before:]
-        engine = Engine(running.settings, running.store, GcsStore(running.settings))
+        gcs = GcsStore(running.settings, running.reconciler)
+        engine = Engine(running.settings, running.store, gcs, running.reconciler)
         cleaned = None
 
         def cleanup() -> None:
@@ -178,7 +181,7 @@ def test_after_our_callback_failed_the_restart_queues_every_member_again(world: 
     world.add_project("dropped", status="error")
     running = Running(world)
     running.inbox = Flaky("dropped")
-    running.found = ListenerSet(running.store, running.inbox, reconciler=running.name,
+    running.found = ListenerSet(running.store, running.inbox, reconciler=running.reconciler,
                                 settings=WatchdogSettings(silence_threshold=3600.0,
                                                           resubscribe_every=RESUBSCRIBE))
     running.inbox.listeners = running.found

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
+from reel_reconciler.model import ReconcilerId
 from reel_reconciler.stores.changefeed import Change
 from reel_reconciler.stores.firestore import FirestoreStore
 from tests.conftest import settings_for
 from tests.support.emulators import Emulators, firestore_emulator
 from tests.support.patience import bound
+from tests.support.recording import TESTS
 from tests.support.seed import World
 
 
@@ -55,8 +57,8 @@ def wait_until(condition: Callable[[], bool], timeout: float, step: Callable[[],
 @pytest.fixture
 def listeners(world: World) -> Iterator[tuple[ListenerSet, Inbox]]:
     inbox = Inbox()
-    store = FirestoreStore(settings_for(world))
-    found = ListenerSet(store, inbox, reconciler="test")
+    store = FirestoreStore(settings_for(world), TESTS)
+    found = ListenerSet(store, inbox, reconciler=TESTS)
     inbox.listeners = found
     found.start()
     yield found, inbox
@@ -126,7 +128,7 @@ def test_a_feed_listening_again_reports_what_it_missed_and_stays_healthy(world: 
     left meanwhile are reported gone; closing the old stream is not an error."""
     world.add_job("p-a", status="processing", job_id="job-a")
     world.add_job("p-b", status="processing", job_id="job-b")
-    store = FirestoreStore(settings_for(world))
+    store = FirestoreStore(settings_for(world), TESTS)
     seen: list[list[Change]] = []
     feed = store.watch_active_jobs(seen.append)
     feed.start()
@@ -171,8 +173,8 @@ def test_watchdog_restarts_silent_listeners_across_an_emulator_restart(
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", fs.host)
     world = World.create(emulators.gcp_project)
     inbox = Inbox()
-    store = FirestoreStore(settings_for(world, retry_deadline=1.0, request_timeout=1.0))
-    found = ListenerSet(store, inbox, reconciler="watchdog",
+    store = FirestoreStore(settings_for(world, retry_deadline=1.0, request_timeout=1.0), TESTS)
+    found = ListenerSet(store, inbox, reconciler=ReconcilerId("watchdog"),
                         settings=WatchdogSettings(silence_threshold=2.0, backoff_base=0.5,
                                                   backoff_max=2.0))
     found.start()

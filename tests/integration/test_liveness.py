@@ -14,6 +14,7 @@ from pathlib import Path
 import requests
 from prometheus_client import generate_latest
 
+from reel_reconciler.model import ReconcilerId
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
 from reel_reconciler.runtime.liveness import stalled
 from reel_reconciler.runtime.server import start_server
@@ -98,7 +99,8 @@ def runtime_with(world: World, hooks: Hooks) -> Iterator[tuple[ReconcilerRuntime
         "storage": {"bucket": world.bucket}, "settle": "0s",
         "listeners": {"heartbeatInterval": "200ms", "silenceThreshold": "5s"}})
     settings = settings_for(world, request_timeout=1.0, retry_deadline=1.0)
-    runtime = ReconcilerRuntime("test", "liveness", spec, settings=settings, hooks=hooks)
+    runtime = ReconcilerRuntime(ReconcilerId("liveness", "test"), spec, settings=settings,
+                                hooks=hooks)
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()

@@ -13,6 +13,7 @@ from reel_reconciler.engine import Engine, Trigger
 from reel_reconciler.model import Action, DriftKind
 from reel_reconciler.stores.gcs import GcsStore
 from tests.support.emulators import fake_gcs_server
+from tests.support.recording import TESTS
 from tests.support.seed import World
 
 Make = Callable[..., Engine]
@@ -143,7 +144,8 @@ def test_d4_concurrent_app_write_survives_and_engine_rereads(world: World,
                                          in_db=0, job_status="failed")
     world.put_object(paths[1])
     probe = make_engine()
-    gcs = _AppWritesDuringList(probe.settings, world=world, project_id="p-race", clip=paths[1])
+    gcs = _AppWritesDuringList(probe.settings, TESTS, world=world, project_id="p-race",
+                               clip=paths[1])
     report = make_engine(gcs=gcs).reconcile("p-race", Trigger.CLI)
     assert gcs.fired
     assert report.action is Action.CORRECTED

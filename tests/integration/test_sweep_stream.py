@@ -139,7 +139,7 @@ def test_enforcing_streaming_sweep_corrects_then_writes_nothing(world: World,
     engine = make_engine(gcs_page_size=3, page_size=4)
     first, result = _streamed(engine, dry_run=False)
     corrected = sorted(pid for pid, report in first.items() if report["action"] == "corrected")
-    assert corrected and result.actions["corrected"] == len(corrected)
+    assert corrected and result.actions[Action.CORRECTED] == len(corrected)
     restored = [pid for pid, report in first.items() if report["restoredClips"]]
     assert restored
     for pid in restored:  # D1: restored from GCS

@@ -41,7 +41,7 @@ from reel_reconciler.metrics import (
     HEARTBEAT_CONFLICTS_TOTAL,
     NOTIFICATIONS_TOTAL,
 )
-from reel_reconciler.model import Action, DriftKind
+from reel_reconciler.model import Action, DriftKind, ReconcilerId
 from reel_reconciler.runtime import ReconcilerRuntime
 from reel_reconciler.spec import ReconcilerSpec
 from tests.monitoring.promserver import (
@@ -301,7 +301,7 @@ def flapping_war(world: World, live: LiveReconciler, tag: str) -> None:
     of our corrections: after `spec.flapping.corrections` of them the reconciler holds it
     instead of correcting it again, and counts the hold."""
     project_id = f"flap-{tag}"
-    label = live.engine.reconciler
+    label = live.engine.reconciler.label
     holds = counted(FLAPPING_HOLDS_TOTAL, label)
     app = ReelApp(world)
     world.generated_project(project_id, status="generating", prompts=2, in_gcs=2, in_db=0,
@@ -318,7 +318,7 @@ def flapping_war(world: World, live: LiveReconciler, tag: str) -> None:
 def foreign_heartbeat(world: World, live: LiveReconciler) -> None:
     """Another process beats once under this reconciler's name: our next beat finds that
     write since our own, and counts a conflict."""
-    label = live.engine.reconciler
+    label = live.engine.reconciler.label
     conflicts = counted(HEARTBEAT_CONFLICTS_TOTAL, label)
     collection = live.runtime.spec.listeners.heartbeat_collection
     world.db.collection(collection).document(label).set({"reconciler": label, "beat": 0})
@@ -331,18 +331,18 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
     a listener restart, a refused login, notifications about another bucket and a project
     held for flapping: each metric of docs/design.md (Metrics) moves."""
     engine = live.engine
-    notified = counted(NOTIFICATIONS_TOTAL, engine.reconciler)
+    notified = counted(NOTIFICATIONS_TOTAL, engine.reconciler.label)
     other.blob(f"elsewhere-{tag}.bin").upload_from_string(b"not ours")
     burst = seed_phase(world, tag)
     wait_for(lambda: all(world.project(pid)["status"] == "ready" for pid in burst), 30,
              f"the listener to correct the burst of phase {tag}")
     live.wait_idle()
     observed = sweep(engine, dry_run=True)
-    assert observed.actions[Action.DRIFT.value] >= 2, observed.as_json()
+    assert observed.actions[Action.DRIFT] >= 2, observed.as_json()
     stale = cleanup_stale_jobs(engine)
     assert len(stale.stale_jobs) == 1 and stale.error is None, stale.as_json()
     enforced = sweep(engine)
-    assert enforced.actions[Action.CORRECTED.value] >= 2, enforced.as_json()
+    assert enforced.actions[Action.CORRECTED] >= 2, enforced.as_json()
     assert not enforced.aborted
     missing = engine.reconcile(f"deleted-{tag}", Trigger.API)  # a forced reconcile of a
     assert missing.action is Action.ERROR                      # project deleted meanwhile
@@ -350,7 +350,7 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
     live.wait_healthy()
     assert live.call_endpoint(f"deleted-{tag}") == 401
     # Delivered late on a loaded host, it would move the counter after the scrapes.
-    wait_for(lambda: counted(NOTIFICATIONS_TOTAL, engine.reconciler) > notified, 30,
+    wait_for(lambda: counted(NOTIFICATIONS_TOTAL, engine.reconciler.label) > notified, 30,
              f"the neighbour's notification of phase {tag}")
     # Last: the queue is idle again only once the hold has ended (its timer is waiting).
     flapping_war(world, live, tag)
@@ -423,8 +423,8 @@ def live_reconciler(world: World, emulators: Emulators,
         # Long enough for the undo after the last allowed correction to be held, short
         # enough that the hold's timer has gone by the next phase's wait for an idle queue.
         "flapping": {"hold": "6s"}})
-    live = LiveReconciler(ReconcilerRuntime("monitoring", f"dashboard-{uuid.uuid4().hex[:8]}",
-                                            spec))
+    live = LiveReconciler(ReconcilerRuntime(
+        ReconcilerId(f"dashboard-{uuid.uuid4().hex[:8]}", "monitoring"), spec))
     try:
         live.start()
         yield live
@@ -458,7 +458,7 @@ def test_every_panel_shows_data_from_a_real_reconciler(
         prometheus_installed: None, world: World, live_reconciler: LiveReconciler,
         neighbour: tuple[Notifications, Any], metrics_endpoint: str, tmp_path: Path) -> None:
     _, other = neighbour
-    label = live_reconciler.engine.reconciler
+    label = live_reconciler.engine.reconciler.label
     config = scrape_config(metrics_endpoint, keep_reconciler=label, rule_files=[RULES])
     with running_prometheus(tmp_path / "prometheus", config) as prometheus:
         prometheus.wait_for_samples('reel_reconciler_listener_up{listener="heartbeat"}')

@@ -14,6 +14,7 @@ from reel_reconciler import metrics
 from reel_reconciler.model import ObjectInfo
 from reel_reconciler.stores import Conflict, Outage, RequestLog
 from reel_reconciler.stores.firestore import Document
+from tests.support.recording import TESTS
 
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -22,7 +23,7 @@ class MemoryProjects:
     """Projects and jobs by id; each write gets a new update time, as Firestore gives one."""
 
     def __init__(self) -> None:
-        self.requests = RequestLog("firestore", metrics.FIRESTORE_REQUESTS_TOTAL, "memory")
+        self.requests = RequestLog("firestore", metrics.FIRESTORE_REQUESTS_TOTAL, TESTS)
         self.projects: dict[str, Document] = {}
         self.jobs: dict[str, Document] = {}
         self.writes: list[tuple[str, dict[str, Any]]] = []
@@ -116,7 +117,7 @@ class MemoryObjects:
     """A bucket's objects by name; a listing can be slowed down or fail as an outage."""
 
     def __init__(self, names: Sequence[str] = ()) -> None:
-        self.requests = RequestLog("gcs", metrics.GCS_REQUESTS_TOTAL, "memory")
+        self.requests = RequestLog("gcs", metrics.GCS_REQUESTS_TOTAL, TESTS)
         self.objects: dict[str, ObjectInfo] = {}
         for name in names:
             self.put(name)

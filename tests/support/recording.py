@@ -13,14 +13,18 @@ from typing import Any
 
 from reel_reconciler.config import Settings
 from reel_reconciler.engine import Engine
+from reel_reconciler.model import ReconcilerId
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
+
+TESTS = ReconcilerId("test")
+"""Who the tests' engines reconcile as, unless a test names one of its own."""
 
 
 class RecordingFirestore(FirestoreStore):
     """A FirestoreStore that records each project write it made, with its fields."""
 
-    def __init__(self, settings: Settings, reconciler: str = "cli") -> None:
+    def __init__(self, settings: Settings, reconciler: ReconcilerId) -> None:
         super().__init__(settings, reconciler)
         self.writes: list[tuple[float, str, dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -48,7 +52,7 @@ class RecordingFirestore(FirestoreStore):
             return [fields for at, pid, fields in self.writes if pid == project_id and at >= since]
 
 
-def recording_engine(settings: Settings, reconciler: str = "test") -> Engine:
+def recording_engine(settings: Settings, reconciler: ReconcilerId = TESTS) -> Engine:
     """An engine whose Firestore writes are recorded (a runtime's connector, too)."""
     return Engine(settings, RecordingFirestore(settings, reconciler),
                   GcsStore(settings, reconciler), reconciler=reconciler)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
-from reel_reconciler.api.app import checked_id
 from reel_reconciler.api.callers import bearer_token
 from reel_reconciler.api.errors import ApiError
 from reel_reconciler.api.openapi import RECONCILE_PATH, document
+from reel_reconciler.api.request import checked_id
 from reel_reconciler.api.settings import parse_rate
 from reel_reconciler.config import ConfigError
 

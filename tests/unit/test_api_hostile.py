@@ -26,6 +26,7 @@ from reel_reconciler.api.peers import client_address, limit_key, parse_networks
 from reel_reconciler.api.rate import MAX_KEYS, Rate, RateLimit
 from reel_reconciler.api.settings import ApiSettings
 from reel_reconciler.api.tokens import MAX_NESTING, nesting, parse_jwt, strict_json
+from reel_reconciler.model import ReconcilerId
 from tests.support.tokens import SigningKey, TokenMint, b64
 
 PROJECT = "demo-reels"
@@ -244,8 +245,10 @@ def test_the_endpoint_keeps_its_memory_through_100000_addresses(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The real handler, 100,000 clients behind a trusted proxy without credentials: each a
     401 until its limit, memory bounded; one client that keeps on is refused every time."""
-    runtime = SimpleNamespace(key="ns/main", label="ns.main", engine=SimpleNamespace(
-        firestore=SimpleNamespace(connection=SimpleNamespace(project=PROJECT))))
+    runtime = SimpleNamespace(
+        reconciler=ReconcilerId("main", "ns"), key="ns/main",
+        engine=SimpleNamespace(firestore=SimpleNamespace(connection=SimpleNamespace(
+            project=PROJECT))))
     settings = ApiSettings(port=1, rate_limit="3/hour",
                            trusted_proxies=parse_networks("127.0.0.1"))
     endpoint = ReconcileEndpoint(settings, None, lambda: {"ns/main": cast(Any, runtime)})

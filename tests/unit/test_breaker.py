@@ -15,6 +15,7 @@ from reel_reconciler.engine.sweep.run import suspect_an_empty_bucket
 from reel_reconciler.model import Action, Report, Trigger
 from reel_reconciler.policy.destructive import is_destructive
 from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
+from tests.support.recording import TESTS
 
 NOW = EPOCH + timedelta(days=1)
 ROOT = "reel-maker"
@@ -44,7 +45,7 @@ def stuck(projects: MemoryProjects, objects: MemoryObjects, project_id: str) -> 
 
 def pipeline(projects: MemoryProjects, objects: MemoryObjects, **overrides: Any) -> Pipeline:
     settings = Settings(bucket="reels", root_prefix=ROOT, settle="0s", **overrides)
-    return Pipeline(settings, projects, objects, Recorder("memory"), clock=lambda: NOW)
+    return Pipeline(settings, projects, objects, Recorder(TESTS), clock=lambda: NOW)
 
 
 def test_what_is_destructive() -> None:
@@ -79,7 +80,7 @@ def test_the_budget_then_a_trip_that_stops_destructive_writes_only() -> None:
 def test_the_window_slides() -> None:
     projects = MemoryProjects()
     now = [0.0]
-    breaker = Breaker(projects, "breakers", "r", budget=2, window=60, clock=lambda: now[0])
+    breaker = Breaker(projects, "breakers", TESTS, budget=2, window=60, clock=lambda: now[0])
     assert breaker.allow() is None and breaker.allow() is None
     now[0] = 61.0
     assert breaker.allow() is None and breaker.allow() is None

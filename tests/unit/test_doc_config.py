@@ -101,7 +101,8 @@ def expected_settings(cli_flags: AbstractSet[str]) -> dict[str, tuple[str, list[
         assert isinstance(alias, AliasChoices), name
         env = [choice for choice in alias.choices if isinstance(choice, str)]
         flag = flag_for(name) if flag_for(name) in cli_flags else "none"
-        default = None if field.default is None else shown(field.default)
+        value = field.get_default(call_default_factory=True)
+        default = None if value is None else shown(value)
         expected[name] = (flag, env, default)
     return expected
 

@@ -16,6 +16,7 @@ from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.logs import CHANGES
 from reel_reconciler.model import Action, Report, Trigger
 from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
+from tests.support.recording import TESTS
 
 NOW = EPOCH + timedelta(days=1)
 ROOT = "reel-maker"
@@ -25,7 +26,7 @@ class Kept(Recorder):
     """Keeps what the pipeline records (the metrics and logs are the recorder's own tests)."""
 
     def __init__(self) -> None:
-        super().__init__("memory")
+        super().__init__(TESTS)
         self.seen: list[tuple[Report, float]] = []
 
     def record(self, report: Report, trigger: Trigger, seconds: float) -> None:

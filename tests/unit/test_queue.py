@@ -7,8 +7,15 @@ import itertools
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from reel_reconciler.engine.queue import WorkQueue
+from reel_reconciler.engine.queue import Handler, WorkQueue
 from tests.support.patience import bound
+from tests.support.recording import TESTS
+
+
+def queue_for(handle: Handler, **options: Any) -> WorkQueue:
+    """A queue of the tests' reconciler."""
+    return WorkQueue(handle, reconciler=TESTS, **options)
+
 
 T = TypeVar("T")
 
@@ -34,7 +41,7 @@ def test_waiting_items_are_deduplicated() -> None:
             seen.extend(batch)
             return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=1)
+        queue = queue_for(handle, concurrency=1, rate_per_second=1000, max_batch=1)
         for item in ["a", "b", "a", "a", "b", "c"]:
             queue.add(item)
         assert queue.depth == 3
@@ -56,7 +63,7 @@ def test_item_added_while_in_flight_runs_again_once() -> None:
                 await release.wait()
             return set()
 
-        queue = WorkQueue(handle, concurrency=2, rate_per_second=1000, max_batch=10)
+        queue = queue_for(handle, concurrency=2, rate_per_second=1000, max_batch=10)
         queue.start()
         queue.add("p")
         await asyncio.sleep(0.05)
@@ -84,7 +91,7 @@ def test_concurrency_is_bounded() -> None:
             running -= 1
             return set()
 
-        queue = WorkQueue(handle, concurrency=3, rate_per_second=1000, max_batch=1)
+        queue = queue_for(handle, concurrency=3, rate_per_second=1000, max_batch=1)
         await drain(queue, [f"p{i}" for i in range(20)])
 
     run(scenario())
@@ -101,7 +108,7 @@ def test_failing_item_backs_off_exponentially_then_succeeds() -> None:
             times.append(loop.time())
             return set(batch) if len(times) < 4 else set()  # fail three times, then succeed
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10,
+        queue = queue_for(handle, concurrency=1, rate_per_second=1000, max_batch=10,
                           backoff_base=0.05)
         await drain(queue, ["p"])
 
@@ -117,7 +124,7 @@ def test_rate_limit() -> None:
             return set()
 
         loop = asyncio.get_running_loop()
-        queue = WorkQueue(handle, concurrency=4, rate_per_second=20, max_batch=100)
+        queue = queue_for(handle, concurrency=4, rate_per_second=20, max_batch=100)
         queue.start()
         started = loop.time()
         for i in range(40):
@@ -142,7 +149,7 @@ def test_a_raising_handler_is_retried_not_fatal() -> None:
                 raise RuntimeError("boom")
             return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10,
+        queue = queue_for(handle, concurrency=1, rate_per_second=1000, max_batch=10,
                           backoff_base=0.01)
         await drain(queue, ["p"])
 
@@ -158,7 +165,7 @@ def test_waiting_items_go_out_together_up_to_the_batch_size() -> None:
             batches.append(batch)
             return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10)
+        queue = queue_for(handle, concurrency=1, rate_per_second=1000, max_batch=10)
         for i in range(25):
             queue.add(f"p{i}")
         await drain(queue, [])
@@ -176,7 +183,7 @@ def test_only_the_items_a_batch_returns_are_retried() -> None:
             seen.extend(batch)
             return {"b"} if seen.count("b") == 1 else set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=10,
+        queue = queue_for(handle, concurrency=1, rate_per_second=1000, max_batch=10,
                           backoff_base=0.01)
         await drain(queue, ["a", "b", "c"])
 
@@ -192,7 +199,7 @@ def test_a_rate_below_one_per_second_still_lets_an_item_through() -> None:
             seen.extend(batch)
             return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=0.5, max_batch=10)
+        queue = queue_for(handle, concurrency=1, rate_per_second=0.5, max_batch=10)
         await drain(queue, ["slow"])
 
     run(scenario())
@@ -216,7 +223,7 @@ def test_add_after_runs_an_item_again_once_its_hold_passes_without_backoff() -> 
                 queue.add_after("p", 5.0)
             return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=1)
+        queue = queue_for(handle, concurrency=1, rate_per_second=1000, max_batch=1)
         await drain(queue, ["p"])
 
     run(scenario())
@@ -240,7 +247,7 @@ def test_a_stop_cancels_retry_timers_waits_for_the_batch_in_flight_and_takes_not
                 return set()
             return set(batch)  # fails: a retry timer is set
 
-        queue = WorkQueue(handle, concurrency=2, rate_per_second=1000, max_batch=1,
+        queue = queue_for(handle, concurrency=2, rate_per_second=1000, max_batch=1,
                           backoff_base=0.05)
         queue.start()
         queue.add("failing")
@@ -275,7 +282,7 @@ def test_a_stop_whose_caller_is_cancelled_still_drains() -> None:
             finished.extend(batch)
             return set()
 
-        queue = WorkQueue(handle, concurrency=1, rate_per_second=1000, max_batch=1)
+        queue = queue_for(handle, concurrency=1, rate_per_second=1000, max_batch=1)
         queue.start()
         queue.add("p")
         await asyncio.sleep(0.05)

@@ -28,6 +28,7 @@ from reel_reconciler.engine.sweep.ranges import (
 from reel_reconciler.model import Action, Report
 from reel_reconciler.spec import ReconcilerSpec
 from tests.support.memory import EPOCH, StreamingObjects, StreamingProjects
+from tests.support.recording import TESTS
 from tests.support.sweeping import swept_once
 
 NOW = EPOCH + timedelta(days=1)
@@ -159,7 +160,7 @@ def engine_on(projects: StreamingProjects, objects: StreamingObjects,
               **overrides: Any) -> Pipeline:
     settings = Settings(bucket="reels", root_prefix=ROOT, settle="0s",
                         **{"page_size": 5, **overrides})
-    return Pipeline(settings, projects, objects, Recorder("memory"), clock=lambda: NOW)
+    return Pipeline(settings, projects, objects, Recorder(TESTS), clock=lambda: NOW)
 
 
 def reports_of(engine: Pipeline, plan: SweepPlan) -> tuple[dict[str, dict[str, Any]], Any]:

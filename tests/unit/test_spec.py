@@ -3,19 +3,23 @@ this one also guards specs applied before a CRD upgrade)."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from reel_reconciler.config import ConfigError
+from reel_reconciler import cli, defaults
+from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.engine.listener import WatchdogSettings
 from reel_reconciler.model import PolicySettings
 from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import REPO
 
-CRD = REPO / "deploy" / "crds" / "reelreconcilers.reelmaker.io.yaml"
+CRDS = [REPO / "charts" / "reel-reconciler" / "crds" / "reelreconcilers.reelmaker.io.yaml",
+        REPO / "deploy" / "crds" / "reelreconcilers.reelmaker.io.yaml"]
 
 MINIMAL: dict[str, Any] = {"storage": {"bucket": "reels-bucket"}}
 
@@ -41,9 +45,11 @@ def _leaves(value: Any, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any
     return found
 
 
-def test_every_default_of_the_spec_is_the_crds() -> None:
-    crd = yaml.safe_load(CRD.read_text())
-    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+def crd_mismatches(crd: Path) -> list[str]:
+    """Where the CRD's defaults and reel_reconciler.defaults part: a default only one of them
+    has, or two values that differ once read the way the operator reads a spec."""
+    schema = yaml.safe_load(crd.read_text())["spec"]["versions"][0]["schema"][
+        "openAPIV3Schema"]["properties"]["spec"]
     declared = _crd_defaults(schema)
     spec: dict[str, Any] = {}
     for path, value in declared.items():
@@ -52,16 +58,44 @@ def test_every_default_of_the_spec_is_the_crds() -> None:
             target = target.setdefault(name, {})
         target[path[-1]] = value
     spec["storage"] = {**spec.get("storage", {}), **MINIMAL["storage"]}
-    assert ReconcilerSpec.parse(spec) == ReconcilerSpec.parse(MINIMAL)
-    ours = _leaves(ReconcilerSpec.parse(MINIMAL).model_dump(by_alias=True, exclude_none=True))
-    assert set(ours) - {("storage", "bucket")} == set(declared)
+    dump = {"by_alias": True, "exclude_none": True}
+    theirs = _leaves(ReconcilerSpec.parse(spec).model_dump(**dump))
+    ours = _leaves(ReconcilerSpec.parse(MINIMAL).model_dump(**dump))
+    problems = [f"{'.'.join(path)}: the CRD has no default, defaults.py says {ours[path]}"
+                for path in sorted(set(ours) - set(declared) - {("storage", "bucket")})]
+    problems += [f"{'.'.join(path)}: the CRD says {declared[path]!r}, defaults.py {ours.get(path)}"
+                 for path in sorted(declared) if theirs.get(path) != ours.get(path)]
+    return problems
 
 
-def test_the_engine_and_the_cli_take_the_specs_defaults() -> None:
+@pytest.fixture
+def no_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read the environment; these tests are about the defaults alone."""
+    for name in list(os.environ):
+        if name.startswith("REEL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.mark.parametrize("crd", CRDS, ids=["chart", "deploy"])
+def test_every_default_of_the_crd_is_defaults_py(crd: Path) -> None:
+    assert crd_mismatches(crd) == []
+
+
+def test_settings_take_the_specs_defaults(no_environment: None) -> None:
+    """Settings made with nothing but a bucket, against a spec made with nothing but a bucket:
+    neither passes values to the other."""
+    settings = Settings(bucket="reels-bucket")
     spec = ReconcilerSpec.parse(MINIMAL)
-    settings = spec.settings()
-    assert (settings.concurrency, settings.settle, settings.stale_timeout) == (
-        spec.concurrency, spec.settle, spec.stale_jobs.timeout)
+    assert (settings.concurrency, settings.settle, settings.stale_timeout,
+            settings.max_destructive, settings.destructive_window, settings.opt_out_field,
+            settings.flap_corrections, settings.flap_window, settings.flap_hold,
+            settings.database, settings.root_prefix, settings.projects_collection,
+            settings.jobs_collection) == (
+        spec.concurrency, spec.settle, spec.stale_jobs.timeout,
+        spec.safety.max_destructive, spec.safety.window, spec.opt_out_field,
+        spec.flapping.corrections, spec.flapping.window, spec.flapping.hold,
+        spec.firestore.database, spec.storage.root_prefix, spec.firestore.projects_collection,
+        spec.firestore.jobs_collection)
     watchdog = WatchdogSettings()
     assert (watchdog.heartbeat_interval, watchdog.silence_threshold,
             watchdog.resubscribe_every) == (
@@ -70,6 +104,53 @@ def test_the_engine_and_the_cli_take_the_specs_defaults() -> None:
         spec.listeners.resubscribe_interval.total_seconds())
     policy = PolicySettings(location=settings.location)
     assert (policy.stale_after, policy.settle) == (spec.stale_jobs.timeout, spec.settle)
+
+
+_SETTINGS_WITH_DEFAULTS = sorted(
+    name for name, info in Settings.model_fields.items()
+    if info.get_default(call_default_factory=True) is not None)
+
+
+@pytest.mark.parametrize("field", _SETTINGS_WITH_DEFAULTS)
+def test_settings_have_no_default_of_their_own(field: str, no_environment: None,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each default of Settings is the one of the same name in defaults.py, read when the
+    Settings are made."""
+    name = field.upper()
+    assert hasattr(defaults, name), f"defaults.py has no {name} for Settings.{field}"
+    sentinel = _another(getattr(defaults, name))
+    monkeypatch.setattr(defaults, name, sentinel)
+    assert getattr(Settings(bucket="reels-bucket"), field) == sentinel
+
+
+def _another(value: object) -> object:
+    """A valid value of the same kind that no default has."""
+    if isinstance(value, timedelta):
+        return value + timedelta(seconds=7)
+    if isinstance(value, bool):
+        raise TypeError("no boolean setting is expected")
+    if isinstance(value, int | float):
+        return value - 1 if value > 1 else value + 1
+    return f"{value}Elsewhere"
+
+
+def test_one_default_changed_in_defaults_py_reaches_everything(
+        no_environment: None, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """The one source: the CLI's help, Settings and the spec follow defaults.py, so the CRD
+    comparison then finds the CRD behind."""
+    monkeypatch.setattr(defaults, "CONCURRENCY", 11)
+    monkeypatch.setattr(defaults, "SWEEP_INTERVAL", timedelta(minutes=45))
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    assert "REEL_CONCURRENCY or 11)" in " ".join(capfd.readouterr().out.split())
+    with pytest.raises(SystemExit):
+        cli.main(["watch", "--help"])
+    assert "swept this often (default: 45m)" in " ".join(capfd.readouterr().out.split())
+    assert Settings(bucket="reels-bucket").concurrency == 11
+    assert crd_mismatches(CRDS[0]) == [
+        "concurrency: the CRD says 8, defaults.py 11",
+        "sweep.interval: the CRD says '30m', defaults.py 0:45:00"]
 
 
 @pytest.mark.parametrize(("spec", "where"), [

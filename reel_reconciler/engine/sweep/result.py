@@ -9,7 +9,7 @@ from typing import Any
 
 from reel_reconciler import metrics
 from reel_reconciler.engine.sweep.ranges import KeyRange
-from reel_reconciler.model import PROJECT_STATUSES, Action, Report
+from reel_reconciler.model import PROJECT_STATUSES, Action, ReconcilerId, Report
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class RangeSummary:
 @dataclass
 class SweepResult:
     scanned: int = 0
-    actions: Counter[str] = field(default_factory=Counter)
+    actions: Counter[Action] = field(default_factory=Counter)
     reports: list[Report] = field(default_factory=list)
     """Reports whose action is not no_change, in project id order (none if not kept)."""
     statuses: Counter[str] = field(default_factory=Counter)
@@ -47,26 +47,30 @@ class SweepResult:
 
     @property
     def failed(self) -> bool:
-        return self.aborted is not None or self.actions[Action.ERROR.value] > 0
+        return self.aborted is not None or self.actions[Action.ERROR] > 0
 
     @property
     def drifted(self) -> int:
-        return self.actions[Action.CORRECTED.value] + self.actions[Action.DRIFT.value]
+        return self.actions[Action.CORRECTED] + self.actions[Action.DRIFT]
 
     def add(self, report: Report, keep: bool) -> None:
         """Count one project's report; keep it too if asked and it is not no_change."""
         self.scanned += 1
-        self.actions[report.action.value] += 1
+        self.actions[report.action] += 1
         self.statuses[report.corrected_status or "unknown"] += 1
         if keep and report.action is not Action.NO_CHANGE:
             self.reports.append(report)
         if report.unreachable and self.aborted is None:
             self.aborted = f"stopped early: {report.error}"
 
+    def counts(self) -> dict[str, int]:
+        """The count of each action that happened, by its name."""
+        return {action.value: count for action, count in self.actions.items()}
+
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "scanned": self.scanned,
-            "actions": dict(self.actions),
+            "actions": self.counts(),
             "reports": [report.as_json() for report in self.reports],
             "gcsRequests": self.gcs_requests,
             "firestoreRequests": self.firestore_requests,
@@ -79,18 +83,19 @@ class SweepResult:
             body["ranges"] = [summary.as_json() for summary in self.ranges]
         return body
 
-    def record(self, reconciler: str) -> None:
+    def record(self, reconciler: ReconcilerId) -> None:
         """The sweep's gauges and its log line; an aborted sweep leaves the gauges alone (its
         counts cover part of the projects)."""
         if self.aborted:
             log.error("sweep aborted", extra={"scanned": self.scanned, "reason": self.aborted})
             return
-        metrics.SWEEP_DURATION_SECONDS.labels(reconciler).observe(self.duration_seconds)
-        metrics.LAST_SWEEP_TIMESTAMP.labels(reconciler).set_to_current_time()
-        metrics.PROJECTS_DRIFTED.labels(reconciler).set(self.drifted)
+        label = reconciler.label
+        metrics.SWEEP_DURATION_SECONDS.labels(label).observe(self.duration_seconds)
+        metrics.LAST_SWEEP_TIMESTAMP.labels(label).set_to_current_time()
+        metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
         for status in PROJECT_STATUSES:
-            metrics.PROJECTS.labels(reconciler, status).set(self.statuses[status])
+            metrics.PROJECTS.labels(label, status).set(self.statuses[status])
         log.info("sweep finished", extra={
-            "scanned": self.scanned, "actions": dict(self.actions),
+            "scanned": self.scanned, "actions": self.counts(),
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
             "durationSeconds": round(self.duration_seconds, 3)})

@@ -8,6 +8,7 @@ from typing import Any
 import kopf
 
 from reel_reconciler.engine import SweepResult, Trigger
+from reel_reconciler.model import Action
 from reel_reconciler.operator import (
     GROUP,
     PLURAL,
@@ -16,18 +17,20 @@ from reel_reconciler.operator import (
     RESUME_WRITES,
     VERSION,
 )
-from reel_reconciler.operator.lifecycle import publish_sweep, runtime_of
-from reel_reconciler.operator.status import reports_summary
+from reel_reconciler.operator.lifecycle import publish_sweep
+from reel_reconciler.operator.memo import Shared
+from reel_reconciler.operator.status import StatusWriter, reports_summary
 from reel_reconciler.runtime import ReconcilerRuntime
 
 MAX_PROJECTS = 100
 
 
-def _started(memo: kopf.Memo) -> ReconcilerRuntime:
-    runtime = runtime_of(memo)
-    if runtime is None:
+def _started(memo: kopf.Memo) -> tuple[StatusWriter, ReconcilerRuntime]:
+    """The object's status writer and its running runtime; Kopf retries until it runs."""
+    shared = Shared.of(memo)
+    if shared is None or shared.runtime is None:
         raise kopf.TemporaryError("the reconciler is not running yet (see Ready)", delay=5)
-    return runtime
+    return shared.status, shared.runtime
 
 
 @kopf.on.field(GROUP, VERSION, PLURAL, id="reconcile-requested-at",
@@ -37,10 +40,10 @@ async def reconcile_requested(new: Any, memo: kopf.Memo, **_: Any) -> None:
     delete must not wait behind it. Status echoes the token once the sweep ends."""
     if not new:
         return
-    runtime = _started(memo)
+    status, runtime = _started(memo)
 
     async def done(result: SweepResult) -> None:
-        await publish_sweep(memo, runtime, result, {"lastHandledReconcileAt": str(new)})
+        await publish_sweep(status, runtime, result, {"lastHandledReconcileAt": str(new)})
 
     runtime.request_sweep(done)
 
@@ -57,12 +60,11 @@ async def reconcile_projects(new: Any, body: kopf.Body, memo: kopf.Memo, **_: An
         kopf.warn(body, reason="TooManyProjects",
                   message=f"{len(ids)} ids given; at most {MAX_PROJECTS} are reconciled at once")
         ids = ids[:MAX_PROJECTS]
-    runtime = _started(memo)
+    status, runtime = _started(memo)
     reports = await runtime.reconcile(ids, Trigger.ANNOTATION)
-    failed = any(report.action.value in ("error", "conflict") for report in reports)
+    failed = any(report.action in (Action.ERROR, Action.CONFLICT) for report in reports)
     post = kopf.warn if failed else kopf.info
     post(body, reason="ProjectsReconciled", message=reports_summary(reports))
-    status = memo["status"]
     await status.write({"lastProjectReports": [report.as_json() for report in reports]})
 
 
@@ -72,4 +74,4 @@ async def resume_writes(new: Any, memo: kopf.Memo, **_: Any) -> None:
     """Echoed to status.lastHandledResumeWrites once the breaker's document says so."""
     if not new:
         return
-    await _started(memo).resume_writes(str(new))
+    await _started(memo)[1].resume_writes(str(new))

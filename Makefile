@@ -75,9 +75,11 @@ soak-check: $(STAMP)
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken hands-off
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken precondition
 
+## Style, types, and the layers (import-linter's contracts in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check reel_reconciler tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## What `make test` needs from the machine, checked before anything is built: the first
 ## missing one stops make with one line saying how to get it.

@@ -24,7 +24,7 @@ from reel_reconciler import defaults
 from reel_reconciler.config import ConfigError, parse_duration
 from reel_reconciler.logs import add_log_arguments, setup_logging
 from reel_reconciler.operator import GROUP, KOPF_FINALIZER, PLURAL, VERSION
-from reel_reconciler.operator.preflight import check_kube_config
+from reel_reconciler.preflight import check_kube_config
 from reel_reconciler.usage import OneLineParser, fail, invalid
 
 PROG = "reel-reconciler delete-reconciler"

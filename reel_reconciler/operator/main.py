@@ -17,7 +17,7 @@ from reel_reconciler.api.settings import ApiSettings, add_api_arguments, api_set
 from reel_reconciler.config import ConfigError, check_emulator_hosts
 from reel_reconciler.logs import add_log_arguments, setup_logging
 from reel_reconciler.operator.peering import choose_priority
-from reel_reconciler.operator.preflight import check_kube_config, check_ports
+from reel_reconciler.preflight import check_kube_config, check_ports
 from reel_reconciler.runtime.server import start_server
 from reel_reconciler.usage import OneLineParser, fail, port_number, port_problem
 

@@ -195,7 +195,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
         if args.rate is not None:
             spec["rateLimit"] = args.rate
         runtime = start_runtime(spec, env, workdir / "reconciler.log")
-        assert fs.proc is not None and gcs.proc is not None
+        assert fs.proc is not None
+        assert gcs.proc is not None
         groups = {"firestore emulator": fs.proc.pid, "fake-gcs-server": gcs.proc.pid,
                   "reconciler": runtime.pid}  # each leads a process group of its own
         before = {name: cpu_seconds([group]) for name, group in groups.items()}

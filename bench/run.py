@@ -161,6 +161,15 @@ def _load(path: str) -> dict[str, dict[str, Any]]:
         return {row["projectId"]: row for row in map(json.loads, lines)}
 
 
+def _deleted_clips(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
+    """How the two compare on a ready project whose clips were deleted."""
+    if theirs["correctedStatus"] == mine["correctedStatus"]:
+        return "ready with deleted clips: same status"
+    if mine["restoredClips"]:
+        return "ready with deleted clips: ours restores them from GCS (D1)"
+    return "ready with deleted clips: DIFFERENT status"
+
+
 def compare(seed_path: str, sweep_path: str) -> dict[str, int]:
     """Where the seed is right (a claimed clip is gone), the sweep must say the same."""
     seed, ours = _load(seed_path), _load(sweep_path)
@@ -183,12 +192,7 @@ def compare(seed_path: str, sweep_path: str) -> dict[str, int]:
         seed_fix = theirs["action"] == "corrected"
         our_fix = mine["action"] in ("drift", "corrected")
         if theirs["originalStatus"] == "ready" and theirs["missingClips"]:
-            if theirs["correctedStatus"] == mine["correctedStatus"]:
-                tally["ready with deleted clips: same status"] += 1
-            elif mine["restoredClips"]:
-                tally["ready with deleted clips: ours restores them from GCS (D1)"] += 1
-            else:
-                tally["ready with deleted clips: DIFFERENT status"] += 1
+            tally[_deleted_clips(theirs, mine)] += 1
         if seed_fix and our_fix and theirs["correctedStatus"] == mine["correctedStatus"]:
             tally["both correct it the same way"] += 1
         elif seed_fix and our_fix:
@@ -277,7 +281,8 @@ def main(argv: list[str] | None = None) -> int:
 
         env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}",
                "FIRESTORE_EMULATOR_HOST": fs.host, "GOOGLE_CLOUD_PROJECT": GCP_PROJECT}
-        assert fs.proc is not None and gcs.proc is not None
+        assert fs.proc is not None
+        assert gcs.proc is not None
         common = ["--page-size", str(args.page_size), "--process-groups",
                   f"{fs.proc.pid},{gcs.proc.pid}"]
         sample = min(args.seed_sample, args.projects)

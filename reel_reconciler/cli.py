@@ -107,7 +107,7 @@ def _add_watch(commands: Any) -> None:
     add_api_arguments(watch, service_accounts=False)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     common = OneLineParser(add_help=False, parents=[_settings_parent("WARNING")])
     common.add_argument("--dry-run", action="store_true",
                         help="observe mode: report drift, write nothing")
@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reel_reconciler.operator.deletion import main as delete_main
 
         return delete_main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     if args.command == "watch":
         return _watch(args)

@@ -86,6 +86,11 @@ class Listener:
                 log.debug("stop failed", extra={"listener": self.name, "error": str(exc)})
 
     @property
+    def feed(self) -> ChangeFeed | None:
+        """The open change feed, None while stopped."""
+        return self._feed
+
+    @property
     def closed(self) -> bool:
         feed = self._feed
         return feed is None or not feed.is_active

@@ -46,7 +46,7 @@ class StillThere(RuntimeError):
     """The object outlived both waits: finalizers other than Kopf's hold it."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG, description="Delete a ReelReconciler and wait until it is gone; past "
         "--timeout, remove the operator's finalizer (an operator that is not running never "
@@ -142,7 +142,7 @@ class Deleter:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
         timeout = parse_duration(args.timeout).total_seconds()

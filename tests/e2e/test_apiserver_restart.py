@@ -73,7 +73,8 @@ def test_a_spec_change_after_a_silent_apiserver_restart_is_seen(
     kernel closes both ends at once there, and a closed stream is reopened at once.
     """
     server = urllib.parse.urlsplit(kube_cluster.server)
-    assert server.hostname is not None and server.port is not None
+    assert server.hostname is not None
+    assert server.port is not None
     proxy = StallingProxy(server.hostname, server.port).start()
     op = start_operator(_through(proxy, cluster, tmp_path), emulators.env(),
                         tmp_path / "operator.log", "--standalone")

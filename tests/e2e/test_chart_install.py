@@ -42,7 +42,8 @@ def test_helm_install_then_operator_as_the_chart_runs_it(
     pod = client.AppsV1Api(api).read_namespaced_deployment(fullname, namespace).spec.template.spec
     assert pod.service_account_name == fullname
     args = list(pod.containers[0].args)
-    assert f"--namespace={namespace}" in args and "--standalone" in args
+    assert f"--namespace={namespace}" in args
+    assert "--standalone" in args
     op = start_deployed_operator(kube_cluster, api, namespace, fullname, emulators.env(),
                                  tmp_path / "operator.log")
     try:

@@ -220,7 +220,8 @@ def test_without_the_hook_the_reconciler_is_left_terminating(
                           cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     stuck = release.reconciler()
-    assert stuck is not None and stuck["metadata"].get("deletionTimestamp"), stuck
+    assert stuck is not None, stuck
+    assert stuck["metadata"].get("deletionTimestamp"), stuck
     assert KOPF_FINALIZER in stuck["metadata"]["finalizers"]
 
     ran = subprocess.run(

@@ -261,7 +261,8 @@ def test_token_kubeconfig_identifies_the_service_account(
         review = client.AuthenticationV1Api(api).create_self_subject_review(
             client.V1SelfSubjectReview()
         )
-    assert review.status is not None and review.status.user_info is not None
+    assert review.status is not None
+    assert review.status.user_info is not None
     assert review.status.user_info.username == f"system:serviceaccount:{namespace}:whoami"
 
 

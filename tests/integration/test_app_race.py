@@ -89,7 +89,8 @@ def test_live_generation_is_never_written_and_ends_ready(world: World, app: Reel
         assert generation.join() == "completed"
     assert writes(engine, "p-live") == []
     # The last reconcile may read the finished project: no_change is fine, a write is not.
-    assert len(reports) > 5 and all(r.action in (Action.SKIPPED, Action.NO_CHANGE)
+    assert len(reports) > 5
+    assert all(r.action in (Action.SKIPPED, Action.NO_CHANGE)
                                     for r in reports)
     assert sum(r.action is Action.SKIPPED for r in reports) >= len(reports) - 1
     doc = world.project("p-live")
@@ -126,9 +127,11 @@ def test_partial_failure_keeps_error_message_and_clips(world: World, app: ReelAp
     settled = engine_for(world)
     for _ in range(3):
         report = settled.reconcile("p-fail", Trigger.CLI)
-        assert report.action is Action.NO_CHANGE and report.corrected_status == "error"
+        assert report.action is Action.NO_CHANGE
+        assert report.corrected_status == "error"
     assert sweep(settled).actions == {"no_change": 1}
-    assert writes(engine, "p-fail") == [] and writes(settled, "p-fail") == []
+    assert writes(engine, "p-fail") == []
+    assert writes(settled, "p-fail") == []
     doc = world.project("p-fail")
     assert doc["status"] == "error"
     assert "quota exceeded" in doc["errorInfo"]["message"]
@@ -142,7 +145,8 @@ def test_zombie_worker_is_not_fought_and_its_result_stands(world: World, app: Re
     cleanup = cleanup_stale_jobs(engine)
     assert cleanup.stale_jobs == [generation.job_id]
     job = world.job(generation.job_id)
-    assert job["status"] == "failed" and job["timedOutAt"] == job["updatedAt"]
+    assert job["status"] == "failed"
+    assert job["timedOutAt"] == job["updatedAt"]
     assert world.project("p-zombie")["status"] == "error"
     assert "after 1 of 3 clips" in world.project("p-zombie")["errorInfo"]["message"]
 
@@ -166,7 +170,8 @@ def test_zombie_after_the_apps_own_cleanup(world: World, app: ReelApp) -> None:
     assert app.timeout_cleanup(minutes=0.005) == [generation.job_id]
     # Hands off while the app's marking is recent: the app already set a sane error.
     report = engine.reconcile("p-cron", Trigger.CLI)
-    assert report.action is Action.SKIPPED and "revived" in (report.reason or "")
+    assert report.action is Action.SKIPPED
+    assert "revived" in (report.reason or "")
     generation.resume()
     with reconciling(engine, "p-cron"):
         assert generation.join() == "completed"
@@ -183,7 +188,8 @@ def test_worker_dead_after_the_apps_cleanup_keeps_the_apps_message(world: World,
     generation.join()
     time.sleep(2.5)
     report = engine.reconcile("p-dead", Trigger.SWEEP)
-    assert report.action is Action.NO_CHANGE and report.corrected_status == "error"
+    assert report.action is Action.NO_CHANGE
+    assert report.corrected_status == "error"
     assert world.project("p-dead")["errorInfo"]["message"].startswith("Generation timed out")
 
 
@@ -217,7 +223,8 @@ def test_stitch_that_never_finishes_heals_after_its_timeout(world: World, app: R
     app.stitch("p-st")
     engine = engine_for(world, stitch_timeout="2s")
     fresh = engine.reconcile("p-st", Trigger.CLI)
-    assert fresh.action is Action.SKIPPED and "stitch in progress" in (fresh.reason or "")
+    assert fresh.action is Action.SKIPPED
+    assert "stitch in progress" in (fresh.reason or "")
     time.sleep(2.2)
     healed = engine.reconcile("p-st", Trigger.CLI)
     assert healed.action is Action.CORRECTED
@@ -270,7 +277,8 @@ def test_regenerate_route_before_its_job_is_left_alone(world: World, app: ReelAp
     assert forced.action is Action.SKIPPED
     assert "generation starting" in (forced.reason or "")
     by_cli = cli("reconcile", "p-regen", "--output", "json", env={"REEL_SETTLE": "5s"})
-    assert '"skipped"' in by_cli.stdout and "generation starting" in by_cli.stdout
+    assert '"skipped"' in by_cli.stdout
+    assert "generation starting" in by_cli.stdout
     with reconciling(engine, "p-regen"):
         regenerate.start()
         assert regenerate.run() == "completed"
@@ -315,10 +323,12 @@ def race_live_and_failing(world: World, app: ReelApp, runtime: ReconcilerRuntime
     assert (ok.join(), bad.join()) == ("completed", "failed")
     time.sleep(2.5)  # past the settle window, for the last events to be judged
     assert runtime.engine is not None
-    assert writes(runtime.engine, "p-ok") == [] and writes(runtime.engine, "p-bad") == []
+    assert writes(runtime.engine, "p-ok") == []
+    assert writes(runtime.engine, "p-bad") == []
     assert world.project("p-ok")["status"] == "ready"
     bad_doc = world.project("p-bad")
-    assert bad_doc["status"] == "error" and "quota" in bad_doc["errorInfo"]["message"]
+    assert bad_doc["status"] == "error"
+    assert "quota" in bad_doc["errorInfo"]["message"]
 
 
 def spec_of(world: World, **storage: Any) -> ReconcilerSpec:
@@ -391,8 +401,10 @@ def test_a_correction_the_app_keeps_undoing_is_held_not_fought(world: World,
     finally:
         history.stop()
     [held] = told
-    assert held.action is Action.SKIPPED and DriftKind.FLAPPING in held.drift_kinds
-    assert held.held_until is not None and (held.reason or "").startswith("flapping:")
+    assert held.action is Action.SKIPPED
+    assert DriftKind.FLAPPING in held.drift_kinds
+    assert held.held_until is not None
+    assert (held.reason or "").startswith("flapping:")
     assert metric(text, "reel_reconciler_flapping_holds_total", reconciler=label) == 1
     assert metric(text, "reel_reconciler_drift_detected_total", reconciler=label,
                   kind="flapping") >= 1

@@ -79,7 +79,8 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
 
     resumed = cli("resume-writes", "checked-the-bucket", "--reconciler", name)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stdout and "lists nothing" in resumed.stdout
+    assert "resumed" in resumed.stdout
+    assert "lists nothing" in resumed.stdout
     fixed.breaker.load()
     done = sweep(fixed)
     assert done.actions[Action.CORRECTED.value] == REALLY_GONE

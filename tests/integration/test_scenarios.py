@@ -42,7 +42,8 @@ def test_scenario2_partial_generation_with_live_worker_is_untouched(world: World
                             job_status="processing", job_updated_ago=timedelta(minutes=1))
     before = world.update_time("p2")
     report = make_engine().reconcile("p2", Trigger.CLI)
-    assert report.action is Action.SKIPPED and "active job" in (report.reason or "")
+    assert report.action is Action.SKIPPED
+    assert "active job" in (report.reason or "")
     assert world.update_time("p2") == before
 
 
@@ -85,7 +86,8 @@ def test_scenario4_false_claims(world: World, make_engine: Make) -> None:
     assert doc["status"] == "draft"
     assert [i for i, c in enumerate(doc["clipFilenames"]) if c is None] == [2, 9, 14]
     assert report.missing_clips == [paths[2], paths[9], paths[14]]
-    assert report.verified_clips == 12 and report.claimed_clips == 15
+    assert report.verified_clips == 12
+    assert report.claimed_clips == 15
 
 
 def test_d2_storage_outage_is_an_error_not_a_missing_clip(

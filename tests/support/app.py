@@ -86,7 +86,7 @@ class ReelApp:
     def _project(self, project_id: str) -> Any:
         return self.world.projects().document(project_id)
 
-    def _job(self, job_id: str) -> Any:
+    def job_ref(self, job_id: str) -> Any:
         return self.world.jobs().document(job_id)
 
     def update_project(self, project_id: str, fields: dict[str, Any]) -> None:
@@ -98,7 +98,7 @@ class ReelApp:
 
     def update_job(self, job_id: str, fields: dict[str, Any]) -> None:
         with self.gate.writing():
-            self._job(job_id).update({**fields, "updatedAt": NOW})
+            self.job_ref(job_id).update({**fields, "updatedAt": NOW})
 
     def put_object(self, name: str) -> str:
         with self.gate.writing():
@@ -231,7 +231,7 @@ class Generation:
         return self
 
     def _create_job(self, n: int) -> None:
-        self.app._job(self.job_id).set({
+        self.app.job_ref(self.job_id).set({
             "jobId": self.job_id, "projectId": self.project_id, "userId": self.user,
             "userEmail": f"{self.user}@example.com", "status": "queued", "promptCount": n,
             "completedPrompts": 0, "failedPrompts": 0, "clipRelativePaths": [],

@@ -42,7 +42,7 @@ def raw(**response: Any) -> Any:
 
 
 def send(target: ChangeFeed, **response: Any) -> None:
-    target._handle(raw(**response))
+    target.handle(raw(**response))
 
 
 def changed(doc_id: str, project: str = "p-1", *, removed: bool = False,
@@ -107,7 +107,7 @@ def test_a_document_leaving_reports_the_fields_last_seen() -> None:
     send(f, **consistent(b"t2"))
     assert seen.batches[-1] == [Change("a", False, {"projectId": "p-a"}),
                                 Change("b", False, {"projectId": "p-b"})]
-    assert f._resume_token == b"t2"
+    assert f.resume_token == b"t2"
 
 
 def test_leaving_a_set_never_joined_is_not_a_change() -> None:
@@ -122,7 +122,7 @@ def test_a_reset_reports_the_members_the_server_does_not_resend_as_gone() -> Non
     f, seen = feed()
     initial(f, "a", "b", "c")
     send(f, **target(Kind.RESET, target_ids=[TARGET_ID]))
-    assert f._resume_token is None
+    assert f.resume_token is None
     send(f, **changed("b", project="p-b"))
     send(f, **changed("c", project="p-c2", version=2))
     send(f, **consistent())
@@ -151,9 +151,9 @@ def test_a_filter_count_that_disagrees_starts_over_and_one_that_agrees_does_not(
     f, seen = feed()
     initial(f, "a", "b")
     send(f, **changed("c"))
-    assert f._handle(raw(filter={"target_id": TARGET_ID, "count": 3}))
-    assert not f._handle(raw(filter={"target_id": TARGET_ID, "count": 2}))
-    assert f._resume_token is None  # the stream is opened again without it
+    assert f.handle(raw(filter={"target_id": TARGET_ID, "count": 3}))
+    assert not f.handle(raw(filter={"target_id": TARGET_ID, "count": 2}))
+    assert f.resume_token is None  # the stream is opened again without it
     # the server resends what matches: the member it leaves out is reported gone
     send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
     send(f, **changed("b", project="p-b"))
@@ -177,9 +177,12 @@ def test_no_field_list_decodes_every_field_and_changes_carry_their_times() -> No
     initial(f, "a")
     [[first]] = recorder.batches
     assert first.data == {"projectId": "p-a", "status": "processing"}
-    assert first.at is not None and first.at.timestamp() == 1
+    assert first.at is not None
+    assert first.at.timestamp() == 1
     send(f, **changed("a", removed=True))
     send(f, **target(Kind.NO_CHANGE, read_time=timestamp_pb2.Timestamp(seconds=7),
                      resume_token=b"u"))
     [gone] = recorder.batches[-1]
-    assert not gone.present and gone.at is not None and gone.at.timestamp() == 7
+    assert not gone.present
+    assert gone.at is not None
+    assert gone.at.timestamp() == 7

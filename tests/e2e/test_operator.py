@@ -32,7 +32,7 @@ from tests.support.harness import (
     wait_for,
 )
 from tests.support.notifications import Notifications
-from tests.support.patience import bound
+from tests.support.patience import bound, holds
 from tests.support.seed import World
 
 pytestmark = pytest.mark.cluster
@@ -232,8 +232,8 @@ def test_suspend_stops_all_work(operator: Operator, world: World) -> None:
     assert operator.condition("paused", "Ready")["reason"] == "Suspended"  # type: ignore[index]
     world.generated_project("stuck", status="generating", prompts=1, in_gcs=1, in_db=0,
                             job_status="failed", job_created_ago=timedelta(hours=1))
-    time.sleep(3)
-    assert world.project("stuck")["status"] == "generating"
+    holds(lambda: world.project("stuck")["status"] == "generating", 3,
+          "a suspended reconciler leaving the stuck project alone")
     operator.api.patch_namespaced_custom_object(GROUP, VERSION, operator.namespace, PLURAL,
                                                 "paused", {"spec": {"suspend": False}})
     wait_for(lambda: world.project("stuck")["status"] == "ready", 30,

@@ -34,7 +34,7 @@ from tests.support.harness import (
     stop_operator,
     wait_for,
 )
-from tests.support.patience import bound
+from tests.support.patience import bound, holds
 from tests.support.seed import World
 
 pytestmark = pytest.mark.cluster
@@ -282,9 +282,7 @@ def test_two_replicas_with_default_priorities_keep_exactly_one_running(
         both = (first, second)
         wait_for(lambda: sum(_running(op) for op in both) == 1, 60,
                  lambda: f"exactly one replica running\n{first.logs()}\n{second.logs()}")
-        for _ in range(10):
-            time.sleep(1)
-            assert sum(_running(op) for op in both) == 1
+        holds(lambda: sum(_running(op) for op in both) == 1, 10, "exactly one replica running")
     finally:
         if second is not None:
             stop_operator(second)

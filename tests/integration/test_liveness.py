@@ -27,7 +27,7 @@ from tests.support.drifted import (
 )
 from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
-from tests.support.patience import bound
+from tests.support.patience import bound, holds
 from tests.support.seed import World
 from tests.support.watching import start_watch
 
@@ -80,7 +80,14 @@ def test_one_process_alone_has_no_heartbeat_conflict(emulators: Emulators, world
     alone = start_watch(emulators, world, tmp_path / "alone.log", "--settle", "0s")
     try:
         alone.wait_ready()
-        time.sleep(8)  # the heartbeat interval is 5 s: at least one beat after the first
+
+        def beat() -> float:
+            return metric(alone.get("/metrics").text,
+                          "reel_reconciler_listener_last_event_timestamp_seconds",
+                          listener="heartbeat")
+
+        first = wait_for(beat, 10, "the first heartbeat")
+        wait_for(lambda: beat() > first, 10, "a heartbeat after the first")  # every 5 s
         text = alone.get("/metrics").text
         assert metric(text, "reel_reconciler_heartbeat_conflicts_total") == 0
         assert alone.get("/livez").status_code == 200
@@ -127,9 +134,8 @@ def test_a_hung_watchdog_timer_fails_liveness(world: World) -> None:
         return requests.get(f"http://127.0.0.1:{port}/livez", timeout=5)
 
     with runtime_with(world, Hooks(on_tick=on_tick)) as (_, port):
-        time.sleep(1)
-        assert livez(port).status_code == 200
-        assert not stalled()
+        holds(lambda: livez(port).status_code == 200 and not stalled(), 1,
+              "/livez while the watchdog turns")
         turning.clear()
         hung = wait_for(lambda: livez(port).json()["stalled"], 30,
                         "/livez to fail while the watchdog hangs")

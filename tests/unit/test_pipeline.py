@@ -16,6 +16,7 @@ from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.logs import CHANGES
 from reel_reconciler.model import Action, Report, Trigger
 from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
+from tests.support.patience import bound
 
 NOW = EPOCH + timedelta(days=1)
 ROOT = "reel-maker"
@@ -156,12 +157,13 @@ def test_each_project_records_its_own_duration() -> None:
         stuck(projects, objects, project_id)
     projects.put_project("calm", {"userId": "u1", "status": "draft", "promptList": ["a"],
                                   "clipFilenames": [None]})
-    objects.slow[f"{ROOT}/u1/slow/"] = 0.3
+    listing = bound(0.3)
+    objects.slow[f"{ROOT}/u1/slow/"] = listing
     engine.reconcile_many(["calm", "slow", "fast"], Trigger.LISTENER)
     seconds = {report.project_id: taken for report, taken in kept.seen}
-    assert seconds["calm"] < 0.1, "a project decided before the slow listing waits for it"
-    assert seconds["slow"] >= 0.3
-    assert seconds["fast"] >= 0.3
+    assert seconds["calm"] < listing, "a project decided before the slow listing waits for it"
+    assert seconds["slow"] >= listing
+    assert seconds["fast"] >= listing
 
 
 def test_dry_run_and_the_sweeps_reads_write_nothing() -> None:

@@ -34,7 +34,7 @@ from google.cloud import firestore
 from bench.data import Generator, Project
 from bench.measure import cpu_seconds
 from bench.run import BATCH, BUCKET, GCP_PROJECT, REPO, start_gcs
-from tests.support.emulators import Emulator, firestore_emulator
+from devkit.emulators import Emulator, firestore_emulator
 
 PROJECTS = "reel_maker_projects"
 JOBS = "reel_maker_jobs"

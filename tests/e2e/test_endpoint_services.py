@@ -16,13 +16,13 @@ import requests
 import yaml
 from kubernetes import client
 
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from tests.cluster.fixtures import eventually, service_account_kubeconfig
 from tests.support import harness
-from tests.support.emulators import Emulators, free_port
 from tests.support.endpoint import ANONYMOUS_401, error_of, refused_logins
 from tests.support.harness import Cluster, Operator
 from tests.support.patience import bound
-from tests.support.seed import World
 from tests.support.tokens import TokenMint, published_keys
 
 pytestmark = pytest.mark.cluster

@@ -15,8 +15,10 @@ import pytest
 import requests
 from kubernetes import client
 
-from tests.support.app import ReelApp
-from tests.support.emulators import Emulators, firestore_emulator
+from devkit.app import ReelApp
+from devkit.emulators import Emulators, firestore_emulator
+from devkit.notifications import Notifications
+from devkit.seed import World
 from tests.support.harness import (
     GROUP,
     PLURAL,
@@ -31,9 +33,7 @@ from tests.support.harness import (
     stop_operator,
     wait_for,
 )
-from tests.support.notifications import Notifications
 from tests.support.patience import bound, holds
-from tests.support.seed import World
 
 pytestmark = pytest.mark.cluster
 

@@ -16,6 +16,8 @@ import pytest
 import requests
 from kubernetes import client
 
+from devkit.emulators import Emulators
+from devkit.seed import World
 from reel_reconciler.operator import GROUP, PLURAL, REQUESTED_AT, VERSION
 from tests.support.drifted import (
     UNBRAKED,
@@ -23,7 +25,6 @@ from tests.support.drifted import (
     seed_drifted,
     written_times,
 )
-from tests.support.emulators import Emulators
 from tests.support.harness import (
     Cluster,
     Operator,
@@ -35,7 +36,6 @@ from tests.support.harness import (
     wait_for,
 )
 from tests.support.patience import bound, holds
-from tests.support.seed import World
 
 pytestmark = pytest.mark.cluster
 

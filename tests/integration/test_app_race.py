@@ -18,6 +18,10 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from devkit.app import Generation, ReelApp, Timing
+from devkit.history import History
+from devkit.notifications import Notifications
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from reel_reconciler.model import Action, DriftKind, Report
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
@@ -25,14 +29,10 @@ from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import settings_for
 from tests.soak.checker import Timing as CheckerTiming
 from tests.soak.checker import check
-from tests.soak.history import History
-from tests.support.app import Generation, ReelApp, Timing
 from tests.support.harness import metric
-from tests.support.notifications import Notifications
 from tests.support.patience import bound, wait_for
 from tests.support.recording import RecordingFirestore, recording_engine
 from tests.support.running import running
-from tests.support.seed import World
 
 Cli = Callable[..., Any]
 
@@ -86,7 +86,7 @@ def test_live_generation_is_never_written_and_ends_ready(world: World, app: Reel
     generation = app.generation("p-live").start()
     with reconciling(engine, "p-live") as reports:
         generation.run_in_thread()
-        assert generation.join() == "completed"
+        assert generation.join(bound(60)) == "completed"
     assert writes(engine, "p-live") == []
     # The last reconcile may read the finished project: no_change is fine, a write is not.
     assert len(reports) > 5
@@ -108,7 +108,7 @@ def test_live_generation_raced_by_the_cli(world: World, app: ReelApp, cli: Cli) 
     while not generation.finished.is_set():
         outputs.append(cli("reconcile", "p-cli", "--output", "json",
                            env={"REEL_SETTLE": "5s"}))
-    generation.join()
+    generation.join(bound(60))
     assert outputs
     for done in outputs:
         assert done.returncode == 0, done.stderr
@@ -123,7 +123,7 @@ def test_partial_failure_keeps_error_message_and_clips(world: World, app: ReelAp
     generation = app.generation("p-fail", fail_at=2).start()
     with reconciling(engine, "p-fail"):
         generation.run_in_thread()
-        assert generation.join() == "failed"
+        assert generation.join(bound(60)) == "failed"
     settled = engine_for(world)
     for _ in range(3):
         report = settled.reconcile("p-fail", Trigger.CLI)
@@ -153,7 +153,7 @@ def test_zombie_worker_is_not_fought_and_its_result_stands(world: World, app: Re
     resumed = time.monotonic()
     generation.resume()
     with reconciling(engine, "p-zombie") as reports:
-        assert generation.join() == "completed"
+        assert generation.join(bound(60)) == "completed"
     assert len(writes(engine, "p-zombie", since=resumed)) <= 1
     assert any("revived" in (r.reason or "") for r in reports)
     doc = world.project("p-zombie")
@@ -174,7 +174,7 @@ def test_zombie_after_the_apps_own_cleanup(world: World, app: ReelApp) -> None:
     assert "revived" in (report.reason or "")
     generation.resume()
     with reconciling(engine, "p-cron"):
-        assert generation.join() == "completed"
+        assert generation.join(bound(60)) == "completed"
     assert writes(engine, "p-cron") == []
     assert world.project("p-cron")["status"] == "ready"
 
@@ -185,7 +185,7 @@ def test_worker_dead_after_the_apps_cleanup_keeps_the_apps_message(world: World,
     generation = hung_after_one_clip(app, "p-dead")
     app.timeout_cleanup(minutes=0)
     generation.crash()
-    generation.join()
+    generation.join(bound(60))
     time.sleep(2.5)
     report = engine.reconcile("p-dead", Trigger.SWEEP)
     assert report.action is Action.NO_CHANGE
@@ -203,7 +203,7 @@ def test_scenario1_clips_under_an_older_job_end_ready(world: World, app: ReelApp
     second = app.generation("p-s1", wipe=True, hang_at=0).start().run_in_thread()
     assert second.hanging.wait(bound(10))
     second.crash()
-    second.join()
+    second.join(bound(60))
     assert world.project("p-s1")["clipFilenames"] == []
     time.sleep(2.2)
     done = cli("cleanup-stale-jobs", "--output", "json", env={"REEL_STALE_TIMEOUT": "2s"})
@@ -320,7 +320,7 @@ def race_live_and_failing(world: World, app: ReelApp, runtime: ReconcilerRuntime
     app.create_project("p-bad", prompts=4)
     ok = app.generation("p-ok").start().run_in_thread()
     bad = app.generation("p-bad", fail_at=2).start().run_in_thread()
-    assert (ok.join(), bad.join()) == ("completed", "failed")
+    assert (ok.join(bound(60)), bad.join(bound(60))) == ("completed", "failed")
     time.sleep(2.5)  # past the settle window, for the last events to be judged
     assert runtime.engine is not None
     assert writes(runtime.engine, "p-ok") == []

@@ -13,6 +13,8 @@ from datetime import datetime
 
 from prometheus_client import generate_latest
 
+from devkit.notifications import Notifications
+from devkit.seed import World
 from reel_reconciler.engine import sweep
 from reel_reconciler.engine.connect import connect
 from reel_reconciler.model import Action
@@ -25,10 +27,8 @@ from tests.support.drifted import (
     seed_drifted,
 )
 from tests.support.harness import metric, wait_for
-from tests.support.notifications import Notifications
 from tests.support.patience import holds
 from tests.support.running import running
-from tests.support.seed import World
 
 PROJECTS = 5_000
 REALLY_GONE = 10

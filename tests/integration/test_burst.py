@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
+from devkit.emulators import Emulators, fake_gcs_server, firestore_emulator
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger
 from reel_reconciler.model import Action
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 from tests.conftest import settings_for
-from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from devkit.seed import World
 from reel_reconciler.engine.changelog import loggable, rfc3339
-from tests.support.seed import World
 
 Cli = Callable[..., CompletedProcess[str]]
 

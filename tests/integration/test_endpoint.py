@@ -18,15 +18,16 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
-from reel_reconciler.model import Action
-from tests.support.app import ReelApp, Timing
-from tests.support.emulators import (
+from devkit.app import ReelApp, Timing
+from devkit.emulators import (
     Emulator,
     Emulators,
     MissingPrerequisite,
     firebase_auth_emulator,
     free_port,
 )
+from devkit.seed import World
+from reel_reconciler.model import Action
 from tests.support.endpoint import (
     ANONYMOUS_401,
     SEED_KEYS,
@@ -37,7 +38,6 @@ from tests.support.endpoint import (
 )
 from tests.support.harness import metric
 from tests.support.patience import bound, wait_for
-from tests.support.seed import World
 from tests.support.tokens import TokenMint, b64, compact, emulator_user, published_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -299,7 +299,7 @@ def test_a_live_generation_raced_through_the_endpoint_is_never_written(
             answer = endpoint.reconcile("p-live", mint.token("alice"))
             assert answer.status_code == 200, answer.text
             actions.append(answer.json()["report"])
-        assert generation.join() == "completed"
+        assert generation.join(bound(60)) == "completed"
     assert actions, actions
     assert all(r["action"] in ("skipped", "no_change") for r in actions), actions
     assert any(r["action"] == "skipped" and r.get("reason") for r in actions)

@@ -16,10 +16,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 import reel_reconciler.stores.paging as paging
+from devkit.seed import World
 from reel_reconciler.engine import Engine
 from reel_reconciler.stores.connection import Connection, connect
 from reel_reconciler.stores.firestore import FirestoreStore
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 

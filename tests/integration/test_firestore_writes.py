@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devkit.seed import World
 from reel_reconciler.engine import Engine
 from reel_reconciler.stores import Conflict
 from reel_reconciler.stores.values import Reference
 from tests.integration.test_firestore_stream import EVERY_TYPE
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.emulators import free_port
-from tests.support.seed import World
+from devkit.emulators import free_port
+from devkit.seed import World
 
 Cli = Callable[..., CompletedProcess[str]]
 REPO = Path(__file__).resolve().parents[2]

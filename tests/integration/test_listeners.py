@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulators import Emulators, firestore_emulator
+from devkit.seed import World
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.stores.changefeed import Change
 from reel_reconciler.stores.firestore import FirestoreStore
 from tests.conftest import settings_for
-from tests.support.emulators import Emulators, firestore_emulator
 from tests.support.patience import bound
-from tests.support.seed import World
 
 
 class Inbox:

@@ -14,6 +14,8 @@ from pathlib import Path
 import requests
 from prometheus_client import generate_latest
 
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
 from reel_reconciler.runtime.liveness import stalled
 from reel_reconciler.runtime.server import start_server
@@ -25,10 +27,8 @@ from tests.support.drifted import (
     seed_drifted,
     written_times,
 )
-from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
 from tests.support.patience import bound, holds
-from tests.support.seed import World
 from tests.support.watching import start_watch
 
 DRIFTED = 10_000

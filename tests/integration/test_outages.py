@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from devkit.emulators import Emulator, Emulators, firestore_emulator
+from devkit.seed import World
 from tests.conftest import REPO
-from tests.support.emulators import Emulator, Emulators, firestore_emulator
 from tests.support.patience import bound
-from tests.support.seed import World
 
 READY = 40
 PIPE_BYTES = 4096

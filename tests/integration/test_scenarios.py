@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulators import fake_gcs_server
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger
 from reel_reconciler.model import Action, DriftKind
 from reel_reconciler.stores.gcs import GcsStore
-from tests.support.emulators import fake_gcs_server
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 

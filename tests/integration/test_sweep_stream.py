@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger, sweep
 from reel_reconciler.model import Action, Report
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.emulators import Emulators, free_port
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from tests.support.harness import metric, wait_for
 from tests.support.patience import bound
-from tests.support.seed import World
 from tests.support.watching import Watch, start_watch
 
 REPO = Path(__file__).resolve().parents[2]

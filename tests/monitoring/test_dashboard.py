@@ -32,6 +32,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from devkit.app import ReelApp
+from devkit.emulators import Emulator, Emulators, fake_gcs_server, free_port
+from devkit.notifications import Notifications
+from devkit.seed import World, now
 from reel_reconciler.api.app import start_api
 from reel_reconciler.api.settings import ApiSettings
 from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
@@ -61,11 +65,7 @@ from tests.monitoring.render_dashboard import (
     substitute,
 )
 from tests.monitoring.test_alerts import ALERTS
-from tests.support.app import ReelApp
-from tests.support.emulators import Emulator, Emulators, fake_gcs_server, free_port
-from tests.support.notifications import Notifications
 from tests.support.patience import bound, wait_for
-from tests.support.seed import World, now
 
 T = TypeVar("T")
 

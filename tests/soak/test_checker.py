@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from devkit.history import History, Version
 from tests.soak.checker import Stuck, Timing, Verdict, check
-from tests.soak.history import History, Version
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TIMING = Timing(stale=timedelta(seconds=8), settle=timedelta(seconds=2),

@@ -9,9 +9,9 @@ from typing import Any
 
 import requests
 
-from tests.support.emulators import Emulators, free_port
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from tests.support.patience import bound
-from tests.support.seed import World
 from tests.support.watching import Watch, start_watch
 
 SEED_KEYS = ["projectId", "originalStatus", "correctedStatus", "claimedClips", "verifiedClips",

@@ -16,9 +16,11 @@ NOT_METRICS = {"reconciler", "user", "service", "unknown"}
 
 
 def registered() -> set[str]:
-    """Our metric names (without the prefix) as the registry exposes them."""
-    text = generate_latest(REGISTRY).decode()
-    return set(re.findall(rf"^# TYPE {metrics.PREFIX}(\w+) ", text, flags=re.MULTILINE))
+    """Our metric names (without the prefix) as the registry has them; a counter's family is
+    named without its `_total`."""
+    return {family.name.removeprefix(metrics.PREFIX) + ("_total" if family.type == "counter"
+                                                        else "")
+            for family in REGISTRY.collect() if family.name.startswith(metrics.PREFIX)}
 
 
 def documented() -> set[str]:

@@ -10,7 +10,7 @@ metadata (404 if absent), and get a bucket. Like GCS it answers with only the `f
 for (a partial response: `items(name,size),nextPageToken`). Objects come from a manifest
 written by `bench.run`: one `name<TAB>size<TAB>updated` line each.
 
-    python -m bench.gcs_server --port 4443 --bucket reel-bench --manifest objects.tsv
+    python -m devkit.gcs_server --port 4443 --bucket reel-bench --manifest objects.tsv
 """
 
 from __future__ import annotations

@@ -21,8 +21,7 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from tests.support.patience import bound
-from tests.support.seed import CLIP_BYTES, World
+from devkit.seed import CLIP_BYTES, World
 
 NOW = firestore.SERVER_TIMESTAMP
 
@@ -276,9 +275,11 @@ class Generation:
         self.crashed = True
         self.resumed.set()
 
-    def join(self, timeout: float = 60) -> str | None:
+    def join(self, timeout: float) -> str | None:
+        """The worker's outcome once its thread ends; `timeout` is the caller's (tests scale
+        theirs with their patience)."""
         assert self._thread is not None, "the worker was not started in a thread"
-        self._thread.join(bound(timeout))
+        self._thread.join(timeout)
         assert not self._thread.is_alive(), f"worker {self.job_id} still running"
         return self.outcome
 

@@ -128,7 +128,7 @@ def firestore_emulator(workdir: Path, port: int | None = None) -> Emulator:
     )
 
 
-FIREBASE_CLI = Path(__file__).resolve().parents[2] / ".cache/firebase/node_modules/.bin/firebase"
+FIREBASE_CLI = Path(__file__).resolve().parents[1] / ".cache/firebase/node_modules/.bin/firebase"
 
 
 def firebase_auth_emulator(workdir: Path, project: str, port: int | None = None) -> Emulator:

@@ -12,7 +12,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from bench.gcs_server import Bucket, Handler, parse_fields, select
+from devkit.gcs_server import Bucket, Handler, parse_fields, select
 
 
 def test_fields_select_nested_keys_of_every_item() -> None:

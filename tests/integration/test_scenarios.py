@@ -229,10 +229,10 @@ def test_stale_job_touched_concurrently_is_not_failed(world: World, make_engine:
     # The worker heartbeats after our read: the precondition must stop the failure.
     world.jobs().document(job).update({"updatedAt": world.job(job)["createdAt"]
                                        + timedelta(hours=2)})
-    from reel_reconciler.engine.stale import _mark_failed
+    from reel_reconciler.engine.stale import mark_failed
     from reel_reconciler.model import Job
 
-    assert _mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time), doc.data) is False
+    assert mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time), doc.data) is False
     assert world.job(job)["status"] == "processing"
     assert cleanup_stale_jobs(engine).stale_jobs == []
 

@@ -33,6 +33,7 @@ from typing import Any
 from google.cloud import firestore
 
 from bench.data import CLIP_SIZE, Generator, Project
+from devkit import gcs_server
 from devkit.emulators import Emulator, fake_gcs_binary, firestore_emulator, free_port
 
 REPO = Path(__file__).resolve().parent.parent
@@ -114,8 +115,8 @@ def start_gcs(kind: str, workdir: Path, objects: list[tuple[str, str]]) -> Emula
         with manifest.open("w", encoding="utf-8") as out:
             for name, stamp in objects:
                 out.write(f"{name}\t{CLIP_SIZE}\t{stamp}\n")
-        argv = [sys.executable, str(Path(__file__).with_name("gcs_server.py")),
-                "--port", str(port), "--bucket", BUCKET, "--manifest", str(manifest)]
+        argv = [sys.executable, gcs_server.__file__, "--port", str(port), "--bucket", BUCKET,
+                "--manifest", str(manifest)]
         server = Emulator("bench-gcs", argv, port, f"/storage/v1/b/{BUCKET}",
                           workdir / "gcs-server.log")
     else:

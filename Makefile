@@ -52,11 +52,11 @@ web-client: $(WEB)/node_modules/.package-lock.json
 
 ## Render deploy/ from the chart.
 manifests: $(STAMP)
-	$(BIN)/python -m tests.support.manifests
+	$(BIN)/python -m tools.manifests
 
 ## Both emulators, `watch`, the app simulator live: projects go wrong and heal; before/after.
 demo: $(STAMP)
-	$(BIN)/python -m tests.support.demo
+	$(BIN)/python -m tools.demo
 
 ## Seed app-shaped data, time the seed's per-clip approach against the streaming sweep.
 ## BENCH_ARGS="--projects 10000" (or 100000 --seed-sample 2000) for bigger runs.
@@ -92,9 +92,11 @@ soak-check: $(STAMP)
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken hands-off
 	$(BIN)/python -m tests.soak.run --duration $(SOAK_CHECK_DURATION) --broken precondition
 
+## Style, types, and the layers (import-linter's contracts in pyproject.toml).
 lint: $(STAMP)
-	$(BIN)/ruff check reel_reconciler tests bench
+	$(BIN)/ruff check reel_reconciler tests bench devkit tools
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 ## What `make test` needs from the machine, checked before anything is built: the first
 ## missing one stops make with one line saying how to get it.

@@ -129,42 +129,11 @@ class Generator:
         if kind == "invalid":
             doc["status"] = "exploded"
             return project
-        for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):  # regenerations: older jobs, old clips
-            old_age = timedelta(days=rng.randint(2, 30))
-            old_n = rng.choice([n, max(1, n - 2)])
-            old = _job_id(rng)
-            old_clips = [self._clip(user, pid, old, i) for i in range(old_n) if rng.random() < .3]
-            project.objects += old_clips
-            job = self._job(pid, user, rng.choice(["completed", "failed"]), old_n, old_age,
-                            old_age, old_clips)
-            job["jobId"] = old
-            project.jobs.append(job)
+        self._regenerations(project, n)
         job_id = _job_id(rng)
         clips = [self._clip(user, pid, job_id, i) for i in range(n)]
         age = timedelta(hours=rng.randint(2, 48))
-        status, claimed, present, job_status, updated = "ready", n, n, "completed", age
-        if kind == "ready_deleted_clips":
-            present = n
-            gone = set(rng.sample(range(n), min(n, rng.randint(1, 3))))
-            project.objects += [c for i, c in enumerate(clips) if i not in gone]
-        elif kind == "draft_partial":
-            status, claimed, present, job_status = "draft", rng.randint(0, n - 1), 0, "failed"
-            present = claimed
-        elif kind == "generating_stuck":
-            status, job_status, updated = "generating", "processing", timedelta(hours=3)
-            present = rng.randint(0, n)
-            claimed = rng.randint(0, present)
-        elif kind == "generating_active":
-            status, job_status, updated = "generating", "processing", timedelta(minutes=1)
-            present = rng.randint(0, n - 1)
-            claimed = present
-        elif kind == "generating_lost_paths":
-            status, claimed = "generating", 0
-        elif kind == "error":
-            status, claimed, present, job_status = "error", 0, 0, "failed"
-            doc["errorInfo"] = {"message": "Generation failed: quota exceeded"}
-        if kind != "ready_deleted_clips":
-            project.objects += clips[:present]
+        status, claimed, job_status, updated = self._current(project, clips, age)
         doc["status"] = status
         doc["clipFilenames"] = [clips[i] if i < claimed else None for i in range(n)]
         if kind == "outside_claim":  # a clip copied from another project of the same user
@@ -181,3 +150,46 @@ class Generator:
         job["jobId"] = job_id
         project.jobs.append(job)
         return project
+
+    def _regenerations(self, project: Project, n: int) -> None:
+        """Older jobs of the project, with some of their clips still in the bucket."""
+        rng, user, pid = self.rng, project.user, project.id
+        for _ in range(rng.choice([0, 0, 1, 1, 2, 3])):
+            old_age = timedelta(days=rng.randint(2, 30))
+            old_n = rng.choice([n, max(1, n - 2)])
+            old = _job_id(rng)
+            old_clips = [self._clip(user, pid, old, i) for i in range(old_n) if rng.random() < .3]
+            project.objects += old_clips
+            job = self._job(pid, user, rng.choice(["completed", "failed"]), old_n, old_age,
+                            old_age, old_clips)
+            job["jobId"] = old
+            project.jobs.append(job)
+
+    def _current(self, project: Project, clips: list[str],
+                 age: timedelta) -> tuple[str, int, str, timedelta]:
+        """The status, claimed clips, job status and job age of the project's kind; the clips
+        that kind keeps go into the bucket."""
+        rng, kind, n = self.rng, project.kind, len(clips)
+        status, claimed, present, job_status, updated = "ready", n, n, "completed", age
+        if kind == "ready_deleted_clips":
+            gone = set(rng.sample(range(n), min(n, rng.randint(1, 3))))
+            project.objects += [c for i, c in enumerate(clips) if i not in gone]
+            return status, claimed, job_status, updated
+        if kind == "draft_partial":
+            status, claimed, job_status = "draft", rng.randint(0, n - 1), "failed"
+            present = claimed
+        elif kind == "generating_stuck":
+            status, job_status, updated = "generating", "processing", timedelta(hours=3)
+            present = rng.randint(0, n)
+            claimed = rng.randint(0, present)
+        elif kind == "generating_active":
+            status, job_status, updated = "generating", "processing", timedelta(minutes=1)
+            present = rng.randint(0, n - 1)
+            claimed = present
+        elif kind == "generating_lost_paths":
+            status, claimed = "generating", 0
+        elif kind == "error":
+            status, claimed, present, job_status = "error", 0, 0, "failed"
+            project.doc["errorInfo"] = {"message": "Generation failed: quota exceeded"}
+        project.objects += clips[:present]
+        return status, claimed, job_status, updated

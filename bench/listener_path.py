@@ -34,7 +34,7 @@ from google.cloud import firestore
 from bench.data import Generator, Project
 from bench.measure import cpu_seconds
 from bench.run import BATCH, BUCKET, GCP_PROJECT, REPO, start_gcs
-from tests.support.emulators import Emulator, firestore_emulator
+from devkit.emulators import Emulator, firestore_emulator
 
 PROJECTS = "reel_maker_projects"
 JOBS = "reel_maker_jobs"
@@ -196,7 +196,8 @@ def measure(args: argparse.Namespace, workdir: Path) -> int:
         if args.rate is not None:
             spec["rateLimit"] = args.rate
         runtime = start_runtime(spec, env, workdir / "reconciler.log")
-        assert fs.proc is not None and gcs.proc is not None
+        assert fs.proc is not None
+        assert gcs.proc is not None
         groups = {"firestore emulator": fs.proc.pid, "fake-gcs-server": gcs.proc.pid,
                   "reconciler": runtime.pid}  # each leads a process group of its own
         before = {name: cpu_seconds([group]) for name, group in groups.items()}

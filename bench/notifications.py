@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,21 +26,48 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 
-from tests.soak.history import History
-from tests.support.emulators import fake_gcs_server, firestore_emulator, pubsub_emulator
-from tests.support.harness import metric
-from tests.support.notifications import Notifications
-from tests.support.seed import World
-from tests.support.watching import start_watch
+from bench.run import REPO
+from devkit.emulators import fake_gcs_server, firestore_emulator, free_port, pubsub_emulator
+from devkit.history import History
+from devkit.notifications import Notifications
+from devkit.seed import World
 
 GCP_PROJECT = "reel-bench"
 
 
-def _metrics(port: int) -> str:
-    return requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+def _metric(port: int, name: str, **labels: str) -> float:
+    """The sum of `watch`'s samples of `name` whose labels include `labels`."""
+    text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
+
+
+def _start_watch(bucket: str, log: Path, *args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`reel-reconciler watch` on the emulators of the environment, ready; returns it and its
+    metrics port."""
+    port = free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reel_reconciler.cli", "watch", "--metrics-port", str(port),
+             "--log-format", "json", *args],
+            cwd=REPO, env={**os.environ, "REEL_BUCKET": bucket}, stdout=out,
+            stderr=subprocess.STDOUT)
+
+    def ready() -> bool:
+        try:
+            return requests.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200
+        except requests.ConnectionError:
+            return proc.poll() is not None  # exited: stop waiting, and say so below
+
+    _wait(ready, 60, "watch to become ready")
+    if proc.poll() is not None:
+        raise SystemExit(f"watch exited: {log.read_text()[-3000:]}")
+    return proc, port
 
 
 def _wait(condition: Any, timeout: float, what: str) -> None:
@@ -68,7 +96,7 @@ def run(projects: int, deletions: int, spread: float, workdir: Path) -> dict[str
     os.environ.update({"FIRESTORE_EMULATOR_HOST": firestore.host,
                        "STORAGE_EMULATOR_HOST": f"http://{gcs.host}",
                        "PUBSUB_EMULATOR_HOST": pubsub.host, "GOOGLE_CLOUD_PROJECT": GCP_PROJECT})
-    watch = None
+    watch: subprocess.Popen[bytes] | None = None
     try:
         world = World.create(GCP_PROJECT, bucket="reel-bench")
         clips: list[tuple[str, int, str]] = []
@@ -78,25 +106,25 @@ def run(projects: int, deletions: int, spread: float, workdir: Path) -> dict[str
             clips += [(f"p{i:04d}", slot, path) for slot, path in enumerate(paths)]
         history = History(world)
         history.start()
-        watch = start_watch(None, world, workdir / "watch.log", "--settle", "0s",
-                            "--sweep-interval", "1h", "--stale-interval", "1h",
-                            "--notifications-subscription", notes.path, "--log-level", "WARNING",
-                            # every deletion is destructive: the brake is not what is measured
-                            "--max-destructive", "100000")
-        watch.wait_ready()
-        _wait(lambda: metric(_metrics(watch.port), "reel_reconciler_notifications_total",
+        watch, port = _start_watch(
+            world.bucket, workdir / "watch.log", "--settle", "0s", "--sweep-interval", "1h",
+            "--stale-interval", "1h", "--notifications-subscription", notes.path,
+            "--log-level", "WARNING",
+            # every deletion is destructive: the brake is not what is measured
+            "--max-destructive", "100000")
+        _wait(lambda: _metric(port, "reel_reconciler_notifications_total",
                              outcome="queued") >= len(clips), 120, "the seed's notifications")
         time.sleep(2)
-        lists_before = metric(_metrics(watch.port), "reel_reconciler_gcs_requests_total",
+        lists_before = _metric(port, "reel_reconciler_gcs_requests_total",
                               op="list")
         foreign = 200
         for i in range(foreign):
             world.put_object(f"other-app/{i:04d}.bin")
-        _wait(lambda: metric(_metrics(watch.port), "reel_reconciler_notifications_total",
+        _wait(lambda: _metric(port, "reel_reconciler_notifications_total",
                              outcome="outside_projects") >= foreign, 120,
               "the foreign objects' notifications")
         time.sleep(1)
-        lists_for_foreign = metric(_metrics(watch.port), "reel_reconciler_gcs_requests_total",
+        lists_for_foreign = _metric(port, "reel_reconciler_gcs_requests_total",
                                    op="list") - lists_before
         chosen = clips[:deletions]
         deleted: list[tuple[str, int, datetime]] = []
@@ -126,6 +154,7 @@ def run(projects: int, deletions: int, spread: float, workdir: Path) -> dict[str
     finally:
         if watch is not None:
             watch.kill()
+            watch.wait(10)
         gcs.stop()
         pubsub.stop()
         firestore.stop()

@@ -33,7 +33,8 @@ from typing import Any
 from google.cloud import firestore
 
 from bench.data import CLIP_SIZE, Generator, Project
-from tests.support.emulators import Emulator, fake_gcs_binary, firestore_emulator, free_port
+from devkit import gcs_server
+from devkit.emulators import Emulator, fake_gcs_binary, firestore_emulator, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 GCP_PROJECT = "reel-bench"
@@ -107,15 +108,15 @@ def seed_firestore(generator: Generator, objects: list[tuple[str, str]]) -> int:
 
 
 def start_gcs(kind: str, workdir: Path, objects: list[tuple[str, str]]) -> Emulator:
-    """The bucket as a manifest for bench.gcs_server, or a -data tree for fake-gcs-server."""
+    """The bucket as a manifest for devkit.gcs_server, or a -data tree for fake-gcs-server."""
     port = free_port()
     if kind == "index":
         manifest = workdir / "objects.tsv"
         with manifest.open("w", encoding="utf-8") as out:
             for name, stamp in objects:
                 out.write(f"{name}\t{CLIP_SIZE}\t{stamp}\n")
-        argv = [sys.executable, str(Path(__file__).with_name("gcs_server.py")),
-                "--port", str(port), "--bucket", BUCKET, "--manifest", str(manifest)]
+        argv = [sys.executable, gcs_server.__file__, "--port", str(port), "--bucket", BUCKET,
+                "--manifest", str(manifest)]
         server = Emulator("bench-gcs", argv, port, f"/storage/v1/b/{BUCKET}",
                           workdir / "gcs-server.log")
     else:
@@ -161,6 +162,15 @@ def _load(path: str) -> dict[str, dict[str, Any]]:
         return {row["projectId"]: row for row in map(json.loads, lines)}
 
 
+def _deleted_clips(theirs: dict[str, Any], mine: dict[str, Any]) -> str:
+    """How the two compare on a ready project whose clips were deleted."""
+    if theirs["correctedStatus"] == mine["correctedStatus"]:
+        return "ready with deleted clips: same status"
+    if mine["restoredClips"]:
+        return "ready with deleted clips: ours restores them from GCS (D1)"
+    return "ready with deleted clips: DIFFERENT status"
+
+
 def compare(seed_path: str, sweep_path: str) -> dict[str, int]:
     """Where the seed is right (a claimed clip is gone), the sweep must say the same."""
     seed, ours = _load(seed_path), _load(sweep_path)
@@ -183,12 +193,7 @@ def compare(seed_path: str, sweep_path: str) -> dict[str, int]:
         seed_fix = theirs["action"] == "corrected"
         our_fix = mine["action"] in ("drift", "corrected")
         if theirs["originalStatus"] == "ready" and theirs["missingClips"]:
-            if theirs["correctedStatus"] == mine["correctedStatus"]:
-                tally["ready with deleted clips: same status"] += 1
-            elif mine["restoredClips"]:
-                tally["ready with deleted clips: ours restores them from GCS (D1)"] += 1
-            else:
-                tally["ready with deleted clips: DIFFERENT status"] += 1
+            tally[_deleted_clips(theirs, mine)] += 1
         if seed_fix and our_fix and theirs["correctedStatus"] == mine["correctedStatus"]:
             tally["both correct it the same way"] += 1
         elif seed_fix and our_fix:
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-sample", type=int, default=2000,
                         help="run the seed's approach on the first N projects only")
     parser.add_argument("--gcs", choices=("index", "fake-gcs-server"), default="index",
-                        help="bench.gcs_server (default), or fake-gcs-server with -data "
+                        help="devkit.gcs_server (default), or fake-gcs-server with -data "
                         "(quadratic preload: up to ~10k objects)")
     parser.add_argument("--page-size", type=int, default=1_000_000,
                         help="Firestore documents per request (the emulator scans and sorts "
@@ -277,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
 
         env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}",
                "FIRESTORE_EMULATOR_HOST": fs.host, "GOOGLE_CLOUD_PROJECT": GCP_PROJECT}
-        assert fs.proc is not None and gcs.proc is not None
+        assert fs.proc is not None
+        assert gcs.proc is not None
         common = ["--page-size", str(args.page_size), "--process-groups",
                   f"{fs.proc.pid},{gcs.proc.pid}"]
         sample = min(args.seed_sample, args.projects)

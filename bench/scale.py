@@ -36,6 +36,8 @@ from unittest.mock import patch
 
 from bench.data import CLIP_SIZE, Generator
 from bench.run import GCP_PROJECT, REPO, measure, seed_firestore, start_gcs
+from devkit.emulators import firestore_emulator
+from devkit.memory import EPOCH, StreamingObjects, StreamingProjects, firestore_order
 from reel_reconciler.config import Settings
 from reel_reconciler.engine.reconcile import Pipeline
 from reel_reconciler.engine.recorder import Recorder
@@ -43,8 +45,6 @@ from reel_reconciler.engine.sweep import PROJECT_FIELDS, sweep
 from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.model import ObjectInfo, ReconcilerId
 from reel_reconciler.stores.firestore import Document
-from tests.support.emulators import firestore_emulator
-from tests.support.memory import EPOCH, StreamingObjects, StreamingProjects, firestore_order
 
 GCS_MEDIAN = 0.100
 GCS_P99 = 1.0
@@ -95,6 +95,7 @@ class IndexedProjects(StreamingProjects):
     def _by_user(self, documents: dict[str, Document], op: str, page_size: int,
                  key_range: tuple[str, str | None] | None,
                  fields: Sequence[str] | None) -> Iterator[list[Document]]:
+        del fields  # every stand-in document is whole: a projection would save nothing here
         keys, docs = self._sorted[id(documents)]
         first, last = 0, len(keys)
         if key_range is not None:
@@ -201,7 +202,8 @@ def simulate(projects: int, plans: Sequence[str]) -> list[dict[str, Any]]:
         cpu = time.process_time()
         result = sweep(engine, dry_run=True, keep_reports=False, plan=plan)
         cpu = time.process_time() - cpu
-        assert result.aborted is None and result.scanned == projects, result.aborted
+        assert result.aborted is None, result.aborted
+        assert result.scanned == projects, result.scanned
         scaled = result.duration_seconds * TARGET / projects
         rows.append({"plan": name, "projects": projects, "seconds": result.duration_seconds,
                      "cpu": cpu, "gcs": result.gcs_requests,
@@ -226,7 +228,7 @@ def emulate(projects: int, before: str, workdir: Path, repeat: int) -> None:
         gcs = start_gcs("index", workdir, objects)
         stack.callback(gcs.stop)
         print(f"\nEmulated: {projects:,} projects, {jobs:,} jobs, {len(objects):,} objects "
-              "(the Firestore emulator and bench/gcs_server.py; no injected latency)\n",
+              "(the Firestore emulator and devkit/gcs_server.py; no injected latency)\n",
               flush=True)
         env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}"}
         old = workdir / "before"
@@ -234,7 +236,8 @@ def emulate(projects: int, before: str, workdir: Path, repeat: int) -> None:
         archive = subprocess.run(["git", "archive", before, "reel_reconciler", "bench"],
                                  cwd=REPO, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
-        assert fs.proc is not None and gcs.proc is not None
+        assert fs.proc is not None
+        assert gcs.proc is not None
         common = ["--page-size", "300", "--process-groups", f"{fs.proc.pid},{gcs.proc.pid}"]
         measure(env, workdir, "warmup", "--approach", "sweep", *common)
         print("| code | plan | wall s | CPU s self / emulators | GCS requests | "

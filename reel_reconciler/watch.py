@@ -21,7 +21,7 @@ from reel_reconciler.api.service_accounts import ServiceAccounts
 from reel_reconciler.api.settings import ApiSettings
 from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.model import WATCH
-from reel_reconciler.operator.preflight import check_kube_config, check_ports
+from reel_reconciler.preflight import check_kube_config, check_ports
 from reel_reconciler.runtime import ReconcilerRuntime
 from reel_reconciler.runtime.server import start_server
 from reel_reconciler.spec import ReconcilerSpec

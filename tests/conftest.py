@@ -17,11 +17,7 @@ from typing import Any
 
 import pytest
 
-from reel_reconciler.config import Settings
-from reel_reconciler.engine import Engine
-from reel_reconciler.stores.firestore import FirestoreStore
-from reel_reconciler.stores.gcs import GcsStore
-from tests.support.emulators import (
+from devkit.emulators import (
     FIREBASE_PROJECT,
     Emulator,
     Emulators,
@@ -31,10 +27,14 @@ from tests.support.emulators import (
     pubsub_emulator,
     running_emulators,
 )
-from tests.support.notifications import Notifications
+from devkit.notifications import Notifications
+from devkit.seed import World
+from reel_reconciler.config import Settings
+from reel_reconciler.engine import Engine
+from reel_reconciler.stores.firestore import FirestoreStore
+from reel_reconciler.stores.gcs import GcsStore
 from tests.support.patience import bound
 from tests.support.recording import TESTS
-from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,7 +32,7 @@ COMMANDS: dict[str, Callable[[Engine, argparse.Namespace, Console], bool]] = {
 """The commands that run once against the stores; True: no project ended in an error."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     """Built when called, so that `--help` shows the defaults as they are then."""
     common = OneLineParser(add_help=False, parents=[settings_parent("WARNING")])
     common.add_argument("--dry-run", action="store_true",
@@ -46,8 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                      help="what to do; COMMAND --help explains its options")
-    for command in (reconcile, sweep, cleanup, resume):
+    for command in (reconcile, sweep, cleanup):
         command.add(commands, common)
+    resume.add(commands)
     watch.add(commands)
     commands.add_parser("operator", add_help=False,
                         help="run the Kubernetes operator (see `operator --help`)")
@@ -69,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from reel_reconciler.operator.deletion import main as delete_main
 
         return delete_main(argv[1:])
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     if args.command == watch.NAME:
         return watch.run(args)

@@ -17,7 +17,7 @@ from reel_reconciler.usage import OneLineParser
 NAME = "resume-writes"
 
 
-def add(commands: Any, common: argparse.ArgumentParser) -> None:
+def add(commands: Any) -> None:
     """Only the settings: --dry-run and --output mean nothing here."""
     settings_only = OneLineParser(add_help=False, parents=[settings_parent("WARNING")])
     command = commands.add_parser(

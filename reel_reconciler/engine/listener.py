@@ -106,6 +106,11 @@ class Listener:
             self._state = feed.state() if keep and self._failure is None else None
 
     @property
+    def feed(self) -> ChangeFeed | None:
+        """The open change feed, None while stopped."""
+        return self._feed
+
+    @property
     def closed(self) -> bool:
         feed = self._feed
         return feed is None or not feed.is_active

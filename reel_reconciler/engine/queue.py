@@ -112,9 +112,10 @@ class WorkQueue:
         """Workers and batches still running (0 once a stop has drained)."""
         return sum(not task.done() for task in (*self._workers, *self._running))
 
-    async def wait_idle(self, timeout: float | None = None) -> None:
-        """For tests and shutdown: wait until nothing is waiting or in flight."""
-        await asyncio.wait_for(self._idle.wait(), timeout)
+    async def wait_idle(self) -> None:
+        """Wait until nothing is waiting or in flight; a caller bounds it with a timeout of
+        its own (asyncio.timeout or wait_for)."""
+        await self._idle.wait()
 
     async def _work(self) -> None:
         while True:

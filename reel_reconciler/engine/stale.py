@@ -52,8 +52,8 @@ class StaleCleanup:
         return body
 
 
-def _mark_failed(engine: Engine, job: Job, data: Mapping[str, Any] | None,
-                 trigger: Trigger = Trigger.STALE_JOB) -> bool:
+def mark_failed(engine: Engine, job: Job, data: Mapping[str, Any] | None,
+                trigger: Trigger = Trigger.STALE_JOB) -> bool:
     """Fail the job unless it moved since we read it; a job that moved is judged again.
     `data`: the job's fields as read, for the change log's line of each attempt."""
     timeout = engine.settings.stale_timeout
@@ -149,7 +149,7 @@ def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleClean
         log.warning("stale job", extra={
             "jobId": job.id, "projectId": job.project_id, "status": job.status,
             "silentMinutes": round((now - sign).total_seconds() / 60, 1) if sign else None})
-        if dry_run or _mark_failed(engine, job, doc.data, trigger):
+        if dry_run or mark_failed(engine, job, doc.data, trigger):
             result.stale_jobs.append(job.id)
             if not dry_run:
                 metrics.STALE_JOBS_TOTAL.labels(engine.reconciler.label).inc()

@@ -24,7 +24,7 @@ from reel_reconciler import defaults
 from reel_reconciler.config import ConfigError, format_duration, parse_duration
 from reel_reconciler.logs import add_log_arguments, setup_logging
 from reel_reconciler.operator import GROUP, KOPF_FINALIZER, PLURAL, VERSION
-from reel_reconciler.operator.preflight import check_kube_config
+from reel_reconciler.preflight import check_kube_config
 from reel_reconciler.usage import OneLineParser, fail, invalid
 
 PROG = "reel-reconciler delete-reconciler"
@@ -46,7 +46,7 @@ class StillThere(RuntimeError):
     """The object outlived both waits: finalizers other than Kopf's hold it."""
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG, description="Delete a ReelReconciler and wait until it is gone; past "
         "--timeout, remove the operator's finalizer (an operator that is not running never "
@@ -143,7 +143,7 @@ class Deleter:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:
         timeout = parse_duration(args.timeout).total_seconds()

@@ -17,14 +17,14 @@ from reel_reconciler.api.settings import ApiSettings, add_api_arguments, api_set
 from reel_reconciler.config import ConfigError, check_emulator_hosts
 from reel_reconciler.logs import add_log_arguments, setup_logging
 from reel_reconciler.operator.peering import choose_priority
-from reel_reconciler.operator.preflight import check_kube_config, check_ports
+from reel_reconciler.preflight import check_kube_config, check_ports
 from reel_reconciler.runtime.server import start_server
 from reel_reconciler.usage import OneLineParser, fail, port_number, port_problem
 
 PROG = "reel-reconciler operator"
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog=PROG, description="Run the Kubernetes operator for ReelReconciler objects.")
     parser.add_argument("--metrics-port", type=port_number, default=defaults.METRICS_PORT,
@@ -77,7 +77,7 @@ async def _run(args: argparse.Namespace, api: ApiSettings | None) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     if not args.all_namespaces and not args.namespace:
         args.all_namespaces = True
     setup_logging(args.log_level, args.log_format)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import urllib3
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reel_reconciler import defaults
@@ -105,10 +105,3 @@ class StatusWriter:
                     log.warning("status write failed", extra={
                         "reconciler": self.name, "attempts": attempt, "error": str(exc)})
 
-
-def load_kube_config() -> None:
-    """The same cluster Kopf talks to: in-cluster first, else the local kubeconfig."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()

@@ -186,6 +186,18 @@ def _opted_out(observation: Observation, settings: PolicySettings, hold: Hold | 
         "action": Action.SKIPPED, "reason": reason, "heal_seconds": None}))
 
 
+def _drift_kinds(before: str, after: str, found: Mapping[DriftKind, bool]) -> list[DriftKind]:
+    """What went wrong, in the report's order: clips, the status (a stuck one named as such),
+    then the stitched reel and stale jobs."""
+    drift = [kind for kind in (DriftKind.MISSING_CLIP, DriftKind.RESTORED_CLIP) if found[kind]]
+    if after != before:
+        drift.append({"generating": DriftKind.STUCK_GENERATING,
+                      "stitching": DriftKind.STUCK_STITCHING}.get(before,
+                                                                  DriftKind.STATUS_MISMATCH))
+    later = (DriftKind.STITCHED_MISSING, DriftKind.RESTORED_STITCHED, DriftKind.STALE_JOB)
+    return drift + [kind for kind in later if found[kind]]
+
+
 def _correct(observation: Observation, settings: PolicySettings) -> Plan:
     """The correction of a project nobody else owns: what to write, or nothing."""
     project = observation.project
@@ -226,21 +238,10 @@ def _correct(observation: Observation, settings: PolicySettings) -> Plan:
     elif stitched_gone:
         update["stitchedFilename"] = None
 
-    drift: list[DriftKind] = []
-    if missing:
-        drift.append(DriftKind.MISSING_CLIP)
-    if restored:
-        drift.append(DriftKind.RESTORED_CLIP)
-    if status != project.status:
-        drift.append({"generating": DriftKind.STUCK_GENERATING,
-                      "stitching": DriftKind.STUCK_STITCHING}.get(project.status,
-                                                                  DriftKind.STATUS_MISMATCH))
-    if stitched_gone:
-        drift.append(DriftKind.STITCHED_MISSING)
-    if reel is not None:
-        drift.append(DriftKind.RESTORED_STITCHED)
-    if stale:
-        drift.append(DriftKind.STALE_JOB)
+    drift = _drift_kinds(project.status, status, {
+        DriftKind.MISSING_CLIP: bool(missing), DriftKind.RESTORED_CLIP: bool(restored),
+        DriftKind.STITCHED_MISSING: stitched_gone,
+        DriftKind.RESTORED_STITCHED: reel is not None, DriftKind.STALE_JOB: bool(stale)})
 
     heal = None
     if update:

@@ -275,7 +275,8 @@ class ReconcilerRuntime:
         """One batch of listener events; returns the projects to retry with backoff. A
         project held only until a window passes (settling, a stitch at work) is queued again
         when it has: nothing else would bring it back before the next sweep."""
-        assert self.engine is not None and self.queue is not None
+        assert self.engine is not None
+        assert self.queue is not None
         changed = self.changes.take(project_ids)
         reports = await asyncio.to_thread(self.engine.reconcile_many, project_ids,
                                           Trigger.LISTENER, self.spec.observe, changed)

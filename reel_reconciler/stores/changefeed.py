@@ -112,6 +112,16 @@ class ChangeFeed:
         self.error: BaseException | None = None
 
     @property
+    def resume_token(self) -> bytes | None:
+        """Where the next connection resumes; None after a reset or a filter mismatch."""
+        return self._resume_token
+
+    @property
+    def members(self) -> frozenset[str]:
+        """The ids of the documents in the set as of the last consistent snapshot."""
+        return frozenset(self._members)
+
+    @property
     def is_active(self) -> bool:
         consumer = self._consumer
         return consumer is not None and consumer.is_active and self.error is None
@@ -149,7 +159,7 @@ class ChangeFeed:
         state = FeedState(dict(self._members), self._resume_token)
         return state if self.error is None else state.without_token()
 
-    def _relisten(self) -> None:
+    def relisten(self) -> None:
         """Listen again from scratch (after a filter mismatch): the server resends every
         match, and the members it does not resend are reported gone."""
         with self._lifecycle:
@@ -176,10 +186,10 @@ class ChangeFeed:
             return
         self.last_event = time.time()
         try:
-            if not self._handle(type(response).pb(response)):
+            if not self.handle(type(response).pb(response)):
                 log.info("listen state lost (filter mismatch, refused token), listening again",
                          extra={"target": str(self._target)[:200]})
-                threading.Thread(target=self._relisten, name="change-feed-relisten",
+                threading.Thread(target=self.relisten, name="change-feed-relisten",
                                  daemon=True).start()
         except Exception as exc:
             self.error = exc
@@ -187,8 +197,9 @@ class ChangeFeed:
             if self._consumer is not None:
                 threading.Thread(target=self.stop, name="change-feed-stop", daemon=True).start()
 
-    def _handle(self, pb: Any) -> bool:
-        """Apply one response; False when the stream must be listened again from scratch."""
+    def handle(self, pb: Any) -> bool:
+        """Apply one response (a raw ListenResponse protobuf), as the stream's thread does;
+        False when the stream must be listened again from scratch."""
         which = pb.WhichOneof("response_type")
         if which == "target_change":
             return self._target_change(pb.target_change)
@@ -205,7 +216,7 @@ class ChangeFeed:
             self._pending[self._id(pb.document_remove.document)] = None
         elif which == "filter":
             if pb.filter.count != self._size():
-                self._forget()
+                self.forget()
                 return False
         else:
             raise RuntimeError(f"unknown listen response: {which}")
@@ -225,7 +236,7 @@ class ChangeFeed:
         elif kind == _Kind.REMOVE:
             return self._removed(change)
         elif kind == _Kind.RESET:
-            self._forget()
+            self.forget()
         elif kind == _Kind.CURRENT:
             self._current = True
         return True
@@ -238,13 +249,14 @@ class ChangeFeed:
             self._refused = True
             log.info("resume token refused, listening afresh",
                      extra={"target": str(self._target)[:200], "cause": change.cause.message})
-            self._forget()
+            self.forget()
             return False
         code = change.cause.code or 13
         raise gexc.from_grpc_status(code, change.cause.message or "target removed")
 
-    def _forget(self) -> None:
-        """Whatever was sent so far no longer holds: every member is gone unless resent."""
+    def forget(self) -> None:
+        """Whatever was sent so far no longer holds: every member is gone unless resent (what
+        a reset or a filter mismatch does)."""
         self._pending = dict.fromkeys(self._members)
         self._current = False
         self._resume_token = None

@@ -88,8 +88,9 @@ def _filter(shape: QueryShape, condition: Condition) -> StructuredQuery.Filter:
         op={**_EQUALS, **_RANGES}[op], value=encode(value)))
 
 
-def _query(shape: QueryShape, collection: str, *conditions: Condition,
-           fields: Sequence[str] | None = None, limit: int | None = None) -> StructuredQuery:
+def shaped_query(shape: QueryShape, collection: str, *conditions: Condition,
+                 fields: Sequence[str] | None = None,
+                 limit: int | None = None) -> StructuredQuery:
     """The query of `shape` on `collection` (its id): the shape's order, `conditions` ANDed,
     only `fields` read (all if None)."""
     query = StructuredQuery(
@@ -113,7 +114,7 @@ def _query(shape: QueryShape, collection: str, *conditions: Condition,
 
 
 def jobs_of_projects(jobs: str, project_ids: Sequence[str]) -> StructuredQuery:
-    return _query(JOBS_OF_PROJECTS, jobs, ("projectId", "in", list(project_ids)))
+    return shaped_query(JOBS_OF_PROJECTS, jobs, ("projectId", "in", list(project_ids)))
 
 
 def active_jobs(jobs: str) -> StructuredQuery:
@@ -121,13 +122,13 @@ def active_jobs(jobs: str) -> StructuredQuery:
     once per `in` value. The range only adds strings sorting between the two, none valid:
     the caller keeps the exact statuses."""
     low, high = min(ACTIVE_JOB_STATUSES), max(ACTIVE_JOB_STATUSES)
-    return _query(ACTIVE_JOBS, jobs, ("status", ">=", low), ("status", "<=", high))
+    return shaped_query(ACTIVE_JOBS, jobs, ("status", ">=", low), ("status", "<=", high))
 
 
 def by_user(kind: Collection, collection: str, fields: Sequence[str] | None
             ) -> StructuredQuery:
     """The projects or the jobs in (userId, id) order: the sweep's streams."""
-    return _query(BY_USER[kind], collection, fields=fields)
+    return shaped_query(BY_USER[kind], collection, fields=fields)
 
 
 def by_user_range(kind: Collection, collection: str, fields: Sequence[str] | None, lo: str,
@@ -137,24 +138,25 @@ def by_user_range(kind: Collection, collection: str, fields: Sequence[str] | Non
     conditions: list[Condition] = [("userId", ">=", lo)]
     if hi is not None:
         conditions.append(("userId", "<", hi))
-    return _query(BY_USER_RANGE[kind], collection, *conditions, fields=fields)
+    return shaped_query(BY_USER_RANGE[kind], collection, *conditions, fields=fields)
 
 
 def projects_by_id(projects: str, fields: Sequence[str] | None) -> StructuredQuery:
     """Every project in id order: the scan for projects without a userId."""
-    return _query(PROJECTS_BY_ID, projects, fields=fields)
+    return shaped_query(PROJECTS_BY_ID, projects, fields=fields)
 
 
 def first(projects: str) -> StructuredQuery:
-    return _query(FIRST_PROJECT, projects, limit=1)
+    return shaped_query(FIRST_PROJECT, projects, limit=1)
 
 
 def watched_projects(projects: str) -> StructuredQuery:
-    return _query(WATCHED_PROJECTS, projects, ("status", "in", list(WATCHED_PROJECT_STATUSES)))
+    return shaped_query(WATCHED_PROJECTS, projects,
+                        ("status", "in", list(WATCHED_PROJECT_STATUSES)))
 
 
 def watched_jobs(jobs: str) -> StructuredQuery:
-    return _query(WATCHED_JOBS, jobs, ("status", "in", sorted(ACTIVE_JOB_STATUSES)))
+    return shaped_query(WATCHED_JOBS, jobs, ("status", "in", sorted(ACTIVE_JOB_STATUSES)))
 
 
 def count(collection: str) -> StructuredAggregationQuery:

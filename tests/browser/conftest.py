@@ -20,7 +20,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from tests.support.seed import World
+from devkit.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
 PAGE = Path(__file__).resolve().parent / "page"

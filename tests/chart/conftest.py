@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster.kubectl import KubectlNotFound, find_helm
-from tests.support.emulators import MissingPrerequisite
+from devkit.emulators import MissingPrerequisite
+from devkit.kubectl import KubectlNotFound, find_helm
 from tests.support.tools import tool
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.manifests import CHART, REPO
+from tools.manifests import CHART, REPO
 
 ALL_FEATURES = Path(__file__).resolve().parent / "all-features.yaml"
 ALL_ON = ["--values", str(ALL_FEATURES)]

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from reel_reconciler.operator.main import _parser
+from reel_reconciler.operator.main import build_parser
 from tests.chart.rendering import ALL_ON, VALUE_SETS, of_kind, render_text, run, template
-from tests.support.manifests import CHART, CRD_COPY, REPO, crd_copies, render
+from tools.manifests import CHART, CRD_COPY, REPO, crd_copies, render
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.35.0"]
 
@@ -70,7 +70,7 @@ def test_the_endpoint_renders_only_when_enabled_and_its_args_parse(helm: Path) -
     assert {"name": "api", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
     assert {"name": "api", "port": 8090, "targetPort": "api", "protocol": "TCP"} in (
         of_kind(docs, "Service")["spec"]["ports"])
-    args = _parser().parse_args(container["args"])
+    args = build_parser().parse_args(container["args"])
     assert (args.api_port, args.api_reconciler, args.api_cors_origin, args.api_token_audience) \
         == (8090, "reels/reel-maker", ["https://reels.example.com"], ["reel-reconciler"])
     [delegator] = [d for d in docs if d["kind"] == "ClusterRoleBinding"
@@ -95,15 +95,18 @@ def test_deployment_is_hardened(helm: Path) -> None:
     assert security["readOnlyRootFilesystem"] is True
     assert security["allowPrivilegeEscalation"] is False
     assert security["capabilities"]["drop"] == ["ALL"]
-    assert container["resources"]["limits"] and container["resources"]["requests"]
+    assert container["resources"]["limits"]
+    assert container["resources"]["requests"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert deployment["spec"]["strategy"]["type"] == "Recreate"
-    assert "--standalone" in container["args"] and "--all-namespaces" in container["args"]
+    assert "--standalone" in container["args"]
+    assert "--all-namespaces" in container["args"]
     [ha] = [d for d in template(helm, *ALL_ON) if d["kind"] == "Deployment"]
     ha_args = ha["spec"]["template"]["spec"]["containers"][0]["args"]
     assert ha["spec"]["strategy"]["type"] == "RollingUpdate"
-    assert "--peering=reel-reconciler" in ha_args and "--namespace=a" in ha_args
+    assert "--peering=reel-reconciler" in ha_args
+    assert "--namespace=a" in ha_args
 
 
 def test_crd_comes_from_the_single_source(helm: Path) -> None:
@@ -117,7 +120,8 @@ def test_crd_comes_from_the_single_source(helm: Path) -> None:
 def test_chart_crds_are_a_copy_of_deploy_crds() -> None:
     """A real directory (a symlink leaves the chart when packaged or scanned on its own),
     kept equal to deploy/crds by `make manifests`."""
-    assert CRD_COPY.is_dir() and not CRD_COPY.is_symlink(), f"{CRD_COPY} must be a directory"
+    assert CRD_COPY.is_dir(), f"{CRD_COPY} must be a directory"
+    assert not CRD_COPY.is_symlink(), f"{CRD_COPY} must be a directory"
     copies = crd_copies()
     present = {str(path.relative_to(REPO)) for path in CRD_COPY.iterdir()}
     assert present == set(copies), "chart crds/ and deploy/crds differ: run `make manifests`"
@@ -147,7 +151,8 @@ def test_down_alert_selects_the_job_the_service_monitor_sets(helm: Path,
     [down] = [r for g in of_kind(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]
               if r.get("alert") == "ReelReconcilerDown"]
     selector = f'up{{job="{job}"}}'
-    assert selector in down["expr"] and f"absent({selector})" in down["expr"], down["expr"]
+    assert selector in down["expr"], down["expr"]
+    assert f"absent({selector})" in down["expr"], down["expr"]
     assert "=~" not in down["expr"], down["expr"]
 
 
@@ -208,7 +213,8 @@ def test_kube_score_passes(helm: Path, kube_score: Path, values: str, tmp_path: 
     scored = run(kube_score, "score", "--output-format", "ci", "--exit-one-on-warning", rendered)
     findings = [line for line in scored.stdout.splitlines()
                 if line.startswith(("[CRITICAL]", "[WARNING]"))]
-    assert scored.returncode == 0 and not findings, scored.stdout + scored.stderr
+    assert scored.returncode == 0, scored.stdout + scored.stderr
+    assert not findings, scored.stdout + scored.stderr
     assert any(line.startswith("[OK]") for line in scored.stdout.splitlines()), scored.stdout
     text = rendered.read_text()
     justified = {check.strip() for ids in re.findall(r"# kube-score ([a-z, -]+):", text)

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from google.oauth2 import service_account
 
-from reel_reconciler.operator.deletion import _parser as deletion_parser
+from reel_reconciler.operator.deletion import build_parser as deletion_parser
 from tests.chart.rendering import ALL_ON, hook_of_kind, is_hook, of_kind, run, template
-from tests.support.manifests import CHART
+from tools.manifests import CHART
 
 NETWORK_POLICY = ["--set", "networkPolicy.enabled=true"]
 WITH_RECONCILER = ["--set", "reconciler.create=true",
@@ -215,6 +215,7 @@ def test_uninstall_hook_pod_is_not_taken_for_an_operator_pod(helm: Path) -> None
         assert not selector.items() <= labels.items(), selector
     own = hook_of_kind(docs, "NetworkPolicy")
     assert own["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
-    assert egress_allows(own, "10.96.0.1", 443) and egress_allows(own, "10.0.0.10", 53, "UDP")
+    assert egress_allows(own, "10.96.0.1", 443)
+    assert egress_allows(own, "10.0.0.10", 53, "UDP")
     assert not egress_allows(own, "169.254.169.254", 80)
     assert own["spec"]["ingress"] == []

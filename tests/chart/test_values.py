@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.chart.rendering import ALL_ON, of_kind, run, template, template_error
-from tests.support.manifests import CHART
+from tools.manifests import CHART
 
 SELECTOR = {"app.kubernetes.io/name": "reel-reconciler",
             "app.kubernetes.io/instance": "reel-reconciler"}
@@ -35,7 +35,8 @@ def notes(helm: Path, *args: str) -> str:
 def test_notes_warn_while_the_image_is_the_bare_default_name(helm: Path) -> None:
     assert "WARNING: image.repository is the bare name" in notes(helm)
     pushed = notes(helm, "--set", "image.repository=team/reel-reconciler")
-    assert "WARNING" not in pushed and "reconcile-requested-at" in pushed
+    assert "WARNING" not in pushed
+    assert "reconcile-requested-at" in pushed
 
 
 def test_name_override_renames_objects_and_the_name_label(helm: Path) -> None:
@@ -144,7 +145,8 @@ def test_default_pod_disruption_budget_lets_the_single_replica_drain(helm: Path)
 
 def test_pod_disruption_budget_min_available_and_eviction_policy(helm: Path) -> None:
     spec = of_kind(template(helm, *ALL_ON), "PodDisruptionBudget")["spec"]
-    assert spec["minAvailable"] == 1 and "maxUnavailable" not in spec
+    assert spec["minAvailable"] == 1
+    assert "maxUnavailable" not in spec
     spec = of_kind(template(helm, "--set", "podDisruptionBudget.maxUnavailable=50%",
                             "--set", "podDisruptionBudget.unhealthyPodEvictionPolicy="
                             "IfHealthyBudget"), "PodDisruptionBudget")["spec"]

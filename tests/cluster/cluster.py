@@ -42,7 +42,9 @@ from pathlib import Path
 
 MODULE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = MODULE_DIR.parents[1]
-CACHE_DIR = REPO_ROOT / ".cache"
+# Another place for the build and the state, for a test that needs a machine where nothing
+# was built yet.
+CACHE_DIR = Path(os.environ.get("REEL_CLUSTER_CACHE") or REPO_ROOT / ".cache")
 BIN_DIR = CACHE_DIR / "cluster-bin"
 STATE_DIR = CACHE_DIR / "cluster"
 LOCK_FILE = CACHE_DIR / "cluster.lock"

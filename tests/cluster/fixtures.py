@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from devkit.kubectl import KubectlNotFound, find_kubectl
 from tests.cluster.cluster import (
     Cluster,
     ClusterError,
@@ -27,7 +28,6 @@ from tests.cluster.cluster import (
     up,
     write_kubeconfig,
 )
-from tests.cluster.kubectl import KubectlNotFound, find_kubectl
 
 T = TypeVar("T")
 # Policy rules as client models or plain dicts in the API's JSON spelling (apiGroups, ...).

@@ -12,9 +12,9 @@ from typing import Any
 
 from kubernetes import client
 
+from devkit.emulators import free_port
 from tests.cluster.cluster import kubeconfig_dict, write_kubeconfig
 from tests.cluster.fixtures import api_client
-from tests.support.emulators import free_port
 from tests.support.harness import REPO, Operator
 
 

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
+from devkit.emulators import Emulators
+from devkit.seed import World
 from reel_reconciler import defaults
 from reel_reconciler.operator.status import WRITE_ATTEMPTS
 from tests.cluster.cluster import Cluster as ControlPlane
 from tests.cluster.cluster import restart_apiserver, write_kubeconfig
-from tests.support.emulators import Emulators
 from tests.support.harness import (
     GROUP,
     PLURAL,
@@ -31,7 +32,6 @@ from tests.support.harness import (
 )
 from tests.support.netfault import StallingProxy
 from tests.support.patience import bound
-from tests.support.seed import World
 
 pytestmark = pytest.mark.cluster
 
@@ -73,7 +73,8 @@ def test_a_spec_change_after_a_silent_apiserver_restart_is_seen(
     kernel closes both ends at once there, and a closed stream is reopened at once.
     """
     server = urllib.parse.urlsplit(kube_cluster.server)
-    assert server.hostname is not None and server.port is not None
+    assert server.hostname is not None
+    assert server.port is not None
     proxy = StallingProxy(server.hostname, server.port).start()
     op = start_operator(_through(proxy, cluster, tmp_path), emulators.env(),
                         tmp_path / "operator.log", "--standalone")

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from kubernetes import client
 
+from devkit.kubectl import find_helm, find_kubectl
 from tests.cluster.fixtures import api_client
-from tests.cluster.kubectl import find_helm, find_kubectl
 from tests.support.harness import REPO
 
 pytestmark = pytest.mark.cluster
@@ -51,7 +51,8 @@ def test_documented_crd_upgrade_applies_over_a_helm_installed_crd(
         plain = subprocess.run([*kubectl, "apply", "--server-side", "-f",
                                 str(tmp_path / "upgrade")],
                                capture_output=True, text=True, check=False)
-        assert plain.returncode != 0 and "conflict" in plain.stderr, plain.stderr
+        assert plain.returncode != 0, plain.stderr
+        assert "conflict" in plain.stderr, plain.stderr
         flags = command.removeprefix("kubectl ").removesuffix("charts/reel-reconciler/crds/")
         documented = subprocess.run([*kubectl, *flags.split(), str(tmp_path / "upgrade")],
                                     capture_output=True, text=True, check=False)

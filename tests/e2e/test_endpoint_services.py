@@ -16,13 +16,13 @@ import requests
 import yaml
 from kubernetes import client
 
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from tests.cluster.fixtures import eventually, service_account_kubeconfig
 from tests.support import harness
-from tests.support.emulators import Emulators, free_port
 from tests.support.endpoint import ANONYMOUS_401, error_of, refused_logins
 from tests.support.harness import Cluster, Operator
 from tests.support.patience import bound
-from tests.support.seed import World
 from tests.support.tokens import TokenMint, published_keys
 
 pytestmark = pytest.mark.cluster
@@ -49,7 +49,8 @@ def _token_for(api: client.ApiClient, namespace: str, account: str,
         spec=client.V1TokenRequestSpec(audiences=[audience], expiration_seconds=600))
     status = client.CoreV1Api(api).create_namespaced_service_account_token(
         account, namespace, request).status
-    assert status is not None and status.token
+    assert status is not None
+    assert status.token
     token: str = status.token
     return token
 
@@ -110,10 +111,12 @@ def test_service_callers_need_the_reconcile_subresource(
     # RBAC bindings take effect asynchronously: the first call may still be refused.
     answer = eventually(lambda: _ok(post("p-svc", allowed)), timeout=bound(20))
     report = answer.json()["report"]
-    assert report["action"] == "corrected" and report["missingClips"] == [paths[0]]
+    assert report["action"] == "corrected"
+    assert report["missingClips"] == [paths[0]]
     assert world.project("p-svc")["clipFilenames"] == [None, paths[1]]
     missing = post("p-gone", allowed)
-    assert missing.status_code == 404 and error_of(missing)["code"] == "not_found"
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "not_found"
 
     # The caller's own token for the API server: not for us, so not accepted; nor one for
     # another audience.
@@ -127,11 +130,13 @@ def test_service_callers_need_the_reconcile_subresource(
     forged = mint.published.sign({"iss": "https://kubernetes.default.svc",
                                   "sub": f"system:serviceaccount:{cluster.namespace}:caller"})
     unknown = post("p-svc", forged)
-    assert unknown.status_code == 401 and error_of(unknown)["code"] == "unauthenticated"
+    assert unknown.status_code == 401
+    assert error_of(unknown)["code"] == "unauthenticated"
 
     # End users on the same port: their own projects only.
     mine = post("p-svc", mint.token("alice"))
-    assert mine.status_code == 200 and mine.json()["report"]["action"] == "no_change"
+    assert mine.status_code == 200
+    assert mine.json()["report"]["action"] == "no_change"
     assert post("p-svc", mint.token("bob")).status_code == 404
     text = op.metrics()
     for code in ("200", "403", "404"):

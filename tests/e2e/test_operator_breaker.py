@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from devkit.emulators import Emulators
+from devkit.seed import World
 from reel_reconciler.operator import REQUESTED_AT, RESUME_WRITES
 from tests.support.drifted import seed_drifted
-from tests.support.emulators import Emulators
 from tests.support.harness import (
     Cluster,
     Operator,
@@ -23,7 +24,6 @@ from tests.support.harness import (
     stop_operator,
     wait_for,
 )
-from tests.support.seed import World
 
 
 def tripped(op: Operator) -> float | None:

@@ -16,6 +16,8 @@ import pytest
 import requests
 from kubernetes import client
 
+from devkit.emulators import Emulators
+from devkit.seed import World
 from reel_reconciler.operator import GROUP, PLURAL, REQUESTED_AT, VERSION
 from tests.support.drifted import (
     UNBRAKED,
@@ -23,7 +25,6 @@ from tests.support.drifted import (
     seed_drifted,
     written_times,
 )
-from tests.support.emulators import Emulators
 from tests.support.harness import (
     Cluster,
     Operator,
@@ -34,8 +35,7 @@ from tests.support.harness import (
     stop_operator,
     wait_for,
 )
-from tests.support.patience import bound
-from tests.support.seed import World
+from tests.support.patience import bound, holds
 
 pytestmark = pytest.mark.cluster
 
@@ -282,9 +282,7 @@ def test_two_replicas_with_default_priorities_keep_exactly_one_running(
         both = (first, second)
         wait_for(lambda: sum(_running(op) for op in both) == 1, 60,
                  lambda: f"exactly one replica running\n{first.logs()}\n{second.logs()}")
-        for _ in range(10):
-            time.sleep(1)
-            assert sum(_running(op) for op in both) == 1
+        holds(lambda: sum(_running(op) for op in both) == 1, 10, "exactly one replica running")
     finally:
         if second is not None:
             stop_operator(second)

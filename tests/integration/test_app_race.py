@@ -18,6 +18,10 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 
+from devkit.app import Generation, ReelApp, Timing
+from devkit.history import History
+from devkit.notifications import Notifications
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
 from reel_reconciler.model import Action, DriftKind, ReconcilerId, Report
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
@@ -25,14 +29,10 @@ from reel_reconciler.spec import ReconcilerSpec
 from tests.conftest import settings_for
 from tests.soak.checker import Timing as CheckerTiming
 from tests.soak.checker import check
-from tests.soak.history import History
-from tests.support.app import Generation, ReelApp, Timing
 from tests.support.harness import metric
-from tests.support.notifications import Notifications
 from tests.support.patience import bound, wait_for
 from tests.support.recording import RecordingFirestore, recording_engine
 from tests.support.running import running
-from tests.support.seed import World
 
 Cli = Callable[..., Any]
 
@@ -86,10 +86,11 @@ def test_live_generation_is_never_written_and_ends_ready(world: World, app: Reel
     generation = app.generation("p-live").start()
     with reconciling(engine, "p-live") as reports:
         generation.run_in_thread()
-        assert generation.join() == "completed"
+        assert generation.join(bound(60)) == "completed"
     assert writes(engine, "p-live") == []
     # The last reconcile may read the finished project: no_change is fine, a write is not.
-    assert len(reports) > 5 and all(r.action in (Action.SKIPPED, Action.NO_CHANGE)
+    assert len(reports) > 5
+    assert all(r.action in (Action.SKIPPED, Action.NO_CHANGE)
                                     for r in reports)
     assert sum(r.action is Action.SKIPPED for r in reports) >= len(reports) - 1
     doc = world.project("p-live")
@@ -107,7 +108,7 @@ def test_live_generation_raced_by_the_cli(world: World, app: ReelApp, cli: Cli) 
     while not generation.finished.is_set():
         outputs.append(cli("reconcile", "p-cli", "--output", "json",
                            env={"REEL_SETTLE": "5s"}))
-    generation.join()
+    generation.join(bound(60))
     assert outputs
     for done in outputs:
         assert done.returncode == 0, done.stderr
@@ -122,13 +123,15 @@ def test_partial_failure_keeps_error_message_and_clips(world: World, app: ReelAp
     generation = app.generation("p-fail", fail_at=2).start()
     with reconciling(engine, "p-fail"):
         generation.run_in_thread()
-        assert generation.join() == "failed"
+        assert generation.join(bound(60)) == "failed"
     settled = engine_for(world)
     for _ in range(3):
         report = settled.reconcile("p-fail", Trigger.CLI)
-        assert report.action is Action.NO_CHANGE and report.corrected_status == "error"
+        assert report.action is Action.NO_CHANGE
+        assert report.corrected_status == "error"
     assert sweep(settled).actions == {"no_change": 1}
-    assert writes(engine, "p-fail") == [] and writes(settled, "p-fail") == []
+    assert writes(engine, "p-fail") == []
+    assert writes(settled, "p-fail") == []
     doc = world.project("p-fail")
     assert doc["status"] == "error"
     assert "quota exceeded" in doc["errorInfo"]["message"]
@@ -142,14 +145,15 @@ def test_zombie_worker_is_not_fought_and_its_result_stands(world: World, app: Re
     cleanup = cleanup_stale_jobs(engine)
     assert cleanup.stale_jobs == [generation.job_id]
     job = world.job(generation.job_id)
-    assert job["status"] == "failed" and job["timedOutAt"] == job["updatedAt"]
+    assert job["status"] == "failed"
+    assert job["timedOutAt"] == job["updatedAt"]
     assert world.project("p-zombie")["status"] == "error"
     assert "after 1 of 3 clips" in world.project("p-zombie")["errorInfo"]["message"]
 
     resumed = time.monotonic()
     generation.resume()
     with reconciling(engine, "p-zombie") as reports:
-        assert generation.join() == "completed"
+        assert generation.join(bound(60)) == "completed"
     assert len(writes(engine, "p-zombie", since=resumed)) <= 1
     assert any("revived" in (r.reason or "") for r in reports)
     doc = world.project("p-zombie")
@@ -166,10 +170,11 @@ def test_zombie_after_the_apps_own_cleanup(world: World, app: ReelApp) -> None:
     assert app.timeout_cleanup(minutes=0.005) == [generation.job_id]
     # Hands off while the app's marking is recent: the app already set a sane error.
     report = engine.reconcile("p-cron", Trigger.CLI)
-    assert report.action is Action.SKIPPED and "revived" in (report.reason or "")
+    assert report.action is Action.SKIPPED
+    assert "revived" in (report.reason or "")
     generation.resume()
     with reconciling(engine, "p-cron"):
-        assert generation.join() == "completed"
+        assert generation.join(bound(60)) == "completed"
     assert writes(engine, "p-cron") == []
     assert world.project("p-cron")["status"] == "ready"
 
@@ -180,10 +185,11 @@ def test_worker_dead_after_the_apps_cleanup_keeps_the_apps_message(world: World,
     generation = hung_after_one_clip(app, "p-dead")
     app.timeout_cleanup(minutes=0)
     generation.crash()
-    generation.join()
+    generation.join(bound(60))
     time.sleep(2.5)
     report = engine.reconcile("p-dead", Trigger.SWEEP)
-    assert report.action is Action.NO_CHANGE and report.corrected_status == "error"
+    assert report.action is Action.NO_CHANGE
+    assert report.corrected_status == "error"
     assert world.project("p-dead")["errorInfo"]["message"].startswith("Generation timed out")
 
 
@@ -197,7 +203,7 @@ def test_scenario1_clips_under_an_older_job_end_ready(world: World, app: ReelApp
     second = app.generation("p-s1", wipe=True, hang_at=0).start().run_in_thread()
     assert second.hanging.wait(bound(10))
     second.crash()
-    second.join()
+    second.join(bound(60))
     assert world.project("p-s1")["clipFilenames"] == []
     time.sleep(2.2)
     done = cli("cleanup-stale-jobs", "--output", "json", env={"REEL_STALE_TIMEOUT": "2s"})
@@ -217,7 +223,8 @@ def test_stitch_that_never_finishes_heals_after_its_timeout(world: World, app: R
     app.stitch("p-st")
     engine = engine_for(world, stitch_timeout="2s")
     fresh = engine.reconcile("p-st", Trigger.CLI)
-    assert fresh.action is Action.SKIPPED and "stitch in progress" in (fresh.reason or "")
+    assert fresh.action is Action.SKIPPED
+    assert "stitch in progress" in (fresh.reason or "")
     time.sleep(2.2)
     healed = engine.reconcile("p-st", Trigger.CLI)
     assert healed.action is Action.CORRECTED
@@ -270,7 +277,8 @@ def test_regenerate_route_before_its_job_is_left_alone(world: World, app: ReelAp
     assert forced.action is Action.SKIPPED
     assert "generation starting" in (forced.reason or "")
     by_cli = cli("reconcile", "p-regen", "--output", "json", env={"REEL_SETTLE": "5s"})
-    assert '"skipped"' in by_cli.stdout and "generation starting" in by_cli.stdout
+    assert '"skipped"' in by_cli.stdout
+    assert "generation starting" in by_cli.stdout
     with reconciling(engine, "p-regen"):
         regenerate.start()
         assert regenerate.run() == "completed"
@@ -313,13 +321,15 @@ def race_live_and_failing(world: World, app: ReelApp, runtime: ReconcilerRuntime
     app.create_project("p-bad", prompts=4)
     ok = app.generation("p-ok").start().run_in_thread()
     bad = app.generation("p-bad", fail_at=2).start().run_in_thread()
-    assert (ok.join(), bad.join()) == ("completed", "failed")
+    assert (ok.join(bound(60)), bad.join(bound(60))) == ("completed", "failed")
     time.sleep(2.5)  # past the settle window, for the last events to be judged
     assert runtime.engine is not None
-    assert writes(runtime.engine, "p-ok") == [] and writes(runtime.engine, "p-bad") == []
+    assert writes(runtime.engine, "p-ok") == []
+    assert writes(runtime.engine, "p-bad") == []
     assert world.project("p-ok")["status"] == "ready"
     bad_doc = world.project("p-bad")
-    assert bad_doc["status"] == "error" and "quota" in bad_doc["errorInfo"]["message"]
+    assert bad_doc["status"] == "error"
+    assert "quota" in bad_doc["errorInfo"]["message"]
 
 
 def spec_of(world: World, **storage: Any) -> ReconcilerSpec:
@@ -392,8 +402,10 @@ def test_a_correction_the_app_keeps_undoing_is_held_not_fought(world: World,
     finally:
         history.stop()
     [held] = told
-    assert held.action is Action.SKIPPED and DriftKind.FLAPPING in held.drift_kinds
-    assert held.held_until is not None and (held.reason or "").startswith("flapping:")
+    assert held.action is Action.SKIPPED
+    assert DriftKind.FLAPPING in held.drift_kinds
+    assert held.held_until is not None
+    assert (held.reason or "").startswith("flapping:")
     assert metric(text, "reel_reconciler_flapping_holds_total", reconciler=label) == 1
     assert metric(text, "reel_reconciler_drift_detected_total", reconciler=label,
                   kind="flapping") >= 1

@@ -6,7 +6,6 @@ right corrections; a storm of deletion notifications writes at most the budget."
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,6 +13,8 @@ from datetime import datetime
 
 from prometheus_client import generate_latest
 
+from devkit.notifications import Notifications
+from devkit.seed import World
 from reel_reconciler.engine import sweep
 from reel_reconciler.engine.connect import connect
 from reel_reconciler.model import Action, ReconcilerId
@@ -26,9 +27,8 @@ from tests.support.drifted import (
     seed_drifted,
 )
 from tests.support.harness import metric, wait_for
-from tests.support.notifications import Notifications
+from tests.support.patience import holds
 from tests.support.running import running
-from tests.support.seed import World
 
 PROJECTS = 5_000
 REALLY_GONE = 10
@@ -79,7 +79,8 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
 
     resumed = cli("resume-writes", "checked-the-bucket", "--reconciler", reconciler.label)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stdout and "lists nothing" in resumed.stdout
+    assert "resumed" in resumed.stdout
+    assert "lists nothing" in resumed.stdout
     fixed.breaker.load()
     done = sweep(fixed)
     assert done.actions[Action.CORRECTED] == REALLY_GONE
@@ -87,6 +88,11 @@ def test_a_wrong_bucket_trips_the_breaker_instead_of_emptying_every_project(
     assert changed == {f"p{i:06d}" for i in range(REALLY_GONE)}
     assert not fixed.breaker.state.tripped
     assert fixed.breaker.state.resumed_token == "checked-the-bucket"
+
+
+def emptied(world: World, before: dict[str, datetime]) -> set[str]:
+    """The projects written since `before` was read."""
+    return {pid for pid, at in _update_times(world).items() if at != before[pid]}
 
 
 def test_a_storm_of_deletion_notifications_writes_at_most_the_budget(
@@ -103,14 +109,18 @@ def test_a_storm_of_deletion_notifications_writes_at_most_the_budget(
         "safety": {"maxDestructive": budget, "window": "1h"}})
     storm = ReconcilerId(f"storm-{uuid.uuid4().hex[:6]}", "test")
     with running(ReconcilerRuntime(storm, spec)) as runtime:
-        time.sleep(2)  # the uploads' notifications: each project checked, nothing to write
+        # The uploads' notifications: each project checked, nothing to write.
+        wait_for(lambda: metric(generate_latest().decode(), "reel_reconciler_reconcile_total",
+                                reconciler=runtime.label, trigger="listener") >= PROJECTS, 30,
+                 "the uploads' notifications to have each project checked")
         before = _update_times(world)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(world.delete_object, [_clip(world, i) for i in range(PROJECTS)]))
         wait_for(lambda: runtime.breaker_state.tripped, 60,
                  "the breaker to trip under the storm")
-        time.sleep(5)  # the rest of the storm arrives and is held
-        changed = {pid for pid, at in _update_times(world).items() if at != before[pid]}
+        holds(lambda: len(emptied(world, before)) <= budget, 5,
+              "the rest of the storm arriving and being held")
+        changed = emptied(world, before)
         assert len(changed) <= budget, f"{len(changed)} projects emptied, budget {budget}"
         assert len(changed) == budget, "the budget itself is spent before the trip"
         assert "more than 20 destructive corrections" in (runtime.breaker_state.reason or "")

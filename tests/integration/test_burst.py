@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
+from devkit.emulators import Emulators, fake_gcs_server, firestore_emulator
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger
 from reel_reconciler.model import Action
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 from tests.conftest import settings_for
-from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator
 from tests.support.recording import TESTS
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 
@@ -48,10 +48,12 @@ def test_a_burst_takes_one_read_a_query_per_30_and_one_commit(world: World,
     assert all(by_id[p].action is Action.CORRECTED for p in ids)
     assert by_id["healthy"].action is Action.NO_CHANGE
     assert by_id["invalid"].action is Action.SKIPPED
-    assert by_id["gone"].action is Action.ERROR and "not found" in (by_id["gone"].error or "")
+    assert by_id["gone"].action is Action.ERROR
+    assert "not found" in (by_id["gone"].error or "")
     for project_id in ids:
         doc = world.project(project_id)
-        assert doc["status"] == "ready" and all(doc["clipFilenames"])
+        assert doc["status"] == "ready"
+        assert all(doc["clipFilenames"])
 
 
 def test_observe_mode_reports_the_burst_and_writes_nothing(world: World,
@@ -96,10 +98,12 @@ def test_a_stale_document_fails_the_commit_then_each_project_is_written_alone(
     assert [r.action for r in reports] == [Action.CORRECTED] * 5
     made = store.requests.by_op()
     # the commit failed whole; four writes kept their first read, the stale one re-read
-    assert made["update_projects"] == 1 and made["get_projects"] == 2
+    assert made["update_projects"] == 1
+    assert made["get_projects"] == 2
     assert made["update_project"] == 5 + 1
     doc = world.project(ids[2])
-    assert doc["title"] == "renamed by the app" and doc["status"] == "ready"
+    assert doc["title"] == "renamed by the app"
+    assert doc["status"] == "ready"
     assert all(world.project(p)["status"] == "ready" for p in ids)
 
 

@@ -9,8 +9,10 @@ from datetime import UTC, datetime, timedelta
 from subprocess import CompletedProcess
 from typing import Any
 
+import pytest
+
+from devkit.seed import World
 from reel_reconciler.engine.changelog import loggable, rfc3339
-from tests.support.seed import World
 
 Cli = Callable[..., CompletedProcess[str]]
 
@@ -271,7 +273,8 @@ def test_skipped_rows_show_the_status_and_why(world: World, cli: Cli) -> None:
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[1]: line for line in proc.stdout.splitlines()
             if line.startswith("│ busy") or line.startswith("│ odd")}
-    assert "→" not in rows["busy"] and "?" not in rows["busy"]
+    assert "→" not in rows["busy"]
+    assert "?" not in rows["busy"]
     assert rows["busy"].split("│")[2].strip() == "generating"
     assert f"skipped (active job {job} (processing))" in rows["busy"]
     assert "→" not in rows["odd"]
@@ -279,16 +282,20 @@ def test_skipped_rows_show_the_status_and_why(world: World, cli: Cli) -> None:
     assert "skipped (invalid document" in rows["odd"]
 
 
-def test_configuration_errors_exit_2_with_one_line(world: World, cli: Cli) -> None:
+@pytest.mark.usefixtures("world")
+def test_configuration_errors_exit_2_with_one_line(cli: Cli) -> None:
     no_bucket = cli("sweep", env={"REEL_BUCKET": ""})
     assert no_bucket.returncode == 2
-    assert "REEL_BUCKET" in no_bucket.stderr and len(no_bucket.stderr.strip().splitlines()) == 1
+    assert "REEL_BUCKET" in no_bucket.stderr
+    assert len(no_bucket.stderr.strip().splitlines()) == 1
 
     bad_value = cli("sweep", "--concurrency", "0")
-    assert bad_value.returncode == 2 and "concurrency" in bad_value.stderr
+    assert bad_value.returncode == 2
+    assert "concurrency" in bad_value.stderr
 
     no_such_bucket = cli("sweep", "--bucket", "does-not-exist-anywhere")
-    assert no_such_bucket.returncode == 2 and "does not exist" in no_such_bucket.stderr
+    assert no_such_bucket.returncode == 2
+    assert "does not exist" in no_such_bucket.stderr
 
     unreachable = cli("sweep", "--retry-deadline", "2",
                       env={"FIRESTORE_EMULATOR_HOST": "127.0.0.1:9"})
@@ -315,12 +322,15 @@ def test_ranged_sweep_json_and_bad_counts(world: World, cli: Cli) -> None:
         world.generated_project(f"p{i}", user=user, status="ready", prompts=2, in_gcs=2,
                                 in_db=2)
     body = _json(cli("sweep", "--output", "json", "--ranges", "5", "--parallel", "2"))
-    assert body["scanned"] == 6 and body["actions"] == {"no_change": 6}
-    assert len(body["ranges"]) == 5 and sum(r["scanned"] for r in body["ranges"]) == 6
+    assert body["scanned"] == 6
+    assert body["actions"] == {"no_change": 6}
+    assert len(body["ranges"]) == 5
+    assert sum(r["scanned"] for r in body["ranges"]) == 6
     for args, env, where in ((["sweep", "--ranges", "0"], {}, "--ranges"),
                              (["sweep", "--parallel", "x"], {}, "--parallel"),
                              (["watch"], {"REEL_SWEEP_RANGES": "5000"}, "REEL_SWEEP_RANGES"),
                              (["watch", "--sweep-parallel", "65"], {}, "--sweep-parallel")):
         proc = cli(*args, env=env)
         assert proc.returncode == 2, (args, proc.stderr)
-        assert len(proc.stderr.strip().splitlines()) == 1 and where in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert where in proc.stderr, proc.stderr

@@ -18,9 +18,15 @@ from typing import Any
 import pytest
 from openapi_spec_validator import validate
 
+from devkit.app import ReelApp, Timing
+from devkit.emulators import (
+    FIREBASE_PROJECT,
+    Emulator,
+    Emulators,
+    free_port,
+)
+from devkit.seed import World
 from reel_reconciler.model import Action
-from tests.support.app import ReelApp, Timing
-from tests.support.emulators import FIREBASE_PROJECT, Emulator, Emulators, free_port
 from tests.support.endpoint import (
     ANONYMOUS_401,
     SEED_KEYS,
@@ -31,7 +37,6 @@ from tests.support.endpoint import (
 )
 from tests.support.harness import metric
 from tests.support.patience import bound, wait_for
-from tests.support.seed import World
 from tests.support.tokens import TokenMint, b64, compact, emulator_user, published_keys
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,17 +81,21 @@ def test_the_owner_reconciles_and_gets_the_seeds_report(endpoint: Endpoint, worl
     assert body["success"] is True
     report = body["report"]
     assert list(report)[:len(SEED_KEYS)] == SEED_KEYS
-    assert report["action"] == "corrected" and report["missingClips"] == [paths[1]]
-    assert report["originalStatus"] == "ready" and report["correctedStatus"] == "draft"
+    assert report["action"] == "corrected"
+    assert report["missingClips"] == [paths[1]]
+    assert report["originalStatus"] == "ready"
+    assert report["correctedStatus"] == "draft"
     assert world.project("p-mine")["clipFilenames"] == [paths[0], None, paths[2]]
     assert "Access-Control-Allow-Origin" not in answer.headers, "CORS is off by default"
     again = endpoint.reconcile("p-mine", mint.token("alice"), body={})
-    assert again.status_code == 200 and again.json()["report"]["action"] == "no_change"
+    assert again.status_code == 200
+    assert again.json()["report"]["action"] == "no_change"
     text = endpoint.watch.get("/metrics").text
     assert metric(text, "reel_reconciler_reconcile_total", trigger="api",
                   action="corrected") == 1
     assert metric(text, "reel_reconciler_api_requests_total", caller="user", code="200") == 2
-    assert "alice" not in text and "p-mine" not in text, "ids are never metric labels"
+    assert "alice" not in text, "ids are never metric labels"
+    assert "p-mine" not in text, "ids are never metric labels"
 
 
 def test_another_users_project_is_as_missing_as_a_missing_one(endpoint: Endpoint, world: World,
@@ -289,11 +298,13 @@ def test_a_live_generation_raced_through_the_endpoint_is_never_written(
             answer = endpoint.reconcile("p-live", mint.token("alice"))
             assert answer.status_code == 200, answer.text
             actions.append(answer.json()["report"])
-        assert generation.join() == "completed"
-    assert actions and all(r["action"] in ("skipped", "no_change") for r in actions), actions
+        assert generation.join(bound(60)) == "completed"
+    assert actions, actions
+    assert all(r["action"] in ("skipped", "no_change") for r in actions), actions
     assert any(r["action"] == "skipped" and r.get("reason") for r in actions)
     doc = world.project("p-live")
-    assert doc["status"] == "ready" and doc["clipFilenames"] == generation.made
+    assert doc["status"] == "ready"
+    assert doc["clipFilenames"] == generation.made
     assert "lastReconciliation" not in doc
     assert Action.CORRECTED.value not in {r["action"] for r in actions}
 
@@ -354,9 +365,11 @@ def test_an_opted_out_project_is_never_written_by_any_trigger(
     [reconciled] = json.loads(forced[0].stdout)
     assert reconciled["action"] == "skipped"
     swept = {r["projectId"]: r for r in json.loads(forced[1].stdout)["reports"]}
-    assert swept["p-out"]["action"] == "skipped" and "p-twin" not in swept
+    assert swept["p-out"]["action"] == "skipped"
+    assert "p-twin" not in swept
     cleanup = json.loads(forced[2].stdout)
-    assert cleanup["staleJobs"] == [] and cleanup["optedOut"] == [job]
+    assert cleanup["staleJobs"] == []
+    assert cleanup["optedOut"] == [job]
     assert ref.get().update_time == written, "written by a trigger"
     assert (ref.get().to_dict(), world.job(job)) == snapshot
     assert world.job(job)["status"] == "processing"
@@ -378,7 +391,8 @@ def test_tokens_of_the_auth_emulator_as_the_frontend_gets_them(
         assert mine.status_code == 200, mine.text
         assert mine.json()["report"]["action"] == "corrected"
         theirs = endpoint.reconcile("p-alice", mallory_token)
-        assert theirs.status_code == 404 and error_of(theirs)["code"] == "not_found"
+        assert theirs.status_code == 404
+        assert error_of(theirs)["code"] == "not_found"
         # Unsigned, yet every claim is checked: another project, an expired token (115
         # days, as found in review), a token from the future.
         for token in (other.unsigned(alice),
@@ -452,7 +466,8 @@ def test_nested_json_in_a_token_is_a_401_then_429_never_a_traceback(
         codes = [endpoint.reconcile("p-any", token).status_code for _ in range(40)]
         log = endpoint.log_text()
     assert codes == [401] * 10 + [429] * 30, codes
-    assert "Traceback" not in log and "RecursionError" not in log
+    assert "Traceback" not in log
+    assert "RecursionError" not in log
     assert len(refused_logins(log)) == 40
 
 
@@ -502,7 +517,8 @@ def test_unreachable_keys_are_a_quiet_503(emulators: Emulators, world: World,
         assert answer.status_code == 503, answer.text
         assert error_of(answer)["code"] == "unavailable"
         assert int(answer.headers["Retry-After"]) > 0
-        assert closed not in answer.text and "127.0.0.1" not in answer.text
+        assert closed not in answer.text
+        assert "127.0.0.1" not in answer.text
         assert closed in endpoint.log_text()
     finally:
         endpoint.watch.kill()

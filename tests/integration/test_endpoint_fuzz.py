@@ -13,9 +13,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.emulators import Emulators
+from devkit.emulators import Emulators
+from devkit.seed import World
 from tests.support.endpoint import Endpoint, start_endpoint
-from tests.support.seed import World
 from tests.support.tokens import TokenMint, published_keys
 
 EXAMPLES = 150

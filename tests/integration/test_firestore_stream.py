@@ -16,10 +16,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import firestore
 
 import reel_reconciler.stores.paging as paging
+from devkit.seed import World
 from reel_reconciler.engine import Engine
 from reel_reconciler.stores.connection import Connection, connect
 from reel_reconciler.stores.firestore import FirestoreStore
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 
@@ -111,7 +111,7 @@ def test_a_page_cut_by_its_deadline_resumes_after_its_last_document(
 
 def _single_threaded(connection: Connection) -> bool:
     """gRPC keeps the option's effect private: the channel's flag is all there is to see."""
-    return bool(connection.channel._single_threaded_unary_stream)
+    return bool(connection.channel._single_threaded_unary_stream)  # noqa: SLF001
 
 
 def test_streamed_answers_are_read_on_the_calling_thread(world: World,
@@ -132,11 +132,12 @@ def test_the_production_channel_reads_streams_on_the_calling_thread_too(
     credentials (creating the channel makes no request); the channel is what is checked."""
     monkeypatch.delenv("FIRESTORE_EMULATOR_HOST", raising=False)
     monkeypatch.setattr(google.auth, "default",
-                        lambda *args, **kwargs: (AnonymousCredentials(), "found-project"))  # type: ignore[no-untyped-call]
+                        lambda *_, **__: (AnonymousCredentials(), "found-project"))  # type: ignore[no-untyped-call]
     connection = connect(None, "(default)")
     try:
         assert _single_threaded(connection)
-        assert not connection.emulator and connection.target == "firestore.googleapis.com:443"
+        assert not connection.emulator
+        assert connection.target == "firestore.googleapis.com:443"
         assert connection.database == "projects/found-project/databases/(default)"
         assert ("authorization", "Bearer owner") not in connection.metadata
     finally:

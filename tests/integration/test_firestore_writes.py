@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from devkit.seed import World
 from reel_reconciler.engine import Engine
 from reel_reconciler.stores import Conflict
 from reel_reconciler.stores.values import Reference
 from tests.integration.test_firestore_stream import EVERY_TYPE
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 
@@ -77,7 +77,8 @@ def test_a_failed_job_gets_one_server_time_for_both_stamps(world: World,
     written = store.fail_job("j", "timed out", read.update_time)
     assert world.jobs().document("j").get().update_time == written
     job = world.jobs().document("j").get().to_dict()
-    assert job["status"] == "failed" and job["error"] == "timed out"
+    assert job["status"] == "failed"
+    assert job["error"] == "timed out"
     assert job["timedOutAt"] == job["updatedAt"]
     assert abs(job["updatedAt"] - datetime.now(UTC)) < timedelta(minutes=1)
     with pytest.raises(Conflict):
@@ -88,7 +89,9 @@ def test_heartbeats_are_guarded_by_our_last_write(world: World, make_engine: Mak
     store = make_engine().firestore
     first = store.beat("beats", "r", 1, None)
     second = store.beat("beats", "r", 2, first)
-    assert first is not None and second is not None and second > first
+    assert first is not None
+    assert second is not None
+    assert second > first
     assert (world.db.collection("beats").document("r").get().to_dict() or {})["beat"] == 2
     world.db.collection("beats").document("r").update({"beat": 99})  # another writer
     now = world.db.collection("beats").document("r").get().update_time

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.emulators import free_port
-from tests.support.seed import World
+from devkit.emulators import free_port
+from devkit.seed import World
 
 Cli = Callable[..., CompletedProcess[str]]
 REPO = Path(__file__).resolve().parents[2]
@@ -60,7 +60,8 @@ def untouched(world: World) -> Iterator[World]:
     (["reconcile", "stuck", "--stale-timeout", "0s"], {},
      ["invalid --stale-timeout '0s': must be more than 0"]),
 ])
-def test_bad_durations(untouched: World, cli: Cli, args: list[str], env: dict[str, str],
+@pytest.mark.usefixtures("untouched")
+def test_bad_durations(cli: Cli, args: list[str], env: dict[str, str],
                        needles: list[str]) -> None:
     one_line_exit_2(cli(*args, env=env), *needles)
 
@@ -77,19 +78,22 @@ def test_bad_durations(untouched: World, cli: Cli, args: list[str], env: dict[st
     (["--stale-timeout", "-5"], ["invalid --stale-timeout '-5': must be more than 0"]),
     (["--stale-timeout", "5"], ["invalid --stale-timeout '5': a duration needs a unit"]),
 ])
-def test_cleanup_refuses_a_zero_or_negative_timeout(untouched: World, cli: Cli,
+@pytest.mark.usefixtures("untouched")
+def test_cleanup_refuses_a_zero_or_negative_timeout(cli: Cli,
                                                     args: list[str], needles: list[str]) -> None:
     """A zero timeout would fail every job at once, the one that reported 10 s ago too."""
     one_line_exit_2(cli("cleanup-stale-jobs", *args), *needles)
 
 
-def test_storage_emulator_host_without_its_scheme(untouched: World, cli: Cli) -> None:
+@pytest.mark.usefixtures("untouched")
+def test_storage_emulator_host_without_its_scheme(cli: Cli) -> None:
     address = os.environ["STORAGE_EMULATOR_HOST"].removeprefix("http://")
     proc = cli("sweep", env={"STORAGE_EMULATOR_HOST": address})
     one_line_exit_2(proc, "STORAGE_EMULATOR_HOST", f"STORAGE_EMULATOR_HOST=http://{address}")
 
 
-def test_firestore_emulator_host_with_a_scheme(untouched: World, cli: Cli) -> None:
+@pytest.mark.usefixtures("untouched")
+def test_firestore_emulator_host_with_a_scheme(cli: Cli) -> None:
     address = os.environ["FIRESTORE_EMULATOR_HOST"]
     proc = cli("sweep", env={"FIRESTORE_EMULATOR_HOST": f"http://{address}"})
     one_line_exit_2(proc, "FIRESTORE_EMULATOR_HOST", f"FIRESTORE_EMULATOR_HOST={address}")
@@ -165,7 +169,8 @@ def test_delete_reconciler_without_a_cluster(tmp_path: Path) -> None:
     one_line_exit_2(proc, "set KUBECONFIG", "or run it in a cluster", str(tmp_path / "missing"))
 
 
-def test_watch_endpoint_input_errors(untouched: World, cli: Cli) -> None:
+@pytest.mark.usefixtures("untouched")
+def test_watch_endpoint_input_errors(cli: Cli) -> None:
     port = str(free_port())
     same = cli("watch", "--metrics-port", port, "--api-port", port)
     one_line_exit_2(same, f"port {port} is given to both --metrics-port and --api-port")

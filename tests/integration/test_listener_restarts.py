@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import REGISTRY
 
+from devkit.app import ReelApp, Timing
+from devkit.seed import World
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.engine.reconcile import Engine
 from reel_reconciler.engine.stale import cleanup_stale_jobs
@@ -23,9 +25,7 @@ from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 from tests.conftest import settings_for
 from tests.integration.test_listeners import Inbox, wait_until
-from tests.support.app import ReelApp, Timing
 from tests.support.patience import bound
-from tests.support.seed import World
 
 RESUBSCRIBE = 600.0
 
@@ -110,8 +110,8 @@ def test_what_changed_while_the_listeners_were_down_is_queued_after_the_restart(
     world.add_job("p-done", status="processing", job_id="job-done")
     running.inbox.wait_for("edited")
     running.inbox.wait_for("untouched")
-    wait_until(lambda: "job-done" in (running.found.listeners[1]._feed.state().members
-                                      if running.found.listeners[1]._feed else {}),
+    wait_until(lambda: "job-done" in (running.found.listeners[1].feed.state().members
+                                      if running.found.listeners[1].feed else {}),
                10, lambda: None)
     running.wait_healthy()
     before = len(running.inbox.ids)
@@ -154,7 +154,8 @@ def test_a_stuck_project_skipped_by_a_restart_is_still_healed(world: World) -> N
         wait_until(lambda: cleaned is not None and generation.job_id in cleaned.stale_jobs,
                    15, cleanup)
         project = world.projects().document("silent").get().to_dict()
-        assert project is not None and project["status"] == "error"
+        assert project is not None
+        assert project["status"] == "error"
         running.inbox.wait_for("silent")  # the jobs feed saw the job leave after the restart
     finally:
         generation.crash()

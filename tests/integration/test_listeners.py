@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulators import Emulators, firestore_emulator
+from devkit.seed import World
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.model import ReconcilerId
 from reel_reconciler.stores.changefeed import Change
 from reel_reconciler.stores.firestore import FirestoreStore
 from tests.conftest import settings_for
-from tests.support.emulators import Emulators, firestore_emulator
 from tests.support.patience import bound
 from tests.support.recording import TESTS
-from tests.support.seed import World
 
 
 class Inbox:
@@ -79,13 +79,13 @@ def jobs_feed_knows(found: ListenerSet, job_id: str) -> None:
     """Wait until the jobs feed has a job as a member. A job that enters and leaves the active
     set between two snapshots is never seen (the emulator, like Firestore, may fold both
     writes into one snapshot; seen here once in a few runs): its leaving can't be reported."""
-    feed = found.listeners[1]._feed
+    feed = found.listeners[1].feed
     assert feed is not None
     try:
-        wait_until(lambda: job_id in feed._members, 10, lambda: None)
+        wait_until(lambda: job_id in feed.members, 10, lambda: None)
     except AssertionError:
         raise AssertionError(f"the jobs feed never listed {job_id}: members "
-                             f"{sorted(feed._members)[:10]}; {feed_states(found)}") from None
+                             f"{sorted(feed.members)[:10]}; {feed_states(found)}") from None
 
 
 def feed_states(found: ListenerSet) -> str:
@@ -135,9 +135,9 @@ def test_a_feed_listening_again_reports_what_it_missed_and_stays_healthy(world: 
     try:
         wait_until(lambda: bool(seen), 10, lambda: None)
         assert {c.id for c in seen[0]} == {"job-a", "job-b"}
-        feed._forget()  # as on a mismatch, then the stream is replaced while a job finishes
+        feed.forget()  # as on a mismatch, then the stream is replaced while a job finishes
         world.jobs().document("job-a").update({"status": "completed"})
-        feed._relisten()
+        feed.relisten()
         relistened = time.time()
         wait_until(lambda: len(seen) > 1, 10, lambda: None)
         assert seen[-1] == [Change("job-a", False, {"projectId": "p-a"})]
@@ -149,7 +149,8 @@ def test_a_feed_listening_again_reports_what_it_missed_and_stays_healthy(world: 
         world.jobs().document("job-b").delete()
         wait_until(lambda: seen[-1] == [Change("job-b", False, {"projectId": "p-b"})], 10,
                    lambda: None)
-        assert feed.is_active and feed.error is None
+        assert feed.is_active
+        assert feed.error is None
     finally:
         feed.stop()
 
@@ -161,7 +162,8 @@ def test_heartbeat_makes_listeners_healthy(world: World,
     assert safe_beat(found) is None  # the second beat is guarded by the first one's time
     wait_until(lambda: found.healthy, 5, lambda: found.check())
     doc = world.db.collection("reel_reconciler_heartbeats").document("test").get().to_dict()
-    assert doc is not None and doc["beat"] == 2
+    assert doc is not None
+    assert doc["beat"] == 2
 
 
 def test_watchdog_restarts_silent_listeners_across_an_emulator_restart(

@@ -14,6 +14,8 @@ from pathlib import Path
 import requests
 from prometheus_client import generate_latest
 
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from reel_reconciler.model import ReconcilerId
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
 from reel_reconciler.runtime.liveness import stalled
@@ -26,10 +28,8 @@ from tests.support.drifted import (
     seed_drifted,
     written_times,
 )
-from tests.support.emulators import Emulators, free_port
 from tests.support.harness import metric, wait_for
-from tests.support.patience import bound
-from tests.support.seed import World
+from tests.support.patience import bound, holds
 from tests.support.watching import start_watch
 
 DRIFTED = 10_000
@@ -81,7 +81,14 @@ def test_one_process_alone_has_no_heartbeat_conflict(emulators: Emulators, world
     alone = start_watch(emulators, world, tmp_path / "alone.log", "--settle", "0s")
     try:
         alone.wait_ready()
-        time.sleep(8)  # the heartbeat interval is 5 s: at least one beat after the first
+
+        def beat() -> float:
+            return metric(alone.get("/metrics").text,
+                          "reel_reconciler_listener_last_event_timestamp_seconds",
+                          listener="heartbeat")
+
+        first = wait_for(beat, 10, "the first heartbeat")
+        wait_for(lambda: beat() > first, 10, "a heartbeat after the first")  # every 5 s
         text = alone.get("/metrics").text
         assert metric(text, "reel_reconciler_heartbeat_conflicts_total") == 0
         assert alone.get("/livez").status_code == 200
@@ -116,34 +123,33 @@ def runtime_with(world: World, hooks: Hooks) -> Iterator[tuple[ReconcilerRuntime
         thread.join(10)
 
 
-def test_a_hung_watchdog_timer_fails_liveness(emulators: Emulators, world: World) -> None:
+def test_a_hung_watchdog_timer_fails_liveness(world: World) -> None:
     """The watchdog's hook never returns, as a hung status write would: the timer stops
     turning, and /livez turns 503 once its tolerance passes; a stop forgets the loop."""
-    hang = threading.Event()
+    turning = threading.Event()
+    turning.set()
 
     async def on_tick(_: str | None) -> None:
-        while hang.is_set():
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(turning.wait)  # returns at once while the timer turns
 
     def livez(port: int) -> requests.Response:
         return requests.get(f"http://127.0.0.1:{port}/livez", timeout=5)
 
     with runtime_with(world, Hooks(on_tick=on_tick)) as (_, port):
-        time.sleep(1)
-        assert livez(port).status_code == 200 and not stalled()
-        hang.set()
+        holds(lambda: livez(port).status_code == 200 and not stalled(), 1,
+              "/livez while the watchdog turns")
+        turning.clear()
         hung = wait_for(lambda: livez(port).json()["stalled"], 30,
                         "/livez to fail while the watchdog hangs")
         assert livez(port).status_code == 503
         assert any("test/liveness watchdog" in line for line in hung), hung
-        hang.clear()
+        turning.set()
         wait_for(lambda: livez(port).status_code == 200, 30,
                  "/livez to recover once the watchdog turns again")
     assert not stalled(), "a stopped runtime's loop is no longer watched"
 
 
-def test_a_runtime_shows_itself_running_until_it_stops(emulators: Emulators,
-                                                       world: World) -> None:
+def test_a_runtime_shows_itself_running_until_it_stops(world: World) -> None:
     """`watch` has no supervisor: the runtime itself exports running (and wanted) once it
     runs, and running 0 from its stop on, so that ReelReconcilerNotRunning sees it too."""
     with runtime_with(world, Hooks()) as (runtime, port):

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from devkit.notifications import Notifications
+from devkit.seed import World
 from tests.support.harness import metric, wait_for
-from tests.support.notifications import Notifications
-from tests.support.seed import World
 from tests.support.watching import Watch, start_watch
 
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from devkit.emulators import Emulator, Emulators, firestore_emulator
+from devkit.seed import World
 from tests.conftest import REPO
-from tests.support.emulators import Emulator, Emulators, firestore_emulator
 from tests.support.patience import bound
-from tests.support.seed import World
 
 READY = 40
 PIPE_BYTES = 4096
@@ -101,7 +101,8 @@ def test_gcs_outage_mid_sweep_writes_nothing_and_exits_1_within_30s(
     assert seconds < bound(30), f"outage took {seconds:.1f}s to report"
     assert "gcs unreachable" in str(body["aborted"])
     errors = [r for r in body["reports"] if r["action"] == "error"]
-    assert errors and all(r.get("unreachable") for r in errors)
+    assert errors
+    assert all(r.get("unreachable") for r in errors)
     after = {d.id: d.update_time for d in world.projects().stream()}
     assert after == before, "a document was written during a storage outage"
     assert body["scanned"] < READY + STUCK

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from devkit.emulators import fake_gcs_server
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger
 from reel_reconciler.model import Action, DriftKind
 from reel_reconciler.stores.gcs import GcsStore
-from tests.support.emulators import fake_gcs_server
 from tests.support.recording import TESTS
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 
@@ -43,7 +43,8 @@ def test_scenario2_partial_generation_with_live_worker_is_untouched(world: World
                             job_status="processing", job_updated_ago=timedelta(minutes=1))
     before = world.update_time("p2")
     report = make_engine().reconcile("p2", Trigger.CLI)
-    assert report.action is Action.SKIPPED and "active job" in (report.reason or "")
+    assert report.action is Action.SKIPPED
+    assert "active job" in (report.reason or "")
     assert world.update_time("p2") == before
 
 
@@ -86,7 +87,8 @@ def test_scenario4_false_claims(world: World, make_engine: Make) -> None:
     assert doc["status"] == "draft"
     assert [i for i, c in enumerate(doc["clipFilenames"]) if c is None] == [2, 9, 14]
     assert report.missing_clips == [paths[2], paths[9], paths[14]]
-    assert report.verified_clips == 12 and report.claimed_clips == 15
+    assert report.verified_clips == 12
+    assert report.claimed_clips == 15
 
 
 def test_d2_storage_outage_is_an_error_not_a_missing_clip(
@@ -229,10 +231,10 @@ def test_stale_job_touched_concurrently_is_not_failed(world: World, make_engine:
     # The worker heartbeats after our read: the precondition must stop the failure.
     world.jobs().document(job).update({"updatedAt": world.job(job)["createdAt"]
                                        + timedelta(hours=2)})
-    from reel_reconciler.engine.stale import _mark_failed
+    from reel_reconciler.engine.stale import mark_failed
     from reel_reconciler.model import Job
 
-    assert _mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time), doc.data) is False
+    assert mark_failed(engine, Job.parse(doc.id, doc.data, doc.update_time), doc.data) is False
     assert world.job(job)["status"] == "processing"
     assert cleanup_stale_jobs(engine).stale_jobs == []
 

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger, sweep
 from reel_reconciler.model import Action, Report
-from tests.support.seed import World
 
 Make = Callable[..., Engine]
 
@@ -139,7 +139,8 @@ def test_enforcing_streaming_sweep_corrects_then_writes_nothing(world: World,
     engine = make_engine(gcs_page_size=3, page_size=4)
     first, result = _streamed(engine, dry_run=False)
     corrected = sorted(pid for pid, report in first.items() if report["action"] == "corrected")
-    assert corrected and result.actions[Action.CORRECTED] == len(corrected)
+    assert corrected
+    assert result.actions[Action.CORRECTED] == len(corrected)
     restored = [pid for pid, report in first.items() if report["restoredClips"]]
     assert restored
     for pid in restored:  # D1: restored from GCS
@@ -171,7 +172,9 @@ def test_a_sweep_that_keeps_no_reports_counts_the_same(world: World, make_engine
     seen: list[Report] = []
     counted = sweep(make_engine(page_size=4), dry_run=True, on_report=seen.append,
                     keep_reports=False)
-    assert kept.reports and counted.reports == []
-    assert counted.actions == kept.actions and counted.scanned == kept.scanned == len(seen)
+    assert kept.reports
+    assert counted.reports == []
+    assert counted.actions == kept.actions
+    assert counted.scanned == kept.scanned == len(seen)
     assert sorted(r.project_id for r in seen if r.action is not Action.NO_CHANGE) == [
         r.project_id for r in kept.reports]

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.emulators import Emulators, free_port
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from tests.support.harness import metric, wait_for
 from tests.support.patience import bound
-from tests.support.seed import World
 from tests.support.watching import Watch, start_watch
 
 REPO = Path(__file__).resolve().parents[2]
@@ -52,9 +52,11 @@ def test_watch_heals_through_listener_and_sweep_then_drains(watch: Watch, world:
                   action="corrected") >= 1
     assert metric(text, "reel_reconciler_reconcile_total", trigger="sweep",
                   action="corrected") >= 1
-    assert "p-7f3a" not in text and "p-behind" not in text, "ids must never be metric labels"
+    assert "p-7f3a" not in text, "ids must never be metric labels"
+    assert "p-behind" not in text, "ids must never be metric labels"
     code, seconds = watch.terminate()
-    assert code == 0 and seconds < bound(10), watch.logs()
+    assert code == 0, watch.logs()
+    assert seconds < bound(10), watch.logs()
     assert '"stopped"' in watch.logs()
 
 
@@ -84,11 +86,13 @@ def test_port_in_use_is_one_line_and_exit_2(emulators: Emulators, world: World,
         code = running.proc.wait(bound(30))
     output = running.log.read_text().strip().splitlines()
     assert code == 2
-    assert len(output) == 1 and str(port) in output[0] and "--metrics-port" in output[0]
+    assert len(output) == 1
+    assert str(port) in output[0]
+    assert "--metrics-port" in output[0]
 
 
-def test_unreachable_firestore_is_one_line_and_exit_2(emulators: Emulators, world: World,
-                                                      tmp_path: Path) -> None:
+def test_unreachable_firestore_is_one_line_and_exit_2(emulators: Emulators,
+                                                      world: World) -> None:
     dead: dict[str, Any] = {"FIRESTORE_EMULATOR_HOST": f"127.0.0.1:{free_port()}"}
     env = {**os.environ, **emulators.env(), "REEL_BUCKET": world.bucket,
            "REEL_RETRY_DEADLINE": "2", "REEL_REQUEST_TIMEOUT": "2", **dead}
@@ -97,7 +101,8 @@ def test_unreachable_firestore_is_one_line_and_exit_2(emulators: Emulators, worl
                           text=True, timeout=60, check=False)
     assert done.returncode == 2, done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and "FIRESTORE_EMULATOR_HOST" in lines[0], done.stderr
+    assert len(lines) == 1, done.stderr
+    assert "FIRESTORE_EMULATOR_HOST" in lines[0], done.stderr
 
 
 def test_not_ready_before_its_reconciler_runs(emulators: Emulators, world: World,

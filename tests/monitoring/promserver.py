@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from tests.support.emulators import free_port
+from devkit.emulators import free_port
 from tests.support.patience import bound
 
 INSTALL_HINT = ("install Debian's package `prometheus` (apt-get install -y prometheus: "

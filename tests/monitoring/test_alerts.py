@@ -63,7 +63,8 @@ def test_every_alert_is_documented() -> None:
         assert not missing, f"{rule['alert']} lacks annotations {sorted(missing)}"
         assert str(annotations["runbook"]).endswith("#" + str(rule["alert"]).lower())
         labels = rule.get("labels")
-        assert isinstance(labels, dict) and labels.get("severity") in ("warning", "critical")
+        assert isinstance(labels, dict)
+        assert labels.get("severity") in ("warning", "critical")
 
 
 def test_every_alert_has_a_firing_and_a_silent_case() -> None:

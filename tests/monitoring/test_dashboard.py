@@ -32,6 +32,10 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from devkit.app import ReelApp
+from devkit.emulators import Emulator, Emulators, fake_gcs_server, free_port
+from devkit.notifications import Notifications
+from devkit.seed import World, now
 from reel_reconciler.api.app import start_api
 from reel_reconciler.api.settings import ApiSettings
 from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
@@ -61,11 +65,7 @@ from tests.monitoring.render_dashboard import (
     substitute,
 )
 from tests.monitoring.test_alerts import ALERTS
-from tests.support.app import ReelApp
-from tests.support.emulators import Emulator, Emulators, fake_gcs_server, free_port
-from tests.support.notifications import Notifications
 from tests.support.patience import bound, wait_for
-from tests.support.seed import World, now
 
 T = TypeVar("T")
 
@@ -81,7 +81,8 @@ rate-limited queue has a visible depth for a few scrapes."""
 def test_dashboard_is_a_grafana_dashboard_with_the_two_variables() -> None:
     dashboard = load_dashboard()
     assert 38 <= dashboard["schemaVersion"] <= 40
-    assert dashboard["uid"] == "reel-reconciler" and dashboard["title"]
+    assert dashboard["uid"] == "reel-reconciler"
+    assert dashboard["title"]
     variables = {v["name"]: v for v in dashboard["templating"]["list"]}
     assert variables["datasource"]["type"] == "datasource"
     assert variables["datasource"]["query"] == "prometheus"
@@ -90,7 +91,8 @@ def test_dashboard_is_a_grafana_dashboard_with_the_two_variables() -> None:
     assert reconciler["datasource"]["uid"] == "${datasource}"
     assert reconciler["definition"] == "label_values(reel_reconciler_reconcile_total, reconciler)"
     assert reconciler["query"]["query"] == reconciler["definition"]
-    assert reconciler["includeAll"] and reconciler["allValue"] == ".*"
+    assert reconciler["includeAll"]
+    assert reconciler["allValue"] == ".*"
 
 
 def test_every_panel_uses_the_datasource_variable_and_a_free_grid_cell() -> None:
@@ -248,7 +250,7 @@ class LiveReconciler:
 
     def wait_idle(self, timeout: float = 20) -> None:
         assert self.runtime.queue is not None
-        self._call(self.runtime.queue.wait_idle(bound(timeout)), timeout + 1)
+        self._call(asyncio.wait_for(self.runtime.queue.wait_idle(), bound(timeout)), timeout + 1)
 
     def stop(self) -> None:
         self._stop.set()
@@ -340,7 +342,8 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
     observed = sweep(engine, dry_run=True)
     assert observed.actions[Action.DRIFT] >= 2, observed.as_json()
     stale = cleanup_stale_jobs(engine)
-    assert len(stale.stale_jobs) == 1 and stale.error is None, stale.as_json()
+    assert len(stale.stale_jobs) == 1, stale.as_json()
+    assert stale.error is None, stale.as_json()
     enforced = sweep(engine)
     assert enforced.actions[Action.CORRECTED] >= 2, enforced.as_json()
     assert not enforced.aborted
@@ -454,8 +457,9 @@ def check_panels(prometheus: PrometheusServer, found: list[Panel], start: float,
     return problems
 
 
+@pytest.mark.usefixtures("prometheus_installed")
 def test_every_panel_shows_data_from_a_real_reconciler(
-        prometheus_installed: None, world: World, live_reconciler: LiveReconciler,
+        world: World, live_reconciler: LiveReconciler,
         neighbour: tuple[Notifications, Any], metrics_endpoint: str, tmp_path: Path) -> None:
     _, other = neighbour
     label = live_reconciler.engine.reconciler.label

@@ -33,7 +33,7 @@ Updates = Mapping[str, tuple[Mapping[str, Any], datetime]]
 def ignore_holds() -> None:
     """The policy's `decide` asks `hold_reason` whose project it is: nobody's, from now on."""
 
-    def no_hold(observation: Observation, settings: PolicySettings) -> Hold | None:
+    def no_hold(*_: Observation | PolicySettings) -> Hold | None:
         return None
 
     # By its full name: `reel_reconciler.policy` re-exports the function `decide` over the module.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tests.soak.history import History, Version
+from devkit.history import History, Version
 
 INVARIANTS = ("hands_off", "error_info_lost", "clip_removed", "precondition", "slow_heal",
               "left_stuck", "write_war", "crashed", "rss_growth", "history_gap")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import requests
 
+from devkit.app import ReelApp
+from devkit.emulators import Emulator
+from devkit.history import History
+from devkit.seed import new_job_id
 from tests.soak.checker import Stuck
-from tests.soak.history import History
-from tests.support.app import ReelApp
-from tests.support.emulators import Emulator
-from tests.support.seed import new_job_id
 
 
 @dataclass

@@ -30,17 +30,17 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from devkit.app import ReelApp
+from devkit.app import Timing as AppTiming
+from devkit.emulators import Emulators, fake_gcs_server, firestore_emulator, free_port
+from devkit.history import History
+from devkit.seed import World
 from reel_reconciler.logs import CHANGES
 from tests.soak.broken import BREAKS
 from tests.soak.checker import INVARIANTS, Stuck, Timing, Verdict, check
 from tests.soak.faults import Faults, Reconciler
-from tests.soak.history import History
 from tests.soak.workload import Workload
-from tests.support.app import ReelApp
-from tests.support.app import Timing as AppTiming
-from tests.support.emulators import Emulators, fake_gcs_server, firestore_emulator, free_port
 from tests.support.patience import PATIENCE
-from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
 STALE, SETTLE, SWEEP, STALE_INTERVAL = 8.0, 2.0, 15.0, 2.0

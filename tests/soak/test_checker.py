@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from devkit.history import History, Version
 from tests.soak.checker import Stuck, Timing, Verdict, check
-from tests.soak.history import History, Version
 
 T0 = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 TIMING = Timing(stale=timedelta(seconds=8), settle=timedelta(seconds=2),
@@ -63,7 +63,8 @@ def test_a_good_story_has_no_violation() -> None:
     verdict = judge(STORY, STORY_JOBS, stuck=[Stuck("p", s(10), "worker died")],
                     objects={CLIP: s(9)})
     assert violations(verdict) == {}
-    assert verdict.writes == 1 and verdict.heal_seconds == [9.5]
+    assert verdict.writes == 1
+    assert verdict.heal_seconds == [9.5]
 
 
 def test_a_write_while_the_job_lives_breaks_hands_off() -> None:
@@ -155,4 +156,5 @@ def test_a_user_who_moves_on_heals_a_stuck_project_too() -> None:
     """A new generation started on a stuck project ends the story: no write of ours is due."""
     moved_on = [*STORY[:2], (14, project("draft", [None])), (15, project("generating", [None]))]
     verdict = judge(moved_on, STORY_JOBS, stuck=[Stuck("p", s(10), "worker died")], end=16)
-    assert violations(verdict) == {} and verdict.heal_seconds == []
+    assert violations(verdict) == {}
+    assert verdict.heal_seconds == []

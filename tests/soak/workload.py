@@ -14,8 +14,9 @@ from typing import Any
 
 from google.cloud import firestore
 
+from devkit.app import Generation, ReelApp
 from tests.soak.checker import Stuck
-from tests.support.app import Generation, ReelApp
+from tests.support.patience import bound
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,7 @@ class Workload:
         generation.hanging.wait(30)
         self._left_stuck(project_id, "worker died")
         generation.crash()
-        generation.join()
+        generation.join(bound(60))
 
     def _zombie(self, project_id: str) -> None:
         generation = self._generation(project_id, hang_at=0).run_in_thread()
@@ -152,7 +153,7 @@ class Workload:
         while time.time() < deadline and not self._timed_out(job):
             time.sleep(0.5)
         generation.resume()
-        generation.join(120)
+        generation.join(bound(120))
         self._finished(project_id, generation)
 
     @staticmethod

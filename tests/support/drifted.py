@@ -9,8 +9,8 @@ from datetime import datetime
 
 import pytest
 
-from tests.support.emulators import Emulators, running_emulators
-from tests.support.seed import World
+from devkit.emulators import Emulators, running_emulators
+from devkit.seed import World
 
 PER_USER = 10
 WRITERS = 4

@@ -9,9 +9,9 @@ from typing import Any
 
 import requests
 
-from tests.support.emulators import Emulators, free_port
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from tests.support.patience import bound
-from tests.support.seed import World
 from tests.support.watching import Watch, start_watch
 
 SEED_KEYS = ["projectId", "originalStatus", "correctedStatus", "claimedClips", "verifiedClips",
@@ -67,7 +67,8 @@ def error_of(response: requests.Response) -> dict[str, Any]:
     """The JSON error every refusal carries; fails on any other shape."""
     assert response.headers["Content-Type"].startswith("application/json"), response.text
     body = response.json()
-    assert body["success"] is False and set(body["error"]) == {"code", "message"}, body
+    assert body["success"] is False, body
+    assert set(body["error"]) == {"code", "message"}, body
     error: dict[str, Any] = body["error"]
     return error
 

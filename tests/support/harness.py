@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 import requests
 from kubernetes import client
 
+from devkit.emulators import free_port
+from devkit.seed import World
 from tests.support import patience
-from tests.support.emulators import free_port
-from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "reelmaker.io", "v1", "reelreconcilers"

@@ -60,3 +60,20 @@ def wait_for(check: Callable[[], T | None], timeout: float, what: str | Callable
         time.sleep(0.2)
     described = what() if callable(what) else what
     raise AssertionError(f"timed out after {limit:.0f}s waiting for {described}; last: {last!r}")
+
+
+def holds(check: Callable[[], object], seconds: float, what: str | Callable[[], str]) -> None:
+    """`check` stays true for `seconds`, polled: for what must not happen (a write while
+    suspended, a second replica running), failing at the first look where it does.
+
+    Not scaled by patience: a slower run makes what is guarded against come later, so the
+    window can only miss it there, never fail for nothing; scaling would lengthen every run.
+    """
+    deadline = time.monotonic() + seconds
+    while True:
+        if not check():
+            described = what() if callable(what) else what
+            raise AssertionError(f"{described} stopped holding within {seconds:g}s")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(0.2)

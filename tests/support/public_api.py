@@ -67,6 +67,10 @@ class _Checker:
                 return self.kind(node.args[0], scopes)
             parts = [node.func, *node.args, *(k.value for k in node.keywords)]
             return max(self.kind(part, scopes) for part in parts)
+        return self.value_kind(node, scopes)
+
+    def value_kind(self, node: ast.AST, scopes: list[dict[str, int]]) -> int:
+        """What an expression that is not a name, attribute or call holds."""
         if isinstance(node, ast.Subscript | ast.Starred | ast.Await | ast.NamedExpr):
             return self.kind(node.value, scopes)
         if isinstance(node, ast.BinOp):
@@ -109,25 +113,23 @@ class _Checker:
     def statement(self, node: ast.stmt, scopes: list[dict[str, int]], check: bool) -> None:
         if isinstance(node, ast.Import | ast.ImportFrom):
             self.imported(node, scopes, check)
-            return
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
             scopes[-1][node.name] = OURS
             if check or len(scopes) > 1:
                 self.function(node, scopes, check)
-            return
-        if isinstance(node, ast.ClassDef):
+        elif isinstance(node, ast.ClassDef):
             scopes[-1][node.name] = OURS
             if check:
                 self.klass(node, scopes)
-            return
-        for child in ast.walk(node):  # comprehension and walrus targets, before their use
-            if isinstance(child, ast.comprehension):
-                self.bind(child.target, self.kind(child.iter, scopes), scopes)
-            elif isinstance(child, ast.NamedExpr):
-                self.bind(child.target, self.kind(child.value, scopes), scopes)
-            elif isinstance(child, ast.Lambda):
-                for arg in child.args.args:
-                    scopes[-1].setdefault(arg.arg, UNKNOWN)
+        else:
+            self.bind_statement(node, scopes)
+            if check:
+                self.attributes(node, scopes)
+            self.nested(node, scopes, check)
+
+    def bind_statement(self, node: ast.stmt, scopes: list[dict[str, int]]) -> None:
+        """The names a simple or compound statement binds, before its body is read."""
+        self.bind_inner(node, scopes)
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 self.bind(target, self.kind(node.value, scopes), scopes)
@@ -141,8 +143,20 @@ class _Checker:
             for item in node.items:
                 if item.optional_vars is not None:
                     self.bind(item.optional_vars, self.kind(item.context_expr, scopes), scopes)
-        if check:
-            self.attributes(node, scopes)
+
+    def bind_inner(self, node: ast.stmt, scopes: list[dict[str, int]]) -> None:
+        """Comprehension, walrus and lambda names inside a statement, before their use."""
+        for child in ast.walk(node):
+            if isinstance(child, ast.comprehension):
+                self.bind(child.target, self.kind(child.iter, scopes), scopes)
+            elif isinstance(child, ast.NamedExpr):
+                self.bind(child.target, self.kind(child.value, scopes), scopes)
+            elif isinstance(child, ast.Lambda):
+                for arg in child.args.args:
+                    scopes[-1].setdefault(arg.arg, UNKNOWN)
+
+    def nested(self, node: ast.stmt, scopes: list[dict[str, int]], check: bool) -> None:
+        """The blocks of a compound statement: bodies, handlers, match cases."""
         for field in ("body", "orelse", "finalbody"):
             self.block(getattr(node, field, []), scopes, check)
         for handler in getattr(node, "handlers", []):

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from devkit.memory import TESTS as TESTS
 from reel_reconciler.config import Settings
 from reel_reconciler.engine import Engine
 from reel_reconciler.model import ReconcilerId
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 
-TESTS = ReconcilerId("test")
 """Who the tests' engines reconcile as, unless a test names one of its own."""
 
 

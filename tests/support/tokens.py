@@ -156,7 +156,7 @@ def published_keys(mint: TokenMint, jwks: bool = False) -> Iterator[TokenMint]:
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, *_: Any, **__: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Certs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.support.emulators import MissingPrerequisite
+from devkit.emulators import MissingPrerequisite
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO / ".cache" / "tools" / "bin"

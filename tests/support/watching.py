@@ -12,9 +12,9 @@ from pathlib import Path
 
 import requests
 
-from tests.support.emulators import Emulators, free_port
+from devkit.emulators import Emulators, free_port
+from devkit.seed import World
 from tests.support.patience import bound, wait_for
-from tests.support.seed import World
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -114,7 +114,7 @@ def api_server() -> Iterator[FakeApiServer]:
             self.end_headers()
             self.wfile.write(answer)
 
-        def log_message(self, format: str, *args: Any) -> None:
+        def log_message(self, *_: Any, **__: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from devkit.memory import EPOCH, MemoryObjects, MemoryProjects
 from reel_reconciler.config import Settings
 from reel_reconciler.engine.breaker import Breaker
 from reel_reconciler.engine.reconcile import Pipeline
@@ -14,7 +15,6 @@ from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.engine.sweep.run import suspect_an_empty_bucket
 from reel_reconciler.model import Action, Report, Trigger
 from reel_reconciler.policy.destructive import is_destructive
-from tests.support.memory import EPOCH, MemoryObjects, MemoryProjects
 from tests.support.recording import TESTS
 
 NOW = EPOCH + timedelta(days=1)
@@ -81,10 +81,13 @@ def test_the_window_slides() -> None:
     projects = MemoryProjects()
     now = [0.0]
     breaker = Breaker(projects, "breakers", TESTS, budget=2, window=60, clock=lambda: now[0])
-    assert breaker.allow() is None and breaker.allow() is None
+    assert breaker.allow() is None
+    assert breaker.allow() is None
     now[0] = 61.0
-    assert breaker.allow() is None and breaker.allow() is None
-    assert breaker.allow() is not None and breaker.state.tripped
+    assert breaker.allow() is None
+    assert breaker.allow() is None
+    assert breaker.allow() is not None
+    assert breaker.state.tripped
 
 
 def test_a_trip_is_kept_in_the_store_a_restart_reads_it_and_a_resume_ends_it() -> None:
@@ -96,7 +99,8 @@ def test_a_trip_is_kept_in_the_store_a_restart_reads_it_and_a_resume_ends_it() -
     assert restarted.breaker.load().tripped, "a restart must not reset a tripped breaker"
     assert restarted.reconcile("p0", Trigger.SWEEP).action is Action.SKIPPED
     restarted.breaker.resume("token-1")
-    assert first.breaker.load().resumed_token == "token-1" and not first.breaker.state.tripped
+    assert first.breaker.load().resumed_token == "token-1"
+    assert not first.breaker.state.tripped
     assert restarted.reconcile("p0", Trigger.SWEEP).action is Action.CORRECTED
 
 
@@ -107,7 +111,8 @@ def test_a_trip_not_saved_is_saved_at_the_next_load_not_forgotten() -> None:
     projects.down = True
     assert engine.reconcile("p0", Trigger.LISTENER).action is Action.ERROR
     breaker = engine.breaker
-    assert breaker.allow() is not None and breaker.state.tripped
+    assert breaker.allow() is not None
+    assert breaker.state.tripped
     projects.down = False
     assert breaker.load().tripped
     assert pipeline(projects, objects).breaker.load().tripped
@@ -119,6 +124,7 @@ def test_a_sweep_of_a_bucket_with_nothing_under_the_root_writes_nothing_destruct
     suspect_an_empty_bucket(engine)
     ready_claiming(projects, "p0")
     report = engine.reconcile("p0", Trigger.SWEEP)
-    assert report.action is Action.SKIPPED and "lists nothing under reel-maker/" in (
+    assert report.action is Action.SKIPPED
+    assert "lists nothing under reel-maker/" in (
         report.reason or "")
     assert projects.writes == []

@@ -43,7 +43,7 @@ def raw(**response: Any) -> Any:
 
 
 def send(target: ChangeFeed, **response: Any) -> None:
-    target._handle(raw(**response))
+    target.handle(raw(**response))
 
 
 def changed(doc_id: str, project: str = "p-1", *, removed: bool = False,
@@ -108,7 +108,7 @@ def test_a_document_leaving_reports_the_fields_last_seen() -> None:
     send(f, **consistent(b"t2"))
     assert seen.batches[-1] == [Change("a", False, {"projectId": "p-a"}),
                                 Change("b", False, {"projectId": "p-b"})]
-    assert f._resume_token == b"t2"
+    assert f.resume_token == b"t2"
 
 
 def test_leaving_a_set_never_joined_is_not_a_change() -> None:
@@ -123,7 +123,7 @@ def test_a_reset_reports_the_members_the_server_does_not_resend_as_gone() -> Non
     f, seen = feed()
     initial(f, "a", "b", "c")
     send(f, **target(Kind.RESET, target_ids=[TARGET_ID]))
-    assert f._resume_token is None
+    assert f.resume_token is None
     send(f, **changed("b", project="p-b"))
     send(f, **changed("c", project="p-c2", version=2))
     send(f, **consistent())
@@ -152,9 +152,9 @@ def test_a_filter_count_that_disagrees_starts_over_and_one_that_agrees_does_not(
     f, seen = feed()
     initial(f, "a", "b")
     send(f, **changed("c"))
-    assert f._handle(raw(filter={"target_id": TARGET_ID, "count": 3}))
-    assert not f._handle(raw(filter={"target_id": TARGET_ID, "count": 2}))
-    assert f._resume_token is None  # the stream is opened again without it
+    assert f.handle(raw(filter={"target_id": TARGET_ID, "count": 3}))
+    assert not f.handle(raw(filter={"target_id": TARGET_ID, "count": 2}))
+    assert f.resume_token is None  # the stream is opened again without it
     # the server resends what matches: the member it leaves out is reported gone
     send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
     send(f, **changed("b", project="p-b"))
@@ -178,12 +178,15 @@ def test_no_field_list_decodes_every_field_and_changes_carry_their_times() -> No
     initial(f, "a")
     [[first]] = recorder.batches
     assert first.data == {"projectId": "p-a", "status": "processing"}
-    assert first.at is not None and first.at.timestamp() == 1
+    assert first.at is not None
+    assert first.at.timestamp() == 1
     send(f, **changed("a", removed=True))
     send(f, **target(Kind.NO_CHANGE, read_time=timestamp_pb2.Timestamp(seconds=7),
                      resume_token=b"u"))
     [gone] = recorder.batches[-1]
-    assert not gone.present and gone.at is not None and gone.at.timestamp() == 7
+    assert not gone.present
+    assert gone.at is not None
+    assert gone.at.timestamp() == 7
 
 
 def predecessor() -> FeedState:
@@ -198,7 +201,7 @@ def test_a_successor_resumed_from_the_token_reports_only_the_changes_sent() -> N
     state = predecessor()
     assert state.resume_token == b"t"
     f, seen = feed(state)
-    assert f._resume_token == b"t"  # what the first request sends
+    assert f.resume_token == b"t"  # what the first request sends
     send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
     send(f, **changed("b", project="p-b2", version=2))
     send(f, **{"document_remove": {"document": PREFIX + "c"}})
@@ -232,9 +235,10 @@ def test_a_successor_of_a_broken_feed_listens_afresh_and_compares() -> None:
     initial(old, "a", "b", "c")
     old.error = RuntimeError("listen stream ended")
     state = old.state()
-    assert state.resume_token is None and set(state.members) == {"a", "b", "c"}
+    assert state.resume_token is None
+    assert set(state.members) == {"a", "b", "c"}
     f, seen = feed(state)
-    assert f._resume_token is None
+    assert f.resume_token is None
     send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
     send(f, **changed("a", project="p-a"))
     send(f, **changed("b", project="p-b"))
@@ -246,17 +250,18 @@ def test_a_successor_of_a_broken_feed_listens_afresh_and_compares() -> None:
 
 def test_a_refused_resume_token_listens_afresh_once_and_a_second_removal_raises() -> None:
     f, seen = feed(predecessor())
-    assert not f._handle(raw(**target(Kind.REMOVE, target_ids=[TARGET_ID],
+    assert not f.handle(raw(**target(Kind.REMOVE, target_ids=[TARGET_ID],
                                       cause={"code": 9, "message": "token too old"})))
-    assert f._resume_token is None  # the stream is opened again without it
+    assert f.resume_token is None  # the stream is opened again without it
     send(f, **target(Kind.ADD, target_ids=[TARGET_ID]))
     send(f, **changed("a", project="p-a"))
     send(f, **changed("b", project="p-b"))
     send(f, **changed("c", project="p-c"))
     send(f, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
     send(f, **consistent(b"t2"))
-    assert seen.batches == [[]] and f.skipped == 3
+    assert seen.batches == [[]]
+    assert f.skipped == 3
     g, _ = feed(predecessor())
-    g._handle(raw(**target(Kind.REMOVE, target_ids=[TARGET_ID], cause={"code": 9})))
+    g.handle(raw(**target(Kind.REMOVE, target_ids=[TARGET_ID], cause={"code": 9})))
     with pytest.raises(Exception, match="target removed"):
         send(g, **target(Kind.REMOVE, target_ids=[TARGET_ID], cause={"code": 9}))

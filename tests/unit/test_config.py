@@ -146,7 +146,8 @@ def test_bare_field_names_in_the_environment_are_someone_elses(
     monkeypatch.setenv("CONCURRENCY", "99")
     monkeypatch.setenv("REEL_BUCKET", "reels")
     settings = Settings()
-    assert settings.database == "(default)" and settings.concurrency == 8
+    assert settings.database == "(default)"
+    assert settings.concurrency == 8
     assert settings.bucket == "reels"
 
 

@@ -49,9 +49,11 @@ def test_update_times_are_exact_to_the_nanosecond() -> None:
     raw = timestamp_pb(fine)
     assert (raw.seconds, raw.nanos) == (int(fine.timestamp()), 123456789)
     back = timestamp(raw)
-    assert isinstance(back, DatetimeWithNanoseconds) and back.nanosecond == 123456789
+    assert isinstance(back, DatetimeWithNanoseconds)
+    assert back.nanosecond == 123456789
     plain = timestamp(timestamp_pb(datetime(2026, 11, 24, 6, 30, 1, 5, tzinfo=UTC)))
-    assert type(plain) is datetime and plain.microsecond == 5
+    assert type(plain) is datetime
+    assert plain.microsecond == 5
 
 
 def test_references_have_the_clients_path() -> None:

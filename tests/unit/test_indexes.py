@@ -128,9 +128,9 @@ def test_a_query_filters_only_on_its_shapes_fields() -> None:
     """The builders take the filter fields from their shape: one the shape does not declare
     (which the index check would not see) is refused."""
     with pytest.raises(ValueError, match="not in the shape"):
-        queries._query(queries.WATCHED_JOBS, "jobs", ("userId", "==", "u"))
+        queries.shaped_query(queries.WATCHED_JOBS, "jobs", ("userId", "==", "u"))
     with pytest.raises(ValueError, match="not in the shape"):  # a range on an equality field
-        queries._query(queries.WATCHED_JOBS, "jobs", ("status", ">=", "queued"))
+        queries.shaped_query(queries.WATCHED_JOBS, "jobs", ("status", ">=", "queued"))
     query = StructuredQuery.pb(queries.active_jobs("reel_maker_jobs"))
     assert [f.field_filter.field.field_path for f in query.where.composite_filter.filters] == [
         "status", "status"]

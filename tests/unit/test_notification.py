@@ -53,7 +53,8 @@ def test_messages_about_no_project_are_acked_and_counted_only(
 
 def test_an_unparsable_event_time_still_queues() -> None:
     routed = route(message(eventTime="yesterday"), LOC)
-    assert routed.outcome is Outcome.QUEUED and routed.changed_at is None
+    assert routed.outcome is Outcome.QUEUED
+    assert routed.changed_at is None
 
 
 def test_event_type_labels_stay_a_bounded_set() -> None:

@@ -111,23 +111,21 @@ STATUS_TABLE: dict[str, tuple[str, str, str, str]] = {
     "error": ("draft", "ready", "error", "error"),
 }
 COLUMNS = (("n=0", 0, 0), ("v=n", 3, 3), ("0<v<n", 3, 2), ("v=0", 3, 0))
-CELLS = [(current, label, n, usable, row[i])
+CELLS = [pytest.param(current, n, usable, row[i], id=f"{current}-{label}")
          for current, row in STATUS_TABLE.items()
          for i, (label, n, usable) in enumerate(COLUMNS)]
 
 
-@pytest.mark.parametrize(("current", "column", "n", "usable", "expected"), CELLS,
-                         ids=[f"{c[0]}-{c[1]}" for c in CELLS])
-def test_status_rule(current: ProjectStatus, column: str, n: int, usable: int,
+@pytest.mark.parametrize(("current", "n", "usable", "expected"), CELLS)
+def test_status_rule(current: ProjectStatus, n: int, usable: int,
                      expected: ProjectStatus) -> None:
     assert target_status(current, n, usable) == expected
     # A fixed point: the rule applied to its own output gives the same status (D5).
     assert target_status(expected, n, usable) == expected
 
 
-@pytest.mark.parametrize(("current", "column", "n", "usable", "expected"), CELLS,
-                         ids=[f"{c[0]}-{c[1]}" for c in CELLS])
-def test_status_table_through_decide(current: str, column: str, n: int, usable: int,
+@pytest.mark.parametrize(("current", "n", "usable", "expected"), CELLS)
+def test_status_table_through_decide(current: str, n: int, usable: int,
                                      expected: str) -> None:
     """Every cell of the table on a whole project nobody owns (the generation's job failed,
     the stitch is older than its timeout), decided twice: the second pass writes nothing."""
@@ -221,7 +219,8 @@ def test_scenario4_false_claims() -> None:
 def test_d3_new_generation_with_no_clips_yet_is_not_killed() -> None:
     queued = (job("queued", 3, created=timedelta(minutes=1)),)
     plan = decide(observe(doc("generating", 3, [None] * 3), jobs=queued), SETTINGS)
-    assert plan.update is None and plan.report.action is Action.SKIPPED
+    assert plan.update is None
+    assert plan.report.action is Action.SKIPPED
 
 
 def test_d5_failed_generation_keeps_its_error() -> None:
@@ -231,7 +230,8 @@ def test_d5_failed_generation_keeps_its_error() -> None:
     # A third look at the error, with its original errorInfo, still writes nothing.
     third = decide(observe(doc("error", 3, [None] * 3, errorInfo={"message": "quota"})),
                    SETTINGS)
-    assert third.update is None and third.report.corrected_status == "error"
+    assert third.update is None
+    assert third.report.corrected_status == "error"
 
 
 def test_leaving_error_clears_error_info_but_keeps_it_in_last_reconciliation() -> None:
@@ -252,7 +252,8 @@ def test_no_change_writes_nothing() -> None:
                   SETTINGS)
     assert plan.update is None
     assert plan.report.action is Action.NO_CHANGE
-    assert plan.report.verified_clips == 3 and plan.report.drift_kinds == []
+    assert plan.report.verified_clips == 3
+    assert plan.report.drift_kinds == []
 
 
 @pytest.mark.parametrize("status", ["draft", "generating", "ready", "error"])
@@ -273,7 +274,8 @@ def test_gs_uri_of_configured_bucket_is_verified_and_kept_as_stored() -> None:
 def test_extra_claims_beyond_prompts_are_reported_not_counted() -> None:
     claims = [clip(i) for i in range(4)]
     plan, _after = run_twice(doc("ready", 3, claims), objects=tuple(obj(c) for c in claims))
-    assert plan.update is None and plan.report.verified_clips == 3
+    assert plan.update is None
+    assert plan.report.verified_clips == 3
     assert plan.report.extra_claims == [claims[3]]
 
 
@@ -288,7 +290,8 @@ def test_a_write_leaves_exactly_n_slots() -> None:
 def test_short_or_spelled_differently_lists_are_not_rewritten(claims: list[Any]) -> None:
     """[] and [None, None] say the same thing; rewriting one as the other is D6."""
     plan = decide(observe(doc("draft", 3, claims), objects=(obj(clip(0)),)), SETTINGS)
-    assert plan.update is None and plan.report.action is Action.NO_CHANGE
+    assert plan.update is None
+    assert plan.report.action is Action.NO_CHANGE
 
 
 def test_claim_outside_prefix_uses_its_metadata_read() -> None:
@@ -296,7 +299,8 @@ def test_claim_outside_prefix_uses_its_metadata_read() -> None:
     data = doc("ready", 2, [elsewhere, clip(1)])
     present = decide(observe(data, objects=(obj(clip(1)),),
                              outside={elsewhere: obj(elsewhere)}), SETTINGS)
-    assert present.update is None and present.report.verified_clips == 2
+    assert present.update is None
+    assert present.report.verified_clips == 2
     absent = decide(observe(data, objects=(obj(clip(1)),), outside={elsewhere: None}), SETTINGS)
     assert absent.report.missing_clips == [elsewhere]
     with pytest.raises(ValueError, match="no metadata read"):
@@ -381,17 +385,20 @@ def test_settle_window_holds_automatic_triggers_but_not_forced_ones() -> None:
     fresh = timedelta(seconds=10)
     held = decide(observe(data, objects=objects, jobs=(job("failed", 1),), written=fresh),
                   SETTINGS)
-    assert held.update is None and "settling" in (held.report.reason or "")
+    assert held.update is None
+    assert "settling" in (held.report.reason or "")
     forced = decide(observe(data, objects=objects, jobs=(job("failed", 1),), written=fresh,
                             forced=True), SETTINGS)
-    assert forced.update is not None and forced.update["status"] == "ready"
+    assert forced.update is not None
+    assert forced.update["status"] == "ready"
 
 
 def test_malformed_job_that_may_be_running_holds_the_project() -> None:
     weird = InvalidJob(id="reeljob-dddddddddddd", raw_status="processing",
                        reason="promptCount: bad")
     plan = decide(observe(doc("generating", 1, []), invalid_jobs=(weird,)), SETTINGS)
-    assert plan.update is None and "malformed" in (plan.report.reason or "")
+    assert plan.update is None
+    assert "malformed" in (plan.report.reason or "")
     done = InvalidJob(id="reeljob-dddddddddddd", raw_status="completed", reason="x")
     plan = decide(observe(doc("generating", 1, []), invalid_jobs=(done,)), SETTINGS)
     assert plan.update is not None
@@ -443,7 +450,8 @@ def test_heal_time_counts_from_when_the_project_went_wrong(
 
 def test_no_correction_has_no_heal_time() -> None:
     plan = decide(observe(doc("ready", 1, [clip(0)]), objects=(obj(clip(0)),)), SETTINGS)
-    assert plan.update is None and plan.report.heal_seconds is None
+    assert plan.update is None
+    assert plan.report.heal_seconds is None
 
 
 def test_report_uses_seed_keys() -> None:
@@ -524,8 +532,9 @@ MALFORMED = [
 ]
 
 
-@pytest.mark.parametrize(("case", "data", "message"), MALFORMED, ids=[m[0] for m in MALFORMED])
-def test_malformed_project_is_refused_with_a_clear_reason(case: str, data: Any,
+@pytest.mark.parametrize(("data", "message"), [m[1:] for m in MALFORMED],
+                         ids=[m[0] for m in MALFORMED])
+def test_malformed_project_is_refused_with_a_clear_reason(data: Any,
                                                           message: str) -> None:
     with pytest.raises(InvalidDocument, match=message):
         Project.parse("p1", data, NOW, LOC)
@@ -590,7 +599,8 @@ def test_partial_failure_keeps_error_and_the_users_message() -> None:
 
 def test_error_without_error_info_is_kept_and_valid() -> None:
     plan, _after = run_twice(doc("error", 2, [clip(0), None]), objects=(obj(clip(0)),))
-    assert plan.update is None and plan.report.corrected_status == "error"
+    assert plan.update is None
+    assert plan.report.corrected_status == "error"
 
 
 def test_stitch_failure_error_info_with_timestamp_is_valid_and_kept_in_history() -> None:
@@ -617,9 +627,11 @@ def test_revived_job_holds_its_project(marked: timedelta, updated: timedelta, ou
         plan = decide(observe(doc("generating", 3, claims), jobs=(zombie,),
                               objects=(obj(clip(0)), obj(clip(1))), forced=forced), SETTINGS)
         if held:
-            assert plan.update is None and "revived" in (plan.report.reason or "")
+            assert plan.update is None
+            assert "revived" in (plan.report.reason or "")
         else:
-            assert plan.update is not None and plan.update["status"] == "error"
+            assert plan.update is not None
+            assert plan.update["status"] == "error"
 
 
 def test_failed_job_with_other_error_is_not_revived() -> None:
@@ -627,7 +639,8 @@ def test_failed_job_with_other_error_is_not_revived() -> None:
             "updatedAt": NOW - timedelta(minutes=1)}
     failed = Job.parse(JOB, data, NOW - timedelta(minutes=1))
     plan = decide(observe(doc("generating", 1, []), jobs=(failed,)), SETTINGS)
-    assert plan.update is not None and plan.update["status"] == "error"
+    assert plan.update is not None
+    assert plan.update["status"] == "error"
 
 
 @pytest.mark.parametrize("forced", [False, True])
@@ -635,7 +648,8 @@ def test_fresh_stitch_is_left_alone(forced: bool) -> None:
     claims = [clip(i) for i in range(2)]
     plan = decide(observe(doc("stitching", 2, claims), objects=tuple(obj(c) for c in claims),
                           written=timedelta(minutes=10), forced=forced), SETTINGS)
-    assert plan.update is None and "stitch in progress" in (plan.report.reason or "")
+    assert plan.update is None
+    assert "stitch in progress" in (plan.report.reason or "")
 
 
 def test_stitch_timeout_is_its_own_setting() -> None:
@@ -643,7 +657,8 @@ def test_stitch_timeout_is_its_own_setting() -> None:
     quick = PolicySettings(location=LOC, stitch_after=timedelta(minutes=5))
     plan = decide(observe(doc("stitching", 1, claims), objects=(obj(clip(0)),),
                           written=timedelta(minutes=10)), quick)
-    assert plan.update is not None and plan.update["status"] == "ready"
+    assert plan.update is not None
+    assert plan.update["status"] == "ready"
     assert DriftKind.STUCK_STITCHING in plan.report.drift_kinds
 
 
@@ -687,14 +702,16 @@ def test_starting_generation_is_held_even_when_forced(jobs: tuple[Job, ...]) -> 
     plan = decide(observe(doc("generating", 3, [clip(0), None, None]), jobs=jobs,
                           objects=(obj(clip(0)),), written=timedelta(seconds=5), forced=True),
                   SETTINGS)
-    assert plan.update is None and "generation starting" in (plan.report.reason or "")
+    assert plan.update is None
+    assert "generation starting" in (plan.report.reason or "")
 
 
 def test_d6_a_null_slot_alone_is_not_rewritten() -> None:
     claims = [clip(0), None, clip(2)]
     plan = decide(observe(doc("draft", 3, claims), jobs=(job("completed", 3),),
                           objects=(obj(clip(0)), obj(clip(2)))), SETTINGS)
-    assert plan.update is None and plan.report.action is Action.NO_CHANGE
+    assert plan.update is None
+    assert plan.report.action is Action.NO_CHANGE
 
 
 @pytest.mark.parametrize("data", [
@@ -723,7 +740,8 @@ def test_holds_that_pass_with_time_say_when() -> None:
     live = decide(observe(doc("generating", 1, []), jobs=(job("queued", 1,
                                                               created=timedelta(minutes=1)),)),
                   SETTINGS)
-    assert settling.report.retry_after == 25 and starting.report.retry_after == 25
+    assert settling.report.retry_after == 25
+    assert starting.report.retry_after == 25
     assert stitch.report.retry_after == 20 * 60
     assert live.report.retry_after is None
 
@@ -743,10 +761,12 @@ def test_an_opted_out_project_is_reported_never_written(forced: bool) -> None:
     plan = decide(observe(data, jobs=jobs, objects=objects, forced=forced), SETTINGS)
     assert plan.update is None
     report = plan.report
-    assert report.action is Action.SKIPPED and report.retry_after is None
+    assert report.action is Action.SKIPPED
+    assert report.retry_after is None
     assert report.reason == "opted out: reconcilerOptOut is true, nothing is written"
     # Observed all the same: the report says what a correction would have been.
-    assert report.corrected_status == "ready" and report.restored_clips == [clip(0), clip(1)]
+    assert report.corrected_status == "ready"
+    assert report.restored_clips == [clip(0), clip(1)]
     assert DriftKind.STUCK_GENERATING in report.drift_kinds
     assert report.heal_seconds is None
 
@@ -755,17 +775,20 @@ def test_an_opted_out_project_someone_else_owns_says_both() -> None:
     data = doc("generating", 2, [], reconcilerOptOut=True)
     live = (job("processing", 2, updated=timedelta(minutes=1)),)
     plan = decide(observe(data, jobs=live, forced=True), SETTINGS)
-    assert plan.update is None and plan.report.action is Action.SKIPPED
+    assert plan.update is None
+    assert plan.report.action is Action.SKIPPED
     assert (plan.report.reason or "").startswith("opted out: reconcilerOptOut is true")
     assert f"active job {JOB}" in (plan.report.reason or "")
-    assert plan.report.drift_kinds == [] and plan.report.retry_after is None
+    assert plan.report.drift_kinds == []
+    assert plan.report.retry_after is None
 
 
 @pytest.mark.parametrize("value", [False, None])
 def test_an_opt_out_field_that_is_not_true_changes_nothing(value: bool | None) -> None:
     data, jobs, objects = stuck_with_clips(reconcilerOptOut=value)
     plan = decide(observe(data, jobs=jobs, objects=objects), SETTINGS)
-    assert plan.update is not None and plan.update["status"] == "ready"
+    assert plan.update is not None
+    assert plan.update["status"] == "ready"
 
 
 def test_the_opt_out_field_is_a_setting() -> None:
@@ -775,7 +798,8 @@ def test_the_opt_out_field_is_a_setting() -> None:
     observation = Observation(project=project, jobs=jobs, objects=objects, outside={},
                               now=NOW, forced=True)
     plan = decide(observation, own)
-    assert plan.update is None and plan.report.reason == (
+    assert plan.update is None
+    assert plan.report.reason == (
         "opted out: keepOff is true, nothing is written")
     # Under the default name the same document is an ordinary stuck project.
     assert decide(observe(data, jobs=jobs, objects=objects), SETTINGS).update is not None
@@ -811,7 +835,8 @@ def test_a_correction_undone_n_times_is_held_then_tried_again() -> None:
     # two corrections (each undone), then held: until 30 minutes after the second one
     assert written == [True, True, False, False, True, True]
     held = plans[2].report
-    assert held.action is Action.SKIPPED and DriftKind.FLAPPING in held.drift_kinds
+    assert held.action is Action.SKIPPED
+    assert DriftKind.FLAPPING in held.drift_kinds
     assert DriftKind.STUCK_GENERATING in held.drift_kinds, "the drift is still reported"
     assert held.held_until == NOW + 5 * m + 30 * m
     assert held.retry_after == (30 - 5) * 60
@@ -842,7 +867,8 @@ def test_a_different_correction_each_time_is_not_flapping() -> None:
         project = Project.parse("p1", data, now - timedelta(minutes=1), LOC)
         plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
                                   now=now), FLAPPY)
-        assert plan.update is not None and DriftKind.FLAPPING not in plan.report.drift_kinds
+        assert plan.update is not None
+        assert DriftKind.FLAPPING not in plan.report.drift_kinds
         data = apply(data, plan)
         now += timedelta(minutes=1)
 
@@ -861,7 +887,8 @@ def test_a_summary_without_a_streak_counts_nothing() -> None:
     assert project.last_correction is None
     plan = decide(Observation(project=project, jobs=jobs, objects=objects, outside={},
                               now=NOW), FLAPPY)
-    assert plan.update is not None and plan.update["lastReconciliation"]["streak"] == [NOW]
+    assert plan.update is not None
+    assert plan.update["lastReconciliation"]["streak"] == [NOW]
 
 
 def test_a_new_generation_between_corrections_is_a_new_episode() -> None:
@@ -892,6 +919,7 @@ def test_a_stitch_that_dies_again_and_again_is_not_flapping() -> None:
         project = Project.parse("p1", data, now - timedelta(minutes=31), LOC)
         plan = decide(Observation(project=project, jobs=(), objects=objects, outside={},
                                   now=now), FLAPPY)
-        assert plan.update is not None and plan.update["status"] == "ready", attempt
+        assert plan.update is not None, attempt
+        assert plan.update["status"] == "ready", attempt
         data = {**apply(data, plan), "status": "stitching"}
         now += timedelta(minutes=1)

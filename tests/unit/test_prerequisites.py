@@ -10,10 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.cluster import cluster
-
 REPO = Path(__file__).resolve().parents[2]
 MAKE = shutil.which("make") or "make"
 
@@ -78,13 +74,28 @@ def test_make_test_checks_then_builds_the_cluster_before_pytest() -> None:
             < first("npm --prefix clients/web test") < first("pytest -ra"))
 
 
-def test_a_test_session_never_builds_the_control_plane(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cluster.Cluster, "load", classmethod(lambda cls, *a: None))
-    monkeypatch.setattr(cluster, "is_built", lambda: False)
-
-    def no_build(force: bool = False) -> float | None:
-        raise AssertionError("a test session started a build")
-
-    monkeypatch.setattr(cluster, "build", no_build)
-    with pytest.raises(cluster.ClusterError, match=r"run `make cluster-up` first"):
-        cluster.up(session=True, may_build=False)
+def test_a_test_session_never_builds_the_control_plane(tmp_path: Path) -> None:
+    """On a machine where nothing was built, the suite's cluster fixture fails at once with
+    the command to run; it neither builds (no Go is called, nothing is written under the
+    cache's binaries) nor waits out a test's timeout."""
+    calls = tmp_path / "go-calls"
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    go = fake_bin / "go"
+    go.write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\nexit 1\n")
+    go.chmod(0o755)
+    cache = tmp_path / "cache"
+    env = {**os.environ, "REEL_CLUSTER_CACHE": str(cache),
+           "PATH": f"{fake_bin}:{os.environ['PATH']}"}
+    code = ("from tests.cluster.fixtures import kube_cluster\n"
+            "import pytest\n"
+            "def test_uses_it(kube_cluster): pass\n")
+    (tmp_path / "test_session.py").write_text(code)
+    ran = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
+         str(tmp_path), str(tmp_path / "test_session.py")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert ran.returncode != 0, ran.stdout
+    assert "run `make cluster-up` first" in ran.stdout, ran.stdout + ran.stderr
+    assert not calls.exists(), calls.read_text()
+    assert not (cache / "cluster-bin").exists()

@@ -29,7 +29,7 @@ async def drain(queue: WorkQueue, items: list[str]) -> None:
     queue.start()
     for item in items:
         queue.add(item)
-    await queue.wait_idle(bound(5))
+    await asyncio.wait_for(queue.wait_idle(), bound(5))
     await queue.stop()
 
 
@@ -70,7 +70,7 @@ def test_item_added_while_in_flight_runs_again_once() -> None:
         queue.add("p")
         queue.add("p")
         release.set()
-        await queue.wait_idle(bound(5))
+        await asyncio.wait_for(queue.wait_idle(), bound(5))
         await queue.stop()
 
     run(scenario())
@@ -83,7 +83,7 @@ def test_concurrency_is_bounded() -> None:
     async def scenario() -> None:
         running = 0
 
-        async def handle(batch: list[str]) -> set[str]:
+        async def handle(_batch: list[str]) -> set[str]:
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
@@ -115,12 +115,14 @@ def test_failing_item_backs_off_exponentially_then_succeeds() -> None:
     run(scenario())
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert len(times) == 4
-    assert gaps[0] >= 0.045 and gaps[1] >= 0.095 and gaps[2] >= 0.195
+    assert gaps[0] >= 0.045
+    assert gaps[1] >= 0.095
+    assert gaps[2] >= 0.195
 
 
 def test_rate_limit() -> None:
     async def scenario() -> float:
-        async def handle(batch: list[str]) -> set[str]:
+        async def handle(_batch: list[str]) -> set[str]:
             return set()
 
         loop = asyncio.get_running_loop()
@@ -129,7 +131,7 @@ def test_rate_limit() -> None:
         started = loop.time()
         for i in range(40):
             queue.add(f"p{i}")
-        await queue.wait_idle(bound(10))
+        await asyncio.wait_for(queue.wait_idle(), bound(10))
         await queue.stop()
         return loop.time() - started
 
@@ -142,7 +144,7 @@ def test_a_raising_handler_is_retried_not_fatal() -> None:
     calls = 0
 
     async def scenario() -> None:
-        async def handle(batch: list[str]) -> set[str]:
+        async def handle(_batch: list[str]) -> set[str]:
             nonlocal calls
             calls += 1
             if calls == 1:
@@ -238,10 +240,12 @@ def test_a_stop_cancels_retry_timers_waits_for_the_batch_in_flight_and_takes_not
     handled: list[list[str]] = []
 
     async def scenario() -> WorkQueue:
-        release = asyncio.Event()
+        release, both_taken = asyncio.Event(), asyncio.Event()
 
         async def handle(batch: list[str]) -> set[str]:
             handled.append(batch)
+            if len(handled) == 2:
+                both_taken.set()
             if batch == ["slow"]:
                 await release.wait()
                 return set()
@@ -252,8 +256,7 @@ def test_a_stop_cancels_retry_timers_waits_for_the_batch_in_flight_and_takes_not
         queue.start()
         queue.add("failing")
         queue.add("slow")
-        while len(handled) < 2:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(both_taken.wait(), bound(5))
         stopping = asyncio.create_task(queue.stop())
         await asyncio.sleep(0.3)  # six backoff bases: a retry not cancelled would have run
         assert not stopping.done(), "stop() must wait for the batch in flight"
@@ -266,7 +269,8 @@ def test_a_stop_cancels_retry_timers_waits_for_the_batch_in_flight_and_takes_not
 
     queue = run(scenario())
     assert handled == [["failing"], ["slow"]]
-    assert queue.closed and queue.in_flight == 0
+    assert queue.closed
+    assert queue.in_flight == 0
 
 
 def test_a_stop_whose_caller_is_cancelled_still_drains() -> None:

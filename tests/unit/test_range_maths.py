@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from devkit.memory import EPOCH, StreamingObjects, StreamingProjects
 from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.engine.reconcile import HALTED, Pipeline
 from reel_reconciler.engine.recorder import Recorder
@@ -27,7 +28,6 @@ from reel_reconciler.engine.sweep.ranges import (
 )
 from reel_reconciler.model import Action, Report
 from reel_reconciler.spec import ReconcilerSpec
-from tests.support.memory import EPOCH, StreamingObjects, StreamingProjects
 from tests.support.recording import TESTS
 from tests.support.sweeping import swept_once
 
@@ -50,7 +50,8 @@ def test_split_between_keeps_both_orders_on_one_side() -> None:
     assert split_between("z", "é") == "z0"
     assert split_between("zz~", "é") is None, "nothing of the alphabet sorts above zz~ in z"
     assert split_between("zz", "zz~") == "zzz"
-    assert split_between("b", "a") is None and split_between("b", "b") is None
+    assert split_between("b", "a") is None
+    assert split_between("b", "b") is None
 
 
 def test_even_splits_are_sorted_distinct_and_made_of_the_alphabet() -> None:
@@ -94,7 +95,8 @@ def test_firestore_and_gcs_put_every_user_in_the_same_range(splits: list[str]) -
         by_firestore = [r for r in ranges if r.holds(user)]
         by_gcs = [r for r in ranges if f"{ROOT}/{r.lo}".encode() <= name and (
             r.hi is None or name < f"{ROOT}/{r.hi}".encode())]
-        assert len(by_firestore) == 1 and by_firestore == by_gcs, user
+        assert len(by_firestore) == 1, user
+        assert by_firestore == by_gcs, user
 
 
 def test_weighted_splits_give_ranges_similar_work() -> None:
@@ -107,7 +109,8 @@ def test_weighted_splits_give_ranges_similar_work() -> None:
     for user in sorted(counts):
         profile.add(user, counts[user])
     points = weighted_splits(profile, 16)
-    assert 10 <= len(points) <= 15 and points == sorted(set(points))
+    assert 10 <= len(points) <= 15
+    assert points == sorted(set(points))
     ranges = ranges_from_splits(points)
     work = [sum(n for user, n in counts.items() if r.holds(user)) for r in ranges]
     share = sum(counts.values()) / 16
@@ -175,11 +178,13 @@ def test_every_project_is_scanned_once_with_the_unranged_reports(ranges: int,
     projects, objects = world(heavy=1500 if (ranges, parallel) == (8, 3) else 0)
     engine = engine_on(projects, objects)
     unranged, whole = reports_of(engine, SweepPlan())
-    assert set(unranged) == set(projects.projects) and not whole.ranges
+    assert set(unranged) == set(projects.projects)
+    assert not whole.ranges
     ranged, result = reports_of(engine, SweepPlan(ranges=ranges, parallel=parallel))
     assert ranged == unranged
     assert result.scanned == whole.scanned == len(projects.projects)
-    assert result.actions == whole.actions and result.aborted is None
+    assert result.actions == whole.actions
+    assert result.aborted is None
     assert len(result.ranges) == ranges
     assert sum(summary.scanned for summary in result.ranges) <= result.scanned
     assert result.splits == sorted(set(result.splits))
@@ -207,7 +212,7 @@ def test_a_halt_stops_every_range_between_users() -> None:
     engine = engine_on(projects, objects)
     writes_at_halt: list[int] = []
 
-    def halt_after_the_first(report: Report) -> None:
+    def halt_after_the_first(_: Report) -> None:
         if not engine.halted.is_set():
             engine.halt()
             writes_at_halt.append(len(projects.writes))
@@ -239,14 +244,15 @@ def test_an_outage_in_one_range_stops_the_sweep() -> None:
     engine = engine_on(projects, objects)
     calls = [0]
 
-    def failing(op: str) -> float:
+    def failing(_: str) -> float:
         calls[0] += 1
         objects.down = calls[0] > 3
         return 0.0
 
     objects.latency = failing
     result = sweep(engine, dry_run=True, plan=SweepPlan(ranges=8, parallel=2))
-    assert result.aborted is not None and "unreachable" in result.aborted
+    assert result.aborted is not None
+    assert "unreachable" in result.aborted
     assert result.scanned < len(projects.projects)
 
 

@@ -81,7 +81,8 @@ def test_every_default_of_the_crd_is_defaults_py(crd: Path) -> None:
     assert crd_mismatches(crd) == []
 
 
-def test_settings_take_the_specs_defaults(no_environment: None) -> None:
+@pytest.mark.usefixtures("no_environment")
+def test_settings_take_the_specs_defaults() -> None:
     """Settings made with nothing but a bucket, against a spec made with nothing but a bucket:
     neither passes values to the other."""
     settings = Settings(bucket="reels-bucket")
@@ -111,8 +112,9 @@ _SETTINGS_WITH_DEFAULTS = sorted(
     if info.get_default(call_default_factory=True) is not None)
 
 
+@pytest.mark.usefixtures("no_environment")
 @pytest.mark.parametrize("field", _SETTINGS_WITH_DEFAULTS)
-def test_settings_have_no_default_of_their_own(field: str, no_environment: None,
+def test_settings_have_no_default_of_their_own(field: str,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """Each default of Settings is the one of the same name in defaults.py, read when the
     Settings are made."""
@@ -134,8 +136,9 @@ def _another(value: object) -> object:
     return f"{value}Elsewhere"
 
 
+@pytest.mark.usefixtures("no_environment")
 def test_one_default_changed_in_defaults_py_reaches_everything(
-        no_environment: None, monkeypatch: pytest.MonkeyPatch,
+        monkeypatch: pytest.MonkeyPatch,
         capfd: pytest.CaptureFixture[str]) -> None:
     """The one source: the CLI's help, Settings and the spec follow defaults.py, so the CRD
     comparison then finds the CRD behind."""

@@ -88,7 +88,7 @@ def test_cursor_passes_over_what_lies_before_the_prefix() -> None:
     assert OrderedCursor([], key=str).take("a/") == []
 
 
-@pytest.mark.parametrize("value, expected", [
+@pytest.mark.parametrize(("value", "expected"), [
     ("u1", "u1"), ("", None), (None, None), (3, None), ("a/b", None), ("a\\b", None),
     (".", None), ("..", None), ("x" * 129, None), ("x" * 128, "x" * 128), ("a\x00", None),
 ])

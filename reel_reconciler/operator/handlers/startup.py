@@ -9,7 +9,7 @@ import kopf
 
 from reel_reconciler import defaults
 from reel_reconciler.operator import KOPF_FINALIZER
-from reel_reconciler.operator.status import load_kube_config
+from reel_reconciler.preflight import load_kube_config
 
 KOPF_PREFIX = "kopf.reelmaker.io"
 INSTANT_EXIT = 20.0

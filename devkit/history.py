@@ -23,10 +23,10 @@ from typing import Any
 
 from google.cloud.firestore_v1.types import StructuredQuery, Target
 
+from devkit.seed import World
 from reel_reconciler.stores.changefeed import Change, ChangeFeed
 from reel_reconciler.stores.connection import Connection, connect
 from reel_reconciler.stores.values import decode
-from tests.support.seed import World
 
 
 @dataclass(frozen=True)

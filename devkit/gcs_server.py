@@ -11,7 +11,7 @@ GCS it answers with only the `fields` asked for (a partial response:
 `items(name,size),nextPageToken`). Objects come from a manifest
 written by `bench.run`: one `name<TAB>size<TAB>updated` line each.
 
-    python -m bench.gcs_server --port 4443 --bucket reel-bench --manifest objects.tsv
+    python -m devkit.gcs_server --port 4443 --bucket reel-bench --manifest objects.tsv
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import storage
 
-from bench.gcs_server import Bucket, Handler, parse_fields, select
+from devkit.gcs_server import Bucket, Handler, parse_fields, select
 
 
 def test_fields_select_nested_keys_of_every_item() -> None:
@@ -25,9 +25,12 @@ def test_fields_select_nested_keys_of_every_item() -> None:
     assert select(body, parse_fields("")) == body
 
 
-@pytest.mark.parametrize("bad", ["items(name", "a,,b", "a)b", "(name)"])
-def test_malformed_fields_are_refused(bad: str) -> None:
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(("bad", "problem"), [
+    ("items(name", "unbalanced parentheses"), ("a,,b", "empty field name"),
+    ("a)b", "unexpected"), ("(name)", "empty field name"),
+])
+def test_malformed_fields_are_refused(bad: str, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
         parse_fields(bad)
 
 
@@ -57,7 +60,8 @@ def test_the_client_lists_in_byte_order_by_pages_with_only_the_fields_asked(
     assert pages == [[("r/ab-c/p/y.mp4", 16, None, None), ("r/ab/p/x.mp4", 16, None, None)],
                      [("r/ab/q/z.mp4", 16, None, None)]]
     full = next(iter(client.list_blobs("bkt", prefix="r/ab/q/")))
-    assert full.content_type == "video/mp4" and full.updated is not None
+    assert full.content_type == "video/mp4"
+    assert full.updated is not None
 
 
 def test_a_listing_between_offsets_holds_only_the_names_between(server: str) -> None:

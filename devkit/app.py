@@ -21,8 +21,7 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from tests.support.patience import bound
-from tests.support.seed import CLIP_BYTES, World
+from devkit.seed import CLIP_BYTES, World
 
 NOW = firestore.SERVER_TIMESTAMP
 
@@ -86,7 +85,7 @@ class ReelApp:
     def _project(self, project_id: str) -> Any:
         return self.world.projects().document(project_id)
 
-    def _job(self, job_id: str) -> Any:
+    def job_ref(self, job_id: str) -> Any:
         return self.world.jobs().document(job_id)
 
     def update_project(self, project_id: str, fields: dict[str, Any]) -> None:
@@ -98,7 +97,7 @@ class ReelApp:
 
     def update_job(self, job_id: str, fields: dict[str, Any]) -> None:
         with self.gate.writing():
-            self._job(job_id).update({**fields, "updatedAt": NOW})
+            self.job_ref(job_id).update({**fields, "updatedAt": NOW})
 
     def put_object(self, name: str) -> str:
         with self.gate.writing():
@@ -231,7 +230,7 @@ class Generation:
         return self
 
     def _create_job(self, n: int) -> None:
-        self.app._job(self.job_id).set({
+        self.app.job_ref(self.job_id).set({
             "jobId": self.job_id, "projectId": self.project_id, "userId": self.user,
             "userEmail": f"{self.user}@example.com", "status": "queued", "promptCount": n,
             "completedPrompts": 0, "failedPrompts": 0, "clipRelativePaths": [],
@@ -276,9 +275,11 @@ class Generation:
         self.crashed = True
         self.resumed.set()
 
-    def join(self, timeout: float = 60) -> str | None:
+    def join(self, timeout: float) -> str | None:
+        """The worker's outcome once its thread ends; `timeout` is the caller's (tests scale
+        theirs with their patience)."""
         assert self._thread is not None, "the worker was not started in a thread"
-        self._thread.join(bound(timeout))
+        self._thread.join(timeout)
         assert not self._thread.is_alive(), f"worker {self.job_id} still running"
         return self.outcome
 

@@ -128,7 +128,7 @@ def firestore_emulator(workdir: Path, port: int | None = None) -> Emulator:
     )
 
 
-FIREBASE_CLI = Path(__file__).resolve().parents[2] / ".cache/firebase/node_modules/.bin/firebase"
+FIREBASE_CLI = Path(__file__).resolve().parents[1] / ".cache/firebase/node_modules/.bin/firebase"
 FIREBASE_PROJECT = "demo-reels"
 """A demo- project: the Auth emulator runs it offline, and the reconciler accepts its unsigned
 tokens only for such a project."""

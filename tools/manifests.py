@@ -1,7 +1,7 @@
 """deploy/ for users without Helm, rendered from the chart so the two never drift, and the
 chart's copy of deploy/crds (the CRDs' single source).
 
-`python -m tests.support.manifests` (or `make manifests`) writes the files; tests render
+`python -m tools.manifests` (or `make manifests`) writes the files; tests render
 and copy again and compare.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "reel-reconciler"
 CRD_SOURCE = REPO / "deploy" / "crds"
 CRD_COPY = CHART / "crds"
@@ -50,7 +50,7 @@ def crd_copies() -> dict[str, str]:
 
 
 def main() -> int:
-    from tests.cluster.kubectl import find_helm
+    from devkit.kubectl import find_helm
 
     for path, text in render(find_helm()).items():
         (REPO / path).write_text(text)

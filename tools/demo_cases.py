@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from tests.support.seed import World
+from devkit.seed import World
 
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("pwYISGEqG6Oxb8sdtGoy", "horizontal test 1: stuck generating, 0 of 15 clips listed, "

@@ -26,11 +26,11 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
+from devkit.app import ReelApp, Timing
+from devkit.emulators import free_port, running_emulators
+from devkit.seed import World
 from reel_reconciler import defaults
-from tests.support.app import ReelApp, Timing
-from tests.support.demo_cases import seed
-from tests.support.emulators import free_port, running_emulators
-from tests.support.seed import World
+from tools.demo_cases import seed
 
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
@@ -81,7 +81,7 @@ def _goes_zombie(app: ReelApp, case: Case) -> None:
     while not (job.get().to_dict() or {}).get("timedOutAt"):
         time.sleep(0.3)
     generation.resume()
-    generation.join()
+    generation.join(DEADLINE)
 
 
 def _stitcher_dies(app: ReelApp, case: Case) -> None:

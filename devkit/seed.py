@@ -110,14 +110,18 @@ class World:
 
     def project(self, project_id: str) -> dict[str, Any]:
         snapshot = self.projects().document(project_id).get()
-        assert snapshot.exists, f"project {project_id} is gone"
-        return snapshot.to_dict()
+        data: dict[str, Any] | None = snapshot.to_dict()
+        assert data is not None, f"project {project_id} is gone"
+        return data
 
     def update_time(self, project_id: str) -> datetime:
-        return self.projects().document(project_id).get().update_time
+        stamp: datetime = self.projects().document(project_id).get().update_time
+        return stamp
 
     def job(self, job_id: str) -> dict[str, Any]:
-        return self.jobs().document(job_id).get().to_dict()
+        data: dict[str, Any] | None = self.jobs().document(job_id).get().to_dict()
+        assert data is not None, f"job {job_id} is gone"
+        return data
 
     def generated_project(self, project_id: str, *, user: str = "user-1", status: str,
                           prompts: int, in_gcs: int | list[int], in_db: int | list[int],

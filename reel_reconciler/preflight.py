@@ -1,14 +1,16 @@
-"""What the operator checks before it starts: its ports are free and it has a cluster to talk
-to. Past this point each problem would be a traceback, or a retry every minute that never
-says what to set; here it is one line (ConfigError) and exit status 2."""
+"""What `watch` and the operator check before they start: their ports are free and, where they
+need one, they have a cluster to talk to. Both use it, so it belongs to neither. Past this
+point each problem would be a traceback, or a retry every minute that never says what to
+set; here it is one line (ConfigError) and exit status 2."""
 
 from __future__ import annotations
 
 import os
 import socket
 
+from kubernetes import config
+
 from reel_reconciler.config import ConfigError
-from reel_reconciler.operator.status import load_kube_config
 from reel_reconciler.usage import port_problem
 
 ANY_HOST = "0.0.0.0"
@@ -34,6 +36,14 @@ def check_ports(ports: dict[str, int]) -> None:
                               f"choose another with {flag}")
         seen[port] = flag
         check_port(port, flag)
+
+
+def load_kube_config() -> None:
+    """The same cluster Kopf talks to: in-cluster first, else the local kubeconfig."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
 
 
 def check_kube_config(what: str = "the operator") -> None:

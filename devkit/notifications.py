@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import requests
 
-from tests.support.emulators import Emulator
+from devkit.emulators import Emulator
 
 
 @dataclass

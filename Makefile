@@ -4,15 +4,37 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: firebase-tools web-client demo test prereqs unit integration lint venv clean bench bench-listener bench-notifications bench-scale soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: firebase-tools web-client demo test prereqs unit integration lint venv lock clean bench bench-listener bench-notifications bench-scale soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
-$(STAMP): pyproject.toml
+# Installs come from the lock files (exact versions, every file's hash), then the project
+# itself with --no-deps: a venv, CI and the image run what was resolved and reviewed.
+RUNTIME_LOCK := requirements/runtime.txt
+TEST_LOCK := requirements/test.txt
+
+$(STAMP): pyproject.toml $(TEST_LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --require-hashes -r $(TEST_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+## Re-resolve the lock files from pyproject.toml with uv (in a venv of its own). Versions
+## already locked stay while pyproject admits them; `make lock LOCK_ARGS=--upgrade` moves
+## each to its newest allowed release. The test lock keeps the runtime lock's versions.
+UV_VENV := .cache/uv
+UV := $(UV_VENV)/bin/uv
+LOCK_ARGS ?=
+LOCK_FLAGS := --universal --python-version 3.11 --generate-hashes --quiet \
+  --custom-compile-command 'make lock' $(LOCK_ARGS)
+$(UV):
+	$(PYTHON) -m venv $(UV_VENV)
+	$(UV_VENV)/bin/pip install --quiet 'uv>=0.5,<1'
+
+lock: $(UV)
+	$(UV) pip compile pyproject.toml $(LOCK_FLAGS) -o $(RUNTIME_LOCK)
+	$(UV) pip compile pyproject.toml --extra test --constraint $(RUNTIME_LOCK) $(LOCK_FLAGS) \
+	  -o $(TEST_LOCK)
 
 # Linters and validators in a venv of their own: checkov pins many packages.
 TOOLS := .cache/tools
@@ -157,3 +179,16 @@ test-latest:
 	  $$($(LATEST)/bin/python -m tests.support.dependencies)
 	$(LATEST)/bin/python -m tests.support.dependencies --versions
 	$(LATEST)/bin/pytest tests/unit tests/integration -q
+
+## The unit and integration suites on the lowest release pyproject.toml allows for each direct
+## dependency (uv's lowest-direct resolution; what those pull in resolves as usual), in a fresh
+## venv of its own: a lower bound that no longer works fails here. Prints the versions.
+LOWEST := .cache/lowest-venv
+.PHONY: test-lowest
+test-lowest: $(UV)
+	rm -rf $(LOWEST)
+	$(PYTHON) -m venv $(LOWEST)
+	$(UV) pip install --quiet --python $(LOWEST)/bin/python --resolution lowest-direct -e '.[test]'
+	$(LOWEST)/bin/python -m tests.support.dependencies --versions
+	$(LOWEST)/bin/python -m tests.support.dependencies --at-lower-bounds
+	$(LOWEST)/bin/pytest tests/unit tests/integration -q

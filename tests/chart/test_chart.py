@@ -14,6 +14,7 @@ import yaml
 
 from reel_reconciler.operator.main import build_parser
 from tests.chart.rendering import ALL_ON, VALUE_SETS, of_kind, render_text, run, template
+from tests.support.dockerfile import copies, pip_steps
 from tools.manifests import CHART, CRD_COPY, REPO, crd_copies, render
 
 KUBERNETES_VERSIONS = ["1.30.0", "1.33.0", "1.35.0"]
@@ -242,23 +243,29 @@ def test_dockerfile_version_matches_the_package() -> None:
 
 
 def test_image_install_steps_work_in_a_fresh_venv(tmp_path: Path) -> None:
-    """The Dockerfile's two stages without Docker: wheels from the project, then an
-    offline install of exactly those wheels into a clean environment. No extra: a plain
-    `pip install reel-reconciler` must run the operator (kopf is a core dependency)."""
-    dockerfile = (REPO / "Dockerfile").read_text()
-    assert re.search(r"pip wheel .*--wheel-dir /wheels \.$", dockerfile, re.M)
-    assert re.search(r'pip install --no-index --find-links=/wheels', dockerfile)
+    """The Dockerfile's pip commands as written, without Docker: the build stage's with this
+    Python, the final stage's in a clean venv, paths in the image mapped to temporary ones.
+    No extra: a plain install of the runtime lock must run the operator (kopf is a core
+    dependency)."""
     wheels, venv = tmp_path / "wheels", tmp_path / "venv"
-    built = run(sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", wheels,
-                ".", timeout=600)
-    assert built.returncode == 0, built.stderr[-3000:]
-    assert list(wheels.glob("reel_reconciler-*.whl"))
     run(sys.executable, "-m", "venv", venv)
     version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
-    installed = run(venv / "bin" / "pip", "install", "--quiet", "--no-index",
-                    f"--find-links={wheels}", f"reel-reconciler=={version}",
-                    timeout=600)
-    assert installed.returncode == 0, installed.stderr[-3000:]
+    in_image = {"/wheels": str(wheels), **{dest: str(REPO / src)
+                                           for dest, src in copies().items()}}
+
+    def here(arg: str) -> str:
+        """An argument with the image's paths mapped to this machine's."""
+        option, equals, value = arg.rpartition("=") if arg.startswith("--") else ("", "", arg)
+        return (option + equals + in_image.get(value, value)).replace("${VERSION}", version)
+
+    steps = pip_steps()
+    final = max(step.stage for step in steps)
+    for step in steps:
+        argv = [here(arg) for arg in step.argv[1:]]
+        pip = [venv / "bin" / "pip"] if step.stage == final else [sys.executable, "-m", "pip"]
+        ran = run(*pip, "--quiet", *argv, timeout=600)
+        assert ran.returncode == 0, f"{' '.join(step.argv)}: {ran.stderr[-3000:]}"
+    assert list(wheels.glob("reel_reconciler-*.whl"))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for args in (["--version"], ["operator", "--help"], ["sweep", "--help"]):
         ran = run(venv / "bin" / "reel-reconciler", *args, env=env, cwd=tmp_path)

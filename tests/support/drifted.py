@@ -18,7 +18,7 @@ WRITERS = 4
 
 @pytest.fixture(scope="module", name="emulators")
 def emulators_of_their_own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
-    """For a module that seeds tens of thousands of documents (import it there): after such
+    """For a module that seeds thousands of documents (import it there): after such
     data the shared Firestore emulator was seen to report new listen targets late for the
     rest of the session (tests/integration/test_listeners.py failed after them, never alone)."""
     with running_emulators(tmp_path_factory.mktemp("heavy-emulators")) as running:

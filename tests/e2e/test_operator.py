@@ -19,6 +19,7 @@ from devkit.app import ReelApp
 from devkit.emulators import Emulators, firestore_emulator
 from devkit.notifications import Notifications
 from devkit.seed import World
+from reel_reconciler import defaults
 from tests.support.harness import (
     GROUP,
     PLURAL,
@@ -340,7 +341,8 @@ def test_crd_defaults_validation_and_example(cluster: Cluster, kubectl: Path,
     assert spec["settle"] == "30s"
     assert spec["concurrency"] == 8
     assert spec["rateLimit"] == 500
-    assert spec["sweep"] == {"interval": "30m"}
+    assert spec["sweep"] == {"interval": "30m", "ranges": defaults.SWEEP_RANGES,
+                             "parallel": defaults.SWEEP_PARALLEL}
     assert spec["staleJobs"] == {"interval": "5m", "timeout": "30m"}
     assert spec["firestore"]["projectsCollection"] == "reel_maker_projects"
     bad: dict[str, Any]

@@ -154,6 +154,9 @@ def test_gcp_key_secret_is_mounted_read_only_and_found_by_google_auth(
     email = "reconciler@reels-prod.iam.gserviceaccount.com"
     projected.write_text(_key_file(email))
     monkeypatch.setenv("GOOGLE_APPLICATION_CREDENTIALS", str(tmp_path / path.lstrip("/")))
+    for name in ("GOOGLE_CLOUD_PROJECT", "GCLOUD_PROJECT"):  # set by the session's emulators
+        if name not in env:
+            monkeypatch.delenv(name, raising=False)
     credentials, project = google.auth.default()
     assert isinstance(credentials, service_account.Credentials)
     assert (credentials.service_account_email, project) == (email, "reels-prod")

@@ -12,7 +12,7 @@ from reel_reconciler.config import Settings
 from reel_reconciler.engine.breaker import Breaker
 from reel_reconciler.engine.reconcile import Pipeline
 from reel_reconciler.engine.recorder import Recorder
-from reel_reconciler.engine.sweep.run import suspect_an_empty_bucket
+from reel_reconciler.engine.sweep.start import suspect_an_empty_bucket
 from reel_reconciler.model import Action, Report, Trigger
 from reel_reconciler.policy.destructive import is_destructive
 from tests.support.recording import TESTS

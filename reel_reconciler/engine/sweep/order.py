@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+from reel_reconciler.engine.sweep.ranges import WorkProfile
 from reel_reconciler.model import folder_user
 from reel_reconciler.stores.firestore import Document
 
@@ -65,3 +66,11 @@ def in_folder_order(groups: Iterable[UserGroup]) -> Iterator[UserGroup]:
         held.append(group)
     while held:
         yield held.pop()
+
+
+def profiled(groups: Iterable[UserGroup], profile: WorkProfile) -> Iterator[UserGroup]:
+    """The groups, unchanged, each user's project count noted (in userId order)."""
+    for group in groups:
+        if group.user is not None:
+            profile.add(group.user, len(group.documents))
+        yield group

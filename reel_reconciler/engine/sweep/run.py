@@ -34,18 +34,18 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from reel_reconciler.engine.reconcile import HALTED, Pipeline, Prefetched, store_failure
-from reel_reconciler.engine.stores import ListedObjects, StreamedProjects
 from reel_reconciler.engine.sweep.cursor import FolderListing, JobsByUser
-from reel_reconciler.engine.sweep.order import UserGroup, in_folder_order, user_groups
+from reel_reconciler.engine.sweep.order import UserGroup, in_folder_order, profiled, user_groups
 from reel_reconciler.engine.sweep.prefetch import Prefetch
 from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan, WorkProfile, weighted_splits
 from reel_reconciler.engine.sweep.result import RangeSummary, SweepResult
+from reel_reconciler.engine.sweep.start import streams_of, suspect_an_empty_bucket
 from reel_reconciler.model import ObjectInfo, Report, Trigger
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.firestore import Document
@@ -288,33 +288,6 @@ class _Sweep:
         for run in self.runs:
             profile.extend(run.profile)
         return weighted_splits(profile, count)
-
-
-def profiled(groups: Iterable[UserGroup], profile: WorkProfile) -> Iterator[UserGroup]:
-    """The groups, unchanged, each user's project count noted (in userId order)."""
-    for group in groups:
-        if group.user is not None:
-            profile.add(group.user, len(group.documents))
-        yield group
-
-
-def streams_of(engine: Pipeline) -> tuple[StreamedProjects, ListedObjects]:
-    """The engine's stores as a sweep reads them: streams, not one read per project."""
-    firestore, gcs = engine.firestore, engine.gcs
-    if not isinstance(firestore, StreamedProjects) or not isinstance(gcs, ListedObjects):
-        raise TypeError("a sweep needs stores that stream (StreamedProjects, ListedObjects)")
-    return firestore, gcs
-
-
-def suspect_an_empty_bucket(engine: Pipeline) -> None:
-    """A bucket with nothing under the root while projects claim clips is a configuration
-    error (a wrong bucket or prefix), not a mass deletion: the first destructive correction of
-    such a sweep trips the breaker instead of being written."""
-    location = engine.policy.location
-    root = location.root_prefix + "/"
-    if not engine.gcs.any_under(root):
-        engine.breaker.suspect(f"bucket {location.bucket!r} lists nothing under {root} while "
-                               "projects claim clips there: a wrong bucket or prefix?")
 
 
 def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SWEEP,

@@ -106,19 +106,27 @@ def settings_of(args: argparse.Namespace) -> Settings:
     return load_settings(**{dest: given(getattr(args, dest)) for dest, _, _ in SETTING_FLAGS})
 
 
+def flag_or_env(flag: str, value: object, env: str | None) -> tuple[str, str | None]:
+    """The value given to a flag, else its environment variable's (empty counts as unset),
+    with the name it came from for an error message."""
+    if (chosen := given(value)) is not None:
+        return flag, str(chosen)
+    if env is None:
+        return flag, None
+    return env, os.environ.get(env) or None
+
+
 def count(flag: str, value: object, env: str | None, default: int, most: int) -> int:
     """A whole number from its flag, else its environment variable, else the default; raises
     ConfigError naming where a bad one came from."""
-    where, given_value = flag, given(value)
-    if given_value is None and env is not None:
-        where, given_value = env, os.environ.get(env) or None
+    where, given_value = flag_or_env(flag, value, env)
     if given_value is None:
         return default
     try:
-        number = int(str(given_value))
+        number = int(given_value)
     except ValueError:
         number = 0
     if not 1 <= number <= most:
         raise ConfigError(invalid(where, f"expected a whole number from 1 to {most}",
-                                  str(given_value)))
+                                  given_value))
     return number

@@ -4,14 +4,20 @@ every other setting before it starts."""
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from datetime import timedelta
 from typing import Any
 
 from reel_reconciler import defaults
 from reel_reconciler.api.settings import add_api_arguments, api_settings
-from reel_reconciler.cli.options import Fallback, count, given, settings_of, settings_parent
+from reel_reconciler.cli.options import (
+    Fallback,
+    count,
+    flag_or_env,
+    given,
+    settings_of,
+    settings_parent,
+)
 from reel_reconciler.config import ConfigError, parse_duration
 from reel_reconciler.spec import SUBSCRIPTION_ENV, SUBSCRIPTION_PATTERN
 from reel_reconciler.usage import fail, invalid, port_number
@@ -60,10 +66,8 @@ def run(args: argparse.Namespace) -> int:
             intervals[flag] = None if value is None else parse_duration(value)
         except ValueError as exc:
             return fail(invalid(flag, str(exc), value))
-    subscription, where = args.notifications_subscription, "--notifications-subscription"
-    if subscription is None:
-        where = SUBSCRIPTION_ENV
-        subscription = os.environ.get(SUBSCRIPTION_ENV) or None
+    where, subscription = flag_or_env("--notifications-subscription",
+                                      args.notifications_subscription, SUBSCRIPTION_ENV)
     if subscription is not None and not re.fullmatch(SUBSCRIPTION_PATTERN, subscription):
         return fail(invalid(where, "expected projects/PROJECT/subscriptions/NAME",
                             subscription))

@@ -126,8 +126,16 @@ def spec_for(world: World, **overrides: Any) -> dict[str, Any]:
 
 
 def started(op: Operator, name: str) -> None:
-    wait_for(lambda: op.condition_is(name, "Ready", "True"), 60,
-             f"Ready=True on {name}\n{op.logs()}")
+    """Ready=True for the spec just written (a Ready left from the generation before, not
+    yet replaced by a Suspended one, does not count), then a first heartbeat."""
+
+    def ready_now() -> bool:
+        found = op.condition(name, "Ready")
+        return (found is not None and found["status"] == "True"
+                and found.get("observedGeneration") == op.get(name)["metadata"]["generation"])
+
+    wait_for(ready_now, 60, lambda: f"Ready=True for the current generation of {name}\n"
+                                    f"{op.logs()}")
     wait_for(lambda: op.condition_is(name, "ListenerHealthy", "True"), 30,
              f"ListenerHealthy=True on {name}\n{op.logs()}")
 

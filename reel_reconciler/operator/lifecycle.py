@@ -19,7 +19,7 @@ from reel_reconciler.engine.listener import CONNECTING
 from reel_reconciler.model import Action, ReconcilerId, Report, RestartReason
 from reel_reconciler.operator import RESUME_WRITES
 from reel_reconciler.operator.memo import Shared
-from reel_reconciler.operator.status import StatusWriter, sweep_summary
+from reel_reconciler.operator.status import StatusWriter, kept_splits, sweep_summary
 from reel_reconciler.runtime import Hooks, ReconcilerRuntime
 from reel_reconciler.runtime.liveness import forget_loop, watch_loop
 from reel_reconciler.spec import ReconcilerSpec
@@ -96,7 +96,7 @@ class Supervisor:
         runtime = ReconcilerRuntime(self.reconciler, spec, hooks=Hooks(
             on_sweep=self._publish_sweep, on_stale=self._publish_cleanup,
             on_tick=self._publish_listeners, on_breaker=self._publish_breaker,
-            on_flapping=self._publish_flapping))
+            on_flapping=self._publish_flapping), splits=kept_splits(self.body))
         self.runtime = runtime  # a stop while it connects stops it too
         try:
             await runtime.start()

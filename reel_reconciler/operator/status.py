@@ -53,8 +53,20 @@ def sweep_summary(result: SweepResult) -> dict[str, Any]:
         "errors": actions[Action.ERROR] + actions[Action.CONFLICT],
         "durationSeconds": round(result.duration_seconds, 3),
         **({"aborted": result.aborted} if result.aborted else {}),
-        **({"splits": result.splits} if result.splits else {}),
+        **({"splits": result.splits, "splitsFor": result.splits_for} if result.splits else {}),
     }
+
+
+def kept_splits(body: Mapping[str, Any]) -> dict[int, tuple[str, ...]]:
+    """The split points of the last ranged sweep that status kept, by the number of ranges
+    they were made for: a restarted operator cuts where its predecessor counted."""
+    last = (body.get("status") or {}).get("lastSweep") or {}
+    splits, count = last.get("splits"), last.get("splitsFor")
+    if not isinstance(count, int) or not isinstance(splits, list):
+        return {}
+    if not all(isinstance(point, str) for point in splits):
+        return {}
+    return {count: tuple(splits)}
 
 
 def reports_summary(reports: Sequence[Report]) -> str:

@@ -55,7 +55,8 @@ Connector = Callable[[Settings, ReconcilerId], Engine]
 class ReconcilerRuntime:
     def __init__(self, reconciler: ReconcilerId, spec: ReconcilerSpec, *,
                  settings: Settings | None = None, connector: Connector = connect,
-                 hooks: Hooks | None = None) -> None:
+                 hooks: Hooks | None = None,
+                 splits: dict[int, tuple[str, ...]] | None = None) -> None:
         self.reconciler = reconciler
         self.key = reconciler.key
         self.label = reconciler.label
@@ -70,8 +71,9 @@ class ReconcilerRuntime:
         self.started_at = time.time()
         self.last_sweep_at: float | None = None
         self.sweep_lock = asyncio.Lock()
-        self.splits: dict[int, tuple[str, ...]] = {}
-        """The last ranged sweep's split points, by its number of ranges."""
+        self.splits: dict[int, tuple[str, ...]] = dict(splits or {})
+        """The last ranged sweep's split points, by its number of ranges (a new runtime
+        starts from those its owner kept, such as the operator's status)."""
         self.changes = ChangeTimes()
         """When notified changes happened, for the time to heal of the projects queued."""
         self._stopping = asyncio.Event()

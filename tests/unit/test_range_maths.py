@@ -27,6 +27,7 @@ from reel_reconciler.engine.sweep.ranges import (
     weighted_splits,
 )
 from reel_reconciler.model import Action, Report
+from reel_reconciler.operator.status import kept_splits, sweep_summary
 from reel_reconciler.spec import ReconcilerSpec
 from tests.support.recording import TESTS
 from tests.support.sweeping import swept_once
@@ -205,6 +206,25 @@ def test_the_next_sweep_cuts_where_the_last_one_counted() -> None:
                                              splits=tuple(first.splits)))
     assert second.scanned == 1200
     assert max(summary.scanned for summary in second.ranges) <= 2 * 1200 / 8
+
+
+def test_a_restarted_operator_cuts_where_its_status_says() -> None:
+    """The split points go to status with the range count they were made for, and come back
+    from it only for that count and only when well formed."""
+    projects, objects = StreamingProjects(), StreamingObjects()
+    for i in range(200):
+        _project(projects, objects, f"user{i:04d}", f"p{i:04d}", 0)
+    engine = engine_on(projects, objects, page_size=50)
+    first = sweep(engine, dry_run=True, plan=SweepPlan(ranges=4, parallel=2))
+    body = {"status": {"lastSweep": sweep_summary(first)}}
+    kept = kept_splits(body)
+    assert kept == {4: tuple(first.splits)}
+    assert len(first.splits) == 3
+    assert plan_ranges(4, kept[4]) == ranges_from_splits(first.splits)
+    for broken in ({"splits": first.splits}, {"splits": [1, 2], "splitsFor": 4},
+                   {"splits": "user0100", "splitsFor": 4}, None):
+        assert kept_splits({"status": {"lastSweep": broken}}) == {}
+    assert kept_splits({}) == {}
 
 
 def test_a_halt_stops_every_range_between_users() -> None:

@@ -44,6 +44,9 @@ class SweepResult:
     splits: list[str] = field(default_factory=list)
     """Split points that would give the next ranged sweep similar work per range, from the
     projects per user this one counted (empty unless ranged and complete)."""
+    splits_for: int = 0
+    """The number of ranges the split points were made for (the plan's, not always one more
+    than the points: a few large users cannot be cut so finely)."""
 
     @property
     def failed(self) -> bool:

@@ -328,6 +328,7 @@ def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SW
         result.ranges = state.ranges()
         if result.aborted is None:
             result.splits = state.splits(plan.ranges)
+            result.splits_for = plan.ranges
     gcs1, fs1 = engine.request_count()
     result.gcs_requests, result.firestore_requests = gcs1 - gcs0, fs1 - fs0
     result.duration_seconds = time.monotonic() - started

@@ -20,7 +20,7 @@ from reel_reconciler.stores.billing import (
     current_pass,
     reading_for,
 )
-from reel_reconciler.stores.firestore import IN_LIMIT, Document
+from reel_reconciler.stores.firestore import IN_LIMIT, JOB_SERVER_TIME, Document, failed_job
 
 TESTS = ReconcilerId("test")
 """Whose request counters the stand-ins add to: the tests' reconciler."""
@@ -113,6 +113,18 @@ class MemoryProjects:
         return {project_id: self._write(project_id, fields)
                 for project_id, (fields, _) in updates.items()}
 
+    def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> datetime:
+        """A stale job failed, only over the version read; its server times are the write's."""
+        self._call("fail_job", job_id)
+        current = self.jobs.get(job_id)
+        if current is None or current.update_time != read_update_time:
+            raise Conflict(f"firestore fail_job {job_id}: precondition failed")
+        written = self._tick()
+        stamps = dict.fromkeys(JOB_SERVER_TIME, written)
+        self.jobs[job_id] = Document(job_id, {**(current.data or {}), **failed_job(message),
+                                              **stamps}, written)
+        return written
+
     def breaker(self, collection: str, name: str) -> Document | None:
         self._call("get_breaker", name)
         self._billed(1)
@@ -153,7 +165,8 @@ class MemoryObjects:
             raise Outage(f"gcs unreachable during list {prefix}: memory store down")
         self.requests.count("list")
         time.sleep(self.slow.get(prefix, 0.0))
-        return [obj for name, obj in sorted(self.objects.items()) if name.startswith(prefix)]
+        return [self.objects[name] for name in sorted(
+            name for name in self.objects if name.startswith(prefix))]
 
     def any_under(self, prefix: str) -> bool:
         self.requests.count("list")

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: firebase-tools web-client demo test prereqs unit integration lint venv lock clean bench bench-listener bench-notifications bench-scale soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
+.PHONY: firebase-tools web-client demo test prereqs unit integration lint venv lock clean bench bench-listener bench-notifications bench-scale bench-cost soak soak-check tools manifests cluster-up cluster-down cluster-status e2e
 
 # Installs come from the lock files (exact versions, every file's hash), then the project
 # itself with --no-deps: a venv, CI and the image run what was resolved and reviewed.
@@ -92,6 +92,13 @@ bench: $(STAMP)
 ## the target size (about 8 minutes, 7 GiB).
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+
+## What the default schedule costs: Firestore documents read and GCS operations by class per
+## pass (timed sweep, listener starts, stale-job cleanup), measured on the stores in memory
+## at 10k projects, then per day at 1M projects and in dollars at list prices (under a
+## minute). BENCH_ARGS="--projects 100000 --target 1000000" for a bigger sample.
+bench-cost: $(STAMP)
+	$(BIN)/python -m bench.cost $(BENCH_ARGS)
 
 ## Write-to-correction latency through the listener path (1,000 stuck projects in a burst).
 bench-listener: $(STAMP)

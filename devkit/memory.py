@@ -13,7 +13,14 @@ from typing import Any
 from reel_reconciler import metrics
 from reel_reconciler.model import ObjectInfo, ReconcilerId
 from reel_reconciler.stores import Conflict, Outage, RequestLog
-from reel_reconciler.stores.firestore import Document
+from reel_reconciler.stores.billing import (
+    OTHER,
+    SWEEP,
+    count_billed_reads,
+    current_pass,
+    reading_for,
+)
+from reel_reconciler.stores.firestore import IN_LIMIT, JOB_SERVER_TIME, Document, failed_job
 
 TESTS = ReconcilerId("test")
 """Whose request counters the stand-ins add to: the tests' reconciler."""
@@ -54,8 +61,13 @@ class MemoryProjects:
             raise Outage(f"firestore unreachable during {op} {what}: memory store down")
         self.requests.count(op)
 
+    def _billed(self, documents: int, default: str = OTHER) -> None:
+        """Documents read as Firestore bills them: a query or read that found none costs one."""
+        self.requests.billed.documents(max(documents, 1), current_pass(default))
+
     def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
         self._call("get_projects", f"{len(project_ids)} projects")
+        self._billed(len(set(project_ids)))
         return {i: self.projects[i] for i in project_ids if i in self.projects}
 
     def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
@@ -65,6 +77,9 @@ class MemoryProjects:
             owner = (job.data or {}).get("projectId")
             if owner in found:
                 found[owner].append(job)
+        ids = list(found)
+        for start in range(0, len(ids), IN_LIMIT):  # one query per IN_LIMIT projects
+            self._billed(sum(len(found[i]) for i in ids[start:start + IN_LIMIT]))
         return found
 
     def _check(self, project_id: str, read_update_time: datetime) -> None:
@@ -98,8 +113,21 @@ class MemoryProjects:
         return {project_id: self._write(project_id, fields)
                 for project_id, (fields, _) in updates.items()}
 
+    def fail_job(self, job_id: str, message: str, read_update_time: datetime) -> datetime:
+        """A stale job failed, only over the version read; its server times are the write's."""
+        self._call("fail_job", job_id)
+        current = self.jobs.get(job_id)
+        if current is None or current.update_time != read_update_time:
+            raise Conflict(f"firestore fail_job {job_id}: precondition failed")
+        written = self._tick()
+        stamps = dict.fromkeys(JOB_SERVER_TIME, written)
+        self.jobs[job_id] = Document(job_id, {**(current.data or {}), **failed_job(message),
+                                              **stamps}, written)
+        return written
+
     def breaker(self, collection: str, name: str) -> Document | None:
         self._call("get_breaker", name)
+        self._billed(1)
         return self.breakers.get(f"{collection}/{name}")
 
     def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
@@ -137,7 +165,8 @@ class MemoryObjects:
             raise Outage(f"gcs unreachable during list {prefix}: memory store down")
         self.requests.count("list")
         time.sleep(self.slow.get(prefix, 0.0))
-        return [obj for name, obj in sorted(self.objects.items()) if name.startswith(prefix)]
+        return [self.objects[name] for name in sorted(
+            name for name in self.objects if name.startswith(prefix))]
 
     def any_under(self, prefix: str) -> bool:
         self.requests.count("list")
@@ -199,6 +228,7 @@ class StreamingProjects(MemoryProjects):
             page = [Document(doc.id, {k: v for k, v in (doc.data or {}).items()
                                       if fields is None or k in fields}, doc.update_time)
                     for doc in ordered[start:start + page_size]]
+            self.requests.billed.documents(max(len(page), 1), current_pass(SWEEP))
             if page:
                 yield page
             if len(page) < page_size:
@@ -217,17 +247,22 @@ class StreamingProjects(MemoryProjects):
     def active_jobs(self) -> list[Document]:
         self._wait("query_active_jobs")
         self._call("query_active_jobs", "jobs")
-        return [doc for doc in self.jobs.values()
-                if (doc.data or {}).get("status") in ("queued", "processing")]
+        active = [doc for doc in self.jobs.values()
+                  if (doc.data or {}).get("status") in ("queued", "processing")]
+        self._billed(len(active), SWEEP)
+        return active
 
     def count_projects(self) -> int:
         self._wait("count_projects")
         self._call("count_projects", "projects")
+        self.requests.billed.documents(count_billed_reads(len(self.projects)),
+                                       current_pass(SWEEP))
         return len(self.projects)
 
     def projects_without_user(self, page_size: int, strings_only: bool = False
                               ) -> Iterator[str]:
         del page_size  # ids come from memory, not in pages
+        self._billed(len(self.projects), SWEEP)  # Firestore reads each one's userId
         for project_id in sorted(self.projects):
             data = self.projects[project_id].data or {}
             if "userId" not in data or (strings_only and not isinstance(data["userId"], str)):
@@ -249,11 +284,13 @@ class StreamingObjects(MemoryObjects):
         names = sorted(name for name in self.objects if name.startswith(prefix)
                        and (start is None or name.encode() >= start.encode())
                        and (end is None or name.encode() < end.encode()))
+        trigger = current_pass(SWEEP)
         for first in range(0, max(len(names), 1), self.page_size):
             if self.latency is not None:
                 time.sleep(self.latency("list"))
-            if self.down:
-                self.requests.count("list", "unavailable")
-                raise Outage(f"gcs unreachable during list {prefix}: memory store down")
-            self.requests.count("list")
+            with reading_for(trigger):
+                if self.down:
+                    self.requests.count("list", "unavailable")
+                    raise Outage(f"gcs unreachable during list {prefix}: memory store down")
+                self.requests.count("list")
             yield [self.objects[name] for name in names[first:first + self.page_size]]

@@ -29,6 +29,14 @@ GCS_REQUESTS_TOTAL = Counter(f"{PREFIX}gcs_requests_total", "GCS requests by ope
                              [R, "op", "outcome"])
 FIRESTORE_REQUESTS_TOTAL = Counter(f"{PREFIX}firestore_requests_total",
                                    "Firestore requests by operation", [R, "op", "outcome"])
+FIRESTORE_DOCUMENTS_READ_TOTAL = Counter(
+    f"{PREFIX}firestore_documents_read_total",
+    "Firestore documents read as billed (a query that finds none is one, a count() one per "
+    "1,000 index entries), by the pass that read them", [R, "trigger"])
+GCS_OPERATIONS_TOTAL = Counter(
+    f"{PREFIX}gcs_operations_total",
+    "GCS requests by price class (A: listings; B: metadata reads), by the pass that made them",
+    [R, "class", "trigger"])
 NOTIFICATIONS_TOTAL = Counter(
     f"{PREFIX}notifications_total",
     "GCS notifications received, by event type and what became of them",
@@ -90,6 +98,13 @@ RESOURCES_RUNNING = Gauge(f"{PREFIX}resources_running",
 LISTENERS = ("projects", "jobs", "heartbeat")
 """The Firestore listeners; `notifications` joins them where a subscription is set."""
 SNAPSHOT_OUTCOMES = ("queued", "skipped")
+FEED = "feed"
+"""The pass of the documents the Firestore listeners' Listen streams deliver."""
+OTHER = "other"
+"""The pass of a read no pass claimed (a start's probe, a heartbeat's conflict)."""
+PASSES = (*(trigger.value for trigger in Trigger), FEED, OTHER)
+"""Values of `trigger` on the billed-units counters: a reconcile's trigger, or one of those."""
+GCS_PRICE_CLASSES = ("A", "B")
 _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...] = (
     (RECONCILE_TOTAL, (R, "trigger", "action")),
     (DRIFT_DETECTED_TOTAL, (R, "kind")),
@@ -99,6 +114,8 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (LISTENER_SNAPSHOT_TOTAL, (R, "listener", "outcome")),
     (GCS_REQUESTS_TOTAL, (R, "op", "outcome")),
     (FIRESTORE_REQUESTS_TOTAL, (R, "op", "outcome")),
+    (FIRESTORE_DOCUMENTS_READ_TOTAL, (R, "trigger")),
+    (GCS_OPERATIONS_TOTAL, (R, "class", "trigger")),
     (RECOVERED_VIDEO_SECONDS_TOTAL, (R,)),
     (HEARTBEAT_CONFLICTS_TOTAL, (R,)),
     (BREAKER_TRIPPED, (R,)),
@@ -132,6 +149,10 @@ def prime(reconciler: str) -> None:
             LISTENER_RESTARTS_TOTAL.labels(reconciler, listener, reason.value)
         for outcome in SNAPSHOT_OUTCOMES:
             LISTENER_SNAPSHOT_TOTAL.labels(reconciler, listener, outcome)
+    for source in PASSES:
+        FIRESTORE_DOCUMENTS_READ_TOTAL.labels(reconciler, source)
+        for price_class in GCS_PRICE_CLASSES:
+            GCS_OPERATIONS_TOTAL.labels(reconciler, price_class, source)
     STALE_JOBS_TOTAL.labels(reconciler)
     HEARTBEAT_CONFLICTS_TOTAL.labels(reconciler)
     BREAKER_TRIPPED.labels(reconciler).set(0)

@@ -47,6 +47,7 @@ from reel_reconciler.model import (
 from reel_reconciler.policy import decide, outside_names
 from reel_reconciler.policy.destructive import is_destructive
 from reel_reconciler.stores import StoreError
+from reel_reconciler.stores.billing import reading_for
 from reel_reconciler.stores.firestore import Document, FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 
@@ -104,6 +105,12 @@ class Pipeline:
         """(GCS, Firestore) requests made so far, for run summaries."""
         return self.gcs.requests.total(), self.firestore.requests.total()
 
+    def billed_count(self) -> tuple[int, int, int]:
+        """(Firestore documents read, GCS class A, GCS class B operations) so far, for run
+        summaries: what the price lists charge, where requests hide it."""
+        classes = self.gcs.requests.billed.by_class()
+        return self.firestore.requests.billed.total(), classes["A"], classes["B"]
+
     def reconcile(self, project_id: str, trigger: Trigger, dry_run: bool = False) -> Report:
         """One project: a batch of one."""
         return self.reconcile_many([project_id], trigger, dry_run)[0]
@@ -117,14 +124,16 @@ class Pipeline:
         storage notifications said the projects' objects changed."""
         ids = list(dict.fromkeys(project_ids))
         batch = Batch(trigger, dry_run, ids, changed_at or {})
-        return self._run(batch, self._read(batch, ids))
+        with reading_for(trigger.value):
+            return self._run(batch, self._read(batch, ids))
 
     def reconcile_read(self, read: Read, trigger: Trigger, dry_run: bool = False
                        ) -> list[Report]:
         """Projects whose documents (and perhaps more) the caller has read; the reports in
         the order of `read`."""
         ids = [project_id for project_id, _, _ in read]
-        return self._run(Batch(trigger, dry_run, ids), read)
+        with reading_for(trigger.value):
+            return self._run(Batch(trigger, dry_run, ids), read)
 
     def _run(self, batch: Batch, read: Read) -> list[Report]:
         while read:

@@ -25,6 +25,7 @@ from reel_reconciler.model import (
 )
 from reel_reconciler.policy import is_stale
 from reel_reconciler.stores import Conflict, StoreError
+from reel_reconciler.stores.billing import reading_for
 from reel_reconciler.stores.firestore import JOB_SERVER_TIME, Document, failed_job
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,8 @@ def cleanup_stale_jobs(engine: Engine, dry_run: bool = False,
     """
     result = StaleCleanup()
     try:
-        _cleanup(engine, dry_run, trigger, result)
+        with reading_for(trigger.value):
+            _cleanup(engine, dry_run, trigger, result)
     except StoreError as exc:
         result.error = str(exc)
         log.error("stale-job cleanup failed", extra={"error": str(exc)})

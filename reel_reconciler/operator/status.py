@@ -47,7 +47,7 @@ def condition(conditions: list[dict[str, Any]], kind: str, ok: bool, reason: str
 def sweep_summary(result: SweepResult) -> dict[str, Any]:
     actions = result.actions
     return {
-        "time": _now(), "scanned": result.scanned,
+        "time": _now(), "scanned": result.scanned, "documentsRead": result.documents_read,
         "corrected": actions[Action.CORRECTED], "drift": actions[Action.DRIFT],
         "skipped": actions[Action.SKIPPED],
         "errors": actions[Action.ERROR] + actions[Action.CONFLICT],

@@ -3,7 +3,6 @@ and Google's exceptions mapped to three meanings the engine acts on."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ from google.api_core import exceptions as gexc
 from prometheus_client import Counter as PromCounter
 
 from reel_reconciler.model.identity import ReconcilerId
+from reel_reconciler.stores.billing import Billed, Tally
 
 
 class StoreError(RuntimeError):
@@ -41,25 +41,22 @@ class RequestLog:
         self.service = service
         self._metric = metric
         self._reconciler = reconciler.label
-        self._counts: Counter[tuple[str, str]] = Counter()
-        self._lock = threading.Lock()
+        self._counts = Tally()
+        self.billed = Billed(service, self._reconciler)
+        """What the requests cost: GCS operations by class (counted here), Firestore
+        documents read (counted by the store, which sees the documents)."""
 
     def count(self, op: str, outcome: str = "ok", n: int = 1) -> None:
-        with self._lock:
-            self._counts[(op, outcome)] += n
+        self._counts.add(op, outcome, n)
         self._metric.labels(self._reconciler, op, outcome).inc(n)
+        self.billed.operations(op, n)
 
     def total(self) -> int:
-        with self._lock:
-            return sum(self._counts.values())
+        return self._counts.total()
 
     def by_op(self) -> Counter[str]:
         """Requests so far per operation, whatever their outcome."""
-        found: Counter[str] = Counter()
-        with self._lock:
-            for (op, _outcome), n in self._counts.items():
-                found[op] += n
-        return found
+        return self._counts.by_first()
 
     @contextmanager
     def call(self, op: str, what: str) -> Iterator[Callable[[int], None]]:

@@ -85,9 +85,11 @@ class ChangeFeed:
 
     def __init__(self, connection: Connection, target: Mapping[str, Any],
                  fields: Sequence[str] | None, decode: Decode, on_changes: OnChanges,
-                 state: FeedState | None = None) -> None:
+                 state: FeedState | None = None,
+                 billed: Callable[[int], None] | None = None) -> None:
         """`target` is a `Target`'s `query` or `documents` as a mapping, without its id;
-        `fields` the ones to decode (None: every field)."""
+        `fields` the ones to decode (None: every field); `billed` is told the documents
+        each snapshot is billed as reads."""
         self._connection = connection
         self._target = dict(target, target_id=TARGET_ID)
         self._fields = None if fields is None else tuple(fields)
@@ -110,6 +112,10 @@ class ChangeFeed:
         self._lifecycle = threading.RLock()
         self.last_event = 0.0
         self.error: BaseException | None = None
+        self._billed = billed
+        self._fresh = self._resume_token is None
+        """The connection listens without a resume token: its first snapshot resends (and
+        bills) every match."""
 
     @property
     def resume_token(self) -> bytes | None:
@@ -171,6 +177,7 @@ class ChangeFeed:
     def _request(self) -> ListenRequest:
         """The first request of every (re)connection: resume where the last snapshot ended."""
         target = dict(self._target)
+        self._fresh = self._resume_token is None
         if self._resume_token is not None:
             target["resume_token"] = self._resume_token
         return ListenRequest(database=self._connection.database, add_target=target)
@@ -275,6 +282,7 @@ class ChangeFeed:
                 changes.append(Change(doc_id, True, seen.data, seen.at))
         self._pending = {}
         self._resume_token = resume_token
+        self._bill(changes)
         log.debug("listen snapshot", extra={"members": len(self._members), "changes": len(changes),
                                             "left": sum(not c.present for c in changes)})
         if changes or not self._reported:
@@ -282,6 +290,19 @@ class ChangeFeed:
                 self.skipped = len(self._members) - sum(change.present for change in changes)
             self._reported = True  # the first snapshot is news even when empty: we are live
             self._on_changes(changes)
+
+    def _bill(self, changes: list[Change]) -> None:
+        """Listen bills a read per document added, changed or removed by a change, and a
+        fresh Listen (no resume token) every match again, at least one read. The
+        emulator's resends of unchanged documents after each write are not billed by
+        Firestore, so they are not counted."""
+        if self._billed is None:
+            return
+        if self._fresh:
+            self._fresh = False
+            self._billed(max(1, len(self._members)))
+        elif changes:
+            self._billed(len(changes))
 
     def _size(self) -> int:
         """How many documents match, as the server counts them: members plus pending."""

@@ -32,6 +32,7 @@ from reel_reconciler.metrics import FIRESTORE_REQUESTS_TOTAL, HEARTBEAT_CONFLICT
 from reel_reconciler.model import ACTIVE_JOB_STATUSES
 from reel_reconciler.model.identity import ReconcilerId
 from reel_reconciler.stores import RequestLog, queries, writes
+from reel_reconciler.stores.billing import FEED, OTHER, SWEEP, count_billed_reads, current_pass
 from reel_reconciler.stores.changefeed import ChangeFeed, OnChanges
 from reel_reconciler.stores.connection import Connection, connect
 from reel_reconciler.stores.feedstate import FeedState
@@ -87,16 +88,20 @@ class FirestoreStore:
     def probe(self) -> None:
         """One cheap read, to fail fast at start when Firestore is unreachable."""
         with self.requests.call("probe", self.projects):
-            self._query(queries.first(self.projects))
+            self._billed(len(self._query(queries.first(self.projects))))
 
     def get_job(self, job_id: str) -> Document | None:
         with self.requests.call("get_job", job_id):
-            return self._get(self.jobs, [job_id]).get(job_id)
+            found = self._get(self.jobs, [job_id]).get(job_id)
+        self._billed(1)
+        return found
 
     def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
         """The existing ones among `project_ids`, in one BatchGetDocuments request."""
         with self.requests.call("get_projects", f"{len(project_ids)} projects"):
-            return self._get(self.projects, project_ids)
+            found = self._get(self.projects, project_ids)
+        self._billed(len(set(project_ids)))
+        return found
 
     def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
         """Every job of each project, in id order: one query per IN_LIMIT projects."""
@@ -106,6 +111,7 @@ class FirestoreStore:
             chunk = ids[start:start + IN_LIMIT]
             with self.requests.call("query_jobs", f"{len(chunk)} projects"):
                 documents = self._query(queries.jobs_of_projects(self.jobs, chunk))
+            self._billed(len(documents))
             for project_id, jobs in by_project(documents).items():
                 found[project_id].extend(jobs)
         for documents in found.values():
@@ -117,6 +123,7 @@ class FirestoreStore:
         kept exactly by status (the query is a range, see `queries.active_jobs`)."""
         with self.requests.call("query_active_jobs", self.jobs):
             documents = self._query(queries.active_jobs(self.jobs))
+        self._billed(len(documents), SWEEP)
         return [doc for doc in documents if (doc.data or {}).get("status") in ACTIVE_JOB_STATUSES]
 
     def count_projects(self) -> int:
@@ -135,7 +142,9 @@ class FirestoreStore:
             raise gexc.InternalServerError("aggregation answered without a result")
 
         with self.requests.call("count_projects", self.projects):
-            return self._retried(run)
+            counted = self._retried(run)
+        self.requests.billed.documents(count_billed_reads(counted), current_pass(SWEEP))
+        return counted
 
     # Streamed reads (the sweep)
 
@@ -231,7 +240,8 @@ class FirestoreStore:
                         state: FeedState | None = None) -> ChangeFeed:
         """A feed (not started) on one heartbeat document: proof the listen path is alive."""
         target = {"documents": {"documents": [self.connection.name(collection, name)]}}
-        return ChangeFeed(self.connection, target, (), decode, on_changes, state)
+        return ChangeFeed(self.connection, target, (), decode, on_changes, state,
+                          billed=self._feed_read)
 
     def beat(self, collection: str, name: str, count: int,
              last_update_time: datetime | None) -> datetime | None:
@@ -252,12 +262,15 @@ class FirestoreStore:
                     # this reconciler's name (two replicas running it: split brain).
                     HEARTBEAT_CONFLICTS_TOTAL.labels(self.reconciler.label).inc()
                 found = self._get(collection, [name]).get(name)
+                self._billed(1)
                 return found.update_time if found is not None else None
 
     def breaker(self, collection: str, name: str) -> Document | None:
         """The breaker document of reconciler `name` (None: never tripped)."""
         with self.requests.call("get_breaker", name):
-            return self._get(collection, [name]).get(name)
+            found = self._get(collection, [name]).get(name)
+        self._billed(1)
+        return found
 
     def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
                     read_update_time: datetime | None) -> datetime:
@@ -273,9 +286,17 @@ class FirestoreStore:
                on_changes: OnChanges, state: FeedState | None) -> ChangeFeed:
         target = {"query": Target.QueryTarget(parent=self.connection.documents,
                                               structured_query=query)}
-        return ChangeFeed(self.connection, target, fields, decode, on_changes, state)
+        return ChangeFeed(self.connection, target, fields, decode, on_changes, state,
+                          billed=self._feed_read)
 
     # The requests
+
+    def _billed(self, documents: int, default: str = OTHER) -> None:
+        """A query's or a read's documents, as billed: a query that found none costs one."""
+        self.requests.billed.documents(max(documents, 1), current_pass(default))
+
+    def _feed_read(self, documents: int) -> None:
+        self.requests.billed.documents(documents, FEED)
 
     def _retried(self, attempt: Callable[[], T]) -> T:
         """A whole streamed answer, read again from the start on a transient error: for

@@ -19,6 +19,7 @@ from reel_reconciler.metrics import GCS_REQUESTS_TOTAL
 from reel_reconciler.model import ObjectInfo
 from reel_reconciler.model.identity import ReconcilerId
 from reel_reconciler.stores import RequestLog
+from reel_reconciler.stores.billing import SWEEP, current_pass, reading_for
 
 _LIST_FIELDS = "items(name,size,updated),nextPageToken"
 
@@ -79,8 +80,9 @@ class GcsStore:
                                        timeout=self.timeout, retry=self.retry)
         blobs.item_to_value = _object_info
         pages = blobs.pages
+        trigger = current_pass(SWEEP)  # read on the sweep's own threads
         while blobs.page_number == 0 or blobs.next_page_token is not None:
-            with self.requests.call("list", prefix):
+            with reading_for(trigger), self.requests.call("list", prefix):
                 page = next(pages, None)
                 objects = list(page) if page is not None else []
             if page is None:

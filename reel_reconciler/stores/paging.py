@@ -16,6 +16,7 @@ from google.api_core.retry import Retry, if_transient_error
 from google.cloud.firestore_v1.types import RunQueryRequest, RunQueryResponse, StructuredQuery
 
 from reel_reconciler.stores import RequestLog, queries
+from reel_reconciler.stores.billing import SWEEP, current_pass
 from reel_reconciler.stores.connection import Connection
 from reel_reconciler.stores.values import Document, Reference, decoded, encode
 
@@ -51,6 +52,7 @@ class PagedQuery:
         the connection is the consumer's watchdog's business.
         """
         batch = min(page_size, STREAM_BATCH)
+        trigger = current_pass(SWEEP)
         after: Document | None = None
         while True:
             documents = self.page(page_size, after)
@@ -60,6 +62,8 @@ class PagedQuery:
                     if received:
                         more(-1)  # the rest of a request already counted
                     pulled = list(islice(documents, batch))
+                # Billed per document; a page that found none is billed one read.
+                requests.billed.documents(len(pulled) or int(not received), trigger)
                 if pulled:
                     received += len(pulled)
                     after = pulled[-1]

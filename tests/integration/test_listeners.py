@@ -205,3 +205,24 @@ def test_watchdog_restarts_silent_listeners_across_an_emulator_restart(
     finally:
         found.stop()
         fs.stop()
+
+
+def test_a_feed_counts_the_reads_listen_bills(world: World) -> None:
+    """A fresh Listen is billed every match (as feed reads), each change after it one more;
+    the emulator's resends of unchanged documents are not."""
+    world.add_job("p-a", status="processing", job_id="job-a")
+    world.add_job("p-b", status="processing", job_id="job-b")
+    store = FirestoreStore(settings_for(world), TESTS)
+    billed = store.requests.billed
+    seen: list[list[Change]] = []
+    feed = store.watch_active_jobs(seen.append)
+    before = billed.total()
+    feed.start()
+    try:
+        wait_until(lambda: bool(seen), 10, lambda: None)
+        assert billed.total() - before == 2
+        world.jobs().document("job-a").update({"status": "completed"})
+        wait_until(lambda: len(seen) > 1, 10, lambda: None)
+        assert billed.total() - before == 3, "one read for the job that left"
+    finally:
+        feed.stop()

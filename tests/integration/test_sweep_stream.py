@@ -12,6 +12,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from devkit.seed import World
 from reel_reconciler.engine import Engine, Trigger, sweep
 from reel_reconciler.model import Action, Report
@@ -163,6 +165,26 @@ def test_sweep_requests_do_not_grow_with_projects(world: World, make_engine: Mak
     assert result.gcs_requests == math.ceil(120 / 50)
     # Active jobs, 3 pages of projects, 3 of jobs, one count.
     assert result.firestore_requests == 1 + 3 + 3 + 1
+
+
+def test_a_sweep_counts_the_documents_it_reads(world: World, make_engine: Make) -> None:
+    """What Firestore bills a sweep: every project and job streamed, the active-jobs query
+    (one read when it finds none) and a count() under 1,000 entries; the metric agrees."""
+    for i in range(60):
+        world.generated_project(f"proj-{i:03d}", user=f"user-{i % 12:02d}", status="ready",
+                                prompts=2, in_gcs=2, in_db=2)
+    jobs = sum(1 for _ in world.db.collection(world.jobs_collection).stream())
+    assert jobs >= 60
+    engine = make_engine(gcs_page_size=50, page_size=25)
+    labels = {"reconciler": engine.reconciler.label, "trigger": "sweep"}
+    name = "reel_reconciler_firestore_documents_read_total"
+    before = REGISTRY.get_sample_value(name, labels) or 0.0
+    result = sweep(engine, dry_run=True)
+    assert result.scanned == 60
+    assert result.documents_read == 60 + jobs + 1 + 1
+    assert (REGISTRY.get_sample_value(name, labels) or 0.0) - before == result.documents_read
+    assert result.gcs_class_a == math.ceil(120 / 50)
+    assert result.gcs_class_b == 0
 
 
 def test_a_sweep_that_keeps_no_reports_counts_the_same(world: World, make_engine: Make) -> None:

@@ -7,10 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
-
-from tests.monitoring.promserver import MissingPrometheus, binary
 
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "charts/reel-reconciler/files/alerts.yaml"
@@ -21,14 +18,6 @@ ALERTS = {
     "ReelReconcilerStaleJobsSpike", "ReelReconcilerSlowHeal", "ReelReconcilerNotRunning",
     "ReelReconcilerSplitBrain", "ReelReconcilerBreakerTripped",
 }
-
-
-@pytest.fixture(scope="module")
-def promtool() -> Path:
-    try:
-        return binary("promtool")
-    except MissingPrometheus as exc:
-        pytest.fail(f"missing prerequisite: {exc}", pytrace=False)
 
 
 def run_promtool(promtool: Path, *args: str) -> subprocess.CompletedProcess[str]:

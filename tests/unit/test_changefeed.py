@@ -265,3 +265,50 @@ def test_a_refused_resume_token_listens_afresh_once_and_a_second_removal_raises(
     g.handle(raw(**target(Kind.REMOVE, target_ids=[TARGET_ID], cause={"code": 9})))
     with pytest.raises(Exception, match="target removed"):
         send(g, **target(Kind.REMOVE, target_ids=[TARGET_ID], cause={"code": 9}))
+
+
+# What the feed is billed: Listen bills each document that enters, changes or leaves, and a
+# Listen without a resume token every match again.
+
+def billed_feed(state: FeedState | None = None) -> tuple[ChangeFeed, list[int]]:
+    billed: list[int] = []
+    return ChangeFeed(None, {"query": {}}, ["projectId"], decode, Recorder(), state,
+                      billed=billed.append), billed
+
+
+def test_a_fresh_listen_is_billed_every_match_then_each_change() -> None:
+    f, billed = billed_feed()
+    initial(f, "a", "b", "c")
+    assert billed == [3]
+    send(f, **changed("a", version=1))  # the emulator resending an unchanged document
+    send(f, **consistent(b"t2"))
+    assert billed == [3], "a resend of an unchanged document is not a read"
+    send(f, **changed("b", project="p-b2", version=2))
+    send(f, **{"document_remove": {"document": PREFIX + "c"}})
+    send(f, **consistent(b"t3"))
+    assert billed == [3, 2]
+
+
+def test_an_empty_fresh_listen_is_billed_one_read() -> None:
+    f, billed = billed_feed()
+    initial(f)
+    assert billed == [1]
+
+
+def test_a_resumed_listen_is_billed_only_what_changed_and_a_broken_ones_successor_all() -> None:
+    resumed, billed = billed_feed(predecessor())
+    send(resumed, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    send(resumed, **changed("b", project="p-b2", version=2))
+    send(resumed, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(resumed, **consistent(b"t2"))
+    assert billed == [1]
+    old, _ = feed()
+    initial(old, "a", "b", "c")
+    old.error = RuntimeError("listen stream ended")
+    fresh, billed = billed_feed(old.state())
+    send(fresh, **target(Kind.ADD, target_ids=[TARGET_ID]))
+    send(fresh, **changed("a", project="p-a"))
+    send(fresh, **changed("b", project="p-b"))
+    send(fresh, **target(Kind.CURRENT, target_ids=[TARGET_ID]))
+    send(fresh, **consistent(b"t2"))
+    assert billed == [2], "a Listen without a token is sent (and billed) every match"

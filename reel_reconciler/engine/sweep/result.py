@@ -36,6 +36,13 @@ class SweepResult:
     statuses: Counter[str] = field(default_factory=Counter)
     gcs_requests: int = 0
     firestore_requests: int = 0
+    documents_read: int = 0
+    """Firestore documents read, as billed (requests hide it: a page is one request and up
+    to a page of reads)."""
+    gcs_class_a: int = 0
+    """GCS class A operations (listings)."""
+    gcs_class_b: int = 0
+    """GCS class B operations (metadata reads)."""
     duration_seconds: float = 0.0
     aborted: str | None = None
     dry_run: bool = False
@@ -77,6 +84,9 @@ class SweepResult:
             "reports": [report.as_json() for report in self.reports],
             "gcsRequests": self.gcs_requests,
             "firestoreRequests": self.firestore_requests,
+            "firestoreDocumentsRead": self.documents_read,
+            "gcsClassA": self.gcs_class_a,
+            "gcsClassB": self.gcs_class_b,
             "durationSeconds": round(self.duration_seconds, 3),
             "dryRun": self.dry_run,
         }
@@ -101,4 +111,5 @@ class SweepResult:
         log.info("sweep finished", extra={
             "scanned": self.scanned, "actions": self.counts(),
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
+            "firestoreDocumentsRead": self.documents_read,
             "durationSeconds": round(self.duration_seconds, 3)})

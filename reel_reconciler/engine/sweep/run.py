@@ -303,6 +303,7 @@ def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SW
     ranges = plan.key_ranges()
     started = time.monotonic()
     gcs0, fs0 = engine.request_count()
+    billed0 = engine.billed_count()
     result = SweepResult(dry_run=dry_run)
     state = _Sweep(engine, trigger, dry_run, result, on_report, keep_reports)
     with ThreadPoolExecutor(max_workers=engine.settings.concurrency,
@@ -331,6 +332,8 @@ def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SW
             result.splits_for = plan.ranges
     gcs1, fs1 = engine.request_count()
     result.gcs_requests, result.firestore_requests = gcs1 - gcs0, fs1 - fs0
+    result.documents_read, result.gcs_class_a, result.gcs_class_b = (
+        now - before for now, before in zip(engine.billed_count(), billed0, strict=True))
     result.duration_seconds = time.monotonic() - started
     result.record(engine.reconciler)
     return result

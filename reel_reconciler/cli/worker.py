@@ -59,15 +59,31 @@ def work_paths(topic: object, subscription: object) -> tuple[str | None, str | N
     return topic_path, sub_path
 
 
+def add_parallel(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sweep-parallel", metavar="K",
+                        default=Fallback(defaults.SWEEP_PARALLEL),
+                        help=f"ranges swept at once (default: {PARALLEL_ENV} or %(default)s)")
+
+
+def subscription_of(value: object) -> str | None:
+    """The work subscription from its flag, else the environment, checked (ConfigError)."""
+    where, subscription = flag_or_env("--work-subscription", value, WORK_SUBSCRIPTION_ENV)
+    return _checked(where, subscription, SUBSCRIPTION_PATTERN,
+                    "projects/PROJECT/subscriptions/NAME")
+
+
+def parallel_of(value: object) -> int:
+    return count("--sweep-parallel", value, PARALLEL_ENV, defaults.SWEEP_PARALLEL,
+                 defaults.SWEEP_PARALLEL_MAX)
+
+
 def add(commands: Any) -> None:
     worker = commands.add_parser(
         NAME, help="sweep ranges of distributed sweep rounds only: no listeners, no timers "
         "(SIGTERM hands the ranges held back)")
     add_work_subscription(worker, "the subscription on the coordinators' work topic to take "
                           "ranges from")
-    worker.add_argument("--sweep-parallel", metavar="K",
-                        default=Fallback(defaults.SWEEP_PARALLEL),
-                        help=f"ranges swept at once (default: {PARALLEL_ENV} or %(default)s)")
+    add_parallel(worker)
     worker.add_argument("--metrics-port", type=port_number, default=defaults.METRICS_PORT,
                         metavar="PORT", help="port of /metrics and /readyz (default: "
                         "%(default)s)")
@@ -77,14 +93,10 @@ def add(commands: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Run until SIGTERM; the exit status."""
     try:
-        where, subscription = flag_or_env("--work-subscription", args.work_subscription,
-                                          WORK_SUBSCRIPTION_ENV)
+        subscription = subscription_of(args.work_subscription)
         if subscription is None:
             raise ConfigError(f"a worker needs --work-subscription or {WORK_SUBSCRIPTION_ENV}")
-        _checked(where, subscription, SUBSCRIPTION_PATTERN,
-                 "projects/PROJECT/subscriptions/NAME")
-        parallel = count("--sweep-parallel", args.sweep_parallel, PARALLEL_ENV,
-                         defaults.SWEEP_PARALLEL, defaults.SWEEP_PARALLEL_MAX)
+        parallel = parallel_of(args.sweep_parallel)
         asyncio.run(_serve(subscription, parallel, args.metrics_port))
     except ConfigError as exc:
         return fail(str(exc))

@@ -33,9 +33,13 @@ class Notifications:
         """Before fake-gcs-server starts: it drops events for a missing topic silently."""
         requests.put(self._url(self.topic_path), timeout=10).raise_for_status()
 
-    def create_subscription(self) -> None:
-        requests.put(self._url(self.path), json={"topic": self.topic_path},
-                     timeout=10).raise_for_status()
+    def create_subscription(self, ack_deadline: int | None = None) -> None:
+        """`ack_deadline`: seconds a delivered message is the receiver's before Pub/Sub
+        delivers it again (the emulator's default otherwise)."""
+        body: dict[str, object] = {"topic": self.topic_path}
+        if ack_deadline is not None:
+            body["ackDeadlineSeconds"] = ack_deadline
+        requests.put(self._url(self.path), json=body, timeout=10).raise_for_status()
 
     def delete_subscription(self) -> None:
         requests.delete(self._url(self.path), timeout=10).raise_for_status()

@@ -59,6 +59,12 @@ reel dropped, a `ready` project demoted) per window, per reconciler. Real deleti
 few at a time (a user removing clips, a lifecycle rule on old objects); a wrong bucket or a
 changed prefix makes every project look destructive at once."""
 BREAKER_COLLECTION = "reel_reconciler_breakers"
+ROUNDS_COLLECTION = "reel_reconciler_sweep_rounds"
+"""One document per range of a distributed sweep round: its worker's result."""
+ROUND_RESULTS_KEPT = timedelta(days=7)
+"""How long a range's result document is kept (its `expireAt`, for a Firestore TTL policy)."""
+ROUND_MIN_WAIT = timedelta(minutes=2)
+"""A coordinator waits for its round's results one sweep interval, and never less than this."""
 
 METRICS_PORT = 9102
 HEALTH_PORT = 8080

@@ -95,6 +95,17 @@ RESOURCES_WANTED = Gauge(f"{PREFIX}resources_wanted",
 RESOURCES_RUNNING = Gauge(f"{PREFIX}resources_running",
                           "ReelReconcilers whose runtime runs in this operator process")
 
+RANGE_SWEEP_AGE = Gauge(
+    f"{PREFIX}range_sweep_age_seconds",
+    "Seconds since each key range of a distributed sweep round was last reported swept (or "
+    "first published, if never); range is the range's index in the round", [R, "range"])
+ROUND_BACKLOG = Gauge(f"{PREFIX}sweep_round_backlog",
+                      "Ranges of the current distributed sweep round published and not yet "
+                      "reported", [R])
+SWEEP_INTERVAL_SECONDS = Gauge(f"{PREFIX}sweep_interval_seconds",
+                               "The reconciler's sweep interval (spec.sweep.interval), which "
+                               "the range age alert compares with", [R])
+
 LISTENERS = ("projects", "jobs", "heartbeat")
 """The Firestore listeners; `notifications` joins them where a subscription is set."""
 SNAPSHOT_OUTCOMES = ("queued", "skipped")
@@ -132,6 +143,9 @@ _PER_RECONCILER: tuple[tuple[Counter | Gauge | Histogram, tuple[str, ...]], ...]
     (LISTENER_LAST_EVENT, (R, "listener")),
     (LAST_SWEEP_TIMESTAMP, (R,)),
     (QUEUE_DEPTH, (R,)),
+    (RANGE_SWEEP_AGE, (R, "range")),
+    (ROUND_BACKLOG, (R,)),
+    (SWEEP_INTERVAL_SECONDS, (R,)),
 )
 
 

@@ -53,6 +53,20 @@ class StorageSpec(_SpecPart):
     """GCS object notifications; None: storage changes are found by sweeps only."""
 
 
+TOPIC_PATTERN = r"^projects/[^/]+/topics/[^/]+$"
+WORK_TOPIC_ENV = "REEL_WORK_TOPIC"
+WORK_SUBSCRIPTION_ENV = "REEL_WORK_SUBSCRIPTION"
+
+
+class DistributionSpec(_SpecPart):
+    """Sweep rounds spread over replicas through Pub/Sub (docs/design.md, Distributed
+    rounds): the coordinator publishes each range to `topic`; every replica pulls
+    `subscription` (a subscription on that topic) and sweeps what it gets."""
+
+    topic: str = Field(pattern=TOPIC_PATTERN)
+    subscription: str = Field(pattern=SUBSCRIPTION_PATTERN)
+
+
 class SweepSpec(_SpecPart):
     interval: Duration = Field(default_factory=lambda: defaults.SWEEP_INTERVAL)
     ranges: int = Field(default_factory=lambda: defaults.SWEEP_RANGES, ge=1,
@@ -61,6 +75,8 @@ class SweepSpec(_SpecPart):
     parallel: int = Field(default_factory=lambda: defaults.SWEEP_PARALLEL, ge=1,
                           le=defaults.SWEEP_PARALLEL_MAX)
     """Ranges swept at once by one reconciler."""
+    distribution: DistributionSpec | None = None
+    """None: one replica sweeps every range itself."""
 
 
 class StaleJobsSpec(_SpecPart):

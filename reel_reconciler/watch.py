@@ -42,6 +42,9 @@ class WatchOptions:
     metrics_port: int = field(default_factory=lambda: defaults.METRICS_PORT)
     metrics_host: str = "0.0.0.0"
     notifications_subscription: str | None = None
+    work_topic: str | None = None
+    work_subscription: str | None = None
+    """Both or neither: sweep rounds go through Pub/Sub and this process works on them too."""
     api: ApiSettings | None = None
 
     def spec(self, settings: Settings) -> ReconcilerSpec:
@@ -70,6 +73,9 @@ class WatchOptions:
                                     "parallel": self.sweep_parallel}
         if self.sweep_interval is not None:
             sweep["interval"] = self.sweep_interval
+        if self.work_topic is not None and self.work_subscription is not None:
+            sweep["distribution"] = {"topic": self.work_topic,
+                                     "subscription": self.work_subscription}
         body["sweep"] = sweep
         return ReconcilerSpec.parse(body)
 
@@ -112,6 +118,7 @@ async def _serve(settings: Settings, options: WatchOptions) -> None:
             "bucket": settings.bucket, "database": settings.database, "mode": spec.mode,
             "sweepIntervalSeconds": spec.sweep.interval.total_seconds(),
             "sweepRanges": spec.sweep.ranges, "sweepParallel": spec.sweep.parallel,
+            "workTopic": options.work_topic, "workSubscription": options.work_subscription,
             "staleIntervalSeconds": spec.stale_jobs.interval.total_seconds(),
             "metricsPort": options.metrics_port})
         await stop.wait()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from reel_reconciler import __version__
-from reel_reconciler.cli import cleanup, reconcile, resume, sweep, watch
+from reel_reconciler.cli import cleanup, reconcile, resume, sweep, watch, worker
 from reel_reconciler.cli.options import settings_of, settings_parent
 from reel_reconciler.config import ConfigError
 from reel_reconciler.engine import Engine
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.add(commands, common)
     resume.add(commands)
     watch.add(commands)
+    worker.add(commands)
     commands.add_parser("operator", add_help=False,
                         help="run the Kubernetes operator (see `operator --help`)")
     commands.add_parser("delete-reconciler", add_help=False,
@@ -74,6 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     if args.command == watch.NAME:
         return watch.run(args)
+    if args.command == worker.NAME:
+        return worker.run(args)
     try:
         cleanup.seed_timeout(args)
         if args.command == sweep.NAME:

@@ -18,8 +18,9 @@ from reel_reconciler.cli.options import (
     settings_of,
     settings_parent,
 )
+from reel_reconciler.cli.worker import add_work_subscription, work_paths
 from reel_reconciler.config import ConfigError, parse_duration
-from reel_reconciler.spec import SUBSCRIPTION_ENV, SUBSCRIPTION_PATTERN
+from reel_reconciler.spec import SUBSCRIPTION_ENV, SUBSCRIPTION_PATTERN, WORK_TOPIC_ENV
 from reel_reconciler.usage import fail, invalid, port_number
 
 NAME = "watch"
@@ -50,6 +51,12 @@ def add(commands: Any) -> None:
                        help="Pub/Sub subscription on the bucket's notification topic, "
                        "projects/P/subscriptions/S: storage changes heal at once instead of at "
                        f"the next sweep (default: {SUBSCRIPTION_ENV}; none)")
+    watch.add_argument("--work-topic", metavar="PATH", default=None,
+                       help="spread each sweep round over replicas: one message per range "
+                       "to this Pub/Sub topic, projects/P/topics/T; needs --work-subscription "
+                       f"(default: {WORK_TOPIC_ENV}; none: this process sweeps every range)")
+    add_work_subscription(watch, "the subscription on --work-topic that this process and "
+                          "every `worker` take ranges from")
     watch.add_argument("--metrics-port", type=port_number, default=defaults.METRICS_PORT,
                        metavar="PORT", help="port of /metrics and /readyz (default: %(default)s)")
     add_api_arguments(watch, service_accounts=False)
@@ -72,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(invalid(where, "expected projects/PROJECT/subscriptions/NAME",
                             subscription))
     try:
+        work_topic, work_subscription = work_paths(args.work_topic, args.work_subscription)
         ranges = count("--sweep-ranges", args.sweep_ranges, RANGES_ENV, defaults.SWEEP_RANGES,
                        defaults.SWEEP_RANGES_MAX)
         parallel = count("--sweep-parallel", args.sweep_parallel, PARALLEL_ENV,
@@ -83,7 +91,8 @@ def run(args: argparse.Namespace) -> int:
             mode=args.mode, sweep_interval=intervals["--sweep-interval"],
             sweep_ranges=ranges, sweep_parallel=parallel,
             stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port,
-            notifications_subscription=subscription, api=api_settings(args)))
+            notifications_subscription=subscription, work_topic=work_topic,
+            work_subscription=work_subscription, api=api_settings(args)))
     except ConfigError as exc:
         return fail(str(exc))
     return 0

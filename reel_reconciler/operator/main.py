@@ -14,11 +14,18 @@ from reel_reconciler import defaults
 from reel_reconciler.api.app import start_api
 from reel_reconciler.api.service_accounts import ServiceAccounts
 from reel_reconciler.api.settings import ApiSettings, add_api_arguments, api_settings
+from reel_reconciler.cli.worker import (
+    add_parallel,
+    add_work_subscription,
+    parallel_of,
+    subscription_of,
+)
 from reel_reconciler.config import ConfigError, check_emulator_hosts
 from reel_reconciler.logs import add_log_arguments, setup_logging
 from reel_reconciler.operator.peering import choose_priority
 from reel_reconciler.preflight import check_kube_config, check_ports
 from reel_reconciler.runtime.server import start_server
+from reel_reconciler.runtime.worker import SweepWorker
 from reel_reconciler.usage import OneLineParser, fail, port_number, port_problem
 
 PROG = "reel-reconciler operator"
@@ -42,12 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--priority", type=int, default=None,
                         help="peering priority (default: drawn at random, never equal to a live "
                         "peer's, so that exactly one replica runs)")
+    add_work_subscription(parser, "this pod, active or standing by, also sweeps ranges of "
+                          "distributed sweep rounds from this subscription")
+    add_parallel(parser)
     add_api_arguments(parser, service_accounts=True)
     add_log_arguments(parser, "INFO")
     return parser
 
 
-async def _run(args: argparse.Namespace, api: ApiSettings | None) -> None:
+async def _run(args: argparse.Namespace, api: ApiSettings | None,
+               work: SweepWorker | None) -> None:
     import reel_reconciler.operator.handlers  # noqa: F401 - registers the handlers
 
     try:
@@ -59,6 +70,8 @@ async def _run(args: argparse.Namespace, api: ApiSettings | None) -> None:
         if api is not None:
             accounts = ServiceAccounts(client.ApiClient(), api.token_audiences)
             runners.append(await start_api(api, accounts))
+        if work is not None:  # whatever the peering decides: standby pods work too
+            await asyncio.to_thread(work.start)
         priority = args.priority
         if priority is None and not args.standalone:
             priority = await asyncio.to_thread(choose_priority, args.peering,
@@ -72,6 +85,8 @@ async def _run(args: argparse.Namespace, api: ApiSettings | None) -> None:
             liveness_endpoint=f"http://0.0.0.0:{args.health_port}/healthz",
         )
     finally:
+        if work is not None:
+            await asyncio.to_thread(work.stop)
         for each in runners:
             await each.cleanup()
 
@@ -83,13 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level, args.log_format)
     try:
         api = api_settings(args, service_accounts=True)
+        subscription = subscription_of(args.work_subscription)
+        work = None if subscription is None else SweepWorker(
+            subscription, parallel_of(args.sweep_parallel))
         ports = {"--metrics-port": args.metrics_port, "--health-port": args.health_port}
         if api is not None:
             ports["--api-port"] = api.port
         check_ports(ports)
         check_emulator_hosts()
         check_kube_config()
-        asyncio.run(_run(args, api))
+        asyncio.run(_run(args, api, work))
     except ConfigError as exc:
         return fail(str(exc), PROG)
     return 0

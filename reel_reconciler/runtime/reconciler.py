@@ -30,10 +30,13 @@ from reel_reconciler.model import Action, Location, ReconcilerId, Report, Restar
 from reel_reconciler.runtime.hooks import Hooks
 from reel_reconciler.runtime.liveness import Loop, forget_loop, watch_loop
 from reel_reconciler.runtime.registry import RUNTIMES, STOPPING, drained
+from reel_reconciler.runtime.rounds import RoundCoordinator
 from reel_reconciler.runtime.timers import every
+from reel_reconciler.runtime.worker import SweepWorker
 from reel_reconciler.spec import ReconcilerSpec
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.subscription import Subscription
+from reel_reconciler.stores.work import WorkTopic
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +58,7 @@ Connector = Callable[[Settings, ReconcilerId], Engine]
 class ReconcilerRuntime:
     def __init__(self, reconciler: ReconcilerId, spec: ReconcilerSpec, *,
                  settings: Settings | None = None, connector: Connector = connect,
-                 hooks: Hooks | None = None,
+                 hooks: Hooks | None = None, generation: int | None = None,
                  splits: dict[int, tuple[str, ...]] | None = None) -> None:
         self.reconciler = reconciler
         self.key = reconciler.key
@@ -84,6 +87,12 @@ class ReconcilerRuntime:
         """As of the last watchdog tick (a trip on a worker shows at the next one)."""
         self._liveness: Loop | None = None
         """The watchdog timer's ticks: the liveness probe fails when they stop."""
+        self.generation = int(time.time() * 1000) if generation is None else generation
+        """Carried by distributed rounds' messages: workers drop those of older ones."""
+        self.coordinator: RoundCoordinator | None = None
+        self.worker: SweepWorker | None = None
+        """With spec.sweep.distribution: rounds go through Pub/Sub, and this process sweeps
+        ranges of them too."""
 
     async def start(self) -> None:
         """Connect (raises ConfigError), then start the queue, the listeners and the timers.
@@ -122,6 +131,12 @@ class ReconcilerRuntime:
         if self._stopping.is_set():  # stopped while the listeners started: close them again
             await asyncio.shield(asyncio.to_thread(listeners.stop))
             return
+        distribution = self.spec.sweep.distribution
+        if distribution is not None:
+            self.coordinator = RoundCoordinator(WorkTopic(distribution.topic), self.reconciler)
+            self.worker = SweepWorker(distribution.subscription, self.spec.sweep.parallel,
+                                      connector=self.connector)
+            await asyncio.to_thread(self.worker.start)
         RUNTIMES[self.key] = self
         beat = timing.heartbeat_interval.total_seconds()
         self._liveness = watch_loop(
@@ -170,6 +185,10 @@ class ReconcilerRuntime:
                 log.warning("a timer outlived the drain: cancelled",
                             extra={"reconciler": self.label, "task": task.get_name()})
                 task.cancel()
+        if self.worker is not None:
+            await asyncio.to_thread(self.worker.stop, DRAIN_TIMEOUT)
+        if self.coordinator is not None:
+            await asyncio.to_thread(self.coordinator.topic.close)
         if self.listeners is not None:
             await asyncio.to_thread(self.listeners.stop)
         metrics.forget(self.label)
@@ -257,7 +276,8 @@ class ReconcilerRuntime:
 
     @property
     def healthy(self) -> bool:
-        return self.listeners is not None and self.listeners.healthy
+        return (self.listeners is not None and self.listeners.healthy
+                and (self.worker is None or self.worker.running))
 
     def ready(self, now: float | None = None) -> bool:
         """Listeners up and a sweep within two intervals (or none due yet)."""
@@ -294,8 +314,12 @@ class ReconcilerRuntime:
         ranges = self.spec.sweep.ranges
         plan = SweepPlan(ranges, self.spec.sweep.parallel, self.splits.get(ranges, ()))
         async with self.sweep_lock:
-            result = await asyncio.to_thread(sweep, self.engine, self.spec.observe, trigger,
-                                             keep_reports=False, plan=plan)
+            if self.coordinator is not None:
+                result = await asyncio.to_thread(self.coordinator.run, self.engine, self.spec,
+                                                 self.generation, plan, trigger)
+            else:
+                result = await asyncio.to_thread(sweep, self.engine, self.spec.observe,
+                                                 trigger, keep_reports=False, plan=plan)
         if result.splits:
             self.splits = {ranges: tuple(result.splits)}
         if not result.aborted:

@@ -45,12 +45,24 @@ async def _livez(_: web.Request) -> web.Response:
                         text=json.dumps({"alive": not hung, "stalled": hung}))
 
 
-async def start_server(port: int, host: str = "0.0.0.0", expected: int = 0) -> web.AppRunner:
+def _ready_when(check: Callable[[], bool]) -> Handler:
+    """/readyz of a process without reconcilers of its own (a sweep worker)."""
+
+    async def readyz(_: web.Request) -> web.Response:
+        ready = check()
+        return web.Response(status=200 if ready else 503, content_type="application/json",
+                            text=json.dumps({"ready": ready}))
+
+    return readyz
+
+
+async def start_server(port: int, host: str = "0.0.0.0", expected: int = 0,
+                       ready: Callable[[], bool] | None = None) -> web.AppRunner:
     """`expected`: reconcilers that must run before /readyz says ready (the operator runs
-    as many as there are resources, zero included)."""
+    as many as there are resources, zero included); `ready`, if given, decides instead."""
     app = web.Application()
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/readyz", _readyz(expected))
+    app.router.add_get("/readyz", _readyz(expected) if ready is None else _ready_when(ready))
     app.router.add_get("/livez", _livez)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

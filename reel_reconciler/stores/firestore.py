@@ -282,6 +282,20 @@ class FirestoreStore:
         with self.requests.call("put_breaker", name):
             return self._commit([write])[0]
 
+    def put_range_result(self, collection: str, doc_id: str, fields: Mapping[str, Any]
+                         ) -> datetime:
+        """Create a range's result document of a distributed round, only where none exists
+        (raises Conflict when the range was swept twice: the first result stands)."""
+        write = writes.create(self.connection.name(collection, doc_id), fields,
+                              ("finishedAt",))
+        with self.requests.call("put_range_result", doc_id):
+            return self._commit([write])[0]
+
+    def range_results(self, collection: str, doc_ids: Sequence[str]) -> dict[str, Document]:
+        """The result documents among `doc_ids` that exist, by id."""
+        with self.requests.call("get_range_results", f"{len(doc_ids)} ranges"):
+            return self._get(collection, doc_ids)
+
     def _watch(self, query: StructuredQuery, fields: Sequence[str],
                on_changes: OnChanges, state: FeedState | None) -> ChangeFeed:
         target = {"query": Target.QueryTarget(parent=self.connection.documents,

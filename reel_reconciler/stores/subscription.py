@@ -45,15 +45,7 @@ class Subscription:
     def stop(self) -> None:
         future, self._future = self._future, None
         client, self._client = self._client, None
-        if future is not None:
-            future.cancel()
-            try:
-                future.result(timeout=10)
-            except Exception as exc:  # the pull's own end (NotFound, cancelled) or a timeout
-                log.debug("subscription stopped", extra={"subscription": self.path,
-                                                          "error": str(exc)})
-        if client is not None:
-            client.close()
+        end_pull(self.path, future, client, 10)
 
     @property
     def closed(self) -> bool:
@@ -81,3 +73,15 @@ class Subscription:
             message.nack()
             return
         message.ack()
+
+
+def end_pull(path: str, future: Any, client: Any, timeout: float) -> None:
+    """Cancel a streaming pull, wait up to `timeout` for it to end, close its client."""
+    if future is not None:
+        future.cancel()
+        try:
+            future.result(timeout=timeout)
+        except Exception as exc:  # the pull's own end (NotFound, cancelled) or a timeout
+            log.debug("subscription stopped", extra={"subscription": path, "error": str(exc)})
+    if client is not None:
+        client.close()

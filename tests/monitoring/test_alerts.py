@@ -16,7 +16,7 @@ ALERTS = {
     "ReelReconcilerDown", "ReelReconcilerListenerStale", "ReelReconcilerReconcileErrorsHigh",
     "ReelReconcilerSweepNotCompleting", "ReelReconcilerPersistentDrift",
     "ReelReconcilerStaleJobsSpike", "ReelReconcilerSlowHeal", "ReelReconcilerNotRunning",
-    "ReelReconcilerSplitBrain", "ReelReconcilerBreakerTripped",
+    "ReelReconcilerSplitBrain", "ReelReconcilerBreakerTripped", "ReelReconcilerRangeNotSwept",
 }
 
 

@@ -38,7 +38,7 @@ from devkit.notifications import Notifications
 from devkit.seed import World, now
 from reel_reconciler.api.app import start_api
 from reel_reconciler.api.settings import ApiSettings
-from reel_reconciler.engine import Engine, Trigger, cleanup_stale_jobs, sweep
+from reel_reconciler.engine import Engine, SweepResult, Trigger, cleanup_stale_jobs, sweep
 from reel_reconciler.engine.listener import ListenerSet, safe_beat
 from reel_reconciler.metrics import (
     FLAPPING_HOLDS_TOTAL,
@@ -248,6 +248,10 @@ class LiveReconciler:
     def wait_healthy(self, timeout: float = 15) -> None:
         wait_for(lambda: self.listeners.healthy, timeout, "healthy listeners")
 
+    def distributed_round(self, timeout: float = 60) -> SweepResult:
+        """A sweep round through the work topic, swept by this runtime's own worker."""
+        return self._call(self.runtime.sweep(Trigger.SWEEP), timeout)
+
     def wait_idle(self, timeout: float = 20) -> None:
         assert self.runtime.queue is not None
         self._call(asyncio.wait_for(self.runtime.queue.wait_idle(), bound(timeout)), timeout + 1)
@@ -347,6 +351,9 @@ def run_phase(world: World, live: LiveReconciler, tag: str, other: Any) -> None:
     enforced = sweep(engine)
     assert enforced.actions[Action.CORRECTED] >= 2, enforced.as_json()
     assert not enforced.aborted
+    distributed = live.distributed_round()
+    assert distributed.aborted is None, distributed.as_json()
+    assert len(distributed.ranges) == 32
     missing = engine.reconcile(f"deleted-{tag}", Trigger.API)  # a forced reconcile of a
     assert missing.action is Action.ERROR                      # project deleted meanwhile
     assert live.force_restart() == "silence"
@@ -415,6 +422,10 @@ def neighbour(pubsub: Emulator, emulators: Emulators, tmp_path: Path,
 def live_reconciler(world: World, emulators: Emulators,
                     neighbour: tuple[Notifications, Any]) -> Iterator[LiveReconciler]:
     notes, _ = neighbour
+    work = Notifications(notes.pubsub, notes.project, f"work-{notes.topic}",
+                         f"work-{notes.subscription}")
+    work.create_topic()
+    work.create_subscription()
     spec = ReconcilerSpec.parse({
         "firestore": {"project": emulators.gcp_project,
                       "projectsCollection": world.projects_collection,
@@ -422,6 +433,9 @@ def live_reconciler(world: World, emulators: Emulators,
         "storage": {"bucket": world.bucket, "rootPrefix": world.root_prefix,
                     "notifications": {"subscription": notes.path}},
         "settle": "0s", "concurrency": 2, "rateLimit": 2,
+        # Ranges one at a time: the round's backlog stays up for a few scrapes.
+        "sweep": {"ranges": 32, "parallel": 1, "distribution": {
+            "topic": work.topic_path, "subscription": work.path}},
         "listeners": {"silenceThreshold": "20s", "heartbeatInterval": "300ms"},
         # Long enough for the undo after the last allowed correction to be held, short
         # enough that the hold's timer has gone by the next phase's wait for an idle queue.

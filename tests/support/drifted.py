@@ -4,7 +4,7 @@ in the middle of a sweep and look for writes that came too late."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 
 import pytest
@@ -29,9 +29,11 @@ UNBRAKED = 100_000
 """The breaker's largest budget: tests of stopping measure corrections, not the brake."""
 
 
-def seed_drifted(world: World, count: int) -> None:
+def seed_drifted(world: World, count: int,
+                 user_of: Callable[[int], str] | None = None) -> None:
     """`ready` projects each claiming a clip that is not in the bucket: every one is a
-    correction for a sweep (the listeners' start leaves `ready` projects alone)."""
+    correction for a sweep (the listeners' start leaves `ready` projects alone). `user_of`
+    names the owner of the i-th project (default: `PER_USER` consecutive ones per user)."""
     ids = [f"p{i:06d}" for i in range(count)]
     chunks = [ids[i:i + 500] for i in range(0, count, 500)]
     lock = threading.Lock()
@@ -45,7 +47,7 @@ def seed_drifted(world: World, count: int) -> None:
                 chunk = chunks.pop()
             batch = world.db.batch()
             for project_id in chunk:
-                user = f"user-{int(project_id[1:]) // PER_USER:05d}"
+                user = (user_of or _user)(int(project_id[1:]))
                 batch.set(world.projects().document(project_id), {
                     "userId": user, "title": "drifted", "status": "ready",
                     "promptList": ["a"], "durationSeconds": 8,
@@ -66,6 +68,10 @@ def seed_drifted(world: World, count: int) -> None:
     # Something under the root, as in any bucket the app uses: an empty one would trip the
     # breaker before the first correction (tests/integration/test_breaker_emulators.py).
     world.put_object(f"{world.root_prefix}/someone-else/elsewhere/raw/reeljob-0/prompt-00/c.mp4")
+
+
+def _user(index: int) -> str:
+    return f"user-{index // PER_USER:05d}"
 
 
 def written_times(world: World) -> list[datetime]:

@@ -181,6 +181,12 @@ def test_the_watch_table_matches_its_help() -> None:
     assert _defaults_match(rows) == []
 
 
+def test_the_worker_table_matches_its_help() -> None:
+    rows = _flag_rows(DOCS / "cli.md", "## `worker`: more processes for distributed sweep rounds")
+    assert set(rows) == help_flags("worker") - COMMON
+    assert _defaults_match(rows) == []
+
+
 def test_the_operator_table_matches_its_help() -> None:
     rows = _flag_rows(DOCS / "operator.md", "## Flags")
     own = {flag for flag in help_flags("operator") - COMMON

@@ -15,7 +15,7 @@ from reel_reconciler import cli, defaults
 from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.engine.listener import WatchdogSettings
 from reel_reconciler.model import PolicySettings
-from reel_reconciler.spec import ReconcilerSpec
+from reel_reconciler.spec import DistributionSpec, ReconcilerSpec
 from tests.conftest import REPO
 
 CRDS = [REPO / "charts" / "reel-reconciler" / "crds" / "reelreconcilers.reelmaker.io.yaml",
@@ -162,6 +162,11 @@ def test_one_default_changed_in_defaults_py_reaches_everything(
     ({"concurrency": 0}, "spec.concurrency"),
     ({"settle": "soon"}, "spec.settle"),
     ({"surprise": True}, "spec.surprise"),
+    ({"sweep": {"distribution": {"topic": "projects/p/subscriptions/s",
+                                 "subscription": "projects/p/subscriptions/s"}}},
+     "spec.sweep.distribution.topic"),
+    ({"sweep": {"distribution": {"topic": "projects/p/topics/t"}}},
+     "spec.sweep.distribution.subscription"),
 ])
 def test_bad_specs_name_the_field(spec: dict[str, Any], where: str) -> None:
     with pytest.raises(ConfigError, match=rf"invalid {where}\b"):
@@ -177,3 +182,20 @@ def test_stitch_timeout_defaults_to_the_stale_timeout_and_can_be_set() -> None:
     assert unset.policy.stitch_timeout == timedelta(minutes=10)
     own = ReconcilerSpec.parse({**MINIMAL, "stitchTimeout": "2h"}).settings()
     assert own.policy.stitch_timeout == timedelta(hours=2)
+
+
+def test_the_crd_checks_the_distribution_as_the_spec_does() -> None:
+    """The same two resource names, with the same patterns, in the CRD and in spec.py."""
+    sweep = yaml.safe_load(CRDS[0].read_text())["spec"]["versions"][0]["schema"][
+        "openAPIV3Schema"]["properties"]["spec"]["properties"]["sweep"]
+    distribution = sweep["properties"]["distribution"]
+    assert sorted(distribution["required"]) == ["subscription", "topic"]
+    fields = DistributionSpec.model_fields
+    for name in ("topic", "subscription"):
+        pattern = next(m.pattern for m in fields[name].metadata if hasattr(m, "pattern"))
+        assert distribution["properties"][name]["pattern"] == pattern
+    parsed = ReconcilerSpec.parse({**MINIMAL, "sweep": {"distribution": {
+        "topic": "projects/p/topics/t", "subscription": "projects/p/subscriptions/s"}}})
+    assert parsed.sweep.distribution == DistributionSpec(
+        topic="projects/p/topics/t", subscription="projects/p/subscriptions/s")
+    assert ReconcilerSpec.parse(MINIMAL).sweep.distribution is None, "off by default"

@@ -219,11 +219,18 @@ MAX_PARALLEL = defaults.SWEEP_PARALLEL_MAX
 @dataclass(frozen=True)
 class SweepPlan:
     """How a sweep cuts the keyspace: `ranges` ranges (at `splits`, the last sweep's, when
-    usable), `parallel` of them read at once, each with one stream per store."""
+    usable), `parallel` of them read at once, each with one stream per store.
+
+    `share`, when set, is what this sweep reads instead: a worker's part of a round spread
+    over replicas. A share leaves the round's bookkeeping (the gauges, the count of projects
+    and the pass over projects without a usable userId) to the round's coordinator, unless
+    `remainder` asks for that pass (a share of no ranges and `remainder`: that pass alone)."""
 
     ranges: int = 1
     parallel: int = 1
     splits: tuple[str, ...] = ()
+    share: tuple[KeyRange, ...] | None = None
+    remainder: bool = True
 
     def __post_init__(self) -> None:
         check_count(self.ranges)
@@ -232,4 +239,12 @@ class SweepPlan:
                              f"not {self.parallel}")
 
     def key_ranges(self) -> list[KeyRange]:
+        if self.share is not None:
+            return list(self.share)
         return plan_ranges(self.ranges, self.splits)
+
+    @classmethod
+    def of_share(cls, ranges: Sequence[KeyRange], parallel: int = 1,
+                 remainder: bool = False) -> SweepPlan:
+        """A worker's share of a round: exactly `ranges`, nothing else unless `remainder`."""
+        return cls(max(1, len(ranges)), parallel, share=tuple(ranges), remainder=remainder)

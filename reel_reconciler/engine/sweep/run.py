@@ -107,24 +107,27 @@ class _Sweep:
         run.streams.append(stream)
         return stream
 
-    def run(self, pool: ThreadPoolExecutor, ranges: list[KeyRange], parallel: int) -> None:
-        """Every range (up to `parallel` at once), then the projects no range can return."""
+    def run(self, pool: ThreadPoolExecutor, ranges: list[KeyRange], parallel: int,
+            remainder: bool = True) -> None:
+        """Every range (up to `parallel` at once), then the projects no range can return
+        (unless `remainder` is False: a share of a round leaves them to its coordinator)."""
         self.runs = [_RangeRun(key_range) for key_range in ranges]
         if len(self.runs) == 1:
             self.run_range(pool, self.runs[0])
-        else:
+        elif self.runs:
             with ThreadPoolExecutor(max_workers=parallel,
                                     thread_name_prefix="sweep-range") as ranges_pool:
                 for future in [ranges_pool.submit(self.guarded, pool, run) for run in self.runs]:
                     future.result()
-        if self.stopped:
+        if self.stopped or not remainder:
             return
-        streamed = sum(run.scanned for run in self.runs)
-        total = (self.counted.result() if self.counted is not None
-                 else self.firestore.count_projects())
-        if total <= streamed:
-            return
-        strings_only = not ranges[0].whole
+        if self.runs:  # else the remainder pass alone, asked for by a round's coordinator
+            streamed = sum(run.scanned for run in self.runs)
+            total = (self.counted.result() if self.counted is not None
+                     else self.firestore.count_projects())
+            if total <= streamed:
+                return
+        strings_only = not ranges or not ranges[0].whole
         batch = self.engine.settings.page_size
         pending: deque[Future[list[Report]]] = deque()
         for project_id in self.firestore.projects_without_user(batch, strings_only):
@@ -311,7 +314,7 @@ def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SW
         try:
             if not dry_run:
                 suspect_an_empty_bucket(engine)
-            state.run(pool, ranges, plan.parallel)
+            state.run(pool, ranges, plan.parallel, plan.remainder)
         except StoreError as exc:
             state.stop.set()
             if result.aborted is None:
@@ -335,5 +338,6 @@ def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SW
     result.documents_read, result.gcs_class_a, result.gcs_class_b = (
         now - before for now, before in zip(engine.billed_count(), billed0, strict=True))
     result.duration_seconds = time.monotonic() - started
-    result.record(engine.reconciler)
+    if plan.share is None:  # a share's figures are its round's, recorded by the coordinator
+        result.record(engine.reconciler)
     return result

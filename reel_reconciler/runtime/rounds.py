@@ -1,0 +1,162 @@
+"""The coordinator of a distributed sweep round (docs/design.md, Distributed rounds): one
+message per range to the work topic, then the ranges' result documents read until every
+range has reported or the round's bound has passed, added up into one `SweepResult` that is
+recorded and returned exactly as a local sweep's.
+
+Results are read by document id, at a pace that slows as the round goes on (a round of
+64 ranges over 30 minutes costs a few thousand document reads, against millions for the
+sweep itself). Each range's age is exported from the moment it was first published, so a
+range that never reports shows as old, not as missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from reel_reconciler import defaults, metrics
+from reel_reconciler.engine import Engine, SweepResult, Trigger, sweep
+from reel_reconciler.engine.reconcile import HALTED
+from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan
+from reel_reconciler.engine.sweep.result import RangeSummary
+from reel_reconciler.engine.sweep.work import RangeResult, WorkItem, spec_snapshot
+from reel_reconciler.model import ReconcilerId
+from reel_reconciler.spec import ReconcilerSpec
+from reel_reconciler.stores import StoreError
+from reel_reconciler.stores.work import WorkTopic
+
+log = logging.getLogger(__name__)
+
+FIRST_POLL = 0.5
+LAST_POLL = 15.0
+"""Seconds between two reads of a round's results: from the first to the longest."""
+
+
+class RoundCoordinator:
+    """Runs the rounds of one reconciler; remembers when each range last reported."""
+
+    def __init__(self, topic: WorkTopic, reconciler: ReconcilerId) -> None:
+        self.topic = topic
+        self.reconciler = reconciler
+        self.label = reconciler.label
+        self.swept_at: dict[int, float] = {}
+        """When each range (by index) last reported, or was first published."""
+
+    def run(self, engine: Engine, spec: ReconcilerSpec, generation: int, plan: SweepPlan,
+            trigger: Trigger) -> SweepResult:
+        """One round, aborted (as a local sweep is) when the stores or the topic fail."""
+        started = time.monotonic()
+        ranges = plan.key_ranges()
+        result = SweepResult(dry_run=spec.observe)
+        round_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
+        snapshot = spec_snapshot(spec)
+        items = [WorkItem(self.reconciler, generation, snapshot, round_id, index, len(ranges),
+                          key_range) for index, key_range in enumerate(ranges)]
+        fields = {"reconciler": self.label, "round": round_id, "ranges": len(items)}
+        metrics.SWEEP_INTERVAL_SECONDS.labels(self.label).set(
+            spec.sweep.interval.total_seconds())
+        try:
+            total = engine.firestore.count_projects()
+        except StoreError as exc:
+            result.aborted = f"stopped early: {exc}"
+            result.record(self.reconciler)
+            return result
+        self._track(ranges)
+        try:
+            self.topic.publish([(item.body(), item.attributes()) for item in items])
+        except Exception as exc:  # the client's own errors: a round not started is aborted
+            result.aborted = f"stopped early: the work topic refused the round: {exc}"
+            result.record(self.reconciler)
+            return result
+        log.info("sweep round published", extra=fields)
+        bound = max(spec.sweep.interval, defaults.ROUND_MIN_WAIT).total_seconds()
+        reported = self._wait(engine, items, bound)
+        summaries = []
+        for item in items:
+            outcome = reported.get(item.index)
+            if outcome is not None:
+                outcome.add_to(result)
+                summaries.append(RangeSummary(item.key_range, outcome.scanned,
+                                              outcome.seconds))
+        result.ranges = summaries if len(items) > 1 else []
+        missing = len(items) - len(reported)
+        if engine.halted.is_set():
+            result.aborted = HALTED
+        elif missing and result.aborted is None:
+            result.aborted = (f"stopped early: {missing} of {len(items)} ranges not reported "
+                              f"within {bound:g}s")
+        if result.aborted is None and total > result.scanned:
+            _absorb(result, sweep(engine, spec.observe, trigger, keep_reports=False,
+                                  plan=SweepPlan.of_share([], remainder=True)))
+        result.duration_seconds = time.monotonic() - started
+        result.record(self.reconciler)
+        log.info("sweep round finished", extra={
+            **fields, "reported": len(reported), "scanned": result.scanned,
+            "aborted": result.aborted})
+        return result
+
+    def _track(self, ranges: list[KeyRange]) -> None:
+        """Ranges of this round count their age from now unless seen before; ranges of an
+        earlier, finer cut leave the metric."""
+        now = time.time()
+        for index in range(len(ranges)):
+            if index not in self.swept_at:
+                self.swept_at[index] = now
+                metrics.RANGE_SWEEP_AGE.labels(self.label, str(index)).set_function(
+                    partial(self._age, index))
+        for index in [i for i in self.swept_at if i >= len(ranges)]:
+            del self.swept_at[index]
+            metrics.RANGE_SWEEP_AGE.remove(self.label, str(index))
+
+    def _age(self, index: int) -> float:
+        return time.time() - self.swept_at.get(index, time.time())
+
+    def _wait(self, engine: Engine, items: list[WorkItem], bound: float
+              ) -> dict[int, RangeResult]:
+        """Each range's result as it comes, until all are in, the bound passes or the
+        reconciler stops."""
+        deadline = time.monotonic() + bound
+        pending = {item.result_id: item for item in items}
+        reported: dict[int, RangeResult] = {}
+        pause = FIRST_POLL
+        backlog = metrics.ROUND_BACKLOG.labels(self.label)
+        while True:
+            backlog.set(len(pending))
+            if not pending or engine.halted.is_set():
+                return reported
+            try:
+                found = engine.firestore.range_results(defaults.ROUNDS_COLLECTION,
+                                                       list(pending))
+            except StoreError as exc:
+                log.warning("sweep round results not read", extra={
+                    "reconciler": self.label, "error": str(exc)})
+                found = {}
+            for doc_id, doc in found.items():
+                item = pending.pop(doc_id)
+                try:
+                    reported[item.index] = RangeResult.from_fields(doc.data or {})
+                except (KeyError, TypeError, ValueError) as exc:
+                    log.error("sweep range result unreadable", extra={
+                        "reconciler": self.label, "document": doc_id, "error": str(exc)})
+                    continue
+                self.swept_at[item.index] = _finished(doc.data or {})
+            if not pending or time.monotonic() >= deadline:
+                backlog.set(len(pending))
+                return reported
+            engine.halted.wait(min(pause, max(0.0, deadline - time.monotonic())))
+            pause = min(LAST_POLL, pause * 1.5)
+
+
+def _finished(data: Mapping[str, Any]) -> float:
+    at = data.get("finishedAt")
+    return at.timestamp() if isinstance(at, datetime) else time.time()
+
+
+def _absorb(result: SweepResult, other: SweepResult) -> None:
+    """Add the pass over projects without a usable userId into the round's result."""
+    RangeResult.from_sweep(-1, other, "coordinator").add_to(result)

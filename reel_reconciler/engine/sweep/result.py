@@ -41,6 +41,9 @@ class SweepResult:
     dry_run: bool = False
     ranges: list[RangeSummary] = field(default_factory=list)
     """Each range of a ranged sweep, in key order (empty for one range)."""
+    delta: dict[str, int] | None = None
+    """A delta round's own counts (ranges passed in full, users read, projects of the indexed
+    pass); None for a full sweep."""
     splits: list[str] = field(default_factory=list)
     """Split points that would give the next ranged sweep similar work per range, from the
     projects per user this one counted (empty unless ranged and complete)."""
@@ -81,6 +84,8 @@ class SweepResult:
             body["aborted"] = self.aborted
         if self.ranges:
             body["ranges"] = [summary.as_json() for summary in self.ranges]
+        if self.delta is not None:
+            body["delta"] = dict(self.delta)
         return body
 
     def record(self, reconciler: ReconcilerId) -> None:
@@ -92,10 +97,11 @@ class SweepResult:
         label = reconciler.label
         metrics.SWEEP_DURATION_SECONDS.labels(label).observe(self.duration_seconds)
         metrics.LAST_SWEEP_TIMESTAMP.labels(label).set_to_current_time()
-        metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
-        for status in PROJECT_STATUSES:
-            metrics.PROJECTS.labels(label, status).set(self.statuses[status])
+        if self.delta is None:  # a delta round counts only the projects it read
+            metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
+            for status in PROJECT_STATUSES:
+                metrics.PROJECTS.labels(label, status).set(self.statuses[status])
         log.info("sweep finished", extra={
             "scanned": self.scanned, "actions": self.counts(),
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
-            "durationSeconds": round(self.duration_seconds, 3)})
+            "durationSeconds": round(self.duration_seconds, 3), "delta": self.delta})

@@ -61,6 +61,10 @@ class SweepSpec(_SpecPart):
     parallel: int = Field(default_factory=lambda: defaults.SWEEP_PARALLEL, ge=1,
                           le=defaults.SWEEP_PARALLEL_MAX)
     """Ranges swept at once by one reconciler."""
+    full_every: Duration = Field(default_factory=lambda: defaults.SWEEP_FULL_EVERY,
+                                 alias="fullEvery")
+    """How often a timed sweep passes each range in full; between, its rounds are delta rounds
+    (docs/design.md, Delta rounds). At most the interval: every round is a full one."""
 
 
 class StaleJobsSpec(_SpecPart):

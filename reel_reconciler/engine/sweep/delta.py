@@ -97,8 +97,8 @@ class _DeltaSweep(_Sweep):
             if not self.stopped:
                 self.indexed_pass(pool)
         finally:
-            self.result.delta = {"fullRanges": len(self.full), "usersRead": self.users_read,
-                                 "indexed": self.indexed}
+            self.result.delta = {"ranges": len(ranges), "fullRanges": len(self.full),
+                                 "usersRead": self.users_read, "indexed": self.indexed}
 
     def without_user(self, pool: ThreadPoolExecutor, ranges: list[KeyRange]) -> None:
         """Projects without a usable userId have no folder: only a round passing every range

@@ -42,8 +42,8 @@ class SweepResult:
     ranges: list[RangeSummary] = field(default_factory=list)
     """Each range of a ranged sweep, in key order (empty for one range)."""
     delta: dict[str, int] | None = None
-    """A delta round's own counts (ranges passed in full, users read, projects of the indexed
-    pass); None for a full sweep."""
+    """A delta round's own counts (its ranges, those passed in full, users read, projects of
+    the indexed pass); None for a full sweep."""
     splits: list[str] = field(default_factory=list)
     """Split points that would give the next ranged sweep similar work per range, from the
     projects per user this one counted (empty unless ranged and complete)."""
@@ -51,6 +51,12 @@ class SweepResult:
     @property
     def failed(self) -> bool:
         return self.aborted is not None or self.actions[Action.ERROR] > 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every project was counted: a full sweep, or a delta round that passed every
+        range in full (another counts only the projects it read)."""
+        return self.delta is None or self.delta.get("fullRanges") == self.delta.get("ranges")
 
     @property
     def drifted(self) -> int:
@@ -97,7 +103,7 @@ class SweepResult:
         label = reconciler.label
         metrics.SWEEP_DURATION_SECONDS.labels(label).observe(self.duration_seconds)
         metrics.LAST_SWEEP_TIMESTAMP.labels(label).set_to_current_time()
-        if self.delta is None:  # a delta round counts only the projects it read
+        if self.complete:
             metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
             for status in PROJECT_STATUSES:
                 metrics.PROJECTS.labels(label, status).set(self.statuses[status])

@@ -11,9 +11,10 @@ from datetime import datetime, timedelta
 import pytest
 
 from devkit.memory import EPOCH
+from reel_reconciler.engine.batch import BREAKER_HELD, HALTED
 from reel_reconciler.engine.reconcile import Pipeline
 from reel_reconciler.engine.sweep import sweep
-from reel_reconciler.engine.sweep.delta import Schedule, delta_sweep
+from reel_reconciler.engine.sweep.delta import Schedule, delta_sweep, settled
 from reel_reconciler.engine.sweep.fingerprint import (
     DIRTY,
     MAX_ENCODED,
@@ -30,7 +31,7 @@ from reel_reconciler.engine.sweep.fingerprint import (
 )
 from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.engine.sweep.result import SweepResult
-from reel_reconciler.model import Action, ObjectInfo
+from reel_reconciler.model import Action, ObjectInfo, Report
 from tests.unit.test_range_maths import NOW, ROOT, TRAP_USERS, engine_on, world
 
 R = f"{ROOT}/"
@@ -124,6 +125,25 @@ def test_a_range_too_big_for_one_document_is_refused() -> None:
         encode(prints)
     fits = dict(list(prints.items())[:20_000])
     assert len(encode(fits)) <= MAX_ENCODED
+
+
+@pytest.mark.parametrize(("report", "expected"), [
+    ({"action": Action.NO_CHANGE}, True),
+    ({"action": Action.CORRECTED}, True),
+    ({"action": Action.SKIPPED, "reason": "invalid document: no userId"}, True),
+    ({"action": Action.SKIPPED, "reason": "a live job owns it"}, True),
+    ({"action": Action.SKIPPED, "reason": "written 3s ago", "retry_after": 27.0}, False),
+    ({"action": Action.SKIPPED, "held_until": NOW}, False),
+    ({"action": Action.SKIPPED, "reason": f"{BREAKER_HELD}: 51 in 10m"}, False),
+    ({"action": Action.SKIPPED, "reason": HALTED}, False),
+    ({"action": Action.DRIFT}, False),
+    ({"action": Action.CONFLICT}, False),
+    ({"action": Action.ERROR, "error": "firestore unreachable"}, False),
+])
+def test_which_reports_leave_the_user_to_its_fingerprint(report: dict[str, object],
+                                                         expected: bool) -> None:
+    """A user any of whose reports is not settled is read again at the next round."""
+    assert settled(Report(project_id="p", **report)) is expected
 
 
 # The rolling full pass
@@ -247,3 +267,29 @@ def test_drift_only_observed_is_reported_again_at_every_round() -> None:
     assert second.delta["fullRanges"] == 0
     assert {r.project_id for r in second.reports if r.action is Action.DRIFT} == {
         r.project_id for r in first.reports if r.action is Action.DRIFT}
+
+
+def test_a_user_left_unsettled_is_read_again_even_when_its_folder_is_gone() -> None:
+    """Every object of a `ready` project deleted, and the correction loses a race with
+    another writer: the next round reads the user again, though it has no folder now."""
+    projects, objects = world()
+    engine = engine_on(projects, objects, max_attempts=1)
+    plan = SweepPlan(ranges=4, parallel=2)
+    _round(engine, plan)
+    user = "ab0"
+    for name in [name for name in objects.objects if name.startswith(f"{ROOT}/{user}/")]:
+        del objects.objects[name]
+    lost = {"race": True}
+
+    def another_writer() -> None:
+        if lost.pop("race", False):
+            for project_id, doc in list(projects.projects.items()):
+                if (doc.data or {}).get("userId") == user:
+                    projects.put_project(project_id, dict(doc.data or {}))
+
+    projects.before_commit = another_writer
+    raced = _round(engine, plan, now=NOW + HOUR / 2)
+    assert raced.actions[Action.CONFLICT] >= 1
+    healed = _round(engine, plan, now=NOW + HOUR)
+    assert _delta(healed)["usersRead"] == 1
+    assert healed.actions[Action.CORRECTED] >= 1

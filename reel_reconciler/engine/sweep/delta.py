@@ -3,7 +3,7 @@ changed, for the projects not at rest, and in full for the ranges whose turn it 
 
 Per range, the listing is hashed folder by folder (`fingerprint`) and compared with the
 range's stored fingerprints. Users whose folder changed, appeared or vanished (or whose last
-reconcile was not conclusive) get their projects and jobs read, a few dozen users per query,
+reconcile was not `settled`) get their projects and jobs read, a few dozen users per query,
 and are reconciled as the full sweep reconciles them: the same decision on the same reads,
 the same preconditions. The ranges due for a full pass (`due_for_full`: about every
 `sweep.fullEvery`, and at once when their fingerprints are missing or unusable) run the full
@@ -22,6 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from reel_reconciler.engine.batch import BREAKER_HELD, HALTED
 from reel_reconciler.engine.reconcile import Pipeline
 from reel_reconciler.engine.stores import DeltaReads
 from reel_reconciler.engine.sweep.cursor import FolderListing, JobsByUser
@@ -50,10 +51,24 @@ from reel_reconciler.stores.firestore import IN_LIMIT, Document
 
 log = logging.getLogger(__name__)
 
-CONCLUSIVE = (Action.NO_CHANGE, Action.CORRECTED)
-"""Reports after which a user's folder needs no second look until it changes again."""
 INDEXED_BATCH = 100
 """Projects of the indexed pass reconciled together (one batched read)."""
+
+
+def settled(report: Report) -> bool:
+    """Whether a report needs no second look until the user's folder changes again. Not
+    settled: a conflict, an error, drift only observed (reported again at every round), and
+    a skip that time alone ends (the settle window, a stitch at work, a flapping hold) or
+    that refused a write (the breaker, a stop). Settled besides no change and a correction:
+    a skip for an invalid document or an opt-out, which a write ends (their next full pass
+    reports them again), and one for a live job, which the indexed pass reads at every
+    round while the job is active."""
+    if report.action in (Action.NO_CHANGE, Action.CORRECTED):
+        return True
+    if report.action is not Action.SKIPPED:
+        return False
+    refused = (report.reason or "").startswith((BREAKER_HELD, HALTED))
+    return report.retry_after is None and report.held_until is None and not refused
 
 
 class _DeltaSweep(_Sweep):
@@ -74,7 +89,7 @@ class _DeltaSweep(_Sweep):
         self.full: set[KeyRange] = set()
         self.prints: dict[KeyRange, Fingerprinter] = {}
         self.unsettled: set[str] = set()
-        """Users with a report that was not conclusive: stored DIRTY, read again next round."""
+        """Users with a report that is not `settled`: stored DIRTY, read again next round."""
         self.seen: set[str] = set()
         self.position: dict[KeyRange, int] = {}
         self.users_read = 0
@@ -105,6 +120,11 @@ class _DeltaSweep(_Sweep):
         in full looks for them (as a forced sweep does)."""
         if len(self.full) == len(ranges):
             super().without_user(pool, ranges)
+
+    def start_count(self, pool: ThreadPoolExecutor) -> None:
+        """Counted only for the userless pass, which only an all-full round makes."""
+        if len(self.full) == len(self.runs):
+            super().start_count(pool)
 
     def listed(self, run: _RangeRun, pages: Iterable[list[ObjectInfo]]
                ) -> Iterable[list[ObjectInfo]]:
@@ -182,7 +202,7 @@ class _DeltaSweep(_Sweep):
                  for project_id, doc, _ in work}
         for report in reports:
             user = users.get(report.project_id)
-            if report.action not in CONCLUSIVE and isinstance(user, str):
+            if not settled(report) and isinstance(user, str):
                 with self.lock:
                     self.unsettled.add(user)
         return reports
@@ -213,9 +233,10 @@ class _DeltaSweep(_Sweep):
             return
         stored = self.stored[key_range]
         fresh = dict(prints.prints)
-        with self.lock:
-            for user in self.unsettled & fresh.keys():
-                fresh[user] = DIRTY
+        with self.lock:  # a user whose folder is gone too: read again while unsettled
+            for user in self.unsettled:
+                if key_range.holds(user):
+                    fresh[user] = DIRTY
         now, full_every = self.schedule.now, self.schedule.full_every
         full_at, due_at = stored.full_at, stored.due_at
         if key_range in self.full or due_at is None:

@@ -24,8 +24,8 @@ from reel_reconciler.model import ObjectInfo
 
 DIGEST_BYTES = 8
 DIRTY = b"\0" * DIGEST_BYTES
-"""Stored for a user whose last reconcile was not conclusive (skipped, conflict, error,
-drift only observed): it differs from every folder's hash, so the user is read again."""
+"""Stored for a user whose last reconcile was not settled (reel_reconciler.engine.sweep.delta):
+it differs from every folder's hash, so the user is read again."""
 FORMAT = 1
 MAX_ENCODED = 900_000
 """Bytes of encoded fingerprints one document may hold: a Firestore document is at most

@@ -5,6 +5,7 @@ are lost, and writes nothing of a live or failing generation of the app simulato
 
 from __future__ import annotations
 
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,7 +32,7 @@ ROUND_OPS = {"get_fingerprints", "put_fingerprints", "query_not_at_rest", "query
 fingerprints, the indexed pass's two queries and the batched reads of what they found."""
 
 
-def _round(engine: Engine, number: int, dry_run: bool = False
+def _round(engine: Engine, number: int = 0, dry_run: bool = False
            ) -> tuple[SweepResult, Counter[str], dict[str, Report]]:
     """Round `number` of a timed schedule: its result, its Firestore requests by operation,
     and its reports by project."""
@@ -198,3 +199,26 @@ def test_a_firestore_only_change_at_rest_waits_for_its_ranges_full_pass(
     assert healed_at * INTERVAL <= defaults.SWEEP_FULL_EVERY + INTERVAL / 2
     assert healed_at > 1, "not the next round: only the full pass reads it"
     assert world.project("wiped")["clipFilenames"] == paths
+
+
+def test_a_wrong_bucket_brings_every_user_to_the_round_and_trips_the_breaker(
+        world: World, make_engine: Make) -> None:
+    """Pointed at an empty bucket after a good round, every folder has vanished: every user
+    is read, the breaker trips after its budget, and the users it held stay marked, so that
+    the round after the bucket is put right reads them again and writes nothing more."""
+    paths = {f"p{n}": _ready_with_clips(world, f"p{n}", f"user-{n:02d}") for n in range(12)}
+    _round(make_engine())
+    wrong = f"empty-{uuid.uuid4().hex[:8]}"
+    world.gcs.create_bucket(wrong)
+    misled = make_engine(bucket=wrong, max_destructive=3)
+    result, _, seen = _round(misled, 1)
+    assert _counts(result)["usersRead"] == 12
+    actions = Counter(report.action for report in seen.values())
+    assert actions[Action.CORRECTED] <= 3
+    assert actions[Action.SKIPPED] >= 9
+    assert misled.breaker.state.tripped
+    untouched = [pid for pid in paths if world.project(pid)["status"] == "ready"]
+    assert len(untouched) >= 9
+    righted, _, seen = _round(make_engine(), 2)
+    assert _counts(righted)["usersRead"] >= 9, "the held users are read again"
+    assert all(world.project(pid)["status"] == "ready" for pid in untouched)

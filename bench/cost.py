@@ -104,6 +104,11 @@ class BilledProjects(StreamingProjects):
         self.billed["query_user_jobs"] += max(math.ceil(len(set(users)) / 30), len(found))
         return found
 
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        found = super().count_by_status(statuses)
+        self.billed["count_status"] += sum(max(1, math.ceil(n / 1000)) for n in found.values())
+        return found
+
     def projects_not_at_rest(self) -> list[str]:
         found = super().projects_not_at_rest()
         self._query("query_not_at_rest", found)

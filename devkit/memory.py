@@ -256,6 +256,17 @@ class StreamingProjects(MemoryProjects):
     def jobs_of_users(self, users: Sequence[str], fields: Sequence[str]) -> list[Document]:
         return self._of_users(self.jobs, users, fields, "query_user_jobs")
 
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        found = {status: 0 for status in statuses}
+        for status in statuses:
+            self._wait("count_status")
+            self._call("count_status", status)
+        for doc in self.projects.values():
+            value = (doc.data or {}).get("status")
+            if isinstance(value, str) and value in found:
+                found[value] += 1
+        return found
+
     def projects_not_at_rest(self) -> list[str]:
         self._wait("query_not_at_rest")
         self._call("query_not_at_rest", "projects")

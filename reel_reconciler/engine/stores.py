@@ -104,6 +104,9 @@ class DeltaReads(StreamedProjects, Protocol):
     def projects_not_at_rest(self) -> list[str]:
         ...
 
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        ...
+
     def own_document(self, collection: str, name: str, op: str) -> Document | None:
         ...
 

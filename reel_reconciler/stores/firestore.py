@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.types import (
     RunAggregationQueryResponse,
     RunQueryRequest,
     RunQueryResponse,
+    StructuredAggregationQuery,
     StructuredQuery,
     Target,
 )
@@ -121,9 +122,16 @@ class FirestoreStore:
 
     def count_projects(self) -> int:
         """How many project documents exist: one aggregation request, no document read."""
-        request = RunAggregationQueryRequest(
-            parent=self.connection.documents,
-            structured_aggregation_query=queries.count(self.projects))
+        return self._count(queries.count(self.projects), "count_projects", self.projects)
+
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        """How many projects are in each of `statuses`: one aggregation request each."""
+        return {status: self._count(queries.count_status(self.projects, status),
+                                    "count_status", status) for status in statuses}
+
+    def _count(self, query: StructuredAggregationQuery, op: str, what: str) -> int:
+        request = RunAggregationQueryRequest(parent=self.connection.documents,
+                                             structured_aggregation_query=query)
 
         def run() -> int:
             for response in self.connection.api.run_aggregation_query(
@@ -134,7 +142,7 @@ class FirestoreStore:
                     return int(raw.result.aggregate_fields["count"].integer_value)
             raise gexc.InternalServerError("aggregation answered without a result")
 
-        with self.requests.call("count_projects", self.projects):
+        with self.requests.call(op, what):
             return self._retried(run)
 
     # Streamed reads (the sweep)

@@ -64,11 +64,13 @@ OF_USERS = {collection: QueryShape(f"{collection} of up to 30 users (delta round
                                    equals=("userId",)) for collection in ("projects", "jobs")}
 NOT_AT_REST = QueryShape("projects generating or stitching (indexed pass)", "projects",
                          equals=("status",))
+STATUS_COUNT = QueryShape("projects of one status, counted (delta round's gauge)", "projects",
+                          equals=("status",))
 
 SHAPES: tuple[QueryShape, ...] = (JOBS_OF_PROJECTS, ACTIVE_JOBS,
                                   *BY_USER.values(), *BY_USER_RANGE.values(), PROJECTS_BY_ID,
                                   FIRST_PROJECT, WATCHED_PROJECTS, WATCHED_JOBS,
-                                  *OF_USERS.values(), NOT_AT_REST)
+                                  *OF_USERS.values(), NOT_AT_REST, STATUS_COUNT)
 """Every shape the controller queries; counting a collection needs no index."""
 
 WATCHED_PROJECT_STATUSES = ("error", "generating", "stitching")
@@ -181,13 +183,20 @@ def watched_jobs(jobs: str) -> StructuredQuery:
     return shaped_query(WATCHED_JOBS, jobs, ("status", "in", sorted(ACTIVE_JOB_STATUSES)))
 
 
-def count(collection: str) -> StructuredAggregationQuery:
-    """How many documents the collection holds: no filter, no order, no index needed."""
+def count(collection: str, query: StructuredQuery | None = None
+          ) -> StructuredAggregationQuery:
+    """How many documents the collection holds (or `query` returns): no filter, no order, no
+    index needed for the whole collection."""
     Aggregation = StructuredAggregationQuery.Aggregation
     return StructuredAggregationQuery(
-        structured_query=StructuredQuery(
+        structured_query=query or StructuredQuery(
             from_=[StructuredQuery.CollectionSelector(collection_id=collection)]),
         aggregations=[Aggregation(alias="count", count=Aggregation.Count())])
+
+
+def count_status(projects: str, status: str) -> StructuredAggregationQuery:
+    """How many projects are in `status`: a delta round's gauge of projects by status."""
+    return count(projects, shaped_query(STATUS_COUNT, projects, ("status", "==", status)))
 
 
 def page(query: StructuredQuery, limit: int, after: Sequence[RawValue] | None) -> Any:

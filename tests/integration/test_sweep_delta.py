@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from itertools import count
 from typing import Any
 
+from prometheus_client import generate_latest
+
 from devkit.seed import World
 from reel_reconciler import defaults
 from reel_reconciler.engine import Engine, sweep
@@ -21,15 +23,17 @@ from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.model import Action, Report
 from tests.integration.test_sweep_ranges import race_the_app
 from tests.integration.test_sweep_stream import _decided, _seed_mixed
+from tests.support.harness import metric
 
 Make = Callable[..., Engine]
 PLAN = SweepPlan(ranges=4, parallel=2)
 INTERVAL = timedelta(minutes=30)
 START = datetime.now(UTC)
 ROUND_OPS = {"get_fingerprints", "put_fingerprints", "query_not_at_rest", "query_active_jobs",
-             "get_projects", "query_jobs"}
+             "get_projects", "query_jobs", "count_status"}
 """Firestore requests of a round that passes no range in full and reads no user: its
-fingerprints, the indexed pass's two queries and the batched reads of what they found."""
+fingerprints, the indexed pass's two queries and the batched reads of what they found, and
+the counts by status."""
 
 
 def _round(engine: Engine, number: int = 0, dry_run: bool = False
@@ -180,8 +184,8 @@ def test_a_firestore_only_change_at_rest_waits_for_its_ranges_full_pass(
         world: World, make_engine: Make) -> None:
     """The one class a delta round does not see: the app wiping the clip list of a `ready`
     project, storage untouched (no listener watches `ready`). Rounds before the range's full
-    pass leave it; the round at which it falls due heals it, within fullEvery and half an
-    interval of the range's last full pass (docs/design.md, Delta rounds)."""
+    pass leave it; the round at which it falls due heals it, within fullEvery and an interval
+    of the range's last full pass (half of one here: rounds without jitter)."""
     paths = _ready_with_clips(world, "wiped", "zz")  # the last of 4 ranges: due last
     engine = make_engine()
     _round(engine, 0)
@@ -222,3 +226,25 @@ def test_a_wrong_bucket_brings_every_user_to_the_round_and_trips_the_breaker(
     righted, _, seen = _round(make_engine(), 2)
     assert _counts(righted)["usersRead"] >= 9, "the held users are read again"
     assert all(world.project(pid)["status"] == "ready" for pid in untouched)
+
+
+def test_a_round_that_passes_no_range_in_full_still_counts_projects_by_status(
+        world: World, make_engine: Make) -> None:
+    """The gauge of projects by status follows a Firestore-only change at a round that read
+    no project: Firestore counts each status."""
+    for n in range(5):
+        _ready_with_clips(world, f"p{n}", f"user-{n}")
+    world.add_project("idea", user="user-9", status="draft", prompts=2)
+    engine = make_engine()
+    label = engine.reconciler.label
+
+    def gauge(status: str) -> float:
+        return metric(generate_latest().decode(), "reel_reconciler_projects",
+                      reconciler=label, status=status)
+
+    _round(engine, 0)
+    assert (gauge("ready"), gauge("draft")) == (5, 1)
+    world.projects().document("p0").update({"status": "draft"})  # storage untouched
+    result, _, seen = _round(engine, 1)
+    assert (_counts(result)["fullRanges"], seen) == (0, {})
+    assert (gauge("ready"), gauge("draft")) == (4, 2)

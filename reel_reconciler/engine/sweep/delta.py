@@ -45,7 +45,14 @@ from reel_reconciler.engine.sweep.run import (
     _Sweep,
     run_sweep,
 )
-from reel_reconciler.model import Action, ObjectInfo, Report, Trigger, folder_user
+from reel_reconciler.model import (
+    PROJECT_STATUSES,
+    Action,
+    ObjectInfo,
+    Report,
+    Trigger,
+    folder_user,
+)
 from reel_reconciler.stores.fingerprints import FingerprintStore, Stored
 from reel_reconciler.stores.firestore import IN_LIMIT, Document
 
@@ -111,6 +118,8 @@ class _DeltaSweep(_Sweep):
             super().run(pool, ranges, parallel)
             if not self.stopped:
                 self.indexed_pass(pool)
+            if not self.stopped and len(self.full) < len(ranges):
+                self.result.by_status = self.reads.count_by_status(PROJECT_STATUSES)
         finally:
             self.result.delta = {"ranges": len(ranges), "fullRanges": len(self.full),
                                  "usersRead": self.users_read, "indexed": self.indexed}

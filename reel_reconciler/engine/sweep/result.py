@@ -44,6 +44,9 @@ class SweepResult:
     delta: dict[str, int] | None = None
     """A delta round's own counts (its ranges, those passed in full, users read, projects of
     the indexed pass); None for a full sweep."""
+    by_status: dict[str, int] | None = None
+    """Projects in each status, counted by Firestore, when the reports do not cover every
+    project (a delta round); None: the reports' own statuses count."""
     splits: list[str] = field(default_factory=list)
     """Split points that would give the next ranged sweep similar work per range, from the
     projects per user this one counted (empty unless ranged and complete)."""
@@ -105,8 +108,10 @@ class SweepResult:
         metrics.LAST_SWEEP_TIMESTAMP.labels(label).set_to_current_time()
         if self.complete:
             metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
+        counted = self.statuses if self.by_status is None else self.by_status
+        if self.complete or self.by_status is not None:
             for status in PROJECT_STATUSES:
-                metrics.PROJECTS.labels(label, status).set(self.statuses[status])
+                metrics.PROJECTS.labels(label, status).set(counted.get(status, 0))
         log.info("sweep finished", extra={
             "scanned": self.scanned, "actions": self.counts(),
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,

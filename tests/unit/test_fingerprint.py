@@ -293,3 +293,24 @@ def test_a_user_left_unsettled_is_read_again_even_when_its_folder_is_gone() -> N
     healed = _round(engine, plan, now=NOW + HOUR)
     assert _delta(healed)["usersRead"] == 1
     assert healed.actions[Action.CORRECTED] >= 1
+
+
+def test_an_outage_ends_the_round_and_keeps_the_stored_fingerprints() -> None:
+    """GCS unreachable: the round stops early and writes no fingerprint, so the change it
+    could not finish looking at is still a change at the next round."""
+    projects, objects = world()
+    engine = engine_on(projects, objects)
+    plan = SweepPlan(ranges=4, parallel=2)
+    _round(engine, plan)
+    stored = {key: doc.update_time for key, doc in projects.breakers.items()
+              if "fingerprints" in key}
+    victim = next(name for name in objects.objects if name.startswith(f"{ROOT}/ab-c/"))
+    del objects.objects[victim]
+    objects.down = True
+    broken = _round(engine, plan, now=NOW + HOUR / 2)
+    assert broken.aborted is not None
+    assert {key: projects.breakers[key].update_time for key in stored} == stored
+    objects.down = False
+    after = _round(engine, plan, now=NOW + HOUR)
+    assert after.aborted is None
+    assert _delta(after)["usersRead"] == 1

@@ -130,13 +130,25 @@ class MemoryProjects:
         self._billed(1)
         return self.breakers.get(f"{collection}/{name}")
 
+    def own_document(self, collection: str, name: str, op: str) -> Document | None:
+        self._call(op, name)
+        return self.breakers.get(f"{collection}/{name}")
+
+    def put_own_document(self, collection: str, name: str, fields: Mapping[str, Any],
+                         read_update_time: datetime | None, op: str) -> datetime:
+        return self._put(collection, name, fields, read_update_time, op)
+
     def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
                     read_update_time: datetime | None) -> datetime:
-        self._call("put_breaker", name)
+        return self._put(collection, name, fields, read_update_time, "put_breaker")
+
+    def _put(self, collection: str, name: str, fields: Mapping[str, Any],
+             read_update_time: datetime | None, op: str) -> datetime:
+        self._call(op, name)
         key = f"{collection}/{name}"
         current = self.breakers.get(key)
         if (current.update_time if current is not None else None) != read_update_time:
-            raise Conflict(f"firestore put_breaker {name}: precondition failed")
+            raise Conflict(f"firestore {op} {name}: precondition failed")
         written = self._tick()
         self.breakers[key] = Document(name, {**(current.data or {} if current else {}),
                                              **fields}, written)
@@ -149,6 +161,7 @@ class MemoryObjects:
     def __init__(self, names: Sequence[str] = ()) -> None:
         self.requests = RequestLog("gcs", metrics.GCS_REQUESTS_TOTAL, TESTS)
         self.objects: dict[str, ObjectInfo] = {}
+        self._generation = 0
         for name in names:
             self.put(name)
         self.down = False
@@ -156,8 +169,10 @@ class MemoryObjects:
         """Seconds a listing of a prefix takes."""
 
     def put(self, name: str) -> None:
-        """An object written by the app's worker, a day before the tests' clock."""
-        self.objects[name] = ObjectInfo(name, 1000, EPOCH)
+        """An object written by the app's worker, a day before the tests' clock; each write
+        is a new generation, as in GCS."""
+        self._generation += 1
+        self.objects[name] = ObjectInfo(name, 1000, EPOCH, self._generation)
 
     def list_prefix(self, prefix: str) -> list[ObjectInfo]:
         if self.down:
@@ -251,6 +266,44 @@ class StreamingProjects(MemoryProjects):
                   if (doc.data or {}).get("status") in ("queued", "processing")]
         self._billed(len(active), SWEEP)
         return active
+
+    def _of_users(self, documents: dict[str, Document], users: Sequence[str],
+                  fields: Sequence[str] | None, op: str) -> list[Document]:
+        found: list[Document] = []
+        ids = list(dict.fromkeys(users))
+        for start in range(0, len(ids), 30):
+            chunk = set(ids[start:start + 30])
+            self._wait(op)
+            self._call(op, f"{len(chunk)} users")
+            found += [Document(doc.id, {k: v for k, v in (doc.data or {}).items()
+                                        if fields is None or k in fields}, doc.update_time)
+                      for doc in sorted(documents.values(), key=lambda doc: doc.id)
+                      if (doc.data or {}).get("userId") in chunk]
+        return found
+
+    def projects_of_users(self, users: Sequence[str], fields: Sequence[str] | None = None
+                          ) -> list[Document]:
+        return self._of_users(self.projects, users, fields, "query_user_projects")
+
+    def jobs_of_users(self, users: Sequence[str], fields: Sequence[str]) -> list[Document]:
+        return self._of_users(self.jobs, users, fields, "query_user_jobs")
+
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        found = {status: 0 for status in statuses}
+        for status in statuses:
+            self._wait("count_status")
+            self._call("count_status", status)
+        for doc in self.projects.values():
+            value = (doc.data or {}).get("status")
+            if isinstance(value, str) and value in found:
+                found[value] += 1
+        return found
+
+    def projects_not_at_rest(self) -> list[str]:
+        self._wait("query_not_at_rest")
+        self._call("query_not_at_rest", "projects")
+        return sorted(project_id for project_id, doc in self.projects.items()
+                      if (doc.data or {}).get("status") in ("generating", "stitching"))
 
     def count_projects(self) -> int:
         self._wait("count_projects")

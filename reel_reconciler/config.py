@@ -179,6 +179,9 @@ class Settings(BaseSettings):
     breaker_collection: str = Field(
         default_factory=lambda: defaults.BREAKER_COLLECTION, min_length=1,
         validation_alias=_env("breaker_collection", "REEL_BREAKER_COLLECTION"))
+    fingerprint_collection: str = Field(
+        default_factory=lambda: defaults.FINGERPRINT_COLLECTION, min_length=1,
+        validation_alias=_env("fingerprint_collection", "REEL_FINGERPRINT_COLLECTION"))
     max_attempts: int = Field(
         default_factory=lambda: defaults.MAX_ATTEMPTS, ge=1, le=20,
         validation_alias=_env("max_attempts", "REEL_MAX_ATTEMPTS")

@@ -20,6 +20,11 @@ SWEEP_RANGES = 64
 """userId ranges a sweep cuts the keyspace into (1: one stream per store, as before ranges)."""
 SWEEP_PARALLEL = 8
 """Ranges one reconciler sweeps at once, each with one GCS and one Firestore stream."""
+SWEEP_FULL_EVERY = timedelta(hours=24)
+"""How often a timed sweep passes every range in full; between, a round reads Firestore only
+for users whose storage changed and for projects not at rest (docs/design.md, Delta rounds)."""
+FINGERPRINT_COLLECTION = "reel_reconciler_fingerprints"
+"""Where a delta round keeps each range's folder fingerprints, one document per range."""
 SWEEP_RANGES_MAX = 4096
 SWEEP_PARALLEL_MAX = 64
 CONCURRENCY = 8

@@ -77,6 +77,10 @@ class SweepSpec(_SpecPart):
     """Ranges swept at once by one reconciler."""
     distribution: DistributionSpec | None = None
     """None: one replica sweeps every range itself."""
+    full_every: Duration = Field(default_factory=lambda: defaults.SWEEP_FULL_EVERY,
+                                 alias="fullEvery")
+    """How often a timed sweep passes each range in full; between, its rounds are delta rounds
+    (docs/design.md, Delta rounds). At most the interval: every round is a full one."""
 
 
 class StaleJobsSpec(_SpecPart):

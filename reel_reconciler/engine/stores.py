@@ -90,6 +90,32 @@ class StreamedProjects(ProjectStore, Protocol):
 
 
 @runtime_checkable
+class DeltaReads(StreamedProjects, Protocol):
+    """What a delta round reads of Firestore besides a sweep's streams: the documents of a few
+    users, the projects not at rest, and documents of our own kept with preconditions."""
+
+    def projects_of_users(self, users: Sequence[str], fields: Sequence[str] | None = None
+                          ) -> list[Document]:
+        ...
+
+    def jobs_of_users(self, users: Sequence[str], fields: Sequence[str]) -> list[Document]:
+        ...
+
+    def projects_not_at_rest(self) -> list[str]:
+        ...
+
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        ...
+
+    def own_document(self, collection: str, name: str, op: str) -> Document | None:
+        ...
+
+    def put_own_document(self, collection: str, name: str, fields: Mapping[str, Any],
+                         read_update_time: datetime | None, op: str) -> datetime:
+        ...
+
+
+@runtime_checkable
 class ListedObjects(ObjectStore, Protocol):
     """The bucket listed in name order, one page (one request) at a time."""
 

@@ -300,5 +300,8 @@ class ObjectInfo:
     name: str
     size: int
     updated: datetime
+    generation: int = 0
+    """GCS's version of the object (0 where unknown): a rewrite under the same name and size
+    still changes the folder's fingerprint (reel_reconciler.engine.sweep.fingerprint)."""
 
 

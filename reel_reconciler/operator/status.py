@@ -54,6 +54,7 @@ def sweep_summary(result: SweepResult) -> dict[str, Any]:
         "durationSeconds": round(result.duration_seconds, 3),
         **({"aborted": result.aborted} if result.aborted else {}),
         **({"splits": result.splits, "splitsFor": result.splits_for} if result.splits else {}),
+        **({"delta": result.delta} if result.delta is not None else {}),
     }
 
 

@@ -25,6 +25,7 @@ from reel_reconciler.engine.connect import connect
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.engine.notification import ChangeTimes, route
 from reel_reconciler.engine.queue import WorkQueue
+from reel_reconciler.engine.sweep.delta import Schedule, delta_sweep
 from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.model import Action, Location, ReconcilerId, Report, RestartReason
 from reel_reconciler.runtime.hooks import Hooks
@@ -314,9 +315,15 @@ class ReconcilerRuntime:
         ranges = self.spec.sweep.ranges
         plan = SweepPlan(ranges, self.spec.sweep.parallel, self.splits.get(ranges, ()))
         async with self.sweep_lock:
-            if self.coordinator is not None:
+            if self.coordinator is not None:  # distributed rounds pass every range in full
                 result = await asyncio.to_thread(self.coordinator.run, self.engine, self.spec,
                                                  self.generation, plan, trigger)
+            elif trigger is Trigger.SWEEP:  # timed: a delta round; forced sweeps stay full
+                schedule = Schedule(self.engine.clock(), self.spec.sweep.interval,
+                                    self.spec.sweep.full_every)
+                result = await asyncio.to_thread(delta_sweep, self.engine, schedule,
+                                                 self.spec.observe, trigger,
+                                                 keep_reports=False, plan=plan)
             else:
                 result = await asyncio.to_thread(sweep, self.engine, self.spec.observe,
                                                  trigger, keep_reports=False, plan=plan)

@@ -23,6 +23,7 @@ from google.cloud.firestore_v1.types import (
     RunAggregationQueryResponse,
     RunQueryRequest,
     RunQueryResponse,
+    StructuredAggregationQuery,
     StructuredQuery,
     Target,
 )
@@ -128,9 +129,16 @@ class FirestoreStore:
 
     def count_projects(self) -> int:
         """How many project documents exist: one aggregation request, no document read."""
-        request = RunAggregationQueryRequest(
-            parent=self.connection.documents,
-            structured_aggregation_query=queries.count(self.projects))
+        return self._count(queries.count(self.projects), "count_projects", self.projects)
+
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        """How many projects are in each of `statuses`: one aggregation request each."""
+        return {status: self._count(queries.count_status(self.projects, status),
+                                    "count_status", status) for status in statuses}
+
+    def _count(self, query: StructuredAggregationQuery, op: str, what: str) -> int:
+        request = RunAggregationQueryRequest(parent=self.connection.documents,
+                                             structured_aggregation_query=query)
 
         def run() -> int:
             for response in self.connection.api.run_aggregation_query(
@@ -141,7 +149,7 @@ class FirestoreStore:
                     return int(raw.result.aggregate_fields["count"].integer_value)
             raise gexc.InternalServerError("aggregation answered without a result")
 
-        with self.requests.call("count_projects", self.projects):
+        with self.requests.call(op, what):
             counted = self._retried(run)
         self.requests.billed.documents(count_billed_reads(counted), current_pass(SWEEP))
         return counted
@@ -185,6 +193,33 @@ class FirestoreStore:
             for doc in documents:
                 if not streamable(doc, strings_only):
                     yield doc.id
+
+    # A delta round's reads
+
+    def projects_of_users(self, users: Sequence[str], fields: Sequence[str] | None = None
+                          ) -> list[Document]:
+        """The projects of `users` (string userIds), only `fields` read: one query per
+        IN_LIMIT users."""
+        return self._of_users("projects", self.projects, users, fields, "query_user_projects")
+
+    def jobs_of_users(self, users: Sequence[str], fields: Sequence[str]) -> list[Document]:
+        """The jobs of `users`, only `fields` read: one query per IN_LIMIT users."""
+        return self._of_users("jobs", self.jobs, users, fields, "query_user_jobs")
+
+    def _of_users(self, kind: queries.Collection, collection: str, users: Sequence[str],
+                  fields: Sequence[str] | None, op: str) -> list[Document]:
+        found: list[Document] = []
+        ids = list(dict.fromkeys(users))
+        for start in range(0, len(ids), IN_LIMIT):
+            chunk = ids[start:start + IN_LIMIT]
+            with self.requests.call(op, f"{len(chunk)} users"):
+                found += self._query(queries.of_users(kind, collection, chunk, fields))
+        return found
+
+    def projects_not_at_rest(self) -> list[str]:
+        """Ids of the projects in `generating` or `stitching` (the indexed pass)."""
+        with self.requests.call("query_not_at_rest", self.projects):
+            return [doc.id for doc in self._query(queries.not_at_rest(self.projects))]
 
     def _streamed(self, collection: str, query: StructuredQuery, op: str,
                   page_size: int) -> Iterator[list[Document]]:
@@ -267,19 +302,29 @@ class FirestoreStore:
 
     def breaker(self, collection: str, name: str) -> Document | None:
         """The breaker document of reconciler `name` (None: never tripped)."""
-        with self.requests.call("get_breaker", name):
-            found = self._get(collection, [name]).get(name)
-        self._billed(1)
-        return found
+        return self.own_document(collection, name, "get_breaker")
 
     def put_breaker(self, collection: str, name: str, fields: Mapping[str, Any],
                     read_update_time: datetime | None) -> datetime:
         """Create the breaker document, or update the version read (raises Conflict when
         another process wrote it since): a trip and a resume never overwrite each other."""
+        return self.put_own_document(collection, name, fields, read_update_time, "put_breaker")
+
+    def own_document(self, collection: str, name: str, op: str) -> Document | None:
+        """A document of our own collections (not the app's), None if there is none."""
+        with self.requests.call(op, name):
+            found = self._get(collection, [name]).get(name)
+        self._billed(1)
+        return found
+
+    def put_own_document(self, collection: str, name: str, fields: Mapping[str, Any],
+                         read_update_time: datetime | None, op: str) -> datetime:
+        """Create a document of our own (none read), or replace the fields of the version read;
+        raises Conflict when another writer came first. `at` gets the server's time."""
         document = self.connection.name(collection, name)
         write = (writes.create(document, fields, ("at",)) if read_update_time is None
                  else writes.update(document, fields, ("at",), read_update_time))
-        with self.requests.call("put_breaker", name):
+        with self.requests.call(op, name):
             return self._commit([write])[0]
 
     def put_range_result(self, collection: str, doc_id: str, fields: Mapping[str, Any]

@@ -21,7 +21,7 @@ from reel_reconciler.model.identity import ReconcilerId
 from reel_reconciler.stores import RequestLog
 from reel_reconciler.stores.billing import SWEEP, current_pass, reading_for
 
-_LIST_FIELDS = "items(name,size,updated),nextPageToken"
+_LIST_FIELDS = "items(name,size,updated,generation),nextPageToken"
 
 
 class GcsStore:
@@ -63,7 +63,8 @@ class GcsStore:
             for number, page in enumerate(blobs.pages):
                 if number:
                     more(1)
-                objects.extend(ObjectInfo(b.name, int(b.size or 0), b.updated) for b in page)
+                objects.extend(ObjectInfo(b.name, int(b.size or 0), b.updated,
+                                          int(b.generation or 0)) for b in page)
         return objects
 
     def listing(self, prefix: str, start: str | None = None,
@@ -96,7 +97,7 @@ class GcsStore:
                                                                  retry=self.retry)
         if blob is None:
             return None
-        return ObjectInfo(blob.name, int(blob.size or 0), blob.updated)
+        return ObjectInfo(blob.name, int(blob.size or 0), blob.updated, int(blob.generation or 0))
 
 
 def _timestamp(value: str) -> datetime:
@@ -114,4 +115,5 @@ def _timestamp(value: str) -> datetime:
 
 def _object_info(_iterator: Any, item: dict[str, Any]) -> ObjectInfo:
     """A listed item as the policy sees it, `updated` parsed as `Blob.updated` parses it."""
-    return ObjectInfo(item["name"], int(item.get("size") or 0), _timestamp(item["updated"]))
+    return ObjectInfo(item["name"], int(item.get("size") or 0), _timestamp(item["updated"]),
+                      int(item.get("generation") or 0))

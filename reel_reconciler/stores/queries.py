@@ -60,14 +60,24 @@ FIRST_PROJECT = QueryShape("one project (connectivity probe)", "projects")
 WATCHED_PROJECTS = QueryShape("projects listener: generating, stitching, error", "projects",
                               equals=("status",))
 WATCHED_JOBS = QueryShape("jobs listener: queued, processing", "jobs", equals=("status",))
+OF_USERS = {collection: QueryShape(f"{collection} of up to 30 users (delta round)", collection,
+                                   equals=("userId",)) for collection in ("projects", "jobs")}
+NOT_AT_REST = QueryShape("projects generating or stitching (indexed pass)", "projects",
+                         equals=("status",))
+STATUS_COUNT = QueryShape("projects of one status, counted (delta round's gauge)", "projects",
+                          equals=("status",))
 
 SHAPES: tuple[QueryShape, ...] = (JOBS_OF_PROJECTS, ACTIVE_JOBS,
                                   *BY_USER.values(), *BY_USER_RANGE.values(), PROJECTS_BY_ID,
-                                  FIRST_PROJECT, WATCHED_PROJECTS, WATCHED_JOBS)
+                                  FIRST_PROJECT, WATCHED_PROJECTS, WATCHED_JOBS,
+                                  *OF_USERS.values(), NOT_AT_REST, STATUS_COUNT)
 """Every shape the controller queries; counting a collection needs no index."""
 
 WATCHED_PROJECT_STATUSES = ("error", "generating", "stitching")
 """Statuses in which a project may be stuck, and so is listened to."""
+NOT_AT_REST_STATUSES = ("generating", "stitching")
+"""Statuses whose project waits on a worker or stitcher: every delta round looks at them,
+whether or not their storage changed."""
 
 
 _Op = StructuredQuery.FieldFilter.Operator
@@ -150,6 +160,20 @@ def first(projects: str) -> StructuredQuery:
     return shaped_query(FIRST_PROJECT, projects, limit=1)
 
 
+def of_users(kind: Collection, collection: str, users: Sequence[str],
+             fields: Sequence[str] | None) -> StructuredQuery:
+    """The projects or jobs of a few users (at most 30, Firestore's `in` limit), in id
+    order: the reads of a delta round."""
+    return shaped_query(OF_USERS[kind], collection, ("userId", "in", list(users)),
+                        fields=fields)
+
+
+def not_at_rest(projects: str) -> StructuredQuery:
+    """Projects a worker or stitcher may have left mid-way, ids only: the indexed pass."""
+    return shaped_query(NOT_AT_REST, projects,
+                        ("status", "in", list(NOT_AT_REST_STATUSES)), fields=["status"])
+
+
 def watched_projects(projects: str) -> StructuredQuery:
     return shaped_query(WATCHED_PROJECTS, projects,
                         ("status", "in", list(WATCHED_PROJECT_STATUSES)))
@@ -159,13 +183,20 @@ def watched_jobs(jobs: str) -> StructuredQuery:
     return shaped_query(WATCHED_JOBS, jobs, ("status", "in", sorted(ACTIVE_JOB_STATUSES)))
 
 
-def count(collection: str) -> StructuredAggregationQuery:
-    """How many documents the collection holds: no filter, no order, no index needed."""
+def count(collection: str, query: StructuredQuery | None = None
+          ) -> StructuredAggregationQuery:
+    """How many documents the collection holds (or `query` returns): no filter, no order, no
+    index needed for the whole collection."""
     Aggregation = StructuredAggregationQuery.Aggregation
     return StructuredAggregationQuery(
-        structured_query=StructuredQuery(
+        structured_query=query or StructuredQuery(
             from_=[StructuredQuery.CollectionSelector(collection_id=collection)]),
         aggregations=[Aggregation(alias="count", count=Aggregation.Count())])
+
+
+def count_status(projects: str, status: str) -> StructuredAggregationQuery:
+    """How many projects are in `status`: a delta round's gauge of projects by status."""
+    return count(projects, shaped_query(STATUS_COUNT, projects, ("status", "==", status)))
 
 
 def page(query: StructuredQuery, limit: int, after: Sequence[RawValue] | None) -> Any:

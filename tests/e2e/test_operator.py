@@ -341,7 +341,8 @@ def test_crd_defaults_validation_and_example(cluster: Cluster, kubectl: Path,
     assert spec["settle"] == "30s"
     assert spec["concurrency"] == 8
     assert spec["rateLimit"] == 500
-    assert spec["sweep"] == {"interval": "30m", "ranges": defaults.SWEEP_RANGES,
+    assert spec["sweep"] == {"interval": "30m", "fullEvery": "24h",
+                             "ranges": defaults.SWEEP_RANGES,
                              "parallel": defaults.SWEEP_PARALLEL}
     assert spec["staleJobs"] == {"interval": "5m", "timeout": "30m"}
     assert spec["firestore"]["projectsCollection"] == "reel_maker_projects"

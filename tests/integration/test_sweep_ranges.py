@@ -10,6 +10,7 @@ from typing import Any
 from devkit.app import ReelApp, Timing
 from devkit.seed import World
 from reel_reconciler.engine import Engine, sweep
+from reel_reconciler.engine.sweep import SweepResult
 from reel_reconciler.engine.sweep.ranges import SweepPlan
 from tests.integration.test_app_race import engine_for, writes
 from tests.integration.test_sweep_stream import TRAP_USERS, _decided, _seed_mixed
@@ -59,27 +60,31 @@ def test_a_ranged_sweep_reports_what_todays_sweep_reports(world: World,
         assert len(result.ranges) == ranges
 
 
-def test_ranged_sweeps_racing_the_app_write_no_live_or_failing_generation(
-        world: World) -> None:
-    """Enforcing ranged sweeps in a loop while the app runs a generation that succeeds and
-    one that fails part-way: neither is written, each ends as its worker left it."""
+def race_the_app(world: World, swept: Callable[[Engine], SweepResult]) -> list[SweepResult]:
+    """`swept` (enforcing) in a loop while the app runs a generation that succeeds and one
+    that fails part-way; neither may be written, each ends as its worker left it."""
     app = ReelApp(world, Timing(window=0.1, per_prompt=0.3, exists_check=0.2))
     app.create_project("p-ok", user="aa-1", prompts=3)
     app.create_project("p-bad", user="zz", prompts=4)
     engine = engine_for(world, settle="5s")
     ok = app.generation("p-ok").start().run_in_thread()
     bad = app.generation("p-bad", fail_at=2).start().run_in_thread()
-    sweeps = 0
+    results = []
     while not (ok.finished.is_set() and bad.finished.is_set()):
-        result = sweep(engine, plan=SweepPlan(ranges=16, parallel=4))
-        assert result.aborted is None
-        assert result.scanned == 2
-        sweeps += 1
+        results.append(swept(engine))
+        assert results[-1].aborted is None
     assert (ok.join(bound(60)), bad.join(bound(60))) == ("completed", "failed")
-    assert sweeps >= 2
+    assert len(results) >= 2
     assert writes(engine, "p-ok") == []
     assert writes(engine, "p-bad") == []
     assert world.project("p-ok")["status"] == "ready"
     bad_doc = world.project("p-bad")
     assert bad_doc["status"] == "error"
     assert "quota" in bad_doc["errorInfo"]["message"]
+    return results
+
+
+def test_ranged_sweeps_racing_the_app_write_no_live_or_failing_generation(
+        world: World) -> None:
+    results = race_the_app(world, lambda engine: sweep(engine, plan=SweepPlan(16, 4)))
+    assert {result.scanned for result in results} == {2}

@@ -52,6 +52,11 @@ class OrderedCursor(Generic[T]):
                 found.append(item)
         return found
 
+    def drain(self) -> None:
+        """Read the stream to its end, handing out nothing."""
+        while self._peek() is not None:
+            self._next = None
+
 
 class FolderListing:
     """The bucket listing, page by page, handed out one user folder at a time."""
@@ -62,6 +67,11 @@ class FolderListing:
     def take(self, prefix: str) -> list[ObjectInfo] | None:
         """Every object under `prefix`, or None if the listing has gone past its start."""
         return self._cursor.take(prefix)
+
+    def drain(self) -> None:
+        """List to the end: the folders after the last user's still pass what watches the
+        pages (a delta round's fingerprints)."""
+        self._cursor.drain()
 
 
 class JobsByUser:

@@ -48,6 +48,12 @@ class SweepResult:
     dry_run: bool = False
     ranges: list[RangeSummary] = field(default_factory=list)
     """Each range of a ranged sweep, in key order (empty for one range)."""
+    delta: dict[str, int] | None = None
+    """A delta round's own counts (its ranges, those passed in full, users read, projects of
+    the indexed pass); None for a full sweep."""
+    by_status: dict[str, int] | None = None
+    """Projects in each status, counted by Firestore, when the reports do not cover every
+    project (a delta round); None: the reports' own statuses count."""
     splits: list[str] = field(default_factory=list)
     """Split points that would give the next ranged sweep similar work per range, from the
     projects per user this one counted (empty unless ranged and complete)."""
@@ -58,6 +64,12 @@ class SweepResult:
     @property
     def failed(self) -> bool:
         return self.aborted is not None or self.actions[Action.ERROR] > 0
+
+    @property
+    def complete(self) -> bool:
+        """Whether every project was counted: a full sweep, or a delta round that passed every
+        range in full (another counts only the projects it read)."""
+        return self.delta is None or self.delta.get("fullRanges") == self.delta.get("ranges")
 
     @property
     def drifted(self) -> int:
@@ -94,6 +106,8 @@ class SweepResult:
             body["aborted"] = self.aborted
         if self.ranges:
             body["ranges"] = [summary.as_json() for summary in self.ranges]
+        if self.delta is not None:
+            body["delta"] = dict(self.delta)
         return body
 
     def record(self, reconciler: ReconcilerId) -> None:
@@ -105,11 +119,14 @@ class SweepResult:
         label = reconciler.label
         metrics.SWEEP_DURATION_SECONDS.labels(label).observe(self.duration_seconds)
         metrics.LAST_SWEEP_TIMESTAMP.labels(label).set_to_current_time()
-        metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
-        for status in PROJECT_STATUSES:
-            metrics.PROJECTS.labels(label, status).set(self.statuses[status])
+        if self.complete:
+            metrics.PROJECTS_DRIFTED.labels(label).set(self.drifted)
+        counted = self.statuses if self.by_status is None else self.by_status
+        if self.complete or self.by_status is not None:
+            for status in PROJECT_STATUSES:
+                metrics.PROJECTS.labels(label, status).set(counted.get(status, 0))
         log.info("sweep finished", extra={
             "scanned": self.scanned, "actions": self.counts(),
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
             "firestoreDocumentsRead": self.documents_read,
-            "durationSeconds": round(self.duration_seconds, 3)})
+            "durationSeconds": round(self.duration_seconds, 3), "delta": self.delta})

@@ -77,6 +77,7 @@ class _RangeRun:
     pending: deque[Future[list[Report]]] = field(default_factory=deque)
     streams: list[Prefetch[Any]] = field(default_factory=list)
     profile: WorkProfile = field(default_factory=WorkProfile)
+    listing: FolderListing | None = None
     scanned: int = 0
     seconds: float = 0.0
 
@@ -119,9 +120,13 @@ class _Sweep:
                                     thread_name_prefix="sweep-range") as ranges_pool:
                 for future in [ranges_pool.submit(self.guarded, pool, run) for run in self.runs]:
                     future.result()
-        if self.stopped or not remainder:
-            return
-        if self.runs:  # else the remainder pass alone, asked for by a round's coordinator
+        if not self.stopped and remainder:
+            self.without_user(pool, ranges)
+
+    def without_user(self, pool: ThreadPoolExecutor, ranges: list[KeyRange]) -> None:
+        """The projects no userId-ordered stream returned, if the count says there are any
+        (all of them when no range ran: a round's coordinator asks for that pass alone)."""
+        if self.runs:
             streamed = sum(run.scanned for run in self.runs)
             total = (self.counted.result() if self.counted is not None
                      else self.firestore.count_projects())
@@ -162,15 +167,28 @@ class _Sweep:
             self.drain(run.pending)
             run.seconds = time.monotonic() - started
 
-    def merge(self, pool: ThreadPoolExecutor, run: _RangeRun) -> None:
-        firestore, gcs = self.firestore, self.gcs
-        batch = self.engine.settings.page_size
+    def listing_window(self, run: _RangeRun) -> tuple[str, str | None, str | None]:
+        """The range's listing: the root prefix, and the first and past-the-last names."""
         root = self.engine.policy.location.root_prefix + "/"
         bounds = run.key_range.bounds
-        start, end = (None, None) if bounds is None else (
-            root + bounds[0], None if bounds[1] is None else root + bounds[1])
-        listing = FolderListing(self.prefetch(run, gcs.listing(root, start, end),
-                                              "gcs listing"))
+        if bounds is None:
+            return root, None, None
+        return root, root + bounds[0], None if bounds[1] is None else root + bounds[1]
+
+    def listed(self, run: _RangeRun, pages: Iterable[list[ObjectInfo]]
+               ) -> Iterable[list[ObjectInfo]]:
+        """The range's listing pages as the merge reads them (a delta round hashes them)."""
+        del run
+        return pages
+
+    def merge(self, pool: ThreadPoolExecutor, run: _RangeRun) -> None:
+        firestore = self.firestore
+        batch = self.engine.settings.page_size
+        root, start, end = self.listing_window(run)
+        bounds = run.key_range.bounds
+        listing = FolderListing(self.prefetch(
+            run, self.listed(run, self.gcs.listing(root, start, end)), "gcs listing"))
+        run.listing = listing
         jobs = JobsByUser(in_folder_order(user_groups(self.prefetch(
             run, firestore.jobs_by_user(batch, JOB_FIELDS, bounds), "firestore jobs stream"))))
         active = self.active_jobs()
@@ -302,13 +320,19 @@ def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SW
     grow with the drift a sweep finds; `on_report` still sees every report. `plan` cuts the
     keyspace into ranges read `plan.parallel` at a time (default: one range, one stream per
     store)."""
-    plan = plan or SweepPlan()
+    result = SweepResult(dry_run=dry_run)
+    state = _Sweep(engine, trigger, dry_run, result, on_report, keep_reports)
+    return run_sweep(state, plan or SweepPlan())
+
+
+def run_sweep(state: _Sweep, plan: SweepPlan) -> SweepResult:
+    """Run a sweep's state over `plan`'s ranges: the body of `sweep`, which a delta round
+    (reel_reconciler.engine.sweep.delta) shares."""
+    engine, result, dry_run = state.engine, state.result, state.dry_run
     ranges = plan.key_ranges()
     started = time.monotonic()
     gcs0, fs0 = engine.request_count()
     billed0 = engine.billed_count()
-    result = SweepResult(dry_run=dry_run)
-    state = _Sweep(engine, trigger, dry_run, result, on_report, keep_reports)
     with ThreadPoolExecutor(max_workers=engine.settings.concurrency,
                             thread_name_prefix="sweep") as pool:
         try:

@@ -1,0 +1,245 @@
+"""Firestore reads of the timed sweep over a simulated day (issue #26): full rounds against
+delta rounds.
+
+    python -m bench.day [--projects 10000] [--change 0.01]
+
+The app-shaped data of bench/data.py in the stores held in memory (devkit.memory), the
+default schedule (a round every 30 minutes, 64 ranges, `fullEvery` 24h) on a simulated
+clock, and every hour `--change` of the users making a new generation of one project (a new
+clip in the bucket and the project document pointing at it, as the app writes them). Each
+mode first runs one round (the first round of a deployment, or of a day before) and then
+counts a day of 48 rounds; between two rounds, jobs silent past the stale timeout are failed,
+as the stale-job timer fails them. Reads are counted as Firestore bills them: one per document a
+query or a get returns, one for a query that returns none, one per 1,000 projects counted;
+GCS list requests are class A operations. The listeners and notifications are not part of
+it: they cost the same in both modes. Reading the fingerprints costs one read per range per
+round whatever the number of projects: the figure at 1M projects spreads those over 1M and
+scales the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bench.data import CLIP_SIZE, Generator
+from devkit.memory import StreamingObjects, StreamingProjects
+from reel_reconciler import defaults
+from reel_reconciler.config import Settings
+from reel_reconciler.engine.reconcile import Pipeline
+from reel_reconciler.engine.recorder import Recorder
+from reel_reconciler.engine.sweep import sweep
+from reel_reconciler.engine.sweep.delta import Schedule, delta_sweep
+from reel_reconciler.engine.sweep.ranges import SweepPlan
+from reel_reconciler.model import ObjectInfo, ReconcilerId
+from reel_reconciler.stores.firestore import Document
+
+ROUNDS = int(timedelta(days=1) / defaults.SWEEP_INTERVAL)
+PRICE_PER_100K_READS = 0.06
+"""US dollars per 100,000 document reads at Firestore's list price (multi-region is higher)."""
+
+
+class BilledProjects(StreamingProjects):
+    """The projects and jobs in memory, each read counted as Firestore bills it, by kind."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.billed: Counter[str] = Counter()
+
+    def _query(self, kind: str, documents: Sequence[Any]) -> None:
+        self.billed[kind] += max(1, len(documents))
+
+    def _by_user(self, documents: dict[str, Document], op: str, page_size: int,
+                 key_range: tuple[str, str | None] | None,
+                 fields: Sequence[str] | None) -> Iterator[list[Document]]:
+        pages = 0
+        for page in super()._by_user(documents, op, page_size, key_range, fields):
+            pages += 1
+            self.billed[op] += len(page)
+            yield page
+        if not pages:
+            self.billed[op] += 1
+
+    def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
+        self.billed["get_projects"] += len(set(project_ids))
+        return super().get_projects(project_ids)
+
+    def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
+        found = super().jobs_of_projects(project_ids)
+        queries = math.ceil(len(set(project_ids)) / 30)
+        self.billed["query_jobs"] += max(queries, sum(map(len, found.values())))
+        return found
+
+    def active_jobs(self) -> list[Document]:
+        found = super().active_jobs()
+        self._query("query_active_jobs", found)
+        return found
+
+    def count_projects(self) -> int:
+        count = super().count_projects()
+        self.billed["count_projects"] += max(1, math.ceil(count / 1000))
+        return count
+
+    def projects_without_user(self, page_size: int, strings_only: bool = False
+                              ) -> Iterator[str]:
+        self.billed["scan_projects"] += len(self.projects)
+        return super().projects_without_user(page_size, strings_only)
+
+    def projects_of_users(self, users: Sequence[str], fields: Sequence[str] | None = None
+                          ) -> list[Document]:
+        found = super().projects_of_users(users, fields)
+        self.billed["query_user_projects"] += max(math.ceil(len(set(users)) / 30), len(found))
+        return found
+
+    def jobs_of_users(self, users: Sequence[str], fields: Sequence[str]) -> list[Document]:
+        found = super().jobs_of_users(users, fields)
+        self.billed["query_user_jobs"] += max(math.ceil(len(set(users)) / 30), len(found))
+        return found
+
+    def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
+        found = super().count_by_status(statuses)
+        self.billed["count_status"] += sum(max(1, math.ceil(n / 1000)) for n in found.values())
+        return found
+
+    def projects_not_at_rest(self) -> list[str]:
+        found = super().projects_not_at_rest()
+        self._query("query_not_at_rest", found)
+        return found
+
+    def own_document(self, collection: str, name: str, op: str) -> Document | None:
+        self.billed[op] += 1
+        return super().own_document(collection, name, op)
+
+
+class Day:
+    """One mode's stores, clock and app: the same data and the same changes for each."""
+
+    def __init__(self, projects: int, seed: int) -> None:
+        self.firestore = BilledProjects()
+        self.gcs = StreamingObjects(page_size=1000)
+        generator = Generator(projects, seed=seed)
+        self.now = generator.now
+        self.users: dict[str, list[str]] = {}
+        for project in generator:
+            self.firestore.put_project(project.id, project.doc)
+            for job in project.jobs:
+                self.firestore.put_job(job["jobId"], job)
+            for name in project.objects:
+                self.gcs.objects[name] = ObjectInfo(name, CLIP_SIZE, self.now, 1)
+            if isinstance(project.user, str):
+                self.users.setdefault(project.user, []).append(project.id)
+        self.rng = random.Random(seed)
+        self.generation = 1
+        settings = Settings(bucket=generator.bucket, settle=timedelta(0), gcs_page_size=1000,
+                            concurrency=8, max_destructive=100_000)
+        self.engine = Pipeline(settings, self.firestore, self.gcs,
+                               Recorder(ReconcilerId("bench")), clock=lambda: self.now)
+        self.root = settings.location.root_prefix
+
+    def stale_timer(self) -> None:
+        """What the stale-job timer does between two rounds (its reads are the same in both
+        modes and left out): jobs silent past the stale timeout are failed."""
+        silent = self.now - defaults.STALE_TIMEOUT
+        for job_id, doc in list(self.firestore.jobs.items()):
+            data = doc.data or {}
+            last = data.get("updatedAt") or data.get("startedAt") or data.get("createdAt")
+            if data.get("status") in ("queued", "processing") and (
+                    not isinstance(last, datetime) or last < silent):
+                self.firestore.put_job(job_id, {**data, "status": "failed",
+                                                "timedOutAt": self.now, "updatedAt": self.now})
+
+    def app(self, share: float) -> int:
+        """`share` of the users each regenerate the first clip of one of their projects: the
+        new clip in the bucket, then the document pointing at it."""
+        users = sorted(self.users)
+        changed = self.rng.sample(users, round(len(users) * share))
+        for user in changed:
+            project_id = self.rng.choice(self.users[user])
+            doc = self.firestore.projects[project_id]
+            data = dict(doc.data or {})
+            clips = list(data.get("clipFilenames") or [])
+            if not clips or not data.get("promptList"):
+                continue
+            self.generation += 1
+            name = (f"{self.root}/{user}/{project_id}/raw/reeljob-day{self.generation:08d}/"
+                    f"prompt-00/clip.mp4")
+            self.gcs.objects[name] = ObjectInfo(name, CLIP_SIZE, self.now, self.generation)
+            clips[0] = name
+            self.firestore.put_project(project_id, {**data, "clipFilenames": clips,
+                                                    "updatedAt": self.now})
+        return len(changed)
+
+
+def simulate(projects: int, change: float, delta: bool, seed: int) -> dict[str, Any]:
+    day = Day(projects, seed)
+    plan = SweepPlan(defaults.SWEEP_RANGES, defaults.SWEEP_PARALLEL)
+    interval = defaults.SWEEP_INTERVAL
+
+    def round_at(number: int) -> None:
+        if delta:
+            schedule = Schedule(day.now, interval, defaults.SWEEP_FULL_EVERY)
+            result = delta_sweep(day.engine, schedule, keep_reports=False, plan=plan)
+        else:
+            result = sweep(day.engine, keep_reports=False, plan=plan)
+        assert result.aborted is None, (number, result.aborted)
+
+    round_at(0)
+    day.firestore.billed.clear()
+    gcs0 = day.gcs.requests.by_op()["list"]
+    started = time.monotonic()
+    changed = 0
+    for number in range(1, ROUNDS + 1):
+        day.now += interval
+        day.stale_timer()
+        changed += day.app(change * interval / timedelta(hours=1))
+        round_at(number)
+    reads = sum(day.firestore.billed.values())
+    fixed = day.firestore.billed["get_fingerprints"]
+    return {"mode": "delta" if delta else "full", "projects": projects, "reads": reads,
+            "per_project": reads / projects,
+            "at_1m": (reads - fixed) / projects + fixed / 1_000_000,
+            "gcs_lists": day.gcs.requests.by_op()["list"] - gcs0,
+            "changed": changed, "seconds": time.monotonic() - started,
+            "by_kind": dict(day.firestore.billed.most_common())}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--projects", type=int, default=10_000)
+    parser.add_argument("--change", type=float, default=0.01,
+                        help="share of the users that change their storage per hour")
+    parser.add_argument("--seed", type=int, default=6)
+    args = parser.parse_args(argv)
+    logging.disable(logging.WARNING)  # the data's skipped and invalid projects, one line each
+    print(f"# Timed sweeps over a simulated day: {args.projects:,} projects, "
+          f"{args.change:.0%} of users changing per hour, a round every "
+          f"{defaults.SWEEP_INTERVAL.total_seconds() / 60:.0f} min, "
+          f"{defaults.SWEEP_RANGES} ranges, fullEvery "
+          f"{defaults.SWEEP_FULL_EVERY.total_seconds() / 3600:.0f}h "
+          f"({datetime.now(UTC):%Y-%m-%d})\n")
+    print("| rounds | reads per project per day | the same at 1M projects | $ per day at 1M "
+          "(list price) | GCS lists per day | users changed | sim. s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    rows = [simulate(args.projects, args.change, delta, args.seed) for delta in (False, True)]
+    for row in rows:
+        at_1m = row["at_1m"]
+        print(f"| {row['mode']} | {row['per_project']:.2f} | {at_1m:.2f} | "
+              f"{at_1m * 10 * PRICE_PER_100K_READS:.2f} | {row['gcs_lists']:,} | "
+              f"{row['changed']:,} | {row['seconds']:.0f} |", flush=True)
+    for row in rows:
+        kinds = ", ".join(f"{kind} {count / args.projects:.2f}"
+                          for kind, count in row["by_kind"].items())
+        print(f"\n{row['mode']}: reads per project per day by request: {kinds}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

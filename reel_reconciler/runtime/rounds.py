@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -24,10 +24,10 @@ from reel_reconciler.engine import Engine, SweepResult, Trigger, sweep
 from reel_reconciler.engine.reconcile import HALTED
 from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan
 from reel_reconciler.engine.sweep.result import RangeSummary
-from reel_reconciler.engine.sweep.work import RangeResult, WorkItem, spec_snapshot
+from reel_reconciler.engine.sweep.work import RangeResult, WorkItem, call_off_id, spec_snapshot
 from reel_reconciler.model import ReconcilerId
 from reel_reconciler.spec import ReconcilerSpec
-from reel_reconciler.stores import StoreError
+from reel_reconciler.stores import Conflict, StoreError
 from reel_reconciler.stores.work import WorkTopic
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,8 @@ class RoundCoordinator:
         log.info("sweep round published", extra=fields)
         bound = max(spec.sweep.interval, defaults.ROUND_MIN_WAIT).total_seconds()
         reported = self._wait(engine, items, bound)
+        if engine.halted.is_set():
+            self._call_off(engine, round_id, fields)
         summaries = []
         for item in items:
             outcome = reported.get(item.index)
@@ -99,6 +101,22 @@ class RoundCoordinator:
             **fields, "reported": len(reported), "scanned": result.scanned,
             "aborted": result.aborted})
         return result
+
+    def _call_off(self, engine: Engine, round_id: str, fields: Mapping[str, object]) -> None:
+        """Tell the workers that hold ranges of this round to stop at their next user: the
+        reconciler stopped, so the spec the round carries is no longer the one to enforce."""
+        body = {"reconciler": self.label, "round": round_id,
+                "expireAt": datetime.now(UTC) + defaults.ROUND_RESULTS_KEPT}
+        try:
+            engine.firestore.create_round_document(defaults.ROUNDS_COLLECTION,
+                                                   call_off_id(round_id), body)
+        except Conflict:
+            pass
+        except StoreError as exc:
+            log.warning("sweep round not called off: its workers finish their ranges",
+                        extra={**fields, "error": str(exc)})
+            return
+        log.info("sweep round called off", extra=dict(fields))
 
     def _track(self, ranges: list[KeyRange]) -> None:
         """Ranges of this round count their age from now unless seen before; ranges of an
@@ -130,7 +148,7 @@ class RoundCoordinator:
             if not pending or engine.halted.is_set():
                 return reported
             try:
-                found = engine.firestore.range_results(defaults.ROUNDS_COLLECTION,
+                found = engine.firestore.round_documents(defaults.ROUNDS_COLLECTION,
                                                        list(pending))
             except StoreError as exc:
                 log.warning("sweep round results not read", extra={

@@ -27,12 +27,17 @@ from reel_reconciler.engine.reconcile import HALTED
 from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.engine.sweep.work import RangeResult, WorkItem
 from reel_reconciler.model import ReconcilerId
-from reel_reconciler.stores import Conflict
+from reel_reconciler.stores import Conflict, StoreError
 from reel_reconciler.stores.work import Outcome, WorkPull
 
 log = logging.getLogger(__name__)
 
 Connector = Callable[[Settings, ReconcilerId], Engine]
+
+
+CALL_OFF_POLL = 2.0
+"""Seconds between two looks at whether the rounds of the ranges held were called off: with
+a user's batch after it, a stop reaches every worker within 5 s."""
 
 
 def worker_name() -> str:
@@ -52,9 +57,16 @@ class SweepWorker:
         self._stopping = threading.Event()
         self._busy = 0
         self._idle = threading.Condition(self._lock)
+        self._held: dict[str, tuple[WorkItem, Engine]] = {}
+        """The ranges being swept, by result id."""
+        self._called_off: set[str] = set()
+        """Rounds whose coordinator stopped: their ranges are dropped, not swept."""
+        self._watch = threading.Thread(target=self._watch_call_offs, name="work-call-offs",
+                                       daemon=True)
 
     def start(self) -> None:
         self.pull.start()
+        self._watch.start()
 
     @property
     def running(self) -> bool:
@@ -89,14 +101,60 @@ class SweepWorker:
         engine = self._engine_for(item, fields)
         if engine is None:
             return Outcome.DONE
+        if self._is_called_off(engine, item):
+            log.info("sweep range of a called-off round dropped", extra=fields)
+            return Outcome.DONE
         with self._lock:
             self._busy += 1
+            self._held[item.result_id] = (item, engine)
         try:
             return self._sweep(engine, item, fields)
         finally:
             with self._idle:
+                self._held.pop(item.result_id, None)
                 self._busy -= 1
                 self._idle.notify_all()
+
+    def _is_called_off(self, engine: Engine, item: WorkItem) -> bool:
+        """Known called off, or its call-off document exists (one read per range taken)."""
+        if item.round_id in self._called_off:
+            return True
+        try:
+            found = engine.firestore.round_documents(defaults.ROUNDS_COLLECTION, [item.stop_id])
+        except StoreError:
+            return False  # the sweep meets the same outage and hands the range back
+        if found:
+            self._called_off.add(item.round_id)
+        return bool(found)
+
+    def _watch_call_offs(self) -> None:
+        """Every CALL_OFF_POLL seconds, whether a round of a range held was called off; if
+        so, halt the engine sweeping it: its writes end at once, the range at its next user."""
+        while not self._stopping.wait(CALL_OFF_POLL):
+            with self._lock:
+                held = list(self._held.values())
+            by_engine: dict[int, tuple[Engine, set[str]]] = {}
+            for item, engine in held:
+                by_engine.setdefault(id(engine), (engine, set()))[1].add(item.stop_id)
+            for engine, stop_ids in by_engine.values():
+                try:
+                    found = engine.firestore.round_documents(defaults.ROUNDS_COLLECTION,
+                                                             sorted(stop_ids))
+                except StoreError as exc:
+                    log.warning("call-offs not read", extra={"error": str(exc)})
+                    continue
+                if found:
+                    self._call_off(engine, {item.round_id for item, held_by in held
+                                            if held_by is engine and item.stop_id in found})
+
+    def _call_off(self, engine: Engine, rounds: set[str]) -> None:
+        with self._lock:
+            self._called_off.update(rounds)
+            for label, (_, held) in list(self._engines.items()):
+                if held is engine:
+                    del self._engines[label]
+        engine.halt()
+        log.info("sweep round called off: its ranges stop", extra={"rounds": sorted(rounds)})
 
     def _engine_for(self, item: WorkItem, fields: dict[str, object]) -> Engine | None:
         """The reconciler's engine at the message's generation; None: the message was
@@ -128,6 +186,9 @@ class SweepWorker:
         log.info("sweep range started", extra={**fields, "keyRange": str(item.key_range)})
         result = sweep(engine, dry_run=item.observe, trigger=Trigger.SWEEP,
                        keep_reports=False, plan=SweepPlan.of_share([item.key_range]))
+        if item.round_id in self._called_off:
+            log.info("sweep range called off", extra={**fields, "scanned": result.scanned})
+            return Outcome.DONE
         if result.aborted == HALTED or engine.halted.is_set():
             log.info("sweep range handed back", extra=fields)
             return Outcome.AGAIN
@@ -145,7 +206,7 @@ class SweepWorker:
         body = {**RangeResult.from_sweep(item.index, result, self.name).fields(item),
                 "expireAt": datetime.now(UTC) + defaults.ROUND_RESULTS_KEPT}
         try:
-            engine.firestore.put_range_result(defaults.ROUNDS_COLLECTION, item.result_id,
-                                              body)
+            engine.firestore.create_round_document(defaults.ROUNDS_COLLECTION,
+                                                   item.result_id, body)
         except Conflict:
             log.info("sweep range already reported", extra=fields)

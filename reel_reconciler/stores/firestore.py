@@ -327,19 +327,21 @@ class FirestoreStore:
         with self.requests.call(op, name):
             return self._commit([write])[0]
 
-    def put_range_result(self, collection: str, doc_id: str, fields: Mapping[str, Any]
-                         ) -> datetime:
-        """Create a range's result document of a distributed round, only where none exists
-        (raises Conflict when the range was swept twice: the first result stands)."""
+    def create_round_document(self, collection: str, doc_id: str,
+                              fields: Mapping[str, Any]) -> datetime:
+        """Create a document of a distributed round (a range's result, the round called
+        off) only where none exists; raises Conflict when one does: the first stands."""
         write = writes.create(self.connection.name(collection, doc_id), fields,
                               ("finishedAt",))
-        with self.requests.call("put_range_result", doc_id):
+        with self.requests.call("create_round_document", doc_id):
             return self._commit([write])[0]
 
-    def range_results(self, collection: str, doc_ids: Sequence[str]) -> dict[str, Document]:
-        """The result documents among `doc_ids` that exist, by id."""
-        with self.requests.call("get_range_results", f"{len(doc_ids)} ranges"):
-            return self._get(collection, doc_ids)
+    def round_documents(self, collection: str, doc_ids: Sequence[str]) -> dict[str, Document]:
+        """The documents of distributed rounds among `doc_ids` that exist, by id."""
+        with self.requests.call("get_round_documents", f"{len(doc_ids)} documents"):
+            found = self._get(collection, doc_ids)
+        self._billed(len(doc_ids))
+        return found
 
     def _watch(self, query: StructuredQuery, fields: Sequence[str],
                on_changes: OnChanges, state: FeedState | None) -> ChangeFeed:

@@ -33,6 +33,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +46,13 @@ from devkit.emulators import Emulator, Emulators, free_port
 from devkit.notifications import Notifications
 from devkit.seed import World
 from reel_reconciler import defaults
-from reel_reconciler.engine.sweep.ranges import KeyRange
-from reel_reconciler.engine.sweep.work import WorkItem, spec_snapshot
+from reel_reconciler.engine import Trigger
+from reel_reconciler.engine.connect import connect
+from reel_reconciler.engine.reconcile import HALTED
+from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan
+from reel_reconciler.engine.sweep.work import WorkItem, call_off_id, spec_snapshot
 from reel_reconciler.model import ReconcilerId
+from reel_reconciler.runtime.rounds import RoundCoordinator
 from reel_reconciler.stores.work import WorkTopic
 from reel_reconciler.watch import WatchOptions
 from tests.conftest import settings_for
@@ -55,8 +60,9 @@ from tests.support.drifted import (
     UNBRAKED,
     emulators_of_their_own,  # noqa: F401 - fixture
     seed_drifted,
+    written_times,
 )
-from tests.support.patience import bound, wait_for
+from tests.support.patience import bound, holds, wait_for
 from tests.support.watching import REPO, Watch, start_watch
 
 PROJECTS = 3_000
@@ -65,6 +71,10 @@ RANGES = 16
 LEASE = 10
 """Seconds: the test subscription's ack deadline, and the client library's first lease."""
 ALPHABET = string.digits + string.ascii_letters
+STOP_WITHIN = 5.0
+"""Seconds from a coordinator's stop to a worker's last write."""
+LOOK = 4.0
+"""Seconds to watch a worker go on running after it dropped a called-off range."""
 
 
 def waiting(work: Notifications) -> list[dict[str, Any]]:
@@ -261,3 +271,51 @@ def test_a_worker_stopped_mid_range_hands_it_back(
     written = sum(1 for r in _records(worker.log)
                   if r.get("logger") == "reel_reconciler.changes")
     assert written < 1_000, "it stopped before the end of its range"
+
+
+def test_a_stopped_coordinator_calls_its_round_off_and_the_workers_stop_writing(
+        emulators: Emulators, world: World, work: Notifications, tmp_path: Path) -> None:
+    """What a stop of the coordinating runtime does (Observe, suspend, delete, failover all
+    halt its engine): the round is called off, and a worker in the middle of one of its
+    ranges writes nothing more within 5 s, acks the range instead of handing it back (no one
+    is to sweep it for a spec that no longer holds), and goes on taking work."""
+    seed_drifted(world, 2_000, _user)
+    settings = settings_for(world, max_destructive=UNBRAKED)
+    spec = WatchOptions(sweep_ranges=2, sweep_parallel=1).spec(settings)
+    reconciler = ReconcilerId("called-off", "test")
+    engine = connect(settings, reconciler)
+    coordinator = RoundCoordinator(WorkTopic(work.topic_path), reconciler)
+    worker = start_worker(emulators, work, tmp_path / "worker.log")
+    outcome: list[Any] = []
+    try:
+        worker.wait_ready()
+        round_thread = threading.Thread(target=lambda: outcome.append(coordinator.run(
+            engine, spec, 1, SweepPlan(2, 1), Trigger.SWEEP)), daemon=True)
+        round_thread.start()
+        wait_for(lambda: len(written_times(world)) >= 100, 60,
+                 lambda: f"the worker to write in its range\n{worker.logs()}")
+        engine.halt()
+        halted_at = datetime.now(UTC)
+        round_thread.join(bound(30))
+        assert outcome, "the round returned"
+        assert outcome[0].aborted == HALTED, outcome
+        wait_for(lambda: "sweep range called off" in worker.log.read_text(), 15,
+                 lambda: f"the worker to drop its range\n{worker.logs()}")
+        holds(lambda: worker.proc.poll() is None, LOOK, "the worker to keep running")
+        last = max(written_times(world))
+        late = (last - halted_at).total_seconds()
+        print(f"\nlast write {late:.2f}s after the coordinator stopped; "
+              f"{len(written_times(world))} of 2,000 written")
+        assert late <= STOP_WITHIN, f"a worker wrote {late:.1f}s after the round was called off"
+        assert len(written_times(world)) < 2_000, "the round stopped before its end"
+        assert "sweep range handed back" not in worker.log.read_text()
+        round_id = next(r["round"] for r in _records(worker.log)
+                        if r.get("message") == "sweep range started")
+        stop = world.db.collection(defaults.ROUNDS_COLLECTION).document(
+            call_off_id(round_id)).get()
+        assert stop.exists, "the call-off is a document of the round"
+        assert [m for m in waiting(work)
+                if m["message"].get("attributes", {}).get("round") == round_id] == [], \
+            "the called-off ranges were acked, not left to come back"
+    finally:
+        worker.kill()

@@ -41,6 +41,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def call_off_id(round_id: str) -> str:
+    return f"{round_id}-stop"
+
+
 @dataclass(frozen=True)
 class WorkItem:
     """One range of one round, as published to the work topic."""
@@ -64,6 +68,12 @@ class WorkItem:
     def result_id(self) -> str:
         """The id of this range's result document: one per range and round."""
         return f"{self.round_id}-{self.index:04d}"
+
+    @property
+    def stop_id(self) -> str:
+        """The id of the document that calls this range's round off (its coordinator
+        stopped: Observe, suspend, delete, failover): one per round."""
+        return call_off_id(self.round_id)
 
     def parsed_spec(self) -> ReconcilerSpec:
         return ReconcilerSpec.parse(self.spec)

@@ -1,6 +1,7 @@
-"""Ranged sweeps at scale (issue #26): how long one replica takes with K ranges at once.
+"""Ranged sweeps at scale (issue #26): how long one replica takes with K ranges at once, and
+a round spread over replicas.
 
-    python -m bench.scale [--projects 100000] [--emulated 10000] [--before REV]
+    python -m bench.scale [--projects 100000] [--replicas 4] [--emulated 10000] [--before REV]
 
 Two parts, the same sweep code in both:
 
@@ -10,6 +11,11 @@ Two parts, the same sweep code in both:
   (p99 about 1 s), a Firestore page (or any Firestore call) 30 ms. Run in observe mode with
   ranges off (one stream per store: the sweep before ranges) and with 64 ranges at K = 1, 4,
   8; each time is extrapolated linearly to 1M projects when fewer are run.
+- Replicas: the same data, forked into `--replicas` processes (the data shared
+  copy-on-write), each holding up to 8 ranges at once and taking the next from one shared
+  queue as a worker takes the next message of the work subscription (`SweepPlan.of_share`,
+  the code a worker runs); the coordinator then passes the projects without a userId.
+  On this machine the replicas share its cores, so the figure is an upper bound.
 - Emulated: the same data seeded into the Firestore emulator and a GCS stand-in, each sweep
   in a process of its own (bench.measure), with ranges off before (the code of --before, by
   default the commit this branch started from) and after, then 64 ranges at K = 1, 4, 8.
@@ -21,11 +27,13 @@ import argparse
 import bisect
 import logging
 import math
+import multiprocessing
 import os
 import random
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
@@ -42,7 +50,7 @@ from reel_reconciler.config import Settings
 from reel_reconciler.engine.reconcile import Pipeline
 from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.engine.sweep import PROJECT_FIELDS, sweep
-from reel_reconciler.engine.sweep.ranges import SweepPlan
+from reel_reconciler.engine.sweep.ranges import SweepPlan, plan_ranges
 from reel_reconciler.model import ObjectInfo, ReconcilerId
 from reel_reconciler.stores.firestore import Document
 
@@ -186,7 +194,73 @@ PLANS = {"off": ("ranges off (one stream per store)", SweepPlan()),
          "8": ("64 ranges, K=8", SweepPlan(ranges=64, parallel=8))}
 
 
-def simulate(projects: int, plans: Sequence[str]) -> list[dict[str, Any]]:
+def _replica(number: int, store: IndexedProjects, bucket: IndexedObjects, ranges: int,
+             parallel: int, work: Any, done: Any) -> None:
+    """One replica, forked with the data: `parallel` threads, each taking the next range
+    from the shared queue as a worker takes the next message of the subscription, and
+    sweeping it alone (`SweepPlan.of_share`), with one engine for them all."""
+    bucket.latency = Latency(seed=26 + number).gcs
+    engine = Pipeline(settings(), store, bucket, Recorder(ReconcilerId("bench")))
+    key_ranges = plan_ranges(ranges)
+    totals = {"scanned": 0, "gcs": 0, "firestore": 0, "ranges": 0}
+    lock = threading.Lock()
+
+    def take() -> None:
+        while (index := work.get()) is not None:
+            result = sweep(engine, dry_run=True, keep_reports=False,
+                           plan=SweepPlan.of_share([key_ranges[index]]))
+            assert result.aborted is None, result.aborted
+            with lock:
+                totals["scanned"] += result.scanned
+                totals["ranges"] += 1
+
+    cpu, before = time.process_time(), engine.request_count()
+    threads = [threading.Thread(target=take) for _ in range(parallel)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    totals["gcs"], totals["firestore"] = (
+        now - then for now, then in zip(engine.request_count(), before, strict=True))
+    done.put({**totals, "cpu": time.process_time() - cpu})
+
+
+def replicated(store: IndexedProjects, bucket: IndexedObjects, projects: int, count: int,
+               parallel: int, ranges: int = 64) -> dict[str, Any]:
+    """A round spread over `count` replicas (processes forked from this one, the data shared
+    copy-on-write), each holding up to `parallel` ranges; then the coordinator's pass over
+    projects without a usable userId. Its reads of the results are left out: a few a round."""
+    context = multiprocessing.get_context("fork")
+    work, done = context.Queue(), context.Queue()
+    for index in range(ranges):
+        work.put(index)
+    for _ in range(count * parallel):
+        work.put(None)
+    started = time.monotonic()
+    processes = [context.Process(target=_replica, args=(n, store, bucket, ranges, parallel,
+                                                        work, done)) for n in range(count)]
+    for process in processes:
+        process.start()
+    figures = [done.get() for _ in processes]
+    for process in processes:
+        process.join()
+    coordinator = Pipeline(settings(), store, bucket, Recorder(ReconcilerId("bench")))
+    rest = sweep(coordinator, dry_run=True, keep_reports=False,
+                 plan=SweepPlan.of_share([], remainder=True))
+    seconds = time.monotonic() - started
+    figures.append({"scanned": rest.scanned, "ranges": 0, "cpu": 0.0,
+                    "gcs": rest.gcs_requests, "firestore": rest.firestore_requests})
+    scanned = sum(f["scanned"] for f in figures)
+    assert scanned == projects, scanned
+    assert sum(f["ranges"] for f in figures) == ranges
+    return {"seconds": seconds, "cpu": sum(f["cpu"] for f in figures),
+            "gcs": sum(f["gcs"] for f in figures),
+            "firestore": sum(f["firestore"] for f in figures),
+            "busiest": max(f["ranges"] for f in figures)}
+
+
+def simulate(projects: int, plans: Sequence[str], replicas: Sequence[int] = ()
+             ) -> list[dict[str, Any]]:
     started = time.monotonic()
     store, bucket, objects = simulated_stores(projects)
     print(f"Simulated: {projects:,} projects, {len(store.jobs):,} jobs, {objects:,} objects "
@@ -211,6 +285,15 @@ def simulate(projects: int, plans: Sequence[str]) -> list[dict[str, Any]]:
         print(f"| {name} | {projects:,} | {result.duration_seconds:.1f} | {cpu:.1f} | "
               f"{result.gcs_requests:,} | {result.firestore_requests:,} | "
               f"{scaled:,.0f} ({scaled / 60:.1f} min) |", flush=True)
+    for count in replicas:
+        f = replicated(store, bucket, projects, count, 8)
+        scaled = f["seconds"] * TARGET / projects
+        rows.append({"plan": f"{count} replicas", "projects": projects, **f,
+                     "at_target": scaled})
+        print(f"| 64 ranges over {count} replicas, K=8 each (at most {f['busiest']} ranges "
+              f"in one) | {projects:,} | {f['seconds']:.1f} | {f['cpu']:.1f} | "
+              f"{f['gcs']:,} | {f['firestore']:,} | {scaled:,.0f} ({scaled / 60:.1f} min) |",
+              flush=True)
     return rows
 
 
@@ -265,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
                         "project, about 0.2 ms of CPU each; 0: skip)")
     parser.add_argument("--plans", default=",".join(PLANS),
                         help="simulated plans to run, of off,1,4,8 (ranges off, then K)")
+    parser.add_argument("--replicas", default="4",
+                        help="simulated replicas sharing one round, each K=8, as processes "
+                        "taking ranges from one queue (comma-separated counts; '': none)")
     parser.add_argument("--emulated", type=int, default=10_000,
                         help="projects on the emulators (0: skip)")
     parser.add_argument("--repeat", type=int, default=3,
@@ -276,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# reel-reconciler ranged sweeps: one replica ({os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')})\n", flush=True)
     if args.projects:
-        simulate(args.projects, args.plans.split(","))
+        simulate(args.projects, [p for p in args.plans.split(",") if p],
+                 [int(n) for n in args.replicas.split(",") if n])
     if args.emulated:
         with tempfile.TemporaryDirectory(prefix="reel-scale-") as workdir:
             emulate(args.emulated, args.before, Path(workdir), args.repeat)

@@ -273,10 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     measured(engine, lambda: cleanup_stale_jobs(cleaner))  # fails the data's stale jobs once
     stale = measured(engine, lambda: cleanup_stale_jobs(cleaner))
     beat = heartbeat_read()
+    # A simulated day of the default timed sweep (delta rounds, a rolling full pass) at `n`
+    # projects, its fingerprint reads spread as at 1M (bench/day.py).
     day = simulate(n, CHANGE_PER_HOUR, delta=True, seed=6)
     rounds = Billed(round(day["at_1m"] * n), day["gcs_lists"], 0)
-    """A simulated day of the default timed sweep (delta rounds, a rolling full pass) at
-    `n` projects, fingerprint reads spread as at 1M: bench/day.py."""
 
     print(f"# reel-reconciler cost model ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
           f"{os.cpu_count()} cores, Python {platform.python_version()})\n")

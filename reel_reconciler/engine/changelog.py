@@ -81,9 +81,11 @@ def record(*, document: str, doc_id: str, trigger: Trigger, drift: Sequence[Drif
            before: Mapping[str, Any] | None, fields: Mapping[str, Any],
            server_time: Collection[str], precondition: datetime, outcome: Outcome,
            reconciler: ReconcilerId, attempt: int = 1, written: datetime | None = None,
-           error: str | None = None, project_id: str | None = None) -> None:
+           error: str | None = None, project_id: str | None = None, late: bool = False
+           ) -> None:
     """The line of one write, whatever became of it. `document`: `project` or `job` (a job's
-    line names its project too)."""
+    line names its project too). `late`: a write whose answer was lost, known to have landed
+    from a re-read (its new update time is not known)."""
     line: dict[str, Any] = {
         "reconciler": reconciler.label, "document": document,
         "projectId": project_id or doc_id, "trigger": trigger.value,
@@ -98,7 +100,11 @@ def record(*, document: str, doc_id: str, trigger: Trigger, drift: Sequence[Drif
         line["updateTime"] = rfc3339(written)
     if error is not None:
         line["error"] = error
-    message = {Outcome.WRITTEN: "written", Outcome.CONFLICT: "write refused: changed since read",
+    if late:
+        line["foundOnReread"] = True
+    message = {Outcome.WRITTEN: "written (its answer was lost; the re-read shows it)"
+               if late else "written",
+               Outcome.CONFLICT: "write refused: changed since read",
                Outcome.ERROR: "write failed"}[outcome]
     level = logging.WARNING if outcome is Outcome.ERROR else logging.INFO
     log.log(level, message, extra=line)

@@ -1,6 +1,10 @@
 """The commit step of a batch: its corrections written together, each still guarded by the
 precondition of the version read, or one by one when one of them is stale; every write in the
-change log."""
+change log.
+
+A refused write is logged once the re-read shows what became of it: a commit the server
+applied but answered too late is sent again by the client, and its own precondition refuses
+the second send. The re-read then holds our write, and the log says it was written."""
 
 from __future__ import annotations
 
@@ -9,14 +13,22 @@ import threading
 from datetime import datetime
 
 from reel_reconciler.engine import changelog
-from reel_reconciler.engine.batch import Batch, Correction, halted
+from reel_reconciler.engine.batch import Batch, Correction, Read, halted
 from reel_reconciler.engine.changelog import Outcome
 from reel_reconciler.engine.stores import ProjectStore
 from reel_reconciler.model import ReconcilerId
 from reel_reconciler.stores import Conflict, StoreError
-from reel_reconciler.stores.firestore import SERVER_TIME
+from reel_reconciler.stores.firestore import SERVER_TIME, Document
 
 log = logging.getLogger(__name__)
+
+
+def carries(doc: Document | None, correction: Correction) -> bool:
+    """Whether a document read after a refused write holds that very write. Our summary names
+    the time we decided and the version we decided on: no other write leaves that pair."""
+    summary = correction.update.get("lastReconciliation")
+    return (summary is not None and doc is not None
+            and (doc.data or {}).get("lastReconciliation") == summary)
 
 
 class Committer:
@@ -39,8 +51,29 @@ class Committer:
             return self._together(batch, corrections)
         return self._each(batch, corrections)
 
+    def refused(self, corrections: dict[str, Correction], conflicted: list[str]) -> None:
+        """The conflicts of a batch that gives up: logged as the refusals they were."""
+        for project_id in conflicted:
+            self._logged(project_id, corrections[project_id], Outcome.CONFLICT)
+
+    def settle(self, batch: Batch, corrections: dict[str, Correction], conflicted: list[str],
+               read: Read) -> Read:
+        """The refused writes, judged from their re-read: the ones it shows landed are logged
+        as written and reported as made; the others are logged as conflicts and returned, to
+        be decided again. A project the re-read missed is a conflict."""
+        found = {project_id: doc for project_id, doc, _ in read}
+        for project_id in conflicted:
+            correction = corrections[project_id]
+            if carries(found.get(project_id), correction):
+                self._logged(project_id, correction, Outcome.WRITTEN, late=True)
+                batch.set(correction.report)
+            else:
+                self._logged(project_id, correction, Outcome.CONFLICT)
+        return [entry for entry in read if entry[0] not in batch.reports]
+
     def _logged(self, project_id: str, correction: Correction, outcome: Outcome,
-                written: datetime | None = None, error: str | None = None) -> None:
+                written: datetime | None = None, error: str | None = None,
+                late: bool = False) -> None:
         """The change log's line of one project write."""
         changelog.record(
             document="project", doc_id=project_id, trigger=correction.trigger,
@@ -48,7 +81,7 @@ class Committer:
             fields=correction.update, server_time=SERVER_TIME,
             precondition=correction.read_update_time, outcome=outcome,
             reconciler=self.reconciler, attempt=correction.report.attempts, written=written,
-            error=error)
+            error=error, late=late)
 
     def _together(self, batch: Batch, corrections: dict[str, Correction]) -> list[str]:
         """One commit; a stale document in it refuses them all, and each is then written
@@ -73,6 +106,8 @@ class Committer:
         return self._each(batch, corrections)
 
     def _each(self, batch: Batch, corrections: dict[str, Correction]) -> list[str]:
+        """One write per correction; a refused one is logged when `settle` or `refused` knows
+        what became of it."""
         conflicted: list[str] = []
         for project_id, correction in corrections.items():
             if batch.outage is not None:
@@ -85,7 +120,6 @@ class Committer:
                 written = self.store.update_project(project_id, correction.update,
                                                     correction.read_update_time)
             except Conflict:
-                self._logged(project_id, correction, Outcome.CONFLICT)
                 conflicted.append(project_id)
             except StoreError as exc:
                 self._logged(project_id, correction, Outcome.ERROR, error=str(exc))

@@ -142,6 +142,7 @@ class Pipeline:
             if not conflicted:
                 break
             if batch.attempt == self.settings.max_attempts:
+                self.committer.refused(corrections, conflicted)
                 for project_id in conflicted:
                     batch.set(Report(
                         project_id=project_id, action=Action.CONFLICT, attempts=batch.attempt,
@@ -150,7 +151,8 @@ class Pipeline:
             log.info("write conflict, re-reading",
                      extra={"projects": conflicted, "attempt": batch.attempt})
             batch.attempt += 1
-            read = self._read(batch, conflicted)
+            read = self.committer.settle(batch, corrections, conflicted,
+                                         self._read(batch, conflicted))
         for project_id in dict.fromkeys(batch.order):
             self.recorder.record(batch.reports[project_id], batch.trigger,
                                  batch.known_at[project_id] - batch.started)

@@ -4,6 +4,7 @@ loop, one outage short-circuit, each project's own duration, every write guarded
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from reel_reconciler.engine.reconcile import Pipeline, Prefetched
 from reel_reconciler.engine.recorder import Recorder
 from reel_reconciler.logs import CHANGES
 from reel_reconciler.model import Action, Report, Trigger
+from reel_reconciler.stores import Conflict
 from tests.support.patience import bound
 from tests.support.recording import TESTS
 
@@ -241,7 +243,8 @@ def _changes(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
 def test_every_write_leaves_one_change_line_that_can_undo_it(
         caplog: pytest.LogCaptureFixture) -> None:
     """A commit of three, refused for p1 (the app wrote it since), then one by one: a line
-    per project write, p1's conflict included, each with the values before and after."""
+    per project write, p1's conflict included (logged once its re-read shows the app's
+    version), each with the values before and after."""
     caplog.set_level(logging.INFO, logger=CHANGES)
     engine, projects, objects, _ = pipeline()
     ids = ["p0", "p1", "p2"]
@@ -264,11 +267,11 @@ def test_every_write_leaves_one_change_line_that_can_undo_it(
     engine.reconcile_many(ids, Trigger.LISTENER)
     lines = _changes(caplog)
     assert [(c["projectId"], c["outcome"], c["attempt"]) for c in lines] == [
-        ("p0", "written", 1), ("p1", "conflict", 1), ("p2", "written", 1), ("p1", "written", 2)]
-    conflict = lines[1]
+        ("p0", "written", 1), ("p2", "written", 1), ("p1", "conflict", 1), ("p1", "written", 2)]
+    conflict = lines[2]
     assert conflict["updateTime"] is None
     assert conflict["precondition"] == {"updateTime": rfc3339(read["p1"].update_time)}
-    for line in (lines[0], lines[2], lines[3]):
+    for line in (lines[0], lines[1], lines[3]):
         project_id = line["projectId"]
         assert line["document"] == "project"
         assert line["trigger"] == "listener"
@@ -290,3 +293,70 @@ def test_every_write_leaves_one_change_line_that_can_undo_it(
             else:
                 rebuilt.pop(name, None)
         assert rebuilt == loggable(dict(previous or {})), project_id
+
+
+class LostAnswers(MemoryProjects):
+    """A server that applies the first single write and loses its answer, as a commit retried
+    after a timeout is refused by its own precondition; `then` runs between the two (the app's
+    write, if any). A fault the emulator cannot be made to show, hence this double."""
+
+    def __init__(self, then: Callable[[], None] | None = None) -> None:
+        super().__init__()
+        self.lost = 0
+        self.then = then
+
+    def update_project(self, project_id: str, fields: Any, read_update_time: Any) -> Any:
+        written = super().update_project(project_id, fields, read_update_time)
+        if self.lost == 0:
+            self.lost += 1
+            if self.then is not None:
+                self.then()
+            raise Conflict(f"firestore update_project {project_id}: precondition failed")
+        return written
+
+
+def test_a_write_whose_answer_was_lost_is_logged_as_written_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=CHANGES)
+    settings = Settings(bucket="reels", root_prefix=ROOT, settle="0s")
+    projects, objects = LostAnswers(), MemoryObjects()
+    engine = Pipeline(settings, projects, objects, Kept(), clock=lambda: NOW)
+    stuck(projects, objects, "p1")
+    report = engine.reconcile("p1", Trigger.LISTENER)
+    assert projects.lost == 1
+    assert report.action is Action.CORRECTED
+    assert report.attempts == 1
+    assert len(projects.writes) == 1, "the re-read found our write: nothing written again"
+    lines = _changes(caplog)
+    assert [(c["outcome"], c["attempt"]) for c in lines] == [("written", 1)]
+    late = [r for r in caplog.records if r.name == CHANGES]
+    assert getattr(late[0], "foundOnReread", None) is True
+    assert lines[0]["updateTime"] is None, "the lost answer's update time is not known"
+
+
+@pytest.mark.parametrize(("app_keeps_our_fields", "outcomes"), [
+    (True, [("written", 1)]),
+    (False, [("conflict", 1), ("written", 2)]),
+])
+def test_after_a_lost_answer_the_re_read_decides_between_written_and_conflict(
+        caplog: pytest.LogCaptureFixture, app_keeps_our_fields: bool,
+        outcomes: list[tuple[str, int]]) -> None:
+    """The app writes after our lost answer. A merge keeps our summary: our write landed. A
+    whole-document set from its older copy drops it: a conflict, decided again."""
+    caplog.set_level(logging.INFO, logger=CHANGES)
+    settings = Settings(bucket="reels", root_prefix=ROOT, settle="0s")
+
+    def app_writes() -> None:
+        current = dict(projects.projects["p1"].data or {})
+        base = current if app_keeps_our_fields else original
+        projects.put_project("p1", {**base, "title": "written by the app"})
+
+    projects, objects = LostAnswers(then=app_writes), MemoryObjects()
+    engine = Pipeline(settings, projects, objects, Kept(), clock=lambda: NOW)
+    stuck(projects, objects, "p1")
+    original = dict(projects.projects["p1"].data or {})
+    report = engine.reconcile("p1", Trigger.LISTENER)
+    assert [(c["outcome"], c["attempt"]) for c in _changes(caplog)] == outcomes
+    assert report.action is Action.CORRECTED
+    assert report.attempts == outcomes[-1][1]
+    assert (projects.projects["p1"].data or {})["title"] == "written by the app"

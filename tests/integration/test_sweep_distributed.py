@@ -286,8 +286,12 @@ def test_a_stopped_coordinator_calls_its_round_off_and_the_workers_stop_writing(
     """What a stop of the coordinating runtime does (Observe, suspend, delete, failover all
     halt its engine): the round is called off, and a worker in the middle of one of its
     ranges writes nothing more within 5 s, acks the range instead of handing it back (no one
-    is to sweep it for a spec that no longer holds), and goes on taking work."""
+    is to sweep it for a spec that no longer holds), and goes on taking work. The app
+    generates a project in the range meanwhile, untouched by either."""
     seed_drifted(world, CALLED_OFF, _user)
+    app = ReelApp(world, Timing(window=0.1, per_prompt=0.4, exists_check=0.2))
+    app.create_project("p-live", user="Ma7", prompts=3)
+    live = app.generation("p-live").start().run_in_thread()
     settings = settings_for(world, max_destructive=UNBRAKED)
     spec = WatchOptions(sweep_ranges=2, sweep_parallel=1).spec(settings)
     reconciler = ReconcilerId("called-off", "test")
@@ -325,5 +329,8 @@ def test_a_stopped_coordinator_calls_its_round_off_and_the_workers_stop_writing(
         assert [m for m in waiting(work)
                 if m["message"].get("attributes", {}).get("round") == round_id] == [], \
             "the called-off ranges were acked, not left to come back"
+        assert live.join(bound(60)) == "completed"
+        assert world.project("p-live")["status"] == "ready"
+        assert "lastReconciliation" not in world.project("p-live"), "the app's own generation"
     finally:
         worker.kill()

@@ -1,0 +1,178 @@
+"""The stale-job cleanup from the jobs listener's view, against Google's Firestore emulator
+with the listeners running and the app writing jobs and projects meanwhile: stale jobs are
+failed reading only the candidates, a job that goes silent later is found, and a job the app
+refreshed between the view and the read is left alone."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from prometheus_client import REGISTRY
+
+from devkit.app import ReelApp
+from devkit.seed import World
+from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
+from reel_reconciler.engine.reconcile import Engine
+from reel_reconciler.engine.stale import ActiveJobs, StaleCleanup, cleanup_stale_jobs
+from reel_reconciler.model import ReconcilerId
+from reel_reconciler.stores.firestore import FirestoreStore
+from reel_reconciler.stores.gcs import GcsStore
+from tests.conftest import settings_for
+from tests.integration.test_listeners import Inbox, wait_until
+
+TIMEOUT = 4
+"""Seconds of silence that make a job stale here; the busy jobs are written far more often."""
+BUSY = 40
+"""Jobs the app keeps writing: what a query pass would read each time."""
+
+
+def stale_reads(reconciler: str) -> float:
+    value = REGISTRY.get_sample_value("reel_reconciler_firestore_documents_read_total",
+                                      {"reconciler": reconciler, "trigger": "stale_job"})
+    return value or 0.0
+
+
+class Busy:
+    """The app at work: each busy job's worker writes it, and its project, in turn."""
+
+    def __init__(self, app: ReelApp, jobs: dict[str, str]) -> None:
+        self.app = app
+        self.jobs = dict(jobs)
+        """Job id -> project id, of the jobs still written."""
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.rounds = 0
+        self.thread = threading.Thread(target=self.run, name="busy-app", daemon=True)
+
+    def silence(self, job_id: str) -> None:
+        with self.lock:
+            del self.jobs[job_id]
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            with self.lock:
+                jobs = list(self.jobs.items())
+            for job_id, project_id in jobs:
+                self.app.update_job(job_id, {"status": "processing"})
+                if self.rounds % 4 == 0:
+                    self.app.update_project(project_id, {"status": "generating"})
+            self.rounds += 1
+
+
+class Watching:
+    """A listener set and an engine under a name of their own (their metric series too)."""
+
+    def __init__(self, world: World) -> None:
+        self.reconciler = ReconcilerId(f"stale-view-{uuid.uuid4().hex[:8]}")
+        self.settings = settings_for(world, stale_timeout=f"{TIMEOUT}s")
+        self.store = FirestoreStore(self.settings, self.reconciler)
+        self.inbox = Inbox()
+        self.listeners = ListenerSet(self.store, self.inbox, reconciler=self.reconciler,
+                                     settings=WatchdogSettings(silence_threshold=3600.0,
+                                                               resubscribe_every=3600.0))
+        self.inbox.listeners = self.listeners
+        self.engine = Engine(self.settings, self.store, GcsStore(self.settings, self.reconciler),
+                             self.reconciler)
+
+    def view(self) -> ActiveJobs:
+        safe_beat(self.listeners)
+        self.listeners.check()
+        found = self.listeners.active_jobs()
+        assert found is not None, "the jobs feed is not current"
+        return found
+
+    def view_with(self, job_ids: set[str]) -> ActiveJobs:
+        """The view once the feed holds every one of `job_ids`."""
+        seen: list[ActiveJobs] = []
+
+        def look() -> None:
+            seen[:] = [self.view()]
+
+        wait_until(lambda: job_ids <= set(seen[0]), 10, look)
+        return seen[0]
+
+    def reads(self) -> float:
+        return stale_reads(self.reconciler.label)
+
+
+@pytest.fixture
+def watching(world: World) -> Iterator[Watching]:
+    running = Watching(world)
+    running.listeners.start()
+    wait_until(lambda: running.listeners.firestore_up, 10,
+               lambda: (safe_beat(running.listeners), running.listeners.check()))
+    yield running
+    running.listeners.stop()
+
+
+def test_stale_jobs_are_failed_from_the_view_reading_only_candidates(
+        world: World, watching: Watching) -> None:
+    app = ReelApp(world)
+    busy: dict[str, str] = {}
+    for n in range(BUSY):
+        project_id = f"busy-{n:02d}"
+        world.add_project(project_id, status="generating")
+        busy[world.add_job(project_id, status="processing", updated_ago=timedelta(0))] = project_id
+    dead = []
+    for n in range(3):
+        world.add_project(f"dead-{n}", status="generating")
+        dead.append(world.add_job(f"dead-{n}", status="processing",
+                                  updated_ago=timedelta(hours=1)))
+    world.add_project("late", status="generating")
+    late = world.add_job("late", status="processing", updated_ago=timedelta(0))
+    busy[late] = "late"
+    worker = Busy(app, busy)
+    worker.thread.start()
+    try:
+        watching.view_with(set(busy) | set(dead))
+        before = watching.reads()
+        cleanups: list[StaleCleanup] = []
+
+        def cleanup() -> None:
+            cleanups.append(cleanup_stale_jobs(watching.engine, view=watching.view()))
+
+        wait_until(lambda: set(dead) <= {j for c in cleanups for j in c.stale_jobs}, 10,
+                   cleanup)
+        assert late not in {j for c in cleanups for j in c.stale_jobs}
+        worker.silence(late)  # its worker dies after the view that judged it alive
+        wait_until(lambda: late in cleanups[-1].stale_jobs, 3 * TIMEOUT, cleanup)
+        view_reads = watching.reads() - before
+        failed = [j for c in cleanups for j in c.stale_jobs]
+        assert sorted(failed) == sorted([*dead, late]), "each failed once, no busy job"
+        assert all(c.candidates is not None and c.error is None for c in cleanups)
+        for job_id in [*dead, late]:
+            assert world.job(job_id)["status"] == "failed"
+        for n in (0, 1, 2):
+            assert world.project(f"dead-{n}")["status"] == "error"
+        active = len(busy) + len(dead)
+        # Every cleanup above together read less than one query of the active jobs does.
+        assert len(cleanups) >= 3
+        assert view_reads < active, (view_reads, len(cleanups))
+        before = watching.reads()
+        assert cleanup_stale_jobs(watching.engine).stale_jobs == []
+        still_active = len(worker.jobs)
+        assert watching.reads() - before >= still_active, "a query reads every active job"
+    finally:
+        worker.stop.set()
+        worker.thread.join()
+    assert all(world.job(job_id)["status"] == "processing" for job_id in worker.jobs)
+
+
+def test_a_job_refreshed_between_the_view_and_the_read_is_not_failed(
+        world: World, watching: Watching) -> None:
+    app = ReelApp(world)
+    world.add_project("revived", status="generating")
+    revived = world.add_job("revived", status="processing", updated_ago=timedelta(hours=1))
+    view = watching.view_with({revived})
+    app.update_job(revived, {"status": "processing"})  # its worker was only slow
+    result = cleanup_stale_jobs(watching.engine, view=view)
+    assert result.candidates == 1, "the view still shows it silent"
+    assert result.stale_jobs == []
+    assert result.error is None
+    assert world.job(revived)["status"] == "processing"
+    watching.listeners.stop()
+    assert watching.listeners.active_jobs() is None, "stopped: the timer queries"

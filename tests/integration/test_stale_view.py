@@ -5,6 +5,7 @@ refreshed between the view and the read is left alone."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,10 +20,14 @@ from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_
 from reel_reconciler.engine.reconcile import Engine
 from reel_reconciler.engine.stale import ActiveJobs, StaleCleanup, cleanup_stale_jobs
 from reel_reconciler.model import ReconcilerId
+from reel_reconciler.runtime import ReconcilerRuntime
+from reel_reconciler.spec import ReconcilerSpec
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.gcs import GcsStore
 from tests.conftest import settings_for
 from tests.integration.test_listeners import Inbox, wait_until
+from tests.support.recording import recording_engine
+from tests.support.running import running
 
 TIMEOUT = 4
 """Seconds of silence that make a job stale here; the busy jobs are written far more often."""
@@ -176,3 +181,28 @@ def test_a_job_refreshed_between_the_view_and_the_read_is_not_failed(
     assert world.job(revived)["status"] == "processing"
     watching.listeners.stop()
     assert watching.listeners.active_jobs() is None, "stopped: the timer queries"
+
+
+def test_the_runtime_timer_queries_first_then_reads_only_from_the_view(world: World) -> None:
+    """The runtime's own stale-job pass: its first run queries every active job, the next
+    ones read only what the jobs listener shows silent."""
+    world.add_project("first", status="generating")
+    first = world.add_job("first", status="processing", updated_ago=timedelta(hours=1))
+    spec = ReconcilerSpec.parse({
+        "firestore": {"projectsCollection": world.projects_collection,
+                      "jobsCollection": world.jobs_collection},
+        "storage": {"bucket": world.bucket}, "settle": "0s",
+        "staleJobs": {"timeout": f"{TIMEOUT}s"}})
+    reconciler = ReconcilerId(f"stale-runtime-{uuid.uuid4().hex[:8]}", "test")
+    runtime = ReconcilerRuntime(reconciler, spec, connector=recording_engine)
+    with running(runtime):
+        listeners = runtime.listeners
+        assert listeners is not None
+        queried = asyncio.run(runtime.cleanup_stale_jobs())
+        assert (queried.candidates, queried.stale_jobs) == (None, [first])
+        world.add_project("second", status="generating")
+        second = world.add_job("second", status="processing", updated_ago=timedelta(hours=1))
+        wait_until(lambda: second in (listeners.active_jobs() or {}), 15, lambda: None)
+        from_view = asyncio.run(runtime.cleanup_stale_jobs())
+        assert (from_view.candidates, from_view.stale_jobs) == (1, [second])
+        assert world.job(second)["status"] == "failed"

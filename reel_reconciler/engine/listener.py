@@ -201,8 +201,9 @@ class ListenerSet:
 
     def active_jobs(self, now: float | None = None) -> dict[str, Seen] | None:
         """The jobs feed's members (the active jobs, with the fields staleness is judged on)
-        while it can be trusted: the watchdog found every listener up, none has failed or
-        gone silent since, and the feed is current. None otherwise: the caller queries."""
+        while they can be trusted: the watchdog found every listener up, none has failed,
+        closed or gone silent since, and the feed has applied a consistent snapshot on its
+        live stream (`ChangeFeed.view`). None otherwise: the caller queries."""
         now = time.time() if now is None else now
         if not self._firestore_up or self._restart_reason(now) not in (None,
                                                                       RestartReason.SCHEDULED):

@@ -14,11 +14,15 @@ devkit stores in memory, and counts what the stores bill (reel_reconciler/stores
   document on a fresh Listen, nothing more on a scheduled restart that resumes from its
   token, every match again after a broken stream), and the reconciles of what they queue,
   in the work queue's batches;
-- the stale-job cleanup and one heartbeat.
+- the stale-job cleanup both ways: querying every active job (the timer's safety net every
+  6 hours, and the CLI), and from the jobs listener's view (reading only the jobs it shows
+  silent); the per-day figure is the timer's simulated day (bench/day.py): the view every
+  5 minutes, a query every 6 hours, and the jobs that go stale meanwhile;
+- one heartbeat.
 
 Then the per-day figures for `--target` projects at the default intervals (every count
-grows with the projects but the heartbeat's), and dollars at list prices: an estimate,
-not a bill.
+grows with the projects but the heartbeat's), and dollars at list prices, Firestore's and
+GCS's apart: an estimate, not a bill.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Any, ClassVar, cast
 from google.cloud.firestore_v1.types.firestore import ListenResponse, TargetChange
 
 from bench.data import Generator
-from bench.day import simulate
+from bench.day import listener_view, simulate
 from devkit.memory import StreamingObjects, StreamingProjects
 from reel_reconciler import defaults
 from reel_reconciler.engine.reconcile import Engine, Pipeline
@@ -51,6 +55,7 @@ from reel_reconciler.spec import ReconcilerSpec
 from reel_reconciler.stores.changefeed import TARGET_ID, Change, ChangeFeed
 from reel_reconciler.stores.connection import Connection
 from reel_reconciler.stores.feedstate import FeedState
+from reel_reconciler.stores.firestore import ACTIVE_JOB_FIELDS
 from reel_reconciler.stores.queries import WATCHED_PROJECT_STATUSES
 from reel_reconciler.stores.values import Document, decode, encode
 
@@ -137,7 +142,7 @@ def _listen(feed: ChangeFeed, documents: Iterable[Document], fields: Iterable[st
 class Feeds:
     """The projects and jobs listeners' feeds over the store's watched documents."""
 
-    FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"projects": (), "jobs": ("projectId",)}
+    FIELDS: ClassVar[dict[str, tuple[str, ...]]] = {"projects": (), "jobs": ACTIVE_JOB_FIELDS}
 
     def __init__(self, firestore: StreamingProjects) -> None:
         self.firestore = firestore
@@ -233,10 +238,11 @@ CHANGE_PER_HOUR = 0.01
 """Share of users whose storage changes in an hour, in the simulated day."""
 
 
-def dollars(reads: float, class_a: float, class_b: float) -> tuple[float, float]:
+def dollars(reads: float, class_a: float, class_b: float) -> tuple[float, float, float]:
+    """Firestore's reads at the low and the high list price, and GCS's operations."""
     gcs = class_a * GCS_CLASS_A_PER_1000 / 1000 + class_b * GCS_CLASS_B_PER_1000 / 1000
-    low, high = (reads * price / 100_000 + gcs for price in FIRESTORE_READS_PER_100K)
-    return low, high
+    low, high = (reads * price / 100_000 for price in FIRESTORE_READS_PER_100K)
+    return low, high, gcs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     cleaner = cast(Engine, engine)
     measured(engine, lambda: cleanup_stale_jobs(cleaner))  # fails the data's stale jobs once
     stale = measured(engine, lambda: cleanup_stale_jobs(cleaner))
+    view = listener_view(firestore)
+    from_view = measured(engine, lambda: cleanup_stale_jobs(cleaner, view=view))
     beat = heartbeat_read()
     # A simulated day of the default timed sweep (delta rounds, a rolling full pass) at `n`
     # projects, its fingerprint reads spread as at 1M (bench/day.py).
@@ -290,7 +298,8 @@ def main(argv: list[str] | None = None) -> int:
             ("listener first start (no state)", first),
             ("listener scheduled restart (resume token)", scheduled),
             ("listener restart after a broken stream (no token)", broken),
-            ("stale-job cleanup", stale)]
+            ("stale-job cleanup, every active job queried (safety net, CLI)", stale),
+            ("stale-job cleanup from the jobs listener's view", from_view)]
     for name, billed in rows:
         print(f"| {name} | {billed.reads:,} | {billed.reads / n:.3f} | {billed.class_a:,} | "
               f"{billed.class_b:,} |")
@@ -301,12 +310,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nWere every round a full pass (as before delta rounds), the timed sweeps alone "
           f"would read {full.reads * full_rounds * scale:,.0f} documents a day at "
           f"{args.target:,} projects ({full.reads * full_rounds / n:.2f} per project).")
+    sweeps = (f"timed sweeps (delta rounds, {CHANGE_PER_HOUR:.0%} of users changing storage "
+              "per hour, one full pass a day)")
+    timer = (f"stale-job timer (a simulated day: the listener's view, every active job queried "
+             f"every {defaults.STALE_FULL_PASS_EVERY}, {day['stale_candidates']:,} candidates "
+             "read)")
+    simulated = {sweeps, timer}  # already a day's counts: scaled, not multiplied by runs
     schedule = [
-        (f"timed sweeps (delta rounds, {CHANGE_PER_HOUR:.0%} of users changing storage per "
-         "hour, one full pass a day)", rounds, 1),
+        (sweeps, rounds, 1),
         ("scheduled listener restarts", scheduled,
          DAY / defaults.RESUBSCRIBE_INTERVAL.total_seconds()),
-        ("stale-job cleanups", stale, DAY / defaults.STALE_INTERVAL.total_seconds()),
+        (timer, Billed(day["stale_reads"], day["stale_gcs_lists"], 0),
+         DAY / defaults.STALE_INTERVAL.total_seconds()),
     ]
     print(f"\nPer day at {args.target:,} projects on the default schedule (sweep every "
           f"{defaults.SWEEP_INTERVAL}, listeners resubscribed every "
@@ -314,21 +329,22 @@ def main(argv: list[str] | None = None) -> int:
           f"a heartbeat every {defaults.HEARTBEAT_INTERVAL}); the app's own changes and "
           "restarts of the process come on top:\n")
     print("| source | runs a day | Firestore reads | reads per project | GCS class A | "
-          "GCS class B | USD a day (list prices) |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+          "GCS class B | Firestore USD a day | GCS USD a day |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     total = [0.0, 0.0, 0.0]
     for name, billed, runs in schedule:
-        reads, class_a, class_b = billed.times(runs * scale)
+        reads, class_a, class_b = billed.times(scale * (1 if name in simulated else runs))
         total = [total[0] + reads, total[1] + class_a, total[2] + class_b]
-        low, high = dollars(reads, class_a, class_b)
+        low, high, gcs_usd = dollars(reads, class_a, class_b)
         print(f"| {name} | {runs:,.0f} | {reads:,.0f} | {reads / args.target:.2f} | "
-              f"{class_a:,.0f} | {class_b:,.0f} | {low:,.2f}-{high:,.2f} |")
+              f"{class_a:,.0f} | {class_b:,.0f} | {low:,.2f}-{high:,.2f} | {gcs_usd:,.2f} |")
     beats = DAY / defaults.HEARTBEAT_INTERVAL.total_seconds()
     total[0] += beats * beat
-    print(f"| heartbeats | {beats:,.0f} | {beats * beat:,.0f} | | | | |")
-    low, high = dollars(*total)
+    print(f"| heartbeats | {beats:,.0f} | {beats * beat:,.0f} | | | | | |")
+    low, high, gcs_usd = dollars(*total)
     print(f"| **total** | | **{total[0]:,.0f}** | **{total[0] / args.target:.2f}** | "
-          f"{total[1]:,.0f} | {total[2]:,.0f} | **{low:,.2f}-{high:,.2f}** |")
+          f"{total[1]:,.0f} | {total[2]:,.0f} | **{low:,.2f}-{high:,.2f}** | "
+          f"**{gcs_usd:,.2f}** |")
     print("\nAn estimate at list prices (Firestore $0.03-0.06 per 100,000 reads by location, "
           "GCS $0.005 per 1,000 class A and $0.0004 per 1,000 class B operations), not a "
           "bill: free tiers, discounts, writes, storage and network are left out.")

@@ -8,13 +8,15 @@ default schedule (a round every 30 minutes, 64 ranges, `fullEvery` 24h) on a sim
 clock, and every hour `--change` of the users making a new generation of one project (a new
 clip in the bucket and the project document pointing at it, as the app writes them). Each
 mode first runs one round (the first round of a deployment, or of a day before) and then
-counts a day of 48 rounds; between two rounds, jobs silent past the stale timeout are failed,
-as the stale-job timer fails them. Reads are counted as Firestore bills them: one per document a
-query or a get returns, one for a query that returns none, one per 1,000 projects counted;
-GCS list requests are class A operations. The listeners and notifications are not part of
-it: they cost the same in both modes. Reading the fingerprints costs one read per range per
-round whatever the number of projects: the figure at 1M projects spreads those over 1M and
-scales the rest.
+counts a day of 48 rounds; every 5 minutes in between the runtime's stale-job timer runs as
+the runtime runs it (engine.stale.StaleTimer): from the jobs listener's view of the active jobs
+(here the active jobs in the store, as the feed holds them), with its query of every active job
+every 6 hours; its reads are counted apart from the rounds'. Reads are counted as Firestore
+bills them: one per document a query or a get returns, one for a query that returns none, one
+per 1,000 projects counted; GCS list requests are class A operations. The listeners and
+notifications are not part of it: they cost the same in both modes. Reading the
+fingerprints costs one read per range per round whatever the number of projects: the
+figure at 1M projects spreads those over 1M and scales the rest.
 """
 
 from __future__ import annotations
@@ -28,21 +30,24 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from bench.data import CLIP_SIZE, Generator
 from devkit.memory import StreamingObjects, StreamingProjects
 from reel_reconciler import defaults
 from reel_reconciler.config import Settings
-from reel_reconciler.engine.reconcile import Pipeline
+from reel_reconciler.engine.reconcile import Engine, Pipeline
 from reel_reconciler.engine.recorder import Recorder
+from reel_reconciler.engine.stale import ActiveJobs, StaleTimer
 from reel_reconciler.engine.sweep import sweep
 from reel_reconciler.engine.sweep.delta import Schedule, delta_sweep
 from reel_reconciler.engine.sweep.ranges import SweepPlan
-from reel_reconciler.model import ObjectInfo, ReconcilerId
-from reel_reconciler.stores.firestore import Document
+from reel_reconciler.model import ACTIVE_JOB_STATUSES, ObjectInfo, ReconcilerId
+from reel_reconciler.stores.feedstate import Seen
+from reel_reconciler.stores.firestore import ACTIVE_JOB_FIELDS, Document
 
 ROUNDS = int(timedelta(days=1) / defaults.SWEEP_INTERVAL)
+CLEANUPS_PER_ROUND = int(defaults.SWEEP_INTERVAL / defaults.STALE_INTERVAL)
 PRICE_PER_100K_READS = 0.06
 """US dollars per 100,000 document reads at Firestore's list price (multi-region is higher)."""
 
@@ -67,6 +72,10 @@ class BilledProjects(StreamingProjects):
             yield page
         if not pages:
             self.billed[op] += 1
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Document]:
+        self.billed["get_jobs"] += len(set(job_ids))
+        return super().get_jobs(job_ids)
 
     def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
         self.billed["get_projects"] += len(set(project_ids))
@@ -119,6 +128,18 @@ class BilledProjects(StreamingProjects):
         return super().own_document(collection, name, op)
 
 
+def listener_view(firestore: StreamingProjects) -> ActiveJobs:
+    """The active jobs as the jobs listener holds them: the fields it keeps of each."""
+    found: dict[str, Seen] = {}
+    for job_id, doc in firestore.jobs.items():
+        data = doc.data or {}
+        if data.get("status") in ACTIVE_JOB_STATUSES:
+            stamp = (int(doc.update_time.timestamp()), doc.update_time.microsecond * 1000)
+            found[job_id] = Seen(stamp, {name: data[name] for name in ACTIVE_JOB_FIELDS
+                                         if name in data}, doc.update_time)
+    return found
+
+
 class Day:
     """One mode's stores, clock and app: the same data and the same changes for each."""
 
@@ -143,18 +164,32 @@ class Day:
         self.engine = Pipeline(settings, self.firestore, self.gcs,
                                Recorder(ReconcilerId("bench")), clock=lambda: self.now)
         self.root = settings.location.root_prefix
+        started = self.now
+        self.stale = StaleTimer(defaults.STALE_FULL_PASS_EVERY,
+                                clock=lambda: (self.now - started).total_seconds())
+        self.stale_billed: Counter[str] = Counter()
+        self.stale_queries = 0
+        self.stale_candidates = 0
+        self.stale_lists = 0
+        """GCS listings of the projects of the jobs the timer failed."""
+
+    def view(self) -> ActiveJobs:
+        return listener_view(self.firestore)
 
     def stale_timer(self) -> None:
-        """What the stale-job timer does between two rounds (its reads are the same in both
-        modes and left out): jobs silent past the stale timeout are failed."""
-        silent = self.now - defaults.STALE_TIMEOUT
-        for job_id, doc in list(self.firestore.jobs.items()):
-            data = doc.data or {}
-            last = data.get("updatedAt") or data.get("startedAt") or data.get("createdAt")
-            if data.get("status") in ("queued", "processing") and (
-                    not isinstance(last, datetime) or last < silent):
-                self.firestore.put_job(job_id, {**data, "status": "failed",
-                                                "timedOutAt": self.now, "updatedAt": self.now})
+        """One run of the runtime's stale-job timer, its reads counted in `stale_billed`:
+        the jobs silent past the stale timeout are failed and their projects reconciled."""
+        rounds, self.firestore.billed = self.firestore.billed, self.stale_billed
+        lists = self.gcs.requests.by_op()["list"]
+        try:
+            # The memory store answers the cleanup's queries, gets and writes as Firestore does.
+            result = self.stale.run(cast(Engine, self.engine), False, self.view)
+        finally:
+            self.firestore.billed = rounds
+            self.stale_lists += self.gcs.requests.by_op()["list"] - lists
+        assert result.error is None, result.error
+        self.stale_queries += result.candidates is None
+        self.stale_candidates += result.candidates or 0
 
     def app(self, share: float) -> int:
         """`share` of the users each regenerate the first clip of one of their projects: the
@@ -192,23 +227,32 @@ def simulate(projects: int, change: float, delta: bool, seed: int) -> dict[str, 
         assert result.aborted is None, (number, result.aborted)
 
     round_at(0)
+    day.stale_timer()  # the first run queries and fails the data's stale jobs once
     day.firestore.billed.clear()
+    day.stale_billed.clear()
+    day.stale_queries = day.stale_candidates = day.stale_lists = 0
     gcs0 = day.gcs.requests.by_op()["list"]
     started = time.monotonic()
     changed = 0
     for number in range(1, ROUNDS + 1):
-        day.now += interval
-        day.stale_timer()
+        for _ in range(CLEANUPS_PER_ROUND):
+            day.now += defaults.STALE_INTERVAL
+            day.stale_timer()
         changed += day.app(change * interval / timedelta(hours=1))
         round_at(number)
     reads = sum(day.firestore.billed.values())
+    stale = sum(day.stale_billed.values())
     fixed = day.firestore.billed["get_fingerprints"]
     return {"mode": "delta" if delta else "full", "projects": projects, "reads": reads,
             "per_project": reads / projects,
             "at_1m": (reads - fixed) / projects + fixed / 1_000_000,
-            "gcs_lists": day.gcs.requests.by_op()["list"] - gcs0,
+            "gcs_lists": day.gcs.requests.by_op()["list"] - gcs0 - day.stale_lists,
             "changed": changed, "seconds": time.monotonic() - started,
-            "by_kind": dict(day.firestore.billed.most_common())}
+            "by_kind": dict(day.firestore.billed.most_common()),
+            "stale_reads": stale, "stale_per_project": stale / projects,
+            "stale_queries": day.stale_queries, "stale_candidates": day.stale_candidates,
+            "stale_gcs_lists": day.stale_lists,
+            "stale_by_kind": dict(day.stale_billed.most_common())}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,6 +282,13 @@ def main(argv: list[str] | None = None) -> int:
         kinds = ", ".join(f"{kind} {count / args.projects:.2f}"
                           for kind, count in row["by_kind"].items())
         print(f"\n{row['mode']}: reads per project per day by request: {kinds}")
+    stale = rows[-1]
+    kinds = ", ".join(f"{kind} {count / args.projects:.3f}"
+                      for kind, count in stale["stale_by_kind"].items())
+    print(f"\nThe stale-job timer besides ({ROUNDS * CLEANUPS_PER_ROUND} runs: "
+          f"{stale['stale_queries']} queries of every active job, "
+          f"{stale['stale_candidates']:,} candidates read from the listener's view): "
+          f"{stale['stale_per_project']:.3f} reads per project per day ({kinds})")
     return 0
 
 

@@ -70,6 +70,11 @@ class MemoryProjects:
         self._billed(len(set(project_ids)))
         return {i: self.projects[i] for i in project_ids if i in self.projects}
 
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Document]:
+        self._call("get_jobs", f"{len(job_ids)} jobs")
+        self._billed(len(set(job_ids)))
+        return {i: self.jobs[i] for i in job_ids if i in self.jobs}
+
     def jobs_of_projects(self, project_ids: Sequence[str]) -> dict[str, list[Document]]:
         self._call("query_jobs", f"{len(project_ids)} projects")
         found: dict[str, list[Document]] = {i: [] for i in project_ids}

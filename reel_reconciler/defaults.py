@@ -16,6 +16,9 @@ STALE_TIMEOUT = timedelta(minutes=30)
 SETTLE = timedelta(seconds=30)
 SWEEP_INTERVAL = timedelta(minutes=30)
 STALE_INTERVAL = timedelta(minutes=5)
+STALE_FULL_PASS_EVERY = timedelta(hours=6)
+"""How often the stale-job timer queries every active job instead of trusting the jobs
+listener's view: the bound on how long a job a wrong view hides can stay stuck."""
 SWEEP_RANGES = 64
 """userId ranges a sweep cuts the keyspace into (1: one stream per store, as before ranges)."""
 SWEEP_PARALLEL = 8

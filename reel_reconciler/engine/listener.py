@@ -28,7 +28,7 @@ from reel_reconciler.backoff import backoff
 from reel_reconciler.model import ReconcilerId, RestartReason
 from reel_reconciler.stores import StoreError
 from reel_reconciler.stores.changefeed import Change, ChangeFeed, OnChanges
-from reel_reconciler.stores.feedstate import FeedState
+from reel_reconciler.stores.feedstate import FeedState, Seen
 from reel_reconciler.stores.firestore import FirestoreStore
 from reel_reconciler.stores.subscription import Subscription
 
@@ -198,6 +198,18 @@ class ListenerSet:
     @property
     def firestore_up(self) -> bool:
         return self._firestore_up
+
+    def active_jobs(self, now: float | None = None) -> dict[str, Seen] | None:
+        """The jobs feed's members (the active jobs, with the fields staleness is judged on)
+        while they can be trusted: the watchdog found every listener up, none has failed,
+        closed or gone silent since, and the feed has applied a consistent snapshot on its
+        live stream (`ChangeFeed.view`). None otherwise: the caller queries."""
+        now = time.time() if now is None else now
+        if not self._firestore_up or self._restart_reason(now) not in (None,
+                                                                      RestartReason.SCHEDULED):
+            return None
+        feed = self.listeners[1].feed
+        return None if feed is None else feed.view()
 
     def start(self) -> None:
         with self._lock:

@@ -1,16 +1,23 @@
 """Stale jobs: mark jobs silent past the timeout `failed` (with a precondition), then
-reconcile their projects by the usual rules."""
+reconcile their projects by the usual rules.
+
+Querying every active job each time costs a read per active job, 288 times a day. The jobs
+listener already holds each active job's status and timestamps, so the runtime's timer
+passes that view: only the jobs it shows silent are read (one batched get) and judged again
+from what was read. A query pass still runs every `STALE_FULL_PASS_EVERY`, for a view that
+is wrong without knowing it (docs/design.md, "Stale jobs")."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from reel_reconciler import metrics
+from reel_reconciler import defaults, metrics
 from reel_reconciler.engine import changelog
 from reel_reconciler.engine.changelog import Outcome
 from reel_reconciler.engine.reconcile import Engine
@@ -26,9 +33,14 @@ from reel_reconciler.model import (
 from reel_reconciler.policy import is_stale
 from reel_reconciler.stores import Conflict, StoreError
 from reel_reconciler.stores.billing import reading_for
+from reel_reconciler.stores.feedstate import Seen
 from reel_reconciler.stores.firestore import JOB_SERVER_TIME, Document, failed_job
 
 log = logging.getLogger(__name__)
+
+ActiveJobs = Mapping[str, Seen]
+"""The active jobs by id as the jobs listener last saw them (stores.firestore.ACTIVE_JOB_FIELDS
+and the update time of each)."""
 
 
 @dataclass
@@ -38,6 +50,9 @@ class StaleCleanup:
     error: str | None = None
     opted_out: list[str] = field(default_factory=list)
     """Stale jobs left as they are: their project opted out of every write of ours."""
+    candidates: int | None = None
+    """Jobs read because the listener's view showed them silent; None: every active job was
+    queried instead."""
 
     @property
     def failed(self) -> bool:
@@ -91,26 +106,61 @@ def mark_failed(engine: Engine, job: Job, data: Mapping[str, Any] | None,
 
 
 def cleanup_stale_jobs(engine: Engine, dry_run: bool = False,
-                       trigger: Trigger = Trigger.STALE_JOB) -> StaleCleanup:
+                       trigger: Trigger = Trigger.STALE_JOB,
+                       view: ActiveJobs | None = None) -> StaleCleanup:
     """Find jobs queued/processing past the stale timeout, fail them, reconcile their projects.
 
-    A read error stops the cleanup and is returned in `error`; nothing half-written remains,
-    since every job is failed by one precondition-guarded write.
+    With the jobs listener's `view`, only the jobs it shows silent are read; without one,
+    every active job is queried. A read error stops the cleanup and is returned in `error`;
+    nothing half-written remains, since every job is failed by one precondition-guarded write.
     """
     result = StaleCleanup()
     try:
         with reading_for(trigger.value):
-            _cleanup(engine, dry_run, trigger, result)
+            _cleanup(engine, dry_run, trigger, result, view)
     except StoreError as exc:
         result.error = str(exc)
         log.error("stale-job cleanup failed", extra={"error": str(exc)})
     return result
 
 
-def _stale(engine: Engine, now: datetime) -> list[tuple[Job, Document]]:
-    """The queued and processing jobs silent past the timeout, with their documents."""
+def candidates(view: ActiveJobs, now: datetime, stale_after: timedelta) -> list[str]:
+    """The jobs the view shows silent past the timeout, in id order. A job whose fields in
+    the view do not parse (a missing projectId, a timestamp of the wrong type) is one too: it
+    is read and judged as the query would judge it, never dropped on the view's word."""
     found = []
-    for doc in engine.firestore.active_jobs():
+    for job_id, seen in view.items():
+        try:
+            job = Job.parse(job_id, seen.data, seen.at)
+        except InvalidDocument:
+            found.append(job_id)
+            continue
+        if is_stale(job, now, stale_after):
+            found.append(job_id)
+    return sorted(found)
+
+
+def _read_candidates(engine: Engine, now: datetime, view: ActiveJobs,
+                     result: StaleCleanup) -> list[Document]:
+    """The candidates' documents as they are now (one batched get), for judging again: the
+    app may have written since the view saw them."""
+    ids = candidates(view, now, engine.settings.stale_timeout)
+    result.candidates = len(ids)
+    log.info("stale-job candidates from the jobs listener",
+             extra={"activeJobs": len(view), "candidates": len(ids)})
+    if not ids:
+        return []
+    found = engine.firestore.get_jobs(ids)
+    return [found[job_id] for job_id in ids if job_id in found]
+
+
+def _stale(engine: Engine, now: datetime, view: ActiveJobs | None,
+           result: StaleCleanup) -> list[tuple[Job, Document]]:
+    """The queued and processing jobs silent past the timeout, with their documents."""
+    documents = (engine.firestore.active_jobs() if view is None
+                 else _read_candidates(engine, now, view, result))
+    found = []
+    for doc in documents:
         try:
             job = Job.parse(doc.id, doc.data, doc.update_time)
         except InvalidDocument as exc:
@@ -134,9 +184,10 @@ def _opted_out(engine: Engine, jobs: list[Job]) -> set[str]:
             if value is not None and value is not False}
 
 
-def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleCleanup) -> None:
+def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleCleanup,
+             view: ActiveJobs | None) -> None:
     now = engine.clock()
-    stale = _stale(engine, now)
+    stale = _stale(engine, now, view, result)
     spared = _opted_out(engine, [job for job, _ in stale])
     projects: list[str] = []
     for job, doc in stale:
@@ -158,3 +209,30 @@ def _cleanup(engine: Engine, dry_run: bool, trigger: Trigger, result: StaleClean
             if job.project_id not in projects:
                 projects.append(job.project_id)
     result.reports = [engine.reconcile(pid, trigger, dry_run) for pid in projects]
+
+
+class StaleTimer:
+    """The runtime's stale-job timer: the listener's view when it has one, and a query of
+    every active job at least every `full_every` (the first run included), so that a job a
+    wrong view misses is failed within that bound. A query that failed is due again."""
+
+    def __init__(self, full_every: timedelta = defaults.STALE_FULL_PASS_EVERY,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.full_every = full_every.total_seconds()
+        self._clock = clock
+        self._last_full: float | None = None
+
+    def due(self) -> bool:
+        """Whether the next run queries every active job whatever the view."""
+        last = self._last_full
+        return last is None or self._clock() - last >= self.full_every
+
+    def run(self, engine: Engine, dry_run: bool,
+            view: Callable[[], ActiveJobs | None]) -> StaleCleanup:
+        """One cleanup; `view` gives the listener's view, or None while it is not current."""
+        now = self._clock()
+        seen = None if self.due() else view()
+        result = cleanup_stale_jobs(engine, dry_run, view=seen)
+        if seen is None and result.error is None:
+            self._last_full = now
+        return result

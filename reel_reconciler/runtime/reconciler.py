@@ -17,7 +17,6 @@ from reel_reconciler.engine import (
     StaleCleanup,
     SweepResult,
     Trigger,
-    cleanup_stale_jobs,
     sweep,
 )
 from reel_reconciler.engine.breaker import BreakerState
@@ -25,6 +24,7 @@ from reel_reconciler.engine.connect import connect
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.engine.notification import ChangeTimes, route
 from reel_reconciler.engine.queue import WorkQueue
+from reel_reconciler.engine.stale import StaleTimer
 from reel_reconciler.engine.sweep.delta import Schedule, delta_sweep
 from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.model import Action, Location, ReconcilerId, Report, RestartReason
@@ -78,6 +78,8 @@ class ReconcilerRuntime:
         self.splits: dict[int, tuple[str, ...]] = dict(splits or {})
         """The last ranged sweep's split points, by its number of ranges (a new runtime
         starts from those its owner kept, such as the operator's status)."""
+        self.stale_timer = StaleTimer()
+        """When the stale-job timer last queried every active job (its safety net)."""
         self.changes = ChangeTimes()
         """When notified changes happened, for the time to heal of the projects queued."""
         self._stopping = asyncio.Event()
@@ -334,8 +336,13 @@ class ReconcilerRuntime:
         return result
 
     async def cleanup_stale_jobs(self) -> StaleCleanup:
+        """The timer's cleanup: from the jobs listener's view of the active jobs while it is
+        current, with a query of them all now and then (engine.stale.StaleTimer)."""
         assert self.engine is not None
-        return await asyncio.to_thread(cleanup_stale_jobs, self.engine, self.spec.observe)
+        listeners = self.listeners
+        return await asyncio.to_thread(
+            self.stale_timer.run, self.engine, self.spec.observe,
+            lambda: None if listeners is None else listeners.active_jobs())
 
     async def reconcile(self, project_ids: Sequence[str], trigger: Trigger) -> list[Report]:
         engine = self.engine

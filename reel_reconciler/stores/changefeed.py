@@ -96,6 +96,8 @@ class ChangeFeed:
         self._decode = decode
         self._on_changes = on_changes
         self._members: dict[str, Seen] = {} if state is None else dict(state.members)
+        self._members_lock = threading.Lock()
+        """Held while a snapshot is applied, so that `view` copies a whole one."""
         self._pending: dict[str, Seen | None] = {}
         """Since the last consistent snapshot: what was sent per document (None: it left)."""
         self._current = False
@@ -126,6 +128,16 @@ class ChangeFeed:
     def members(self) -> frozenset[str]:
         """The ids of the documents in the set as of the last consistent snapshot."""
         return frozenset(self._members)
+
+    def view(self) -> dict[str, Seen] | None:
+        """A copy of the members with their requested fields, as of the last consistent
+        snapshot, once this feed has applied one and while its stream is live (None
+        otherwise). A reset in between does not withdraw it: the emulator resets after every
+        write, and the members stay the last consistent snapshot until the next one."""
+        if not (self._reported and self.is_active):
+            return None
+        with self._members_lock:
+            return dict(self._members)
 
     @property
     def is_active(self) -> bool:
@@ -271,15 +283,16 @@ class ChangeFeed:
     def _flush(self, resume_token: bytes, read_time: datetime) -> None:
         """A consistent snapshot: apply the pending changes and report the effective ones."""
         changes: list[Change] = []
-        for doc_id, seen in self._pending.items():
-            known = self._members.get(doc_id)
-            if seen is None:
-                if known is not None:
-                    del self._members[doc_id]
-                    changes.append(Change(doc_id, False, known.data, read_time))
-            elif seen is not known:
-                self._members[doc_id] = seen
-                changes.append(Change(doc_id, True, seen.data, seen.at))
+        with self._members_lock:
+            for doc_id, seen in self._pending.items():
+                known = self._members.get(doc_id)
+                if seen is None:
+                    if known is not None:
+                        del self._members[doc_id]
+                        changes.append(Change(doc_id, False, known.data, read_time))
+                elif seen is not known:
+                    self._members[doc_id] = seen
+                    changes.append(Change(doc_id, True, seen.data, seen.at))
         self._pending = {}
         self._resume_token = resume_token
         self._bill(changes)

@@ -49,6 +49,11 @@ SERVER_TIME = ("updatedAt",)
 """Stamped with the server's time of every write, as the app stamps its own."""
 JOB_SERVER_TIME = ("updatedAt", "timedOutAt")
 """A failed job's two stamps: one server time for both."""
+ACTIVE_JOB_FIELDS = ("projectId", "status", "updatedAt", "startedAt", "createdAt")
+"""What the jobs feed keeps of each active job: its project, and what staleness is judged
+on (`Job.last_sign_of_life`). Listen sends whole documents, so more fields cost no reads."""
+BATCH_GET_LIMIT = 500
+"""Documents asked for in one BatchGetDocuments request."""
 
 
 def failed_job(message: str) -> dict[str, Any]:
@@ -95,6 +100,18 @@ class FirestoreStore:
         with self.requests.call("get_job", job_id):
             found = self._get(self.jobs, [job_id]).get(job_id)
         self._billed(1)
+        return found
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Document]:
+        """The existing ones among `job_ids`, BATCH_GET_LIMIT per request; each id asked for
+        is billed a read, found or not."""
+        ids = list(dict.fromkeys(job_ids))
+        found: dict[str, Document] = {}
+        for start in range(0, len(ids), BATCH_GET_LIMIT):
+            chunk = ids[start:start + BATCH_GET_LIMIT]
+            with self.requests.call("get_jobs", f"{len(chunk)} jobs"):
+                found.update(self._get(self.jobs, chunk))
+            self._billed(len(chunk))
         return found
 
     def get_projects(self, project_ids: Sequence[str]) -> dict[str, Document]:
@@ -268,8 +285,9 @@ class FirestoreStore:
 
     def watch_active_jobs(self, on_changes: OnChanges,
                           state: FeedState | None = None) -> ChangeFeed:
-        """A feed (not started) on the queued and processing jobs, with their projectId."""
-        return self._watch(queries.watched_jobs(self.jobs), ("projectId",), on_changes, state)
+        """A feed (not started) on the queued and processing jobs, with ACTIVE_JOB_FIELDS."""
+        return self._watch(queries.watched_jobs(self.jobs), ACTIVE_JOB_FIELDS, on_changes,
+                           state)
 
     def watch_heartbeat(self, collection: str, name: str, on_changes: OnChanges,
                         state: FeedState | None = None) -> ChangeFeed:

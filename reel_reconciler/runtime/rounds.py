@@ -63,7 +63,7 @@ class RoundCoordinator:
         full = [True] * len(ranges)
         if trigger is Trigger.SWEEP:  # timed: a delta round; forced rounds stay full
             schedule = Schedule(engine.clock(), spec.sweep.interval, spec.sweep.full_every)
-            full = round_passes(engine, schedule, ranges)
+            full = round_passes(engine, schedule, ranges, self.label)
         # A delta round's counts are its ranges' added up: a worker passes in full a range
         # whose fingerprints it found gone since.
         result = SweepResult(dry_run=spec.observe, delta=None if schedule is None else {

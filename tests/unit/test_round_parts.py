@@ -251,7 +251,7 @@ def test_a_forced_round_over_workers_cuts_where_one_sweep_cuts() -> None:
 
 def test_a_range_result_comes_back_with_its_delta_counts_and_profile() -> None:
     one = SweepResult(scanned=3, delta={"ranges": 1, "fullRanges": 0, "usersRead": 2,
-                                        "indexed": 0})
+                                        "indexed": 0}, documents_read=9)
     one.actions.update({Action.CORRECTED: 1, Action.NO_CHANGE: 2})
     one.profile = WorkProfile()
     for user, projects in (("a", 2), ("b", 1)):
@@ -263,6 +263,7 @@ def test_a_range_result_comes_back_with_its_delta_counts_and_profile() -> None:
     back.add_to(total)
     back.add_to(total)
     assert total.delta == {"ranges": 2, "fullRanges": 0, "usersRead": 4, "indexed": 0}
+    assert total.documents_read == 18, "the round's cost adds up its workers'"
     assert not total.complete
     with pytest.raises(ValueError, match="work profile unreadable"):
         RangeResult.from_fields({**sent.fields(_item(KeyRange("A", "b"), 1)),

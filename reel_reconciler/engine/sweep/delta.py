@@ -330,11 +330,11 @@ def delta_reads(engine: Pipeline) -> DeltaReads:
     return firestore
 
 
-def fingerprint_store(engine: Pipeline) -> FingerprintStore:
-    """The reconciler's fingerprints, keyed by range alike in local and distributed rounds,
-    so that turning distribution on or off keeps them."""
+def fingerprint_store(engine: Pipeline, reconciler: str | None = None) -> FingerprintStore:
+    """The reconciler's fingerprints (the engine's own unless named), keyed by range alike
+    in local and distributed rounds, so that turning distribution on or off keeps them."""
     return FingerprintStore(delta_reads(engine), engine.settings.fingerprint_collection,
-                            engine.reconciler.label)
+                            reconciler or engine.reconciler.label)
 
 
 def load_prints(store: FingerprintStore, ranges: Iterable[KeyRange]) -> dict[KeyRange, Stored]:
@@ -355,10 +355,12 @@ def full_ranges(stored: Mapping[KeyRange, Stored], schedule: Schedule) -> set[Ke
                         schedule.now, schedule.interval, schedule.full_every)
 
 
-def round_passes(engine: Pipeline, schedule: Schedule, ranges: list[KeyRange]) -> list[bool]:
+def round_passes(engine: Pipeline, schedule: Schedule, ranges: list[KeyRange],
+                 reconciler: str | None = None) -> list[bool]:
     """For a distributed round's coordinator: whether each range is passed in full, by the
-    schedule a local round follows, so that full passes fall in the same rounds."""
-    full = full_ranges(load_prints(fingerprint_store(engine), ranges), schedule)
+    schedule a local round follows, so that full passes fall in the same rounds. The
+    fingerprints are those of `reconciler`, the one its work items name."""
+    full = full_ranges(load_prints(fingerprint_store(engine, reconciler), ranges), schedule)
     return [key_range in full for key_range in ranges]
 
 

@@ -206,13 +206,15 @@ class RangeResult:
     """A delta round's counts for the range (`SweepResult.delta`); None: a full sweep."""
     profile: WorkProfile | None = None
     """Projects per user, for the next split points: from a forced round's ranges only."""
+    documents_read: int = 0
+    """Firestore documents read, as billed: the round's cost adds up its workers'."""
 
     @classmethod
     def from_sweep(cls, index: int, result: SweepResult, worker: str) -> RangeResult:
         return cls(index, result.scanned, result.duration_seconds, result.counts(),
                    dict(result.statuses), result.gcs_requests, result.firestore_requests,
                    result.aborted, worker, None if result.delta is None else dict(result.delta),
-                   result.profile)
+                   result.profile, result.documents_read)
 
     def fields(self, item: WorkItem) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -223,7 +225,7 @@ class RangeResult:
             "scanned": self.scanned, "durationSeconds": round(self.seconds, 3),
             "actions": self.actions, "statuses": self.statuses,
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
-            "worker": self.worker}
+            "documentsRead": self.documents_read, "worker": self.worker}
         if self.aborted is not None:
             body["aborted"] = self.aborted
         if self.delta is not None:
@@ -242,7 +244,8 @@ class RangeResult:
                    None if data.get("delta") is None
                    else {str(k): int(v) for k, v in dict(data["delta"]).items()},
                    None if data.get("profile") is None
-                   else WorkProfile.decode(bytes(data["profile"])))
+                   else WorkProfile.decode(bytes(data["profile"])),
+                   int(data.get("documentsRead") or 0))
 
     def add_to(self, result: SweepResult) -> None:
         """Count this range into the round's result."""
@@ -251,6 +254,7 @@ class RangeResult:
         result.statuses.update(Counter(self.statuses))
         result.gcs_requests += self.gcs_requests
         result.firestore_requests += self.firestore_requests
+        result.documents_read += self.documents_read
         if self.aborted is not None and result.aborted is None:
             result.aborted = f"range {self.index}: {self.aborted}"
         if self.delta is not None and result.delta is not None:

@@ -67,7 +67,7 @@ def test_a_work_item_carries_its_pass_and_schedule_through_the_topic() -> None:
     assert WorkItem.parse(forced.body()).schedule is None
 
 
-def test_an_item_of_a_worker_without_passes_is_a_full_one() -> None:
+def test_an_item_of_an_earlier_version_is_a_full_pass() -> None:
     """Messages of an earlier version carry neither field: swept in full, as they were."""
     body = json.loads(_item(KeyRange("A", "b")).body())
     del body["pass"]

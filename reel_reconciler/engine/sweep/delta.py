@@ -11,6 +11,10 @@ sweep's merge, hashing its listing on the way. Then an indexed pass reconciles e
 in `generating` or `stitching` and every project with a queued or processing job that the
 round has not reconciled yet, storage changed or not. Each range's new fingerprints are
 written last, only for a range that completed, over the version read.
+
+A distributed round runs the same code spread out: its coordinator chooses the passes
+(`round_passes`), each worker runs one range of it (`RangePart`), and the coordinator ends
+with the indexed pass (`round_rest`).
 """
 
 from __future__ import annotations

@@ -36,6 +36,7 @@ class WatchOptions:
 
     mode: Literal["Enforce", "Observe"] = field(default_factory=lambda: defaults.MODE)
     sweep_interval: timedelta | None = None
+    sweep_full_every: timedelta | None = None
     sweep_ranges: int = defaults.SWEEP_RANGES
     sweep_parallel: int = defaults.SWEEP_PARALLEL
     stale_interval: timedelta | None = None
@@ -73,6 +74,8 @@ class WatchOptions:
                                     "parallel": self.sweep_parallel}
         if self.sweep_interval is not None:
             sweep["interval"] = self.sweep_interval
+        if self.sweep_full_every is not None:
+            sweep["fullEvery"] = self.sweep_full_every
         if self.work_topic is not None and self.work_subscription is not None:
             sweep["distribution"] = {"topic": self.work_topic,
                                      "subscription": self.work_subscription}

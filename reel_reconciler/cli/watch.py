@@ -37,6 +37,11 @@ def add(commands: Any) -> None:
     watch.add_argument("--sweep-interval", metavar="DURATION",
                        default=Fallback(defaults.SWEEP_INTERVAL),
                        help="every project is swept this often (default: %(default)s)")
+    watch.add_argument("--sweep-full-every", metavar="DURATION",
+                       default=Fallback(defaults.SWEEP_FULL_EVERY),
+                       help="each range is passed in full this often, the rounds between "
+                       "read only what storage changed (default: %(default)s; the sweep "
+                       "interval or less: every round is full)")
     watch.add_argument("--sweep-ranges", metavar="M", default=Fallback(defaults.SWEEP_RANGES),
                        help=f"userId ranges a sweep is cut into (default: {RANGES_ENV} or "
                        "%(default)s; 1: one stream per store)")
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     intervals: dict[str, timedelta | None] = {}
     for flag, value in (("--sweep-interval", given(args.sweep_interval)),
+                        ("--sweep-full-every", given(args.sweep_full_every)),
                         ("--stale-interval", given(args.stale_interval))):
         try:
             intervals[flag] = None if value is None else parse_duration(value)
@@ -89,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run_watch(settings_of(args), WatchOptions(
             mode=args.mode, sweep_interval=intervals["--sweep-interval"],
+            sweep_full_every=intervals["--sweep-full-every"],
             sweep_ranges=ranges, sweep_parallel=parallel,
             stale_interval=intervals["--stale-interval"], metrics_port=args.metrics_port,
             notifications_subscription=subscription, work_topic=work_topic,

@@ -317,7 +317,7 @@ class ReconcilerRuntime:
         ranges = self.spec.sweep.ranges
         plan = SweepPlan(ranges, self.spec.sweep.parallel, self.splits.get(ranges, ()))
         async with self.sweep_lock:
-            if self.coordinator is not None:  # distributed rounds pass every range in full
+            if self.coordinator is not None:  # timed: delta rounds there too
                 result = await asyncio.to_thread(self.coordinator.run, self.engine, self.spec,
                                                  self.generation, plan, trigger)
             elif trigger is Trigger.SWEEP:  # timed: a delta round; forced sweeps stay full

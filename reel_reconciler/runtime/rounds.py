@@ -3,6 +3,12 @@ message per range to the work topic, then the ranges' result documents read unti
 range has reported or the round's bound has passed, added up into one `SweepResult` that is
 recorded and returned exactly as a local sweep's.
 
+A timed round is a delta round, as locally: the coordinator reads each range's fingerprint
+document to choose, by the same schedule, which ranges are passed in full, and does the
+round's indexed pass itself once the ranges reported. A forced round passes every range in
+full, and its ranges' projects per user give the next split points, as a forced local
+sweep's do.
+
 Results are read by document id, at a pace that slows as the round goes on (a round of
 64 ranges over 30 minutes costs a few thousand document reads, against millions for the
 sweep itself). Each range's age is exported from the moment it was first published, so a
@@ -22,7 +28,8 @@ from typing import Any
 from reel_reconciler import defaults, metrics
 from reel_reconciler.engine import Engine, SweepResult, Trigger, sweep
 from reel_reconciler.engine.reconcile import HALTED
-from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan
+from reel_reconciler.engine.sweep.delta import Schedule, round_passes, round_rest
+from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan, merged_splits
 from reel_reconciler.engine.sweep.result import RangeSummary
 from reel_reconciler.engine.sweep.work import RangeResult, WorkItem, call_off_id, spec_snapshot
 from reel_reconciler.model import ReconcilerId
@@ -52,11 +59,20 @@ class RoundCoordinator:
         """One round, aborted (as a local sweep is) when the stores or the topic fail."""
         started = time.monotonic()
         ranges = plan.key_ranges()
-        result = SweepResult(dry_run=spec.observe)
+        schedule = None
+        full = [True] * len(ranges)
+        if trigger is Trigger.SWEEP:  # timed: a delta round; forced rounds stay full
+            schedule = Schedule(engine.clock(), spec.sweep.interval, spec.sweep.full_every)
+            full = round_passes(engine, schedule, ranges, self.label)
+        # A delta round's counts are its ranges' added up: a worker passes in full a range
+        # whose fingerprints it found gone since.
+        result = SweepResult(dry_run=spec.observe, delta=None if schedule is None else {
+            "ranges": 0, "fullRanges": 0, "usersRead": 0, "indexed": 0})
         round_id = f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:8]}"
         snapshot = spec_snapshot(spec)
         items = [WorkItem(self.reconciler, generation, snapshot, round_id, index, len(ranges),
-                          key_range) for index, key_range in enumerate(ranges)]
+                          key_range, schedule, full[index])
+                 for index, key_range in enumerate(ranges)]
         fields = {"reconciler": self.label, "round": round_id, "ranges": len(items)}
         metrics.SWEEP_INTERVAL_SECONDS.labels(self.label).set(
             spec.sweep.interval.total_seconds())
@@ -92,15 +108,32 @@ class RoundCoordinator:
         elif missing and result.aborted is None:
             result.aborted = (f"stopped early: {missing} of {len(items)} ranges not reported "
                               f"within {bound:g}s")
-        if result.aborted is None and total > result.scanned:
-            _absorb(result, sweep(engine, spec.observe, trigger, keep_reports=False,
-                                  plan=SweepPlan.of_share([], remainder=True)))
+        if result.aborted is None:
+            self._rest(engine, spec.observe, trigger, schedule, total, result)
+        if result.aborted is None and schedule is None and len(items) > 1:
+            result.splits = round_splits([reported[item.index] for item in items], plan.ranges)
+            result.splits_for = plan.ranges if result.splits else 0
         result.duration_seconds = time.monotonic() - started
         result.record(self.reconciler)
         log.info("sweep round finished", extra={
             **fields, "reported": len(reported), "scanned": result.scanned,
             "aborted": result.aborted})
         return result
+
+    @staticmethod
+    def _rest(engine: Engine, dry_run: bool, trigger: Trigger, schedule: Schedule | None,
+              total: int, result: SweepResult) -> None:
+        """What the round does once its ranges reported: a delta round's indexed pass and
+        counts by status; the projects without a usable userId when every range was full."""
+        if schedule is not None:
+            every_full = result.complete
+            rest = round_rest(engine, schedule, dry_run, trigger, every_full,
+                              userless=every_full and total > result.scanned)
+            _absorb(result, rest)
+            result.by_status = rest.by_status
+        elif total > result.scanned:
+            _absorb(result, sweep(engine, dry_run, trigger, keep_reports=False,
+                                  plan=SweepPlan.of_share([], remainder=True)))
 
     def _call_off(self, engine: Engine, round_id: str, fields: Mapping[str, object]) -> None:
         """Tell the workers that hold ranges of this round to stop at their next user: the
@@ -173,6 +206,16 @@ class RoundCoordinator:
 def _finished(data: Mapping[str, Any]) -> float:
     at = data.get("finishedAt")
     return at.timestamp() if isinstance(at, datetime) else time.time()
+
+
+def round_splits(outcomes: list[RangeResult], count: int) -> list[str]:
+    """The next split points from every range's projects per user, merged in key order as a
+    local sweep merges its ranges' (the same points from the same counts); none when a range
+    sent no profile (a worker of an earlier version)."""
+    profiles = [outcome.profile for outcome in outcomes]
+    if any(profile is None for profile in profiles):
+        return []
+    return merged_splits(filter(None, profiles), count)
 
 
 def _absorb(result: SweepResult, other: SweepResult) -> None:

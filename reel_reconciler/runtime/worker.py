@@ -24,6 +24,7 @@ from reel_reconciler.config import ConfigError, Settings
 from reel_reconciler.engine import Engine, SweepResult, Trigger, sweep
 from reel_reconciler.engine.connect import connect
 from reel_reconciler.engine.reconcile import HALTED
+from reel_reconciler.engine.sweep.delta import RangePart, delta_sweep
 from reel_reconciler.engine.sweep.ranges import SweepPlan
 from reel_reconciler.engine.sweep.work import RangeResult, WorkItem
 from reel_reconciler.model import ReconcilerId
@@ -183,9 +184,16 @@ class SweepWorker:
         return engine
 
     def _sweep(self, engine: Engine, item: WorkItem, fields: dict[str, object]) -> Outcome:
-        log.info("sweep range started", extra={**fields, "keyRange": str(item.key_range)})
-        result = sweep(engine, dry_run=item.observe, trigger=Trigger.SWEEP,
-                       keep_reports=False, plan=SweepPlan.of_share([item.key_range]))
+        log.info("sweep range started", extra={**fields, "keyRange": str(item.key_range),
+                                                "full": item.full})
+        plan = SweepPlan.of_share([item.key_range])
+        if item.schedule is None:
+            result = sweep(engine, dry_run=item.observe, trigger=Trigger.SWEEP,
+                           keep_reports=False, plan=plan)
+        else:  # the local delta round's code, on this one range
+            result = delta_sweep(engine, item.schedule, item.observe, Trigger.SWEEP,
+                                 keep_reports=False, plan=plan,
+                                 part=RangePart(item.index, item.count, item.full))
         if item.round_id in self._called_off:
             log.info("sweep range called off", extra={**fields, "scanned": result.scanned})
             return Outcome.DONE
@@ -195,7 +203,8 @@ class SweepWorker:
         self._report(engine, item, result, fields)
         log.info("sweep range finished", extra={
             **fields, "scanned": result.scanned, "actions": result.counts(),
-            "durationSeconds": round(result.duration_seconds, 3), "aborted": result.aborted})
+            "durationSeconds": round(result.duration_seconds, 3), "aborted": result.aborted,
+            "delta": result.delta})
         return Outcome.DONE
 
     def _report(self, engine: Engine, item: WorkItem, result: SweepResult,

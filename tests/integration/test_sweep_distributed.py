@@ -16,7 +16,10 @@ The emulator also does not enforce a streaming pull's `max_outstanding_messages`
 (measured: with `max_messages=1` on three subscribers, one of them received all twelve
 messages and held eleven), so here one process takes a whole round and the others wait for
 the next. The test therefore kills whichever worker is in the middle of a range, in the first
-round it sees one in; Pub/Sub then hands that worker's messages to the others."""
+round it sees one in; Pub/Sub then hands that worker's messages to the others. Timed rounds
+would be delta rounds, which after the first find nothing to read here and end in
+milliseconds: `--sweep-full-every` at the interval makes every round a full one, as this
+test needs (tests/integration/test_sweep_distributed_delta.py covers delta rounds)."""
 
 from __future__ import annotations
 
@@ -170,9 +173,9 @@ def test_a_round_survives_a_killed_worker_and_takes_a_new_one(
         bad = app.generation("p-bad", fail_at=2).start().run_in_thread()
         coordinator = start_watch(
             emulators, world, tmp_path / "watch.log", "--settle", "5s", "--sweep-interval",
-            "6s", "--stale-interval", "1h", "--sweep-ranges", str(RANGES), "--sweep-parallel",
-            "1", "--concurrency", "2", "--max-destructive", str(UNBRAKED), "--work-topic",
-            work.topic_path, "--work-subscription", work.path,
+            "6s", "--sweep-full-every", "6s", "--stale-interval", "1h", "--sweep-ranges",
+            str(RANGES), "--sweep-parallel", "1", "--concurrency", "2", "--max-destructive",
+            str(UNBRAKED), "--work-topic", work.topic_path, "--work-subscription", work.path,
             env={"PUBSUB_EMULATOR_HOST": work.pubsub.host, "REEL_PAGE_SIZE": "25"})
         processes.append(coordinator)
         workers = [start_worker(emulators, work, tmp_path / f"worker-{n}.log") for n in range(4)]

@@ -11,13 +11,17 @@ sweep's merge, hashing its listing on the way. Then an indexed pass reconciles e
 in `generating` or `stitching` and every project with a queued or processing job that the
 round has not reconciled yet, storage changed or not. Each range's new fingerprints are
 written last, only for a range that completed, over the version read.
+
+A distributed round runs the same code spread out: its coordinator chooses the passes
+(`round_passes`), each worker runs one range of it (`RangePart`), and the coordinator ends
+with the indexed pass (`round_rest`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,7 +39,7 @@ from reel_reconciler.engine.sweep.fingerprint import (
     next_due,
 )
 from reel_reconciler.engine.sweep.order import UserGroup
-from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan
+from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan, WorkProfile
 from reel_reconciler.engine.sweep.result import SweepResult
 from reel_reconciler.engine.sweep.run import (
     JOB_FIELDS,
@@ -83,15 +87,15 @@ class _DeltaSweep(_Sweep):
 
     def __init__(self, engine: Pipeline, schedule: Schedule, result: SweepResult,
                  trigger: Trigger, dry_run: bool, on_report: Callable[[Report], None] | None,
-                 keep_reports: bool) -> None:
+                 keep_reports: bool, part: RangePart | None = None) -> None:
         super().__init__(engine, trigger, dry_run, result, on_report, keep_reports)
-        firestore = engine.firestore
-        if not isinstance(firestore, DeltaReads):
-            raise TypeError("a delta round needs a store that reads users (DeltaReads)")
-        self.reads = firestore
-        self.store = FingerprintStore(firestore, engine.settings.fingerprint_collection,
-                                      engine.reconciler.label)
+        self.reads = delta_reads(engine)
+        self.store = fingerprint_store(engine)
         self.schedule = schedule
+        self.part = part
+        """A worker's range of a distributed round; None: the whole round, here."""
+        self.count = 0
+        """Ranges in the round, which staggers the first full passes (`next_due`)."""
         self.stored: dict[KeyRange, Stored] = {}
         self.full: set[KeyRange] = set()
         self.prints: dict[KeyRange, Fingerprinter] = {}
@@ -104,26 +108,31 @@ class _DeltaSweep(_Sweep):
 
     def run(self, pool: ThreadPoolExecutor, ranges: list[KeyRange], parallel: int,
             remainder: bool = True) -> None:
-        self.stored = {key_range: self.store.load(key_range) for key_range in ranges}
-        for key_range, stored in self.stored.items():
-            if stored.problem is not None:
-                log.warning("fingerprints unusable: range passed in full", extra={
-                    "reconciler": self.store.reconciler, "range": str(key_range),
-                    "reason": stored.problem})
-        self.full = due_for_full(
-            {key_range: stored.due_at if stored.prints is not None else None
-             for key_range, stored in self.stored.items()},
-            self.schedule.now, self.schedule.interval, self.schedule.full_every)
-        self.position = {key_range: index for index, key_range in enumerate(ranges)}
+        self.stored = load_prints(self.store, ranges)
+        if self.part is None:
+            self.full = full_ranges(self.stored, self.schedule)
+            self.position = {key_range: index for index, key_range in enumerate(ranges)}
+            self.count = len(ranges)
+        else:  # the coordinator chose; a range whose fingerprints are gone since is full too
+            self.full = {key_range for key_range, stored in self.stored.items()
+                         if self.part.full or stored.prints is None}
+            self.position = dict.fromkeys(ranges, self.part.index)
+            self.count = self.part.count
         try:
             super().run(pool, ranges, parallel, remainder)
-            if not self.stopped:
-                self.indexed_pass(pool)
-            if not self.stopped and len(self.full) < len(ranges):
-                self.result.by_status = self.reads.count_by_status(PROJECT_STATUSES)
+            if self.part is None:  # a worker's range leaves these to its coordinator
+                self.rest(pool, every_full=len(self.full) == len(ranges))
         finally:
             self.result.delta = {"ranges": len(ranges), "fullRanges": len(self.full),
                                  "usersRead": self.users_read, "indexed": self.indexed}
+
+    def rest(self, pool: ThreadPoolExecutor, every_full: bool) -> None:
+        """After the ranges: the indexed pass, and the counts by status unless every range
+        was passed in full (its reports then count every project)."""
+        if not self.stopped:
+            self.indexed_pass(pool)
+        if not self.stopped and not every_full:
+            self.result.by_status = self.reads.count_by_status(PROJECT_STATUSES)
 
     def without_user(self, pool: ThreadPoolExecutor, ranges: list[KeyRange]) -> None:
         """Projects without a usable userId have no folder: only a round passing every range
@@ -251,7 +260,7 @@ class _DeltaSweep(_Sweep):
         full_at, due_at = stored.full_at, stored.due_at
         if key_range in self.full or due_at is None:
             first = None if stored.prints is not None else self.position[key_range]
-            full_at, due_at = now, next_due(now, full_every, first, len(self.position))
+            full_at, due_at = now, next_due(now, full_every, first, self.count)
         self.store.save(key_range, fresh, full_at, due_at, stored)
 
     def splits(self, count: int) -> list[str]:
@@ -259,6 +268,33 @@ class _DeltaSweep(_Sweep):
         forced sweep moves them; the next round then passes every range in full once)."""
         del count
         return []
+
+    def profile(self) -> WorkProfile | None:
+        """None, for the same reason as `splits`."""
+        return None
+
+
+class _RoundRest(_DeltaSweep):
+    """What a distributed delta round leaves to its coordinator once every range reported:
+    the projects without a usable userId (only when every range was passed in full, as a
+    local round), the indexed pass and the counts by status. The coordinator does not know
+    which projects the workers reconciled, so the indexed pass reads every project not at
+    rest (a few, against the round's reads)."""
+
+    def __init__(self, engine: Pipeline, schedule: Schedule, result: SweepResult,
+                 trigger: Trigger, dry_run: bool, every_full: bool) -> None:
+        super().__init__(engine, schedule, result, trigger, dry_run, None, False)
+        self.every_full = every_full
+
+    def run(self, pool: ThreadPoolExecutor, ranges: list[KeyRange], parallel: int,
+            remainder: bool = True) -> None:
+        del ranges, parallel
+        try:
+            if remainder and not self.stopped:
+                _Sweep.without_user(self, pool, [])
+            self.rest(pool, self.every_full)
+        finally:
+            self.result.delta = {"indexed": self.indexed}
 
 
 def _by_user(documents: Iterable[Document]) -> dict[str, list[Document]]:
@@ -281,11 +317,73 @@ class Schedule:
     full_every: timedelta
 
 
+@dataclass(frozen=True)
+class RangePart:
+    """A worker's range of a distributed round: where it stands among the round's ranges
+    and whether the coordinator passes it in full."""
+
+    index: int
+    count: int
+    full: bool
+
+
+def delta_reads(engine: Pipeline) -> DeltaReads:
+    firestore = engine.firestore
+    if not isinstance(firestore, DeltaReads):
+        raise TypeError("a delta round needs a store that reads users (DeltaReads)")
+    return firestore
+
+
+def fingerprint_store(engine: Pipeline, reconciler: str | None = None) -> FingerprintStore:
+    """The reconciler's fingerprints (the engine's own unless named), keyed by range alike
+    in local and distributed rounds, so that turning distribution on or off keeps them."""
+    return FingerprintStore(delta_reads(engine), engine.settings.fingerprint_collection,
+                            reconciler or engine.reconciler.label)
+
+
+def load_prints(store: FingerprintStore, ranges: Iterable[KeyRange]) -> dict[KeyRange, Stored]:
+    """Each range's stored fingerprints; a warning for each range they cannot serve."""
+    loaded = {key_range: store.load(key_range) for key_range in ranges}
+    for key_range, stored in loaded.items():
+        if stored.problem is not None:
+            log.warning("fingerprints unusable: range passed in full", extra={
+                "reconciler": store.reconciler, "range": str(key_range),
+                "reason": stored.problem})
+    return loaded
+
+
+def full_ranges(stored: Mapping[KeyRange, Stored], schedule: Schedule) -> set[KeyRange]:
+    """The ranges a round passes in full: due by the schedule, or without fingerprints."""
+    return due_for_full({key_range: found.due_at if found.prints is not None else None
+                         for key_range, found in stored.items()},
+                        schedule.now, schedule.interval, schedule.full_every)
+
+
+def round_passes(engine: Pipeline, schedule: Schedule, ranges: list[KeyRange],
+                 reconciler: str | None = None) -> list[bool]:
+    """For a distributed round's coordinator: whether each range is passed in full, by the
+    schedule a local round follows, so that full passes fall in the same rounds. The
+    fingerprints are those of `reconciler`, the one its work items name."""
+    full = full_ranges(load_prints(fingerprint_store(engine, reconciler), ranges), schedule)
+    return [key_range in full for key_range in ranges]
+
+
 def delta_sweep(engine: Pipeline, schedule: Schedule, dry_run: bool = False,
                 trigger: Trigger = Trigger.SWEEP,
                 on_report: Callable[[Report], None] | None = None, keep_reports: bool = True,
-                plan: SweepPlan | None = None) -> SweepResult:
-    """One delta round (see the module docstring); its result says what it passed how."""
+                plan: SweepPlan | None = None, part: RangePart | None = None) -> SweepResult:
+    """One delta round (see the module docstring); its result says what it passed how.
+    With `part`, a worker's one range of a distributed round (`plan` its share)."""
     result = SweepResult(dry_run=dry_run, delta={})
-    state = _DeltaSweep(engine, schedule, result, trigger, dry_run, on_report, keep_reports)
+    state = _DeltaSweep(engine, schedule, result, trigger, dry_run, on_report, keep_reports,
+                        part)
     return run_sweep(state, plan or SweepPlan())
+
+
+def round_rest(engine: Pipeline, schedule: Schedule, dry_run: bool, trigger: Trigger,
+               every_full: bool, userless: bool) -> SweepResult:
+    """The coordinator's part of a distributed delta round (`_RoundRest`), after its ranges;
+    `userless`: pass the projects without a usable userId too."""
+    result = SweepResult(dry_run=dry_run, delta={})
+    state = _RoundRest(engine, schedule, result, trigger, dry_run, every_full)
+    return run_sweep(state, SweepPlan.of_share([], remainder=userless))

@@ -13,7 +13,9 @@ A range is a plain value (two strings) so that a message can carry it.
 
 from __future__ import annotations
 
+import json
 import string
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
@@ -25,6 +27,9 @@ ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 """The characters of split points, in byte order."""
 _ALLOWED = frozenset(ALPHABET)
 MAX_RANGES = defaults.SWEEP_RANGES_MAX
+PROFILE_BYTES = 256_000
+"""Bytes of encoded work profile a range's result may carry: a quarter of a Firestore
+document (2,048 buckets of 28-character userIds take about 100 KB)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -169,6 +174,49 @@ class WorkProfile:
     def total(self) -> int:
         return sum(bucket[3] for bucket in self.buckets)
 
+    def rows(self) -> list[tuple[str, str, int]]:
+        """The buckets as (first user, last user, projects): all `extend` needs of them."""
+        return [(first, last, projects) for _, first, last, projects in self.buckets]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WorkProfile) and self.rows() == other.rows()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def encode(self, max_bytes: int = PROFILE_BYTES) -> bytes:
+        """The compact form a range's result document carries (compressed JSON rows). Bounded
+        by the bucket limit whatever the number of users; a profile that still takes more than
+        `max_bytes` (very long userIds) is sent coarser, a copy coarsened until it fits."""
+        coarser = WorkProfile(self.limit)
+        coarser.grain, coarser.buckets = self.grain, [list(bucket) for bucket in self.buckets]
+        while True:
+            packed = zlib.compress(json.dumps(coarser.rows(), ensure_ascii=False,
+                                              separators=(",", ":")).encode(), 6)
+            if len(packed) <= max_bytes or len(coarser.buckets) <= 1:
+                return packed
+            coarser._coarsen()
+
+    @classmethod
+    def decode(cls, packed: bytes) -> WorkProfile:
+        """What `encode` made; ValueError (one line) for anything else."""
+        try:
+            rows = json.loads(zlib.decompress(packed))
+        except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ValueError(f"work profile unreadable: {exc}") from None
+        profile = cls()
+        if not isinstance(rows, list):
+            raise ValueError("work profile is not a list of buckets")
+        for row in rows:
+            if not (isinstance(row, list) and len(row) == 3 and isinstance(row[0], str)
+                    and isinstance(row[1], str) and isinstance(row[2], int)
+                    and not isinstance(row[2], bool) and row[2] >= 0 and row[0] <= row[1]):
+                raise ValueError(f"work profile bucket {row!r} is not [first, last, projects]")
+            if profile.buckets and profile.buckets[-1][2] >= row[0]:
+                raise ValueError("work profile buckets are not in userId order")
+            previous = profile.buckets[-1][2] if profile.buckets else None
+            profile.buckets.append([previous, row[0], row[1], row[2]])
+        return profile
+
     def cuts(self) -> Iterable[tuple[str, int]]:
         """Each place a split point can go, with the projects below it."""
         below = 0
@@ -178,6 +226,15 @@ class WorkProfile:
                 if point is not None:
                     yield point, below
             below += projects
+
+
+def merged_splits(profiles: Iterable[WorkProfile], count: int) -> list[str]:
+    """`weighted_splits` over the profiles of consecutive ranges, in key order: the same
+    points whether the ranges were swept in one process or spread over workers."""
+    merged = WorkProfile()
+    for profile in profiles:
+        merged.extend(profile)
+    return weighted_splits(merged, count)
 
 
 def weighted_splits(profile: WorkProfile, count: int) -> list[str]:

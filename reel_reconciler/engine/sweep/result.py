@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reel_reconciler import metrics
-from reel_reconciler.engine.sweep.ranges import KeyRange
+from reel_reconciler.engine.sweep.ranges import KeyRange, WorkProfile
 from reel_reconciler.model import PROJECT_STATUSES, Action, ReconcilerId, Report
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,9 @@ class SweepResult:
     splits_for: int = 0
     """The number of ranges the split points were made for (the plan's, not always one more
     than the points: a few large users cannot be cut so finely)."""
+    profile: WorkProfile | None = None
+    """Projects per user of a worker's one range of a full distributed round, for the
+    coordinator's split points (None otherwise)."""
 
     @property
     def failed(self) -> bool:

@@ -43,7 +43,7 @@ from reel_reconciler.engine.reconcile import HALTED, Pipeline, Prefetched, store
 from reel_reconciler.engine.sweep.cursor import FolderListing, JobsByUser
 from reel_reconciler.engine.sweep.order import UserGroup, in_folder_order, profiled, user_groups
 from reel_reconciler.engine.sweep.prefetch import Prefetch
-from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan, WorkProfile, weighted_splits
+from reel_reconciler.engine.sweep.ranges import KeyRange, SweepPlan, WorkProfile, merged_splits
 from reel_reconciler.engine.sweep.result import RangeSummary, SweepResult
 from reel_reconciler.engine.sweep.start import streams_of, suspect_an_empty_bucket
 from reel_reconciler.model import ObjectInfo, Report, Trigger
@@ -305,10 +305,12 @@ class _Sweep:
 
     def splits(self, count: int) -> list[str]:
         """Split points that give `count` ranges similar work, from the counts seen."""
-        profile = WorkProfile()
-        for run in self.runs:
-            profile.extend(run.profile)
-        return weighted_splits(profile, count)
+        return merged_splits((run.profile for run in self.runs), count)
+
+    def profile(self) -> WorkProfile | None:
+        """The projects per user of a share's one range, which its round's coordinator turns
+        into split points (`merged_splits`) with the other ranges'."""
+        return self.runs[0].profile if len(self.runs) == 1 else None
 
 
 def sweep(engine: Pipeline, dry_run: bool = False, trigger: Trigger = Trigger.SWEEP,
@@ -364,4 +366,6 @@ def run_sweep(state: _Sweep, plan: SweepPlan) -> SweepResult:
     result.duration_seconds = time.monotonic() - started
     if plan.share is None:  # a share's figures are its round's, recorded by the coordinator
         result.record(engine.reconciler)
+    elif result.aborted is None:
+        result.profile = state.profile()
     return result

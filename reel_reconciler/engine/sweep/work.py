@@ -2,8 +2,13 @@
 
 A work message is one range of one round: everything a worker needs to sweep it without
 asking anyone (where the stores are, observe or enforce, the reconciler's generation), as a
-JSON body, with the fields a worker filters on repeated as attributes. A range result is what
-the worker sends back: the counts the coordinator adds up into the round's `SweepResult`.
+JSON body, with the fields a worker filters on repeated as attributes. A timed round's item
+carries its schedule and whether its range is passed in full or as a delta (`pass`); a forced
+round's carries no schedule and passes every range in full, keeping no fingerprints, as a
+forced local sweep. A range result is what the worker sends back: the counts the coordinator
+adds up into the round's `SweepResult`, and, from a forced round, the range's projects per
+user (a `WorkProfile`, at most a few hundred KB whatever the number of users) for the next
+split points.
 """
 
 from __future__ import annotations
@@ -12,17 +17,23 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from reel_reconciler.config import format_duration
-from reel_reconciler.engine.sweep.ranges import KeyRange
+from reel_reconciler.engine.sweep.delta import Schedule
+from reel_reconciler.engine.sweep.ranges import KeyRange, WorkProfile
 from reel_reconciler.engine.sweep.result import SweepResult
 from reel_reconciler.model import Action, ReconcilerId
 from reel_reconciler.spec import ReconcilerSpec
 
 KIND = "reel-reconciler.sweep-range"
 VERSION = 1
+"""`pass` and `schedule` came later as optional fields: a worker without them sweeps such an
+item in full, which is correct, only dearer."""
+FULL, DELTA = "full", "delta"
+MAX_SECONDS = 10 * 365 * 86400
+"""The longest interval or fullEvery a schedule may carry (ten years: a typo, not a plan)."""
 
 
 def spec_snapshot(spec: ReconcilerSpec) -> dict[str, Any]:
@@ -59,6 +70,14 @@ class WorkItem:
     count: int
     """Ranges in the round."""
     key_range: KeyRange
+    schedule: Schedule | None = None
+    """A timed round's schedule (`pass` then says how); None: a forced round, all full."""
+    full: bool = True
+    """Whether the range is passed in full (a delta round's range due for it, or forced)."""
+
+    def __post_init__(self) -> None:
+        if self.schedule is None and not self.full:
+            raise ValueError("a delta pass needs its round's schedule")
 
     @property
     def observe(self) -> bool:
@@ -83,7 +102,9 @@ class WorkItem:
             "kind": KIND, "version": VERSION, "reconciler": self.reconciler.label,
             "generation": self.generation, "spec": self.spec, "mode": self.spec.get("mode"),
             "round": self.round_id, "index": self.index, "count": self.count,
-            "range": self.key_range.as_json()}, separators=(",", ":")).encode()
+            "range": self.key_range.as_json(), "pass": FULL if self.full else DELTA,
+            **({} if self.schedule is None else {"schedule": _schedule_json(self.schedule)})},
+            separators=(",", ":")).encode()
 
     def attributes(self) -> dict[str, str]:
         return {"kind": KIND, "reconciler": self.reconciler.label,
@@ -106,12 +127,45 @@ class WorkItem:
                 reconciler=ReconcilerId.from_label(_text(body, "reconciler")),
                 generation=_whole(body, "generation"), spec=_mapping(body, "spec"),
                 round_id=_text(body, "round"), index=_whole(body, "index"),
-                count=_whole(body, "count"), key_range=KeyRange.from_json(_mapping(body, "range")))
+                count=_whole(body, "count"), key_range=KeyRange.from_json(_mapping(body, "range")),
+                schedule=(_schedule(_mapping(body, "schedule")) if "schedule" in body else None),
+                full=_pass(body))
         except (TypeError, AttributeError) as exc:
             raise ValueError(f"malformed: {exc}") from None
         if not 0 <= item.index < item.count:
             raise ValueError(f"range index {item.index} outside a round of {item.count}")
         return item
+
+
+def _schedule_json(schedule: Schedule) -> dict[str, Any]:
+    return {"now": schedule.now.isoformat(), "interval": schedule.interval.total_seconds(),
+            "fullEvery": schedule.full_every.total_seconds()}
+
+
+def _schedule(body: dict[str, Any]) -> Schedule:
+    try:
+        now = datetime.fromisoformat(_text(body, "now"))
+    except ValueError as exc:
+        raise ValueError(f"schedule: {exc}") from None
+    if now.tzinfo is None:
+        raise ValueError("schedule: now has no time zone")
+    interval, full_every = (_seconds(body, key) for key in ("interval", "fullEvery"))
+    return Schedule(now, timedelta(seconds=interval), timedelta(seconds=full_every))
+
+
+def _seconds(body: dict[str, Any], key: str) -> float:
+    value = body.get(key)
+    if (not isinstance(value, int | float) or isinstance(value, bool)
+            or not 0 < value < MAX_SECONDS):
+        raise ValueError(f"schedule: {key} {value!r} is not a positive number of seconds")
+    return float(value)
+
+
+def _pass(body: dict[str, Any]) -> bool:
+    value = body.get("pass", FULL)
+    if value not in (FULL, DELTA):
+        raise ValueError(f"pass {value!r} is not {FULL!r} or {DELTA!r}")
+    return bool(value == FULL)
 
 
 def _text(body: dict[str, Any], key: str) -> str:
@@ -148,12 +202,19 @@ class RangeResult:
     firestore_requests: int
     aborted: str | None
     worker: str
+    delta: dict[str, int] | None = None
+    """A delta round's counts for the range (`SweepResult.delta`); None: a full sweep."""
+    profile: WorkProfile | None = None
+    """Projects per user, for the next split points: from a forced round's ranges only."""
+    documents_read: int = 0
+    """Firestore documents read, as billed: the round's cost adds up its workers'."""
 
     @classmethod
     def from_sweep(cls, index: int, result: SweepResult, worker: str) -> RangeResult:
         return cls(index, result.scanned, result.duration_seconds, result.counts(),
                    dict(result.statuses), result.gcs_requests, result.firestore_requests,
-                   result.aborted, worker)
+                   result.aborted, worker, None if result.delta is None else dict(result.delta),
+                   result.profile, result.documents_read)
 
     def fields(self, item: WorkItem) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -164,9 +225,13 @@ class RangeResult:
             "scanned": self.scanned, "durationSeconds": round(self.seconds, 3),
             "actions": self.actions, "statuses": self.statuses,
             "gcsRequests": self.gcs_requests, "firestoreRequests": self.firestore_requests,
-            "worker": self.worker}
+            "documentsRead": self.documents_read, "worker": self.worker}
         if self.aborted is not None:
             body["aborted"] = self.aborted
+        if self.delta is not None:
+            body["delta"] = self.delta
+        if self.profile is not None:
+            body["profile"] = self.profile.encode()
         return body
 
     @classmethod
@@ -175,7 +240,12 @@ class RangeResult:
                    {str(k): int(v) for k, v in dict(data.get("actions") or {}).items()},
                    {str(k): int(v) for k, v in dict(data.get("statuses") or {}).items()},
                    int(data.get("gcsRequests") or 0), int(data.get("firestoreRequests") or 0),
-                   data.get("aborted"), str(data.get("worker") or ""))
+                   data.get("aborted"), str(data.get("worker") or ""),
+                   None if data.get("delta") is None
+                   else {str(k): int(v) for k, v in dict(data["delta"]).items()},
+                   None if data.get("profile") is None
+                   else WorkProfile.decode(bytes(data["profile"])),
+                   int(data.get("documentsRead") or 0))
 
     def add_to(self, result: SweepResult) -> None:
         """Count this range into the round's result."""
@@ -184,5 +254,9 @@ class RangeResult:
         result.statuses.update(Counter(self.statuses))
         result.gcs_requests += self.gcs_requests
         result.firestore_requests += self.firestore_requests
+        result.documents_read += self.documents_read
         if self.aborted is not None and result.aborted is None:
             result.aborted = f"range {self.index}: {self.aborted}"
+        if self.delta is not None and result.delta is not None:
+            for key, value in self.delta.items():
+                result.delta[key] = result.delta.get(key, 0) + value

@@ -123,9 +123,10 @@ class BilledProjects(StreamingProjects):
         self._query("query_not_at_rest", found)
         return found
 
-    def own_document(self, collection: str, name: str, op: str) -> Document | None:
+    def own_document(self, collection: str, name: str, op: str,
+                     fields: Sequence[str] | None = None) -> Document | None:
         self.billed[op] += 1
-        return super().own_document(collection, name, op)
+        return super().own_document(collection, name, op, fields)
 
 
 def listener_view(firestore: StreamingProjects) -> ActiveJobs:

@@ -135,9 +135,15 @@ class MemoryProjects:
         self._billed(1)
         return self.breakers.get(f"{collection}/{name}")
 
-    def own_document(self, collection: str, name: str, op: str) -> Document | None:
+    def own_document(self, collection: str, name: str, op: str,
+                     fields: Sequence[str] | None = None) -> Document | None:
         self._call(op, name)
-        return self.breakers.get(f"{collection}/{name}")
+        found = self.breakers.get(f"{collection}/{name}")
+        if found is None or fields is None:
+            return found
+        data = found.data or {}
+        return Document(found.id, {key: data[key] for key in fields if key in data},
+                        found.update_time)
 
     def put_own_document(self, collection: str, name: str, fields: Mapping[str, Any],
                          read_update_time: datetime | None, op: str) -> datetime:

@@ -107,7 +107,8 @@ class DeltaReads(StreamedProjects, Protocol):
     def count_by_status(self, statuses: Sequence[str]) -> dict[str, int]:
         ...
 
-    def own_document(self, collection: str, name: str, op: str) -> Document | None:
+    def own_document(self, collection: str, name: str, op: str,
+                     fields: Sequence[str] | None = None) -> Document | None:
         ...
 
     def put_own_document(self, collection: str, name: str, fields: Mapping[str, Any],

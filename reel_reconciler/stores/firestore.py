@@ -19,6 +19,7 @@ from google.cloud.firestore_v1.types import (
     BatchGetDocumentsResponse,
     CommitRequest,
     CommitResponse,
+    DocumentMask,
     RunAggregationQueryRequest,
     RunAggregationQueryResponse,
     RunQueryRequest,
@@ -328,10 +329,12 @@ class FirestoreStore:
         another process wrote it since): a trip and a resume never overwrite each other."""
         return self.put_own_document(collection, name, fields, read_update_time, "put_breaker")
 
-    def own_document(self, collection: str, name: str, op: str) -> Document | None:
-        """A document of our own collections (not the app's), None if there is none."""
+    def own_document(self, collection: str, name: str, op: str,
+                     fields: Sequence[str] | None = None) -> Document | None:
+        """A document of our own collections (not the app's), None if there is none; only
+        `fields` of it when given (the read is billed alike, the bytes are not sent)."""
         with self.requests.call(op, name):
-            found = self._get(collection, [name]).get(name)
+            found = self._get(collection, [name], fields).get(name)
         self._billed(1)
         return found
 
@@ -396,12 +399,15 @@ class FirestoreStore:
 
         return self._retried(run)
 
-    def _get(self, collection: str, doc_ids: Sequence[str]) -> dict[str, Document]:
-        """The existing ones among `doc_ids`, by id."""
+    def _get(self, collection: str, doc_ids: Sequence[str],
+             fields: Sequence[str] | None = None) -> dict[str, Document]:
+        """The existing ones among `doc_ids`, by id (only `fields` of each when given)."""
         names = [self.connection.name(collection, doc_id) for doc_id in dict.fromkeys(doc_ids)]
         if not names:
             return {}
-        request = BatchGetDocumentsRequest(database=self.connection.database, documents=names)
+        mask = None if fields is None else DocumentMask(field_paths=list(fields))
+        request = BatchGetDocumentsRequest(database=self.connection.database, documents=names,
+                                           mask=mask)
 
         def run() -> dict[str, Document]:
             responses = self.connection.api.batch_get_documents(

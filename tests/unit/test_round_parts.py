@@ -22,6 +22,7 @@ from reel_reconciler.engine.sweep.delta import (
     RangePart,
     Schedule,
     delta_sweep,
+    fingerprint_store,
     full_ranges,
     round_passes,
 )
@@ -187,6 +188,43 @@ def test_a_lost_fingerprint_document_gives_a_workers_range_a_full_pass() -> None
     assert result.delta is not None
     assert result.delta["fullRanges"] == 1
     assert result.scanned > 0
+
+
+def test_the_coordinator_reads_schedules_not_fingerprints() -> None:
+    """The coordinator asks each range's document for its schedule alone (a document can near
+    a megabyte of fingerprints); a range whose fingerprints no longer decode is chosen for a
+    delta pass by that schedule, and its worker then passes it in full."""
+    projects, objects = world()
+    engine = engine_on(projects, objects)
+    plan = SweepPlan(ranges=4, parallel=2)
+    _worker_round(engine, plan, Schedule(NOW, HOUR / 2, DAY))
+    ranges = plan.key_ranges()
+    store = fingerprint_store(engine)
+    asked: list[Any] = []
+    own_document = projects.own_document
+
+    def recorded(collection: str, name: str, op: str, fields: Any = None) -> Any:
+        found = own_document(collection, name, op, fields)
+        asked.append((op, fields, sorted((found.data or {}) if found else {})))
+        return found
+
+    projects.own_document = recorded  # type: ignore[method-assign]
+    schedule = Schedule(NOW + HOUR / 2, HOUR / 2, DAY)
+    assert round_passes(engine, schedule, ranges) == [False] * 4
+    assert {op for op, _, _ in asked} == {"get_fingerprint_due"}
+    assert all("prints" not in got and "dueAt" in got for _, _, got in asked), asked
+    key = f"{engine.settings.fingerprint_collection}/{store.name(ranges[1])}"
+    doc = projects.breakers[key]
+    projects.breakers[key] = type(doc)(doc.id, {**(doc.data or {}), "prints": b"garbage"},
+                                       doc.update_time)
+    assert round_passes(engine, schedule, [ranges[1]]) == [False]
+    result = delta_sweep(engine, schedule, plan=SweepPlan.of_share([ranges[1]]),
+                         part=RangePart(1, 4, full=False))
+    assert result.delta is not None
+    assert result.delta["fullRanges"] == 1, "the worker found them unusable"
+    overflowing = {**(projects.breakers[key].data or {}), "overflow": True}
+    projects.breakers[key] = type(doc)(doc.id, overflowing, projects.breakers[key].update_time)
+    assert round_passes(engine, schedule, [ranges[1]]) == [True]
 
 
 def test_a_range_swept_twice_keeps_whole_fingerprints_and_both_results(

@@ -364,7 +364,9 @@ def round_passes(engine: Pipeline, schedule: Schedule, ranges: list[KeyRange],
     """For a distributed round's coordinator: whether each range is passed in full, by the
     schedule a local round follows, so that full passes fall in the same rounds. The
     fingerprints are those of `reconciler`, the one its work items name."""
-    full = full_ranges(load_prints(fingerprint_store(engine, reconciler), ranges), schedule)
+    store = fingerprint_store(engine, reconciler)
+    full = due_for_full({key_range: store.due(key_range) for key_range in ranges},
+                        schedule.now, schedule.interval, schedule.full_every)
     return [key_range in full for key_range in ranges]
 
 

@@ -22,6 +22,9 @@ from reel_reconciler.stores import Conflict, StoreError
 
 log = logging.getLogger(__name__)
 
+SCHEDULE_FIELDS = ("format", "overflow", "dueAt")
+"""What a range's document says of its schedule, without the fingerprints' bytes."""
+
 
 @dataclass(frozen=True)
 class Stored:
@@ -72,6 +75,23 @@ class FingerprintStore:
             except fingerprint.Malformed as exc:
                 problem = str(exc)
         return Stored(doc.update_time, None, full_at, None, problem)
+
+    def due(self, key_range: KeyRange) -> datetime | None:
+        """When the range's next full pass is due, from the document's small fields alone
+        (a coordinator choosing passes needs no fingerprints); None: now, for want of a
+        usable document. Fingerprints that do not decode are the worker's to find: it then
+        passes the range in full."""
+        try:
+            doc = self.firestore.own_document(self.collection, self.name(key_range),
+                                              "get_fingerprint_due", SCHEDULE_FIELDS)
+        except StoreError as exc:
+            log.warning("fingerprints unreadable: range passed in full", extra={
+                "reconciler": self.reconciler, "range": str(key_range), "reason": str(exc)})
+            return None
+        data = {} if doc is None else doc.data or {}
+        due_at = data.get("dueAt")
+        usable = data.get("format") == fingerprint.FORMAT and data.get("overflow") is not True
+        return due_at if usable and isinstance(due_at, datetime) else None
 
     def save(self, key_range: KeyRange, prints: dict[str, bytes], full_at: datetime | None,
              due_at: datetime, read: Stored) -> bool:

@@ -2,9 +2,10 @@
 ReelReconciler with `sweep.distribution` is coordinated by the active operator, and both
 operator processes, the active one and a standby paused by Kopf peering, are started with
 `--work-subscription` and take ranges of its rounds from the shared subscription while the
-app simulator generates beside them. A round completes with every range reported, its ranges
-show in `status.lastSweep`, every drifted project is corrected once, the app's live
-generations are left alone, and the standby sweeps ranges too.
+app simulator generates beside them. A round completes with every range reported, the
+ranges' sum shows in `status.lastSweep` (every project scanned, nothing aborted), every
+drifted project is corrected once, the app's live generations are left alone, and the
+standby sweeps ranges too.
 
 The Pub/Sub emulator hands a whole round to one subscriber and the others wait for the next
 (tests/integration/test_sweep_distributed.py), so which process sweeps a given round is the

@@ -36,7 +36,9 @@ def test_values_schema_rejects_bad_values(helm: Path) -> None:
                 ["--set", "operator.envFrom[0].prefix=X_"],
                 ["--set", "fullnameOverride=Not_A_Name"],
                 ["--set", "api.rateLimit=lots"], ["--set", "api.reconciler=no-slash"],
-                ["--set", "api.corsOrigins[0]=*"]):
+                ["--set", "api.corsOrigins[0]=*"],
+                ["--set", "operator.workSubscription=reel-work"],
+                ["--set", "operator.sweepParallel=0"]):
         out = run(helm, "template", "x", CHART, *bad)
         assert out.returncode != 0, f"{bad} was accepted"
         assert "schema" in out.stderr.lower() or "values don't meet" in out.stderr, out.stderr

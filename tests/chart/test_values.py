@@ -7,6 +7,9 @@ from typing import Any
 
 import pytest
 
+from reel_reconciler.cli.worker import parallel_of, subscription_of
+from reel_reconciler.defaults import SWEEP_PARALLEL
+from reel_reconciler.operator.main import build_parser
 from tests.chart.rendering import ALL_ON, of_kind, run, template, template_error
 from tools.manifests import CHART
 
@@ -101,6 +104,24 @@ def test_env_from_reaches_the_operator_container(helm: Path) -> None:
     secret = container(template(helm, "--set", "operator.envFrom[0].secretRef.name=tokens"))
     assert secret["envFrom"] == [{"secretRef": {"name": "tokens"}}]
     assert "envFrom" not in container(template(helm))
+
+
+def test_every_pod_works_sweep_ranges_from_the_work_subscription_when_given(
+        helm: Path) -> None:
+    """The operator reads the flags the chart renders: a bad one would crash-loop every pod."""
+    subscription = "projects/p/subscriptions/reel-work"
+    default = build_parser().parse_args(container(template(helm))["args"])
+    assert default.work_subscription is None
+    args = container(template(helm, "--set", f"operator.workSubscription={subscription}",
+                              "--set", "operator.sweepParallel=2",
+                              "--set", "replicaCount=2"))["args"]
+    parsed = build_parser().parse_args(args)
+    assert (subscription_of(parsed.work_subscription), parallel_of(parsed.sweep_parallel)) \
+        == (subscription, 2)
+    assert "--peering=reel-reconciler" in args, "standby pods take ranges too"
+    alone = container(template(helm, "--set", f"operator.workSubscription={subscription}"))
+    assert parallel_of(build_parser().parse_args(alone["args"]).sweep_parallel) \
+        == SWEEP_PARALLEL
 
 
 def test_termination_grace_period(helm: Path) -> None:

@@ -24,28 +24,22 @@ test needs (tests/integration/test_sweep_distributed_delta.py covers delta round
 from __future__ import annotations
 
 import base64
-import json
 import os
-import random
 import signal
-import string
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from devkit.app import ReelApp, Timing
-from devkit.emulators import Emulator, Emulators, free_port
+from devkit.emulators import Emulators, free_port
 from devkit.notifications import Notifications
 from devkit.seed import World
 from reel_reconciler import defaults
@@ -67,13 +61,15 @@ from tests.support.drifted import (
 )
 from tests.support.patience import bound, holds, wait_for
 from tests.support.watching import REPO, Watch, start_watch
+from tests.support.work import (
+    LEASE,
+    records,
+    spread_user,
+    work_topic,  # noqa: F401 - fixture
+)
 
 PROJECTS = 3_000
-PER_USER = 10
 RANGES = 16
-LEASE = 10
-"""Seconds: the test subscription's ack deadline, and the client library's first lease."""
-ALPHABET = string.digits + string.ascii_letters
 CALLED_OFF = 8_000
 """Drifted projects for the call-off: their two ranges take a worker several seconds."""
 STOP_WITHIN = 5.0
@@ -91,36 +87,8 @@ def waiting(work: Notifications) -> list[dict[str, Any]]:
     return received
 
 
-@pytest.fixture
-def work(emulators: Emulators, pubsub: Emulator,
-         monkeypatch: pytest.MonkeyPatch) -> Notifications:
-    """The work topic and its shared subscription, with a short ack deadline."""
-    monkeypatch.setenv("PUBSUB_EMULATOR_HOST", pubsub.host)
-    name = f"work-{uuid.uuid4().hex[:8]}"
-    created = Notifications(pubsub, emulators.gcp_project, name, name)
-    created.create_topic()
-    created.create_subscription(ack_deadline=LEASE)
-    return created
-
-
-def _user(index: int) -> str:
-    """Owners spread over the alphabet as Firebase uids are, so that every range has work."""
-    rng = random.Random(index // PER_USER)
-    return "".join(rng.choice(ALPHABET) for _ in range(12))
-
-
-def _records(log: Path) -> Iterator[dict[str, Any]]:
-    for line in log.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            yield record
-
-
 def _ranges(log: Path, message: str, round_id: str) -> set[int]:
-    return {int(r["range"]) for r in _records(log)
+    return {int(r["range"]) for r in records(log)
             if r.get("message") == message and r.get("round") == round_id}
 
 
@@ -149,10 +117,10 @@ def _in_the_middle_of_a_range(workers: list[Watch]) -> tuple[Watch, str, int]:
     deadline = time.monotonic() + bound(60)
     while time.monotonic() < deadline:
         for worker in workers:
-            records = list(_records(worker.log))
-            started = {(r["round"], r["range"]) for r in records
+            lines = list(records(worker.log))
+            started = {(r["round"], r["range"]) for r in lines
                        if r.get("message") == "sweep range started"}
-            finished = {(r["round"], r["range"]) for r in records
+            finished = {(r["round"], r["range"]) for r in lines
                         if r.get("message") == "sweep range finished"}
             if started - finished:
                 round_id, index = min(started - finished)
@@ -163,7 +131,7 @@ def _in_the_middle_of_a_range(workers: list[Watch]) -> tuple[Watch, str, int]:
 
 def test_a_round_survives_a_killed_worker_and_takes_a_new_one(
         emulators: Emulators, world: World, work: Notifications, tmp_path: Path) -> None:
-    seed_drifted(world, PROJECTS, _user)
+    seed_drifted(world, PROJECTS, spread_user)
     app = ReelApp(world, Timing(window=0.1, per_prompt=0.4, exists_check=0.2))
     app.create_project("p-ok", user="Ma7", prompts=3)
     app.create_project("p-bad", user="zq", prompts=4)
@@ -204,7 +172,7 @@ def test_a_round_survives_a_killed_worker_and_takes_a_new_one(
             reown_seconds = wait_for(reowned, LEASE + 30, "the dead worker's range re-owned")
         finally:
             poking.set()
-        finished = wait_for(lambda: next((r for r in _records(coordinator.log)
+        finished = wait_for(lambda: next((r for r in records(coordinator.log)
                                           if r.get("message") == "sweep round finished"
                                           and r.get("round") == published), None), 60,
                             lambda: f"the round to finish\n{coordinator.logs()}")
@@ -224,12 +192,12 @@ def test_a_round_survives_a_killed_worker_and_takes_a_new_one(
     leftover = [m for m in waiting(work)
                 if m["message"].get("attributes", {}).get("round") == published]
     assert leftover == [], "no range of the round left in the subscription"
-    dropped = [r for p in others for r in _records(p.log)
+    dropped = [r for p in others for r in records(p.log)
                if str(r.get("message", "")).startswith("work message dropped: not JSON")]
     assert dropped, "the malformed messages were logged"
     assert all(p.proc.returncode == -signal.SIGKILL for p in others), "no worker crashed"
 
-    writes = Counter(r["projectId"] for p in processes for r in _records(p.log)
+    writes = Counter(r["projectId"] for p in processes for r in records(p.log)
                      if r.get("logger") == "reel_reconciler.changes"
                      and r.get("outcome") == "written")
     drifted = {f"p{i:06d}" for i in range(PROJECTS)}
@@ -259,7 +227,7 @@ def test_a_worker_stopped_mid_range_hands_it_back(
     the range it held (it nacks it). When the range comes back is Pub/Sub's part: a nacked
     message is redelivered at once there, while the emulator was measured to hold it for one
     to three minutes, so it is not waited for here (the test above covers redelivery)."""
-    seed_drifted(world, 1_000, _user)
+    seed_drifted(world, 1_000, spread_user)
     settings = settings_for(world, max_destructive=UNBRAKED)
     spec = WatchOptions(sweep_ranges=4, sweep_parallel=1).spec(settings)
     item = WorkItem(ReconcilerId("handback", "test"), 1, spec_snapshot(spec), "r-handback", 0,
@@ -279,7 +247,7 @@ def test_a_worker_stopped_mid_range_hands_it_back(
     assert 0 not in _ranges(worker.log, "sweep range finished", "r-handback")
     result = world.db.collection(defaults.ROUNDS_COLLECTION).document(item.result_id).get()
     assert not result.exists, "a range handed back is not reported"
-    written = sum(1 for r in _records(worker.log)
+    written = sum(1 for r in records(worker.log)
                   if r.get("logger") == "reel_reconciler.changes")
     assert written < 1_000, "it stopped before the end of its range"
 
@@ -291,7 +259,7 @@ def test_a_stopped_coordinator_calls_its_round_off_and_the_workers_stop_writing(
     ranges writes nothing more within 5 s, acks the range instead of handing it back (no one
     is to sweep it for a spec that no longer holds), and goes on taking work. The app
     generates a project in the range meanwhile, untouched by either."""
-    seed_drifted(world, CALLED_OFF, _user)
+    seed_drifted(world, CALLED_OFF, spread_user)
     app = ReelApp(world, Timing(window=0.1, per_prompt=0.4, exists_check=0.2))
     app.create_project("p-live", user="Ma7", prompts=3)
     live = app.generation("p-live").start().run_in_thread()
@@ -324,7 +292,7 @@ def test_a_stopped_coordinator_calls_its_round_off_and_the_workers_stop_writing(
         assert late <= STOP_WITHIN, f"a worker wrote {late:.1f}s after the round was called off"
         assert len(written_times(world)) < CALLED_OFF, "the round stopped before its end"
         assert "sweep range handed back" not in worker.log.read_text()
-        round_id = next(r["round"] for r in _records(worker.log)
+        round_id = next(r["round"] for r in records(worker.log)
                         if r.get("message") == "sweep range started")
         stop = world.db.collection(defaults.ROUNDS_COLLECTION).document(
             call_off_id(round_id)).get()

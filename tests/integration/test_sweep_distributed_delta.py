@@ -25,9 +25,9 @@ from reel_reconciler.stores.work import WorkTopic
 from reel_reconciler.watch import WatchOptions
 from tests.conftest import settings_for
 from tests.integration.test_app_race import engine_for
-from tests.integration.test_sweep_distributed import work  # noqa: F401 - fixture
 from tests.integration.test_sweep_ranges import race_the_app
 from tests.support.patience import wait_for
+from tests.support.work import work_topic  # noqa: F401 - fixture
 
 RANGES = 4
 USERS = 24
@@ -38,7 +38,7 @@ status (5), the indexed pass's queries and the count of projects, whatever the p
 
 
 @pytest.fixture
-def worker(work: Notifications) -> Iterator[SweepWorker]:  # noqa: F811 - the fixture above
+def worker(work: Notifications) -> Iterator[SweepWorker]:
     """A worker pulling the round's ranges in this process, as a `watch` with distribution."""
     running = SweepWorker(work.path, 1)
     running.start()
@@ -70,7 +70,7 @@ def _delta(result: SweepResult) -> dict[str, int]:
 
 
 def test_a_distributed_delta_round_reads_only_changed_users_and_cuts_from_counts(
-        world: World, work: Notifications, worker: SweepWorker,  # noqa: F811
+        world: World, work: Notifications, worker: SweepWorker,
         make_engine: Any) -> None:
     del worker  # running: it sweeps the ranges
     paths = {}
@@ -115,7 +115,7 @@ def test_a_distributed_delta_round_reads_only_changed_users_and_cuts_from_counts
 
 
 def test_distributed_delta_rounds_racing_the_app_catch_a_drift_made_meanwhile(
-        world: World, work: Notifications, worker: SweepWorker) -> None:  # noqa: F811
+        world: World, work: Notifications, worker: SweepWorker) -> None:
     """The app generates beside the rounds; after the first round a clip of a settled project
     disappears. A later round, passing no range in full, reads that user and heals it."""
     del worker

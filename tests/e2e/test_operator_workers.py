@@ -120,7 +120,10 @@ def test_active_and_standby_operator_pods_work_the_ranges_of_distributed_rounds(
         bad = app.generation("p-bad", fail_at=2).start().run_in_thread()
         active.create("main", spec_for(
             world, settle="5s", safety={"maxDestructive": UNBRAKED},
-            sweep={"interval": INTERVAL, "ranges": RANGES, "parallel": 1,
+            # fullEvery at the interval: every round passes every range in full (timed
+            # rounds are delta rounds otherwise), so that each round scans every project.
+            sweep={"interval": INTERVAL, "fullEvery": INTERVAL, "ranges": RANGES,
+                   "parallel": 1,
                    "distribution": {"topic": work.topic_path, "subscription": work.path}}))
         started(active, "main")
         assert (ok.join(bound(60)), bad.join(bound(60))) == ("completed", "failed")

@@ -89,7 +89,8 @@ bench: $(STAMP)
 ## Ranged sweeps with one replica: simulated GCP latency (100k projects, extrapolated to 1M)
 ## at K=1,4,8 and ranges off, then the emulators (10k) before/after three times, and K=1,4,8.
 ## About 25 minutes on 2 cores. BENCH_ARGS="--projects 1000000 --plans 8 --emulated 0" runs
-## the target size (about 8 minutes, 7 GiB).
+## the target size (about 8 minutes, 7 GiB); BENCH_ARGS="--projects 0 --emulated 10000,100000
+## --page-size 300,1000000 --repeat 2" the emulators at 10k and 100k (about 40 minutes).
 bench-scale: $(STAMP)
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
 

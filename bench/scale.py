@@ -1,7 +1,8 @@
 """Ranged sweeps at scale (issue #26): how long one replica takes with K ranges at once, and
 a round spread over replicas.
 
-    python -m bench.scale [--projects 100000] [--replicas 4] [--emulated 10000] [--before REV]
+    python -m bench.scale [--projects 100000] [--replicas 4] [--emulated 10000,100000]
+                          [--before REV]
 
 Two parts, the same sweep code in both:
 
@@ -18,7 +19,8 @@ Two parts, the same sweep code in both:
   On this machine the replicas share its cores, so the figure is an upper bound.
 - Emulated: the same data seeded into the Firestore emulator and a GCS stand-in, each sweep
   in a process of its own (bench.measure), with ranges off before (the code of --before, by
-  default the commit this branch started from) and after, then 64 ranges at K = 1, 4, 8.
+  default the commit this branch started from) and after, then 64 ranges at K = 1, 4, 8;
+  each size of --emulated seeded once for all its runs.
 """
 
 from __future__ import annotations
@@ -297,47 +299,79 @@ def simulate(projects: int, plans: Sequence[str], replicas: Sequence[int] = ()
     return rows
 
 
-def emulate(projects: int, before: str, workdir: Path, repeat: int) -> None:
-    """The same sweeps on the Firestore emulator and the GCS stand-in (bench.run's); the
-    before/after pair `repeat` times, alternating, as one run is 15-30% off the next here."""
+def _before_tree(before: str, workdir: Path) -> Path:
+    """The code of `before` (package and bench), unpacked once for every size."""
+    old = workdir / "before"
+    old.mkdir()
+    archive = subprocess.run(["git", "archive", before, "reel_reconciler", "bench"],
+                             cwd=REPO, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return old
+
+
+def _load() -> str:
+    """The machine's load averages (1, 5, 15 min): the cores are shared with other work."""
+    return " / ".join(f"{figure:.2f}" for figure in os.getloadavg())
+
+
+def _whole(figures: dict[str, Any], projects: int) -> dict[str, Any]:
+    """The figures of a sweep that scanned every project; a stopped one ends the run."""
+    if figures["projects"] != projects:
+        raise SystemExit(f"a sweep scanned {figures['projects']:,} of {projects:,} projects: "
+                         f"{figures['aborted']}")
+    return figures
+
+
+def emulate(projects: int, before: str, old: Path, workdir: Path, repeat: int,
+            page_size: int) -> None:
+    """The same sweeps on the Firestore emulator and the GCS stand-in (bench.run's), seeded
+    once for every run; the before/after pair `repeat` times, in the order before, after,
+    after, before, ... so that a drift of the shared machine weighs on both alike."""
+    workdir.mkdir()
     with ExitStack() as stack:
         fs = firestore_emulator(workdir)
         fs.start()
         stack.callback(fs.stop)
         stack.enter_context(patch.dict(os.environ, {"FIRESTORE_EMULATOR_HOST": fs.host,
                                                     "GOOGLE_CLOUD_PROJECT": GCP_PROJECT}))
+        started = time.monotonic()
         objects: list[tuple[str, str]] = []
         jobs = seed_firestore(Generator(projects), objects)
         gcs = start_gcs("index", workdir, objects)
         stack.callback(gcs.stop)
         print(f"\nEmulated: {projects:,} projects, {jobs:,} jobs, {len(objects):,} objects "
-              "(the Firestore emulator and devkit/gcs_server.py; no injected latency)\n",
+              f"(seeded in {time.monotonic() - started:.1f}s; the Firestore emulator and "
+              f"devkit/gcs_server.py; no injected latency; Firestore pages of {page_size:,})",
               flush=True)
-        env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}"}
-        old = workdir / "before"
-        old.mkdir()
-        archive = subprocess.run(["git", "archive", before, "reel_reconciler", "bench"],
-                                 cwd=REPO, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+        del objects
+        # The emulator answers a filtered query (the active jobs) by scanning the collection:
+        # at 100,000 projects on a loaded machine that outlasts the default 10 s a request.
+        env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://{gcs.host}",
+               "REEL_REQUEST_TIMEOUT": "120", "REEL_RETRY_DEADLINE": "300"}
         assert fs.proc is not None
         assert gcs.proc is not None
-        common = ["--page-size", "300", "--process-groups", f"{fs.proc.pid},{gcs.proc.pid}"]
-        measure(env, workdir, "warmup", "--approach", "sweep", *common)
-        print("| code | plan | wall s | CPU s self / emulators | GCS requests | "
-              "Firestore requests |")
-        print("|---|---|---:|---:|---:|---:|")
-        before_env = {**env, "PYTHONPATH": f"{old}:{REPO}"}
-        runs = [(f"before ({before})", "ranges off", [], before_env),
-                ("after", "ranges off", ["--ranges", "1"], env)] * repeat
+        common = ["--page-size", str(page_size),
+                  "--process-groups", f"{fs.proc.pid},{gcs.proc.pid}"]
+        f = _whole(measure(env, workdir, "warmup", "--approach", "sweep", *common), projects)
+        print(f"Untimed warm-up sweep: {f['seconds']:.1f}s; load average {_load()}\n",
+              flush=True)
+        print("| code | plan | wall s | projects/s | Firestore reads | GCS requests | "
+              "Firestore requests | peak RSS MiB | CPU s self / emulators |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        pair = [(f"before ({before})", "ranges off", [],
+                 {**env, "PYTHONPATH": f"{old}:{REPO}"}),
+                ("after", "ranges off", ["--ranges", "1"], env)]
+        runs = [run for turn in range(repeat) for run in (pair if turn % 2 == 0 else pair[::-1])]
         runs += [("after", f"64 ranges, K={k}", ["--ranges", "64", "--parallel", str(k)], env)
                  for k in (1, 4, 8)]
         for number, (code, plan, extra, run_env) in enumerate(runs):
-            f = measure(run_env, workdir, f"run-{number}", "--approach", "sweep", *common,
-                        *extra)
-            assert f["projects"] == projects, f
-            print(f"| {code} | {plan} | {f['seconds']:.1f} | {f['cpu_self']:.1f} / "
-                  f"{f['cpu_emulators']:.1f} | {f['gcs_requests']:,} | "
-                  f"{f['firestore_requests']:,} |", flush=True)
+            f = _whole(measure(run_env, workdir, f"run-{number}", "--approach", "sweep",
+                               *common, *extra), projects)
+            print(f"| {code} | {plan} | {f['seconds']:.1f} | {projects / f['seconds']:,.0f} | "
+                  f"{f['firestore_reads']:,} | {f['gcs_requests']:,} | "
+                  f"{f['firestore_requests']:,} | {f['peak_rss_mib']:.0f} | "
+                  f"{f['cpu_self']:.1f} / {f['cpu_emulators']:.1f} |", flush=True)
+        print(f"\nLoad average after {projects:,}: {_load()}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,22 +385,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", default="4",
                         help="simulated replicas sharing one round, each K=8, as processes "
                         "taking ranges from one queue (comma-separated counts; '': none)")
-    parser.add_argument("--emulated", type=int, default=10_000,
-                        help="projects on the emulators (0: skip)")
+    parser.add_argument("--emulated", default="10000",
+                        help="projects on the emulators, comma-separated sizes each seeded "
+                        "and measured in turn, e.g. 10000,100000 ('' or 0: skip)")
+    parser.add_argument("--page-size", default="300",
+                        help="Firestore page on the emulators, one for every size or one per "
+                        "size of --emulated, comma-separated (300: the controller's default; "
+                        "the emulator has no index and sorts the whole collection for every "
+                        "page, so at 100,000 a page of 300 costs it about half an hour of CPU "
+                        "a sweep)")
     parser.add_argument("--repeat", type=int, default=3,
                         help="runs of the emulated before/after pair")
     parser.add_argument("--before", default="3e35b7f",
                         help="the code for the 'before' run on the emulators")
     args = parser.parse_args(argv)
+    try:
+        sizes = [int(n) for n in args.emulated.split(",") if n and int(n)]
+        pages = [int(n) for n in args.page_size.split(",") if n]
+    except ValueError as exc:
+        parser.error(f"--emulated and --page-size take comma-separated whole numbers: {exc}")
+    if len(pages) == 1:
+        pages *= len(sizes)
+    if sizes and len(pages) != len(sizes):
+        parser.error(f"--page-size: {len(pages)} sizes of page for {len(sizes)} sizes of "
+                     "--emulated (give one, or one per size)")
     logging.disable(logging.WARNING)  # the data's skipped and invalid projects, one line each
     print(f"# reel-reconciler ranged sweeps: one replica ({os.cpu_count()} cores, "
           f"{time.strftime('%Y-%m-%d')})\n", flush=True)
     if args.projects:
         simulate(args.projects, [p for p in args.plans.split(",") if p],
                  [int(n) for n in args.replicas.split(",") if n])
-    if args.emulated:
+    if sizes:
         with tempfile.TemporaryDirectory(prefix="reel-scale-") as workdir:
-            emulate(args.emulated, args.before, Path(workdir), args.repeat)
+            old = _before_tree(args.before, Path(workdir))
+            for size, page_size in zip(sizes, pages, strict=True):
+                print(f"\nLoad average before {size:,}: {_load()}", flush=True)
+                emulate(size, args.before, old, Path(workdir) / f"emulated-{size}", args.repeat,
+                        page_size)
     return 0
 
 

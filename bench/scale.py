@@ -16,7 +16,9 @@ Two parts, the same sweep code in both:
   copy-on-write), each holding up to 8 ranges at once and taking the next from one shared
   queue as a worker takes the next message of the work subscription (`SweepPlan.of_share`,
   the code a worker runs); the coordinator then passes the projects without a userId.
-  On this machine the replicas share its cores, so the figure is an upper bound.
+  On this machine the replicas share its cores, so the figure is an upper bound; with
+  `--apart` each replica runs alone in turn on a fixed share of the ranges, standing for a
+  machine of its own, and the round lasts as long as the slowest.
 - Emulated: the same data seeded into the Firestore emulator and a GCS stand-in, each sweep
   in a process of its own (bench.measure), with ranges off before (the code of --before, by
   default the commit this branch started from) and after, then 64 ranges at K = 1, 4, 8;
@@ -216,7 +218,7 @@ def _replica(number: int, store: IndexedProjects, bucket: IndexedObjects, ranges
                 totals["scanned"] += result.scanned
                 totals["ranges"] += 1
 
-    cpu, before = time.process_time(), engine.request_count()
+    cpu, before, started = time.process_time(), engine.request_count(), time.monotonic()
     threads = [threading.Thread(target=take) for _ in range(parallel)]
     for thread in threads:
         thread.start()
@@ -224,33 +226,56 @@ def _replica(number: int, store: IndexedProjects, bucket: IndexedObjects, ranges
         thread.join()
     totals["gcs"], totals["firestore"] = (
         now - then for now, then in zip(engine.request_count(), before, strict=True))
-    done.put({**totals, "cpu": time.process_time() - cpu})
+    done.put({**totals, "cpu": time.process_time() - cpu,
+              "seconds": time.monotonic() - started})
 
 
-def replicated(store: IndexedProjects, bucket: IndexedObjects, projects: int, count: int,
-               parallel: int, ranges: int = 64) -> dict[str, Any]:
-    """A round spread over `count` replicas (processes forked from this one, the data shared
-    copy-on-write), each holding up to `parallel` ranges; then the coordinator's pass over
-    projects without a usable userId. Its reads of the results are left out: a few a round."""
-    context = multiprocessing.get_context("fork")
+def _fork(context: Any, numbers: Sequence[int], shares: Sequence[Sequence[int]],
+          store: IndexedProjects, bucket: IndexedObjects, ranges: int, parallel: int
+          ) -> list[dict[str, Any]]:
+    """Replicas `numbers` at once, each taking ranges from one queue holding `shares`."""
     work, done = context.Queue(), context.Queue()
-    for index in range(ranges):
-        work.put(index)
-    for _ in range(count * parallel):
+    for share in shares:
+        for index in share:
+            work.put(index)
+    for _ in range(len(numbers) * parallel):
         work.put(None)
-    started = time.monotonic()
     processes = [context.Process(target=_replica, args=(n, store, bucket, ranges, parallel,
-                                                        work, done)) for n in range(count)]
+                                                        work, done)) for n in numbers]
     for process in processes:
         process.start()
     figures = [done.get() for _ in processes]
     for process in processes:
         process.join()
+    return figures
+
+
+def replicated(store: IndexedProjects, bucket: IndexedObjects, projects: int, count: int,
+               parallel: int, ranges: int = 64, apart: bool = False) -> dict[str, Any]:
+    """A round spread over `count` replicas (processes forked from this one, the data shared
+    copy-on-write), each holding up to `parallel` ranges; then the coordinator's pass over
+    projects without a usable userId. Its reads of the results are left out: a few a round.
+
+    Together, the replicas share this machine's cores and take ranges from one queue. `apart`
+    stands for machines of their own: each replica runs alone in turn on every `count`-th
+    range (a fixed share: the queue only balances better), and the round lasts as long as
+    the slowest."""
+    context = multiprocessing.get_context("fork")
+    started = time.monotonic()
+    if apart:
+        figures = [_fork(context, [n], [range(n, ranges, count)], store, bucket, ranges,
+                         parallel)[0] for n in range(count)]
+    else:
+        figures = _fork(context, range(count), [range(ranges)], store, bucket, ranges,
+                        parallel)
+    ranges_done = time.monotonic()
     coordinator = Pipeline(settings(), store, bucket, Recorder(ReconcilerId("bench")))
     rest = sweep(coordinator, dry_run=True, keep_reports=False,
                  plan=SweepPlan.of_share([], remainder=True))
     seconds = time.monotonic() - started
-    figures.append({"scanned": rest.scanned, "ranges": 0, "cpu": 0.0,
+    if apart:
+        seconds += max(f["seconds"] for f in figures) - (ranges_done - started)
+    figures.append({"scanned": rest.scanned, "ranges": 0, "cpu": 0.0, "seconds": 0.0,
                     "gcs": rest.gcs_requests, "firestore": rest.firestore_requests})
     scanned = sum(f["scanned"] for f in figures)
     assert scanned == projects, scanned
@@ -261,8 +286,8 @@ def replicated(store: IndexedProjects, bucket: IndexedObjects, projects: int, co
             "busiest": max(f["ranges"] for f in figures)}
 
 
-def simulate(projects: int, plans: Sequence[str], replicas: Sequence[int] = ()
-             ) -> list[dict[str, Any]]:
+def simulate(projects: int, plans: Sequence[str], replicas: Sequence[int] = (),
+             apart: bool = False) -> list[dict[str, Any]]:
     started = time.monotonic()
     store, bucket, objects = simulated_stores(projects)
     print(f"Simulated: {projects:,} projects, {len(store.jobs):,} jobs, {objects:,} objects "
@@ -288,12 +313,14 @@ def simulate(projects: int, plans: Sequence[str], replicas: Sequence[int] = ()
               f"{result.gcs_requests:,} | {result.firestore_requests:,} | "
               f"{scaled:,.0f} ({scaled / 60:.1f} min) |", flush=True)
     for count in replicas:
-        f = replicated(store, bucket, projects, count, 8)
+        f = replicated(store, bucket, projects, count, 8, apart=apart)
         scaled = f["seconds"] * TARGET / projects
         rows.append({"plan": f"{count} replicas", "projects": projects, **f,
                      "at_target": scaled})
-        print(f"| 64 ranges over {count} replicas, K=8 each (at most {f['busiest']} ranges "
-              f"in one) | {projects:,} | {f['seconds']:.1f} | {f['cpu']:.1f} | "
+        where = ("each alone in turn, standing for machines of their own" if apart else
+                 f"at most {f['busiest']} ranges in one")
+        print(f"| 64 ranges over {count} replicas, K=8 each ({where}) | {projects:,} | "
+              f"{f['seconds']:.1f} | {f['cpu']:.1f} | "
               f"{f['gcs']:,} | {f['firestore']:,} | {scaled:,.0f} ({scaled / 60:.1f} min) |",
               flush=True)
     return rows
@@ -385,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replicas", default="4",
                         help="simulated replicas sharing one round, each K=8, as processes "
                         "taking ranges from one queue (comma-separated counts; '': none)")
+    parser.add_argument("--apart", action="store_true",
+                        help="run the replicas one at a time, each on its share of the ranges, "
+                        "standing for machines of their own (the round lasts as long as the "
+                        "slowest) rather than sharing this machine's cores")
     parser.add_argument("--emulated", default="10000",
                         help="projects on the emulators, comma-separated sizes each seeded "
                         "and measured in turn, e.g. 10000,100000 ('' or 0: skip)")
@@ -414,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{time.strftime('%Y-%m-%d')})\n", flush=True)
     if args.projects:
         simulate(args.projects, [p for p in args.plans.split(",") if p],
-                 [int(n) for n in args.replicas.split(",") if n])
+                 [int(n) for n in args.replicas.split(",") if n], args.apart)
     if sizes:
         with tempfile.TemporaryDirectory(prefix="reel-scale-") as workdir:
             old = _before_tree(args.before, Path(workdir))

@@ -208,7 +208,7 @@ class ListenerSet:
         if not self._firestore_up or self._restart_reason(now) not in (None,
                                                                       RestartReason.SCHEDULED):
             return None
-        feed = self.listeners[1].feed
+        feed = next(listener.feed for listener in self.listeners if listener.name == JOBS)
         return None if feed is None else feed.view()
 
     def start(self) -> None:

@@ -3,8 +3,8 @@ message per range to the work topic, then the ranges' result documents read unti
 range has reported or the round's bound has passed, added up into one `SweepResult` that is
 recorded and returned exactly as a local sweep's.
 
-A timed round is a delta round, as locally: the coordinator reads each range's fingerprint
-document to choose, by the same schedule, which ranges are passed in full, and does the
+A timed round is a delta round, as locally: the coordinator reads each range's schedule
+(not its fingerprints) to choose, by the same rule, which ranges are passed in full, and does the
 round's indexed pass itself once the ranges reported. A forced round passes every range in
 full, and its ranges' projects per user give the next split points, as a forced local
 sweep's do.

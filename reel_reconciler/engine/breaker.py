@@ -50,6 +50,15 @@ class BreakerState:
                    resumed_token=token if isinstance(token, str) else None)
 
 
+@dataclass(frozen=True)
+class Suspicion:
+    """Why every destructive correction is suspect for now, and how to ask whether it still
+    is."""
+
+    reason: str
+    holds: Callable[[], bool]
+
+
 class Breaker:
     """One reconciler's breaker. Thread-safe: the sweep's pool, the queue's workers and the
     notification path all ask it."""
@@ -62,7 +71,7 @@ class Breaker:
         self.state = BreakerState()
         self._lock = threading.Lock()
         self._recent: deque[float] = deque()
-        self._suspicion: str | None = None
+        self._suspicion: Suspicion | None = None
         self._read_time: datetime | None = None
         self._unsaved = False
         """Tripped here, not yet in the document (a failed write): the next load retries."""
@@ -84,11 +93,13 @@ class Breaker:
         metrics.BREAKER_TRIPPED.labels(self._label).set(1 if state.tripped else 0)
         return state
 
-    def suspect(self, reason: str) -> None:
-        """Until `clear_suspicion`, the first destructive correction trips the breaker: what
-        the caller saw (a bucket with nothing under the root) makes any of them suspect."""
+    def suspect(self, reason: str, holds: Callable[[], bool]) -> None:
+        """Until `clear_suspicion`, a destructive correction trips the breaker while `holds()`
+        says what the caller saw (a bucket with nothing under the root) is still so. It is
+        asked again at the correction because the world moves on: a sweep that began on an
+        empty bucket may meet the first clips written after its start."""
         with self._lock:
-            self._suspicion = reason
+            self._suspicion = Suspicion(reason, holds)
 
     def clear_suspicion(self) -> None:
         with self._lock:
@@ -97,14 +108,15 @@ class Breaker:
     def allow(self) -> str | None:
         """Before each destructive write: None to go ahead (the budget is spent), else why
         not. The first refusal trips the breaker."""
+        suspicion = self._standing_suspicion()
         with self._lock:
             if self.state.tripped:
                 return self.state.reason or "writes paused"
             now = self.clock()
             while self._recent and now - self._recent[0] > self.window:
                 self._recent.popleft()
-            if self._suspicion is not None:
-                reason = self._suspicion
+            if suspicion is not None:
+                reason = suspicion.reason
             elif len(self._recent) >= self.budget:
                 reason = (f"more than {self.budget} destructive corrections within "
                           f"{self.window:.0f}s")
@@ -122,6 +134,27 @@ class Breaker:
         except StoreError as exc:
             log.warning("breaker state not saved yet", extra={"error": str(exc)})
         return reason
+
+    def _standing_suspicion(self) -> Suspicion | None:
+        """The suspicion, asked again outside the lock (it reads storage); one that no longer
+        holds is dropped. A check that fails leaves it standing: the safe side."""
+        with self._lock:
+            suspicion = self._suspicion
+        if suspicion is None:
+            return None
+        try:
+            holds = suspicion.holds()
+        except StoreError as exc:
+            log.warning("suspicion not checked again", extra={"error": str(exc)})
+            return suspicion
+        if holds:
+            return suspicion
+        with self._lock:
+            if self._suspicion is suspicion:
+                self._suspicion = None
+        log.info("suspicion dropped", extra={"reconciler": self._label,
+                                             "reason": suspicion.reason})
+        return None
 
     def resume(self, token: str) -> None:
         """A person's word: destructive writes go on, with a fresh budget. Raises StoreError."""

@@ -116,6 +116,11 @@ class Listener:
         return feed is None or not feed.is_active
 
     @property
+    def callback_failed(self) -> bool:
+        """Our callback raised: ids may have been lost (a stream that ended is `closed`)."""
+        return self._failure is not None
+
+    @property
     def error(self) -> BaseException | None:
         """Our callback's failure, or the feed's (a broken protocol, a stream ended for good)."""
         feed = self._feed
@@ -305,7 +310,7 @@ class ListenerSet:
 
     def _restart_reason(self, now: float) -> RestartReason | None:
         for listener in self.listeners:
-            if listener.error is not None:
+            if listener.callback_failed:
                 return RestartReason.CALLBACK_ERROR
             if listener.closed:
                 return RestartReason.CLOSED

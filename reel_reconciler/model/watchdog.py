@@ -10,7 +10,7 @@ class RestartReason(StrEnum):
     CALLBACK_ERROR = "callback_error"
     """Our own callback raised: the listener's stream is no longer trusted."""
     CLOSED = "closed"
-    """The client closed a Firestore listener's stream."""
+    """A Firestore listener's stream ended (closed, refused by the server, or broken)."""
     SILENCE = "silence"
     """The heartbeat listener heard nothing past the silence threshold."""
     SCHEDULED = "scheduled"

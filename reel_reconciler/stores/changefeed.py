@@ -70,6 +70,37 @@ def _terminal(error: Any) -> bool:
     return isinstance(_wrap(error), gexc.Cancelled)
 
 
+QUICK_REOPENS = 4
+"""Reopens in place without an answer in between before a stream is let end: api_core asks
+twice about one failure (its receiving thread and gRPC's callback), so this is two failures."""
+
+
+class Recovery:
+    """Whether a broken stream ends rather than being reopened in place (api_core's
+    ResumableBidiRpc asks on every error, before it asks whether to recover). It reopens at
+    once, with no pause, and each attempt starts a thread; against a server that refuses every
+    connection it would spin for as long as the server is down, and on after `close()`
+    (which does not stop a reopen driven by gRPC's callback). So a stream that is not
+    answered between failures, or that we closed, ends; the listener watchdog restarts it
+    with its backoff."""
+
+    def __init__(self) -> None:
+        self.closed = threading.Event()
+        self._unanswered = 0
+        self._lock = threading.Lock()
+
+    def answered(self) -> None:
+        with self._lock:
+            self._unanswered = 0
+
+    def __call__(self, error: Any) -> bool:
+        if _terminal(error) or self.closed.is_set():
+            return True
+        with self._lock:
+            self._unanswered += 1
+            return self._unanswered > QUICK_REOPENS
+
+
 class ChangeFeed:
     """One Listen stream on one target. `on_changes` runs on the feed's thread for the first
     consistent snapshot, then for each one with changes; it must be quick (it only enqueues,
@@ -110,6 +141,7 @@ class ChangeFeed:
         self.skipped = 0
         """Members the first snapshot did not report: unchanged since the state handed in."""
         self._rpc: ResumableBidiRpc | None = None
+        self._recovery = Recovery()
         self._consumer: BackgroundConsumer | None = None
         self._lifecycle = threading.RLock()
         self.last_event = 0.0
@@ -118,6 +150,8 @@ class ChangeFeed:
         self._fresh = self._resume_token is None
         """The connection listens without a resume token: its first snapshot resends (and
         bills) every match."""
+        self.connections = 0
+        """Connections made (the first and every reopen in place)."""
 
     @property
     def resume_token(self) -> bytes | None:
@@ -154,9 +188,10 @@ class ChangeFeed:
             self._close()
 
     def _open(self) -> None:
+        self._recovery = Recovery()
         rpc = ResumableBidiRpc(
             start_rpc=self._connection.api.transport.listen,
-            should_recover=_recoverable, should_terminate=_terminal,
+            should_recover=_recoverable, should_terminate=self._recovery,
             initial_request=self._request, metadata=self._connection.metadata)
         rpc.add_done_callback(lambda future: self._on_done(rpc, future))
         self._rpc = rpc
@@ -166,6 +201,7 @@ class ChangeFeed:
     def _close(self) -> None:
         consumer, self._consumer = self._consumer, None
         rpc, self._rpc = self._rpc, None
+        self._recovery.closed.set()
         if consumer is not None:
             consumer.stop()
         if rpc is not None:
@@ -189,6 +225,7 @@ class ChangeFeed:
     def _request(self) -> ListenRequest:
         """The first request of every (re)connection: resume where the last snapshot ended."""
         target = dict(self._target)
+        self.connections += 1
         self._fresh = self._resume_token is None
         if self._resume_token is not None:
             target["resume_token"] = self._resume_token
@@ -203,6 +240,7 @@ class ChangeFeed:
     def _on_response(self, response: Any) -> None:
         if response is None:  # a stream ended: its thread exits, `is_active` says so
             return
+        self._recovery.answered()
         self.last_event = time.time()
         try:
             if not self.handle(type(response).pb(response)):

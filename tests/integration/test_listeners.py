@@ -13,7 +13,7 @@ from devkit.emulators import Emulators, firestore_emulator
 from devkit.seed import World
 from reel_reconciler.engine.listener import ListenerSet, WatchdogSettings, safe_beat
 from reel_reconciler.model import ReconcilerId
-from reel_reconciler.stores.changefeed import Change
+from reel_reconciler.stores.changefeed import QUICK_REOPENS, Change
 from reel_reconciler.stores.firestore import FirestoreStore
 from tests.conftest import settings_for
 from tests.support.patience import bound
@@ -173,8 +173,9 @@ def test_heartbeat_makes_listeners_healthy(world: World,
 
 def test_watchdog_restarts_silent_listeners_across_an_emulator_restart(
         emulators: Emulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Kill the Firestore emulator for longer than the silence threshold, then restart it:
-    the watchdog sees the silence, restarts the listeners, and events flow again."""
+    """Kill the Firestore emulator, then restart it: the streams the server refuses end (they
+    are not reopened without pause), the watchdog restarts the listeners with its backoff
+    until the server is back, and events flow again."""
     fs = firestore_emulator(tmp_path)
     fs.start()
     monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", fs.host)
@@ -200,7 +201,7 @@ def test_watchdog_restarts_silent_listeners_across_an_emulator_restart(
             if reason:
                 reasons.append(reason)
 
-        wait_until(lambda: not found.healthy and "silence" in reasons, 15, tick_down)
+        wait_until(lambda: not found.healthy and "closed" in reasons, 15, tick_down)
         time.sleep(1)
         fs.start()
         wait_until(lambda: found.healthy, 30, tick)
@@ -209,6 +210,34 @@ def test_watchdog_restarts_silent_listeners_across_an_emulator_restart(
         inbox.wait_for("after-restart", timeout=15)
     finally:
         found.stop()
+        fs.stop()
+
+
+def test_a_feed_whose_server_is_gone_ends_instead_of_reconnecting_without_pause(
+        emulators: Emulators, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The client library reopens a broken stream at once, again and again, a thread each
+    time, for as long as the server refuses: a feed must end instead (the watchdog restarts
+    it with backoff), and stay ended once stopped."""
+    fs = firestore_emulator(tmp_path)
+    fs.start()
+    monkeypatch.setenv("FIRESTORE_EMULATOR_HOST", fs.host)
+    world = World.create(emulators.gcp_project)
+    world.add_job("p-a", status="processing", job_id="job-a")
+    seen: list[list[Change]] = []
+    feed = FirestoreStore(settings_for(world), TESTS).watch_active_jobs(seen.append)
+    feed.start()
+    try:
+        wait_until(lambda: bool(seen), 10, lambda: None)
+        threads = threading.active_count()
+        fs.stop()
+        wait_until(lambda: feed.error is not None, 10, lambda: None)
+        ended = feed.connections
+        time.sleep(3)
+        assert feed.connections == ended, f"{feed.connections - ended} reconnections after the end"
+        assert ended <= 1 + QUICK_REOPENS, f"{ended} connections"
+        assert threading.active_count() <= threads + 2
+    finally:
+        feed.stop()
         fs.stop()
 
 

@@ -433,6 +433,9 @@ def live_reconciler(world: World, emulators: Emulators,
         "storage": {"bucket": world.bucket, "rootPrefix": world.root_prefix,
                     "notifications": {"subscription": notes.path}},
         "settle": "0s", "concurrency": 2, "rateLimit": 2,
+        # The phases fail their stale jobs themselves: the runtime's own timer, which runs at
+        # the start, must not come round again in a slow run and fail them first.
+        "staleJobs": {"interval": "1h"},
         # Ranges one at a time: the round's backlog stays up for a few scrapes.
         "sweep": {"ranges": 32, "parallel": 1, "distribution": {
             "topic": work.topic_path, "subscription": work.path}},

@@ -128,3 +128,20 @@ def test_a_sweep_of_a_bucket_with_nothing_under_the_root_writes_nothing_destruct
     assert "lists nothing under reel-maker/" in (
         report.reason or "")
     assert projects.writes == []
+
+
+def test_a_sweep_begun_on_an_empty_bucket_corrects_once_clips_have_appeared() -> None:
+    """A first deployment: the sweep starts before the app's first upload, and meets a project
+    whose clip was written and then deleted while it ran. The bucket is not empty any more,
+    so the correction is an ordinary one, within the budget, and the breaker stays closed."""
+    projects, objects = MemoryProjects(), MemoryObjects()
+    engine = pipeline(projects, objects, max_destructive=50)
+    suspect_an_empty_bucket(engine)
+    objects.put(clip("p1"))
+    ready_claiming(projects, "p0")
+    assert engine.reconcile("p0", Trigger.SWEEP).action is Action.CORRECTED
+    assert not engine.breaker.state.tripped
+    del objects.objects[clip("p1")]
+    ready_claiming(projects, "p2")
+    assert engine.reconcile("p2", Trigger.SWEEP).action is Action.CORRECTED, \
+        "a suspicion found false is dropped, not asked again"

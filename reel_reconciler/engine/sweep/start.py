@@ -18,9 +18,14 @@ def streams_of(engine: Pipeline) -> tuple[StreamedProjects, ListedObjects]:
 def suspect_an_empty_bucket(engine: Pipeline) -> None:
     """A bucket with nothing under the root while projects claim clips is a configuration
     error (a wrong bucket or prefix), not a mass deletion: the first destructive correction of
-    such a sweep trips the breaker instead of being written."""
+    such a sweep trips the breaker instead of being written, if the bucket still lists nothing
+    then (the app may have written its first clips since)."""
     location = engine.policy.location
     root = location.root_prefix + "/"
-    if not engine.gcs.any_under(root):
+
+    def empty() -> bool:
+        return not engine.gcs.any_under(root)
+
+    if empty():
         engine.breaker.suspect(f"bucket {location.bucket!r} lists nothing under {root} while "
-                               "projects claim clips there: a wrong bucket or prefix?")
+                               "projects claim clips there: a wrong bucket or prefix?", empty)

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from google.api_core.exceptions import NotFound
 from rich.console import Console
 from rich.table import Table
 
@@ -197,7 +198,7 @@ def _run(duration: float, broken: str | None, seed: int, console: Console, timin
                  and record.get("document") == "project" and record.get("outcome") == "written")
     history.stop()
     end = datetime.now(UTC)
-    objects = {blob.name: blob.time_created for blob in world.gcs.list_blobs(world.bucket)}
+    objects = _objects(world, workdir)
     stuck = [*workload.stuck, *faults.stuck]
     verdict = check(history, timing, stuck, objects, faults.outages, end)
     if reconciler.died:
@@ -228,6 +229,19 @@ def _record(line: str) -> dict[str, Any]:
 
 
 ARTIFACTS = REPO / ".cache" / "soak"
+
+
+def _objects(world: World, workdir: Path) -> dict[str, datetime]:
+    """Every object in the bucket with its creation time. A bucket fake-gcs-server lost
+    across its restart is a fault of the stand-in, said in one line, its log kept."""
+    try:
+        return {blob.name: blob.time_created for blob in world.gcs.list_blobs(world.bucket)}
+    except NotFound:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(workdir / "fake-gcs-server.log", ARTIFACTS / "fake-gcs-server.log")
+        raise SystemExit(f"soak: fake-gcs-server lost the bucket {world.bucket!r} (restarted "
+                         f"by the gcs_down fault); its log: {ARTIFACTS / 'fake-gcs-server.log'}"
+                         ) from None
 
 
 def _keep(workdir: Path, history: History, verdict: Verdict, stuck: list[Stuck]) -> None:

@@ -137,9 +137,10 @@ class Breaker:
 
     def _standing_suspicion(self) -> Suspicion | None:
         """The suspicion, asked again outside the lock (it reads storage); one that no longer
-        holds is dropped. A check that fails leaves it standing: the safe side."""
+        holds is dropped. A check that fails leaves it standing: the safe side. A tripped
+        breaker refuses anyway, so it is not asked then."""
         with self._lock:
-            suspicion = self._suspicion
+            suspicion = None if self.state.tripped else self._suspicion
         if suspicion is None:
             return None
         try:

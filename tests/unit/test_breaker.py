@@ -127,6 +127,11 @@ def test_a_sweep_of_a_bucket_with_nothing_under_the_root_writes_nothing_destruct
     assert report.action is Action.SKIPPED
     assert "lists nothing under reel-maker/" in (
         report.reason or "")
+    listed = objects.requests.by_op()["list"]
+    ready_claiming(projects, "p1")
+    assert engine.reconcile("p1", Trigger.SWEEP).action is Action.SKIPPED
+    assert objects.requests.by_op()["list"] == listed + 1, \
+        "once tripped, the bucket is not asked again at each correction"
     assert projects.writes == []
 
 
